@@ -1,0 +1,157 @@
+import { gemm, syevr } from '../linalg/index.js';
+import type { Mat } from '../linalg/types.js';
+import { congruence, mat, symmetrize } from './dense.js';
+import { conditioning, conditioningFromSpectrum, defaultRtol, matrixCondition } from './spectrum.js';
+
+export interface ClosedFormOptions {
+  kappaBudget: number;
+  /** Fixed trade-off; when absent α is the largest one that keeps the benign ratio ≤ 1 and κ(θ) within budget. */
+  alpha?: number;
+  /** Ridge candidates ε (relative to λ_max(K_P)) for K_P^{-1/2}. */
+  ridges: number[];
+  rtol?: number;
+}
+
+/** Smaller trade-offs tried, in order, when the largest α fails the attack check. */
+const ALPHA_BACKOFF = [0.75, 0.5, 0.25];
+
+export const CLOSED_FORM_DEFAULTS: ClosedFormOptions = { kappaBudget: 1e4, ridges: [1e-2, 1e-3, 1e-4] };
+
+export interface ClosedFormResult {
+  theta: Mat;
+  alpha: number;
+  ridge: number;
+  kappaM: number;
+  thetaCondition: number;
+  benignRatio: number;
+  harmfulRatio: number;
+}
+
+interface Basis {
+  /** (K_P + ε·λ_max·I)^{-1/2} */
+  R: Mat;
+  Q: Mat;
+  lambdas: Float64Array;
+  kappaM: number;
+}
+
+/** M = K_P^{-1/2} K_H K_P^{-1/2} (ridged), and its eigenbasis: the generalized eigenbasis of (K_H, K_P). */
+export function generalizedBasis(KP: Mat, KH: Mat, ridge: number, rtol = defaultRtol(KP.rows)): Basis {
+  const D = KP.rows;
+  const eig = syevr(KP);
+  const lmax = eig.values[D - 1];
+  const V = eig.vectors!;
+  const scaledV = mat(D, D);
+  for (let i = 0; i < D; i++) {
+    for (let j = 0; j < D; j++) {
+      const p = Math.max(eig.values[j], 0) + ridge * lmax;
+      scaledV.data[i * D + j] = V.data[i * D + j] / Math.sqrt(p);
+    }
+  }
+  const R = symmetrize(gemm(scaledV, V, { transB: true }));
+  const M = congruence(KH, R);
+  const me = syevr(M);
+  const c = conditioningFromSpectrum(me.values, rtol);
+  if (c.kappa === null || c.lambdaMinPositive === null) throw new Error('the harmful Gram matrix is zero');
+  const lambdas = me.values.map((v) => Math.max(v, c.lambdaMinPositive!));
+  return { R, Q: me.vectors!, lambdas, kappaM: c.kappa };
+}
+
+export function thetaFor(b: Basis, alpha: number): Mat {
+  const D = b.Q.rows;
+  const QS = mat(D, D);
+  for (let i = 0; i < D; i++) {
+    for (let j = 0; j < D; j++) QS.data[i * D + j] = b.Q.data[i * D + j] * Math.pow(b.lambdas[j], alpha / 2);
+  }
+  return gemm(b.R, QS);
+}
+
+/**
+ * θ = K_P^{-1/2}·Q·diag(λ^{α/2}) gives κ(H_P) = κ(M)^α and κ(H_H) = κ(M)^{1+α} (for SPD K_P). Over a few ridges,
+ * α is pushed as far as the benign ratio (≤ 1) and the κ(θ) budget allow, and the ridge with the largest harmful
+ * ratio wins.
+ */
+export function closedFormImmunize(
+  KP: Mat,
+  KH: Mat,
+  opts: ClosedFormOptions,
+  acceptable: (theta: Mat) => boolean = () => true,
+): ClosedFormResult {
+  const rtol = opts.rtol ?? defaultRtol(KP.rows);
+  const kP0 = conditioning(KP, rtol).kappa;
+  const kH0 = conditioning(KH, rtol).kappa;
+  if (kP0 === null || kH0 === null) throw new Error('a Gram matrix is zero; there is nothing to immunize');
+  let best: ClosedFormResult | null = null;
+  let bestPasses = false;
+  for (const ridge of opts.ridges) {
+    const basis = generalizedBasis(KP, KH, ridge, rtol);
+    const evaluate = (alpha: number) => {
+      const theta = thetaFor(basis, alpha);
+      const kt = matrixCondition(theta);
+      const kp = conditioning(congruence(KP, theta), rtol).kappa;
+      const kh = conditioning(congruence(KH, theta), rtol).kappa;
+      const ok = kt !== null && kp !== null && kh !== null && kt <= opts.kappaBudget && kp <= kP0;
+      return { theta, kt: kt ?? Infinity, benignRatio: (kp ?? Infinity) / kP0, harmfulRatio: (kh ?? 0) / kH0, ok };
+    };
+    let chosen: { alpha: number; r: ReturnType<typeof evaluate> } | null = null;
+    if (opts.alpha !== undefined) {
+      chosen = { alpha: opts.alpha, r: evaluate(opts.alpha) };
+    } else {
+      let lo = 0;
+      let r0 = evaluate(0);
+      if (!r0.ok) continue;
+      const target = Math.log(kP0) / Math.log(basis.kappaM);
+      let hi = Math.max(2 * target, 1);
+      let rHi = evaluate(hi);
+      if (rHi.ok) {
+        lo = hi;
+        r0 = rHi;
+      } else {
+        for (let i = 0; i < 12; i++) {
+          const mid = (lo + hi) / 2;
+          const r = evaluate(mid);
+          if (r.ok) {
+            lo = mid;
+            r0 = r;
+          } else hi = mid;
+        }
+      }
+      chosen = { alpha: lo, r: r0 };
+    }
+    const tried = opts.alpha !== undefined ? [chosen] : [chosen, ...ALPHA_BACKOFF.map((f) => ({ alpha: chosen!.alpha * f, r: evaluate(chosen!.alpha * f) }))];
+    for (const { alpha, r } of tried) {
+      if (!r.ok && opts.alpha === undefined) continue;
+      const candidate: ClosedFormResult = {
+        theta: r.theta,
+        alpha,
+        ridge,
+        kappaM: basis.kappaM,
+        thetaCondition: r.kt,
+        benignRatio: r.benignRatio,
+        harmfulRatio: r.harmfulRatio,
+      };
+      const passes = acceptable(r.theta);
+      if (best === null || (passes && (!bestPasses || candidate.harmfulRatio > best.harmfulRatio))) {
+        best = candidate;
+        bestPasses = passes;
+      }
+      if (passes) break;
+    }
+  }
+  if (best === null) throw new Error(`no ridge keeps κ(θ) within the budget ${opts.kappaBudget}`);
+  return best;
+}
+
+/**
+ * RIR* = κ(M)·κ(K_P)/κ(K_H). When K_P is rank-deficient, K_P^{-1/2} is taken with the ridge ε = 1/budget², the
+ * smallest ridge at which K_P^{-1/2} alone stays inside the κ(θ) budget.
+ */
+export function rirBound(KP: Mat, KH: Mat, kappaBudget: number, rtol = defaultRtol(KP.rows)): number | null {
+  const kP0 = conditioning(KP, rtol).kappa;
+  const kH0 = conditioning(KH, rtol).kappa;
+  if (kP0 === null || kH0 === null) return null;
+  const fullRank = conditioning(KP, rtol).rank === KP.rows;
+  const ridge = fullRank ? 0 : 1 / (kappaBudget * kappaBudget);
+  const basis = generalizedBasis(KP, KH, ridge, rtol);
+  return (basis.kappaM * kP0) / kH0;
+}

@@ -1,0 +1,328 @@
+import { gemm, gesv, openblasCore, syevr } from '../linalg/index.js';
+import type { Mat } from '../linalg/types.js';
+import { congruence } from './dense.js';
+import { ATTACKERS, simulateAttack, type AttackOutcome } from './attacks.js';
+import { closedFormImmunize, CLOSED_FORM_DEFAULTS, rirBound } from './closedForm.js';
+import { GRADIENT_DEFAULTS, gradientImmunize, type StepRecord } from './gradientMethod.js';
+import { paperImmunize } from './paperMethod.js';
+import { probeProblem } from './probe.js';
+import { checkAbort, type StepObserver } from './progress.js';
+import { fitProbe, predict, score, type LinearHead } from './quality.js';
+import { sanitize, subsample, type Warning } from './report.js';
+import { conditioningFromSpectrum, defaultRtol, kappaPaperFromSpectrum, matrixCondition } from './spectrum.js';
+import { statsOf, type SufficientStats } from './stats.js';
+import { encodeTargets, gaussianTargets, inferTask, type Task } from './targets.js';
+import { decideVerdict, VERDICT_THRESHOLDS, type Verdict } from './verdict.js';
+
+export type Method = 'closed-form' | 'gradient' | 'paper';
+
+export interface LabelledData {
+  X: Mat;
+  y?: Float64Array;
+}
+
+export interface EngineInput {
+  benign: LabelledData;
+  harmful: LabelledData;
+  benignTest?: LabelledData;
+}
+
+export interface EngineOptions {
+  method: Method;
+  task?: Task;
+  steps?: number;
+  kappaBudget: number;
+  seed: number;
+  rtol?: number;
+  lambdaBenign?: number;
+  lambdaHarmful?: number;
+  alpha?: number;
+  init?: 'identity' | 'random';
+  optimizer?: 'gd' | 'adam';
+}
+
+export const ENGINE_DEFAULTS: EngineOptions = { method: 'gradient', kappaBudget: 1e4, seed: 0 };
+
+export interface EngineResult {
+  theta: Mat;
+  /** θ⁻¹ω and the bias: on X·θ it gives the benign predictions of the original head ω. */
+  head: LinearHead | null;
+  metrics: Metrics;
+  curves: Curves;
+}
+
+export interface Metrics {
+  method: Method | 'evaluate';
+  task: Task | null;
+  dim: number;
+  rows: { benign: number; harmful: number; benignTest: number | null };
+  rir: number | null;
+  benignRatio: number | null;
+  harmfulRatio: number | null;
+  rirBound: number | null;
+  thetaCondition: number | null;
+  kappaBudget: number;
+  kappa: { benign: { before: number | null; after: number | null }; harmful: { before: number | null; after: number | null } };
+  paperConvention: { rir: number | null; benignRatio: number | null; harmfulRatio: number | null; kappa: Metrics['kappa'] };
+  benignQuality: { metric: 'mse' | 'accuracy' | null; before: number | null; after: number | null; test?: number | null; headMaxDeviation: number | null };
+  attacks: Array<Omit<AttackOutcome, 'curveRaw' | 'curveImmunized'>>;
+  verdict: Verdict;
+  verdictReasons: string[];
+  optimizer: { steps: number; stopReason: string; details: Record<string, number> };
+  timings: { engineSeconds: number; solveSeconds: number; metricsSeconds: number; attackSeconds: number };
+  warnings: Warning[];
+  openblasCore: string;
+}
+
+export interface Curves {
+  spectra: { benign: { before: number[]; after: number[] }; harmful: { before: number[]; after: number[] } };
+  kappaSteps: Array<{ step: number; benign: number; harmful: number }>;
+  attacks: Array<{ attacker: string; data: string; raw: Array<[number, number]>; immunized: Array<[number, number]> }>;
+}
+
+interface Prepared {
+  task: Task | null;
+  benignStats: SufficientStats;
+  harmfulStats: SufficientStats;
+  benignY: Mat | null;
+  classes: number[] | null;
+  warnings: Warning[];
+}
+
+function prepare(input: EngineInput, opts: EngineOptions): Prepared {
+  const warnings: Warning[] = [];
+  const { benign, harmful } = input;
+  const task = benign.y ? (opts.task ?? inferTask(benign.y)) : null;
+  if (!benign.y && opts.task) warnings.push({ field: 'task', reason: 'no benign labels, so there is no task term and no benign quality' });
+  const enc = benign.y && task ? encodeTargets(benign.y, task) : null;
+  const benignY = enc ? enc.Y : gaussianTargets(benign.X.rows, opts.seed);
+  const harmfulTask = harmful.y ? (task && task !== 'regression' ? task : inferTask(harmful.y)) : null;
+  const harmfulY = harmful.y && harmfulTask ? encodeTargets(harmful.y, harmfulTask).Y : gaussianTargets(harmful.X.rows, opts.seed + 1);
+  if (!benign.y) warnings.push({ field: 'attacks', reason: 'benign data has no labels: attacks use seeded Gaussian targets' });
+  if (!harmful.y) warnings.push({ field: 'attacks', reason: 'harmful data has no labels: attacks use seeded Gaussian targets' });
+  return {
+    task,
+    benignStats: statsOf(benign.X, benignY),
+    harmfulStats: statsOf(harmful.X, harmfulY),
+    benignY: enc ? enc.Y : null,
+    classes: enc ? enc.classes : null,
+    warnings,
+  };
+}
+
+export function immunize(input: EngineInput, opts: EngineOptions, observe?: StepObserver, signal?: AbortSignal): EngineResult {
+  const start = performance.now();
+  const prep = prepare(input, opts);
+  const KP = prep.benignStats.K;
+  const KH = prep.harmfulStats.K;
+  const rtol = opts.rtol ?? defaultRtol(KP.rows);
+  let theta: Mat;
+  let history: StepRecord[] = [];
+  let optimizer: Metrics['optimizer'];
+  observe?.({ phase: 'optimize', step: 0, of: opts.steps ?? 0 });
+  if (opts.method === 'closed-form') {
+    const rawStd = {
+      benign: probeProblem(prep.benignStats, null, true),
+      harmful: probeProblem(prep.harmfulStats, null, true),
+    };
+    const passesStandardizedAttack = (candidate: Mat) => {
+      const slow = (data: 'benign' | 'harmful') =>
+        simulateAttack('gd-exact-standardized', data, rawStd[data], probeProblem(data === 'benign' ? prep.benignStats : prep.harmfulStats, candidate, true)).slowdown;
+      return slow('harmful') >= VERDICT_THRESHOLDS.harmfulSlowdown && slow('benign') <= VERDICT_THRESHOLDS.benignSlowdown;
+    };
+    const cf = closedFormImmunize(KP, KH, { ...CLOSED_FORM_DEFAULTS, kappaBudget: opts.kappaBudget, alpha: opts.alpha, rtol }, passesStandardizedAttack);
+    theta = cf.theta;
+    optimizer = { steps: 0, stopReason: 'closed-form', details: { alpha: cf.alpha, ridge: cf.ridge, kappaM: cf.kappaM } };
+  } else if (opts.method === 'paper') {
+    const r = paperImmunize(input.benign.X, input.harmful.X, KP, KH, { steps: opts.steps, seed: opts.seed, kappaBudget: opts.kappaBudget, lambdaBenign: opts.lambdaBenign, lambdaHarmful: opts.lambdaHarmful }, observe, signal);
+    theta = r.theta;
+    history = r.steps;
+    optimizer = { steps: r.stepsTaken, stopReason: r.stopReason, details: {} };
+  } else {
+    const r = gradientImmunize(
+      KP,
+      KH,
+      {
+        ...GRADIENT_DEFAULTS,
+        steps: opts.steps ?? GRADIENT_DEFAULTS.steps,
+        kappaBudget: opts.kappaBudget,
+        seed: opts.seed,
+        init: opts.init ?? 'identity',
+        optimizer: opts.optimizer ?? 'gd',
+        lambdaBenign: opts.lambdaBenign,
+        lambdaHarmful: opts.lambdaHarmful,
+        rtol,
+      },
+      { n: prep.benignStats.n, colSum: prep.benignStats.colSum },
+      observe,
+      signal,
+    );
+    theta = r.theta;
+    history = r.steps;
+    optimizer = { steps: r.stepsTaken, stopReason: r.stopReason, details: {} };
+  }
+  const solveSeconds = (performance.now() - start) / 1000;
+  return finish(input, opts, prep, theta, history, optimizer, start, solveSeconds, observe, signal);
+}
+
+/** Scores a θ made elsewhere with the same metrics, attacks and verdict. */
+export function evaluateTheta(input: EngineInput, theta: Mat, opts: EngineOptions, observe?: StepObserver, signal?: AbortSignal): EngineResult {
+  const D = input.benign.X.cols;
+  if (theta.rows !== D || theta.cols !== D) throw new RangeError(`theta must be ${D}×${D} for these features, got ${theta.rows}×${theta.cols}`);
+  const start = performance.now();
+  const prep = prepare(input, opts);
+  return finish(input, { ...opts }, prep, theta, [], { steps: 0, stopReason: 'evaluate', details: {} }, start, 0, observe, signal, 'evaluate');
+}
+
+function finish(
+  input: EngineInput,
+  opts: EngineOptions,
+  prep: Prepared,
+  theta: Mat,
+  history: StepRecord[],
+  optimizer: Metrics['optimizer'],
+  start: number,
+  solveSeconds: number,
+  observe?: StepObserver,
+  signal?: AbortSignal,
+  methodLabel?: 'evaluate',
+): EngineResult {
+  checkAbort(signal);
+  observe?.({ phase: 'evaluate' });
+  const metricsStart = performance.now();
+  const KP = prep.benignStats.K;
+  const KH = prep.harmfulStats.K;
+  const D = KP.rows;
+  const rtol = opts.rtol ?? defaultRtol(D);
+  const warnings = [...prep.warnings];
+  const reasons: Record<string, string> = {};
+
+  const spectrum = (S: Mat) => syevr(S, { vectors: false }).values;
+  const sP0 = spectrum(KP);
+  const sH0 = spectrum(KH);
+  const sP1 = spectrum(congruence(KP, theta));
+  const sH1 = spectrum(congruence(KH, theta));
+  const robust = (s: Float64Array) => conditioningFromSpectrum(s, rtol).kappa;
+  const kP0 = robust(sP0);
+  const kH0 = robust(sH0);
+  const kP1 = robust(sP1);
+  const kH1 = robust(sH1);
+  const ratio = (a: number | null, b: number | null) => (a === null || b === null ? NaN : a / b);
+  const benignRatio = ratio(kP1, kP0);
+  const harmfulRatio = ratio(kH1, kH0);
+  const pP0 = kappaPaperFromSpectrum(sP0);
+  const pH0 = kappaPaperFromSpectrum(sH0);
+  const pP1 = kappaPaperFromSpectrum(sP1);
+  const pH1 = kappaPaperFromSpectrum(sH1);
+  const thetaCondition = matrixCondition(theta);
+  if (thetaCondition === null) reasons.thetaCondition = 'θ is singular';
+  const bound = rirBound(KP, KH, opts.kappaBudget, rtol);
+
+  const quality = benignQuality(input, prep, theta, warnings);
+  const attackStart = performance.now();
+  const outcomes: AttackOutcome[] = [];
+  for (const data of ['benign', 'harmful'] as const) {
+    const stats = data === 'benign' ? prep.benignStats : prep.harmfulStats;
+    const raw = probeProblem(stats, null, false);
+    const imm = probeProblem(stats, theta, false);
+    const rawStd = probeProblem(stats, null, true);
+    const immStd = probeProblem(stats, theta, true);
+    for (const attacker of ATTACKERS) {
+      checkAbort(signal);
+      observe?.({ phase: 'attacks', message: `${attacker} on ${data}` });
+      const standardized = attacker === 'gd-exact-standardized';
+      const outcome = simulateAttack(attacker, data, standardized ? rawStd : raw, standardized ? immStd : imm);
+      if (attacker === 'adam' && outcome.cap < 100_000) {
+        warnings.push({ field: `attacks.adam.${data}`, reason: `Adam's step cap is ${outcome.cap} at D=${D} (flop budget); a capped count is a lower bound` });
+      }
+      outcomes.push(outcome);
+    }
+  }
+  const attackSeconds = (performance.now() - attackStart) / 1000;
+
+  const verdict = decideVerdict({ benignRatio, harmfulRatio, rirBound: bound, attacks: outcomes });
+  const engineSeconds = (performance.now() - start) / 1000;
+  const raw: Metrics = {
+    method: methodLabel ?? opts.method,
+    task: prep.task,
+    dim: D,
+    rows: { benign: input.benign.X.rows, harmful: input.harmful.X.rows, benignTest: input.benignTest ? input.benignTest.X.rows : null },
+    rir: harmfulRatio / benignRatio,
+    benignRatio,
+    harmfulRatio,
+    rirBound: bound ?? NaN,
+    thetaCondition: thetaCondition ?? Infinity,
+    kappaBudget: opts.kappaBudget,
+    kappa: { benign: { before: kP0, after: kP1 }, harmful: { before: kH0, after: kH1 } },
+    paperConvention: {
+      rir: ratio(pH1, pH0) / ratio(pP1, pP0),
+      benignRatio: ratio(pP1, pP0),
+      harmfulRatio: ratio(pH1, pH0),
+      kappa: { benign: { before: pP0, after: pP1 }, harmful: { before: pH0, after: pH1 } },
+    },
+    benignQuality: quality,
+    attacks: outcomes.map(({ curveRaw: _r, curveImmunized: _i, ...rest }) => rest),
+    verdict: verdict.verdict,
+    verdictReasons: verdict.reasons,
+    optimizer,
+    timings: { engineSeconds, solveSeconds, metricsSeconds: (performance.now() - metricsStart) / 1000, attackSeconds },
+    warnings: [],
+    openblasCore: openblasCore(),
+  };
+  const metrics = sanitize(raw, warnings, reasons);
+  metrics.warnings = warnings;
+  const curves: Curves = sanitize(
+    {
+      spectra: { benign: { before: [...sP0], after: [...sP1] }, harmful: { before: [...sH0], after: [...sH1] } },
+      kappaSteps: history.map((h) => ({ step: h.step, benign: h.kappaBenign, harmful: h.kappaHarmful })),
+      attacks: outcomes.map((o) => ({ attacker: o.attacker, data: o.data, raw: subsample(o.curveRaw), immunized: subsample(o.curveImmunized) })),
+    },
+    [],
+  );
+  observe?.({ phase: 'done' });
+  return { theta, head: compensatedHead(prep, theta), metrics, curves };
+}
+
+function benignQuality(input: EngineInput, prep: Prepared, theta: Mat, warnings: Warning[]): Metrics['benignQuality'] {
+  if (!prep.task || !prep.benignY) {
+    warnings.push({ field: 'benignQuality', reason: 'no benign labels, so there is no benign task to score' });
+    return { metric: null, before: null, after: null, headMaxDeviation: null };
+  }
+  const task = prep.task;
+  const before = fitProbe(prep.benignStats);
+  const Xt = gemm(input.benign.X, theta);
+  const after = fitProbe(statsOf(Xt, prep.benignY));
+  const out: Metrics['benignQuality'] = {
+    metric: task === 'regression' ? 'mse' : 'accuracy',
+    before: score(task, predict(input.benign.X, before), prep.benignY),
+    after: score(task, predict(Xt, after), prep.benignY),
+    headMaxDeviation: null,
+  };
+  const head = compensatedHead(prep, theta);
+  if (head) {
+    const p0 = predict(input.benign.X, before);
+    const p1 = predict(Xt, head);
+    let dev = 0;
+    for (let i = 0; i < p0.data.length; i++) dev = Math.max(dev, Math.abs(p0.data[i] - p1.data[i]));
+    out.headMaxDeviation = dev;
+  }
+  if (input.benignTest) {
+    if (!input.benignTest.y) {
+      warnings.push({ field: 'benignQuality.test', reason: 'the benign test data has no labels' });
+    } else {
+      const Yt = encodeTargets(input.benignTest.y, task, prep.classes ?? undefined).Y;
+      out.test = score(task, predict(gemm(input.benignTest.X, theta), after), Yt);
+    }
+  }
+  return out;
+}
+
+function compensatedHead(prep: Prepared, theta: Mat): LinearHead | null {
+  if (!prep.task || !prep.benignY) return null;
+  const head = fitProbe(prep.benignStats);
+  try {
+    return { weights: gesv(theta, head.weights), bias: head.bias };
+  } catch {
+    return null;
+  }
+}

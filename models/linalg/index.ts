@@ -1,0 +1,163 @@
+/**
+ * Dense float64 linear algebra (row-major) over the system OpenBLAS + LAPACKE.
+ * All routines are synchronous, never modify their inputs (except an explicit `out`), and throw
+ * LinalgError for invalid input.
+ */
+import { createRequire } from 'node:module';
+import { packageRoot, selectCoretype, type CoretypeSource } from './coretype.js';
+import { LinalgError, toLinalgError } from './errors.js';
+import type { EigenResult, GemmOptions, Mat, SyevrOptions } from './types.js';
+
+export * from './types.js';
+export { LinalgError, isLinalgErrorCode } from './errors.js';
+
+export interface SyrkOptions {
+  /** When given, out = alpha·XᵀX + beta·out is written into it (and returned). Only its lower triangle is read. */
+  out?: Mat;
+  alpha?: number;
+  beta?: number;
+}
+
+export interface CoreSelection {
+  /** OPENBLAS_CORETYPE in effect when OpenBLAS was loaded, or null for OpenBLAS's own detection. */
+  requested: string | null;
+  source: CoretypeSource;
+  /** openblas_get_corename(). */
+  core: string;
+}
+
+interface NativeAddon {
+  gemm(A: Mat, B: Mat, transA: boolean, transB: boolean, alpha: number, beta: number, out: Mat | null): Mat;
+  syrk(X: Mat, alpha: number, beta: number, out: Mat | null): Mat;
+  syevr(S: Mat, vectors: boolean, lo: number | null, hi: number | null): EigenResult;
+  potrf(S: Mat): Mat;
+  potrs(L: Mat, B: Mat): Mat;
+  gesv(A: Mat, B: Mat): Mat;
+  matvec(A: Mat, x: Float64Array, trans: boolean): Float64Array;
+  corename(): string;
+  config(): string;
+  setThreads(n: number): void;
+  getThreads(): number;
+}
+
+// OPENBLAS_CORETYPE is read once when libopenblas is loaded, i.e. by the require below.
+const selection = selectCoretype();
+const require = createRequire(import.meta.url);
+const bindings = require('bindings') as typeof import('bindings');
+const native = bindings({ bindings: 'immunize_linalg', module_root: packageRoot() }) as NativeAddon;
+
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw toLinalgError(err);
+  }
+}
+
+function bad(message: string): never {
+  throw new LinalgError('BAD_ARGUMENT', message);
+}
+
+function isDim(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < 2 ** 31;
+}
+
+/** alpha·op(A)·op(B), or alpha·op(A)·op(B) + beta·out written into opts.out. */
+export function gemm(A: Mat, B: Mat, opts: GemmOptions = {}): Mat {
+  return call(() =>
+    native.gemm(A, B, !!opts.transA, !!opts.transB, opts.alpha ?? 1, opts.beta ?? 0, opts.out ?? null),
+  );
+}
+
+/** Full symmetric D×D alpha·XᵀX for X of shape N×D, or alpha·XᵀX + beta·out written into opts.out. */
+export function syrk(X: Mat, opts: SyrkOptions = {}): Mat {
+  return call(() => native.syrk(X, opts.alpha ?? 1, opts.beta ?? 0, opts.out ?? null));
+}
+
+/** Eigen-decomposition of a symmetric matrix (ascending eigenvalues); S is not modified. */
+export function syevr(S: Mat, opts: SyevrOptions = {}): EigenResult {
+  const range = opts.range;
+  if (range !== undefined && (range === null || typeof range !== 'object')) bad('syevr: range must be {lo, hi}');
+  return call(() => native.syevr(S, opts.vectors ?? true, range?.lo ?? null, range?.hi ?? null));
+}
+
+/** Lower Cholesky factor L of a symmetric positive definite S (S = L·Lᵀ, upper part zero). */
+export function potrf(S: Mat): Mat {
+  return call(() => native.potrf(S));
+}
+
+/** Solves (L·Lᵀ)·X = B given the factor L from potrf. */
+export function potrs(L: Mat, B: Mat): Mat {
+  return call(() => native.potrs(L, B));
+}
+
+/** Solves A·X = B by LU with partial pivoting. */
+export function gesv(A: Mat, B: Mat): Mat {
+  return call(() => native.gesv(A, B));
+}
+
+/** A·x, or Aᵀ·x when trans is true. */
+export function matvec(A: Mat, x: Float64Array, trans = false): Float64Array {
+  return call(() => native.matvec(A, x, trans));
+}
+
+export function openblasCore(): string {
+  return native.corename();
+}
+
+export function openblasConfig(): string {
+  return native.config();
+}
+
+/** Sets the number of OpenBLAS threads (process-wide). */
+export function setThreads(n: number): void {
+  call(() => native.setThreads(n));
+}
+
+export function getThreads(): number {
+  return native.getThreads();
+}
+
+export function coreSelection(): CoreSelection {
+  return { requested: selection.requested, source: selection.source, core: native.corename() };
+}
+
+/** A rows×cols matrix; `data` is used as is when it is a Float64Array, copied otherwise, zero-filled when absent. */
+export function mat(rows: number, cols: number, data?: Float64Array | ArrayLike<number>): Mat {
+  if (!isDim(rows) || !isDim(cols)) bad(`mat: rows and cols must be non-negative integers, got ${rows}, ${cols}`);
+  const n = rows * cols;
+  if (data === undefined) return { rows, cols, data: new Float64Array(n) };
+  if (data.length !== n) {
+    throw new LinalgError('SIZE_MISMATCH', `mat: ${rows}x${cols} needs ${n} elements, got ${data.length}`);
+  }
+  return { rows, cols, data: data instanceof Float64Array ? data : Float64Array.from(data) };
+}
+
+export function identity(n: number): Mat {
+  const I = mat(n, n);
+  for (let i = 0; i < n; i++) I.data[i * n + i] = 1;
+  return I;
+}
+
+export function transpose(A: Mat): Mat {
+  if (!A || !isDim(A.rows) || !isDim(A.cols) || !(A.data instanceof Float64Array)) {
+    bad('transpose: A must be a matrix {rows, cols, data: Float64Array}');
+  }
+  const { rows, cols, data } = A;
+  if (data.length !== rows * cols) {
+    throw new LinalgError('SIZE_MISMATCH', `transpose: A is ${rows}x${cols} but data has ${data.length} elements`);
+  }
+  const T = mat(cols, rows);
+  const out = T.data;
+  const tile = 32;
+  for (let ib = 0; ib < rows; ib += tile) {
+    const iend = Math.min(rows, ib + tile);
+    for (let jb = 0; jb < cols; jb += tile) {
+      const jend = Math.min(cols, jb + tile);
+      for (let i = ib; i < iend; i++) {
+        for (let j = jb; j < jend; j++) out[j * rows + i] = data[i * cols + j];
+      }
+    }
+  }
+  return T;
+}

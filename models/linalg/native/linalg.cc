@@ -1,0 +1,560 @@
+// Dense float64 linear algebra over OpenBLAS (CBLAS) and LAPACKE.
+//
+// Every entry point validates shapes, values and options before touching
+// BLAS/LAPACK, so their xerbla handlers are never reached and bad input
+// surfaces as a JS Error carrying a `code` property instead of a crash.
+
+#include <napi.h>
+
+#include <cblas.h>
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* kNonFinite = "NON_FINITE";
+constexpr const char* kSizeMismatch = "SIZE_MISMATCH";
+constexpr const char* kNotPositiveDefinite = "NOT_POSITIVE_DEFINITE";
+constexpr const char* kSingular = "SINGULAR";
+constexpr const char* kLapackFailed = "LAPACK_FAILED";
+constexpr const char* kBadArgument = "BAD_ARGUMENT";
+
+// Relative tolerance (against the largest |entry|) for treating a matrix as symmetric.
+// Loose enough for XᵀX accumulated by gemm in a different order per triangle.
+constexpr double kSymmetryTol = 1e-8;
+
+[[noreturn]] void Fail(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Value().Set("code", Napi::String::New(env, code));
+  throw err;
+}
+
+std::string Shape(int rows, int cols) {
+  return std::to_string(rows) + "x" + std::to_string(cols);
+}
+
+struct MatArg {
+  std::string name;
+  Napi::Object obj;
+  Napi::Value dataValue;
+  int rows = 0;
+  int cols = 0;
+  double* data = nullptr;
+  size_t size() const { return static_cast<size_t>(rows) * static_cast<size_t>(cols); }
+};
+
+int ReadDim(Napi::Env env, const Napi::Object& o, const char* key, const std::string& name) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) Fail(env, kBadArgument, name + "." + key + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d > static_cast<double>(INT_MAX) || std::floor(d) != d) {
+    Fail(env, kBadArgument, name + "." + key + " must be a non-negative integer below 2^31");
+  }
+  return static_cast<int>(d);
+}
+
+// Reads only the plain properties. The data pointer is taken later by Resolve(), after
+// every property read (which may run user getters) has happened.
+MatArg ReadMat(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  if (!v.IsObject()) Fail(env, kBadArgument, name + " must be a matrix {rows, cols, data}");
+  MatArg m;
+  m.name = name;
+  m.obj = v.As<Napi::Object>();
+  m.rows = ReadDim(env, m.obj, "rows", name);
+  m.cols = ReadDim(env, m.obj, "cols", name);
+  m.dataValue = m.obj.Get("data");
+  return m;
+}
+
+double* Float64Data(Napi::Env env, const Napi::Value& v, size_t expected, const std::string& name,
+                    const std::string& expectedDesc) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    Fail(env, kBadArgument, name + " must be a Float64Array");
+  }
+  Napi::Float64Array arr = v.As<Napi::Float64Array>();
+  if (arr.ElementLength() != expected) {
+    Fail(env, kSizeMismatch,
+         name + " has " + std::to_string(arr.ElementLength()) + " elements, expected " + expectedDesc);
+  }
+  return expected == 0 ? nullptr : arr.Data();
+}
+
+void Resolve(Napi::Env env, MatArg& m) {
+  m.data = Float64Data(env, m.dataValue, m.size(), m.name + ".data",
+                       std::to_string(m.size()) + " (" + Shape(m.rows, m.cols) + ")");
+}
+
+size_t FirstNonFinite(const double* p, size_t n) {
+  constexpr size_t kBlock = 512;
+  for (size_t start = 0; start < n; start += kBlock) {
+    size_t end = std::min(n, start + kBlock);
+    int bad = 0;
+    for (size_t i = start; i < end; ++i) bad |= !(std::fabs(p[i]) <= DBL_MAX);
+    if (bad) {
+      for (size_t i = start; i < end; ++i) {
+        if (!(std::fabs(p[i]) <= DBL_MAX)) return i;
+      }
+    }
+  }
+  return n;
+}
+
+std::string DescribeBad(double v) { return std::isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity"); }
+
+void CheckFinite(Napi::Env env, const MatArg& m) {
+  size_t n = m.size();
+  size_t i = FirstNonFinite(m.data, n);
+  if (i < n) {
+    size_t cols = static_cast<size_t>(m.cols);
+    Fail(env, kNonFinite,
+         m.name + " contains " + DescribeBad(m.data[i]) + " at (" + std::to_string(i / cols) + ", " +
+             std::to_string(i % cols) + ")");
+  }
+}
+
+void CheckFiniteVec(Napi::Env env, const double* p, size_t n, const std::string& name) {
+  size_t i = FirstNonFinite(p, n);
+  if (i < n) Fail(env, kNonFinite, name + " contains " + DescribeBad(p[i]) + " at " + std::to_string(i));
+}
+
+void CheckSquare(Napi::Env env, const MatArg& m) {
+  if (m.rows != m.cols) Fail(env, kSizeMismatch, m.name + " must be square, got " + Shape(m.rows, m.cols));
+}
+
+void CheckSymmetric(Napi::Env env, const MatArg& m) {
+  const size_t n = static_cast<size_t>(m.rows);
+  const double* a = m.data;
+  double maxAbs = 0;
+  for (size_t i = 0; i < n * n; ++i) maxAbs = std::max(maxAbs, std::fabs(a[i]));
+  const double tol = kSymmetryTol * maxAbs;
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (std::fabs(a[i * n + j] - a[j * n + i]) > tol) {
+        Fail(env, kBadArgument,
+             m.name + " is not symmetric: (" + std::to_string(i) + ", " + std::to_string(j) +
+                 ") differs from its mirror");
+      }
+    }
+  }
+}
+
+bool ReadBool(Napi::Env env, const Napi::Value& v, const char* name) {
+  if (v.IsUndefined() || v.IsNull()) return false;
+  if (!v.IsBoolean()) Fail(env, kBadArgument, std::string(name) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+double ReadScalar(Napi::Env env, const Napi::Value& v, const char* name, double fallback) {
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsNumber()) Fail(env, kBadArgument, std::string(name) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) Fail(env, kNonFinite, std::string(name) + " must be finite");
+  return d;
+}
+
+bool IsAbsent(const Napi::Value& v) { return v.IsUndefined() || v.IsNull(); }
+
+bool Overlaps(const MatArg& a, const MatArg& b) {
+  if (a.size() == 0 || b.size() == 0) return false;
+  auto a0 = reinterpret_cast<uintptr_t>(a.data);
+  auto b0 = reinterpret_cast<uintptr_t>(b.data);
+  auto a1 = a0 + a.size() * sizeof(double);
+  auto b1 = b0 + b.size() * sizeof(double);
+  return a0 < b1 && b0 < a1;
+}
+
+// Outputs are allocated through the Float64Array constructor rather than napi_create_arraybuffer:
+// an impossible size then throws a RangeError instead of V8 aborting the process.
+Napi::Float64Array NewFloat64(Napi::Env env, size_t length) {
+  Napi::FunctionReference* ctor = env.GetInstanceData<Napi::FunctionReference>();
+  try {
+    return ctor->New({Napi::Number::New(env, static_cast<double>(length))}).As<Napi::Float64Array>();
+  } catch (const Napi::Error& e) {
+    Fail(env, kBadArgument, "cannot allocate a result of " + std::to_string(length) + " elements: " + e.Message());
+  }
+}
+
+struct OutMat {
+  Napi::Object obj;
+  Napi::Float64Array arr;
+};
+
+OutMat NewMat(Napi::Env env, int rows, int cols) {
+  OutMat out;
+  out.arr = NewFloat64(env, static_cast<size_t>(rows) * static_cast<size_t>(cols));
+  out.obj = Napi::Object::New(env);
+  out.obj.Set("rows", Napi::Number::New(env, rows));
+  out.obj.Set("cols", Napi::Number::New(env, cols));
+  out.obj.Set("data", out.arr);
+  return out;
+}
+
+double* DataOf(Napi::Float64Array& arr) { return arr.ElementLength() == 0 ? nullptr : arr.Data(); }
+
+void LapackFailure(Napi::Env env, const char* routine, lapack_int info) {
+  if (info == LAPACK_WORK_MEMORY_ERROR || info == LAPACK_TRANSPOSE_MEMORY_ERROR) {
+    Fail(env, kLapackFailed, std::string(routine) + ": out of memory");
+  }
+  Fail(env, kLapackFailed, std::string(routine) + " failed with info=" + std::to_string(info));
+}
+
+// gemm(A, B, transA, transB, alpha, beta, out?) -> out or a new matrix
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MatArg A = ReadMat(env, info[0], "A");
+  MatArg B = ReadMat(env, info[1], "B");
+  const bool ta = ReadBool(env, info[2], "transA");
+  const bool tb = ReadBool(env, info[3], "transB");
+  const double alpha = ReadScalar(env, info[4], "alpha", 1.0);
+  const double beta = ReadScalar(env, info[5], "beta", 0.0);
+  const bool hasOut = !IsAbsent(info[6]);
+  MatArg C;
+  if (hasOut) C = ReadMat(env, info[6], "out");
+  Resolve(env, A);
+  Resolve(env, B);
+  if (hasOut) Resolve(env, C);
+
+  const int m = ta ? A.cols : A.rows;
+  const int k = ta ? A.rows : A.cols;
+  const int kb = tb ? B.cols : B.rows;
+  const int n = tb ? B.rows : B.cols;
+  if (k != kb) {
+    Fail(env, kSizeMismatch, "gemm: op(A) is " + Shape(m, k) + " but op(B) is " + Shape(kb, n));
+  }
+  if (hasOut && (C.rows != m || C.cols != n)) {
+    Fail(env, kSizeMismatch, "gemm: out is " + Shape(C.rows, C.cols) + ", expected " + Shape(m, n));
+  }
+  if (!hasOut && beta != 0) Fail(env, kBadArgument, "gemm: beta needs an out matrix to accumulate into");
+  CheckFinite(env, A);
+  CheckFinite(env, B);
+  if (hasOut) {
+    if (Overlaps(C, A) || Overlaps(C, B)) Fail(env, kBadArgument, "gemm: out must not share memory with A or B");
+    if (beta != 0) CheckFinite(env, C);
+  }
+
+  Napi::Object result;
+  double* c = nullptr;
+  if (hasOut) {
+    result = C.obj;
+    c = C.data;
+  } else {
+    OutMat o = NewMat(env, m, n);
+    result = o.obj;
+    c = DataOf(o.arr);
+  }
+  if (m == 0 || n == 0) return result;
+  if (k == 0) {
+    const size_t size = static_cast<size_t>(m) * static_cast<size_t>(n);
+    for (size_t i = 0; i < size; ++i) c[i] = beta == 0 ? 0.0 : beta * c[i];
+    return result;
+  }
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+              A.data, A.cols, B.data, B.cols, beta, c, n);
+  return result;
+}
+
+// syrk(X, alpha, beta, out?) -> D×D alpha·XᵀX + beta·out, full symmetric
+Napi::Value Syrk(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MatArg X = ReadMat(env, info[0], "X");
+  const double alpha = ReadScalar(env, info[1], "alpha", 1.0);
+  const double beta = ReadScalar(env, info[2], "beta", 0.0);
+  const bool hasOut = !IsAbsent(info[3]);
+  MatArg C;
+  if (hasOut) C = ReadMat(env, info[3], "out");
+  Resolve(env, X);
+  if (hasOut) Resolve(env, C);
+
+  const int d = X.cols;
+  const int nrows = X.rows;
+  if (hasOut && (C.rows != d || C.cols != d)) {
+    Fail(env, kSizeMismatch, "syrk: out is " + Shape(C.rows, C.cols) + ", expected " + Shape(d, d));
+  }
+  if (!hasOut && beta != 0) Fail(env, kBadArgument, "syrk: beta needs an out matrix to accumulate into");
+  CheckFinite(env, X);
+  if (hasOut) {
+    if (Overlaps(C, X)) Fail(env, kBadArgument, "syrk: out must not share memory with X");
+    if (beta != 0) CheckFinite(env, C);
+  }
+
+  Napi::Object result;
+  double* c = nullptr;
+  if (hasOut) {
+    result = C.obj;
+    c = C.data;
+  } else {
+    OutMat o = NewMat(env, d, d);
+    result = o.obj;
+    c = DataOf(o.arr);
+  }
+  if (d == 0) return result;
+
+  const size_t D = static_cast<size_t>(d);
+  if (nrows == 0) {
+    for (size_t i = 0; i < D; ++i) {
+      for (size_t j = 0; j <= i; ++j) c[i * D + j] = beta == 0 ? 0.0 : beta * c[i * D + j];
+    }
+  } else {
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, d, nrows, alpha, X.data, d, beta, c, d);
+  }
+  // Only the lower triangle was updated; mirror it, in tiles to stay cache-friendly.
+  constexpr size_t kTile = 64;
+  for (size_t ib = 0; ib < D; ib += kTile) {
+    for (size_t jb = ib; jb < D; jb += kTile) {
+      const size_t iend = std::min(D, ib + kTile);
+      const size_t jend = std::min(D, jb + kTile);
+      for (size_t i = ib; i < iend; ++i) {
+        for (size_t j = std::max(jb, i + 1); j < jend; ++j) c[i * D + j] = c[j * D + i];
+      }
+    }
+  }
+  return result;
+}
+
+// syevr(S, vectors, lo, hi) -> {values, vectors?}
+Napi::Value Syevr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MatArg S = ReadMat(env, info[0], "S");
+  const bool wantVectors = IsAbsent(info[1]) ? true : ReadBool(env, info[1], "vectors");
+  const bool hasLo = !IsAbsent(info[2]);
+  const bool hasHi = !IsAbsent(info[3]);
+  Resolve(env, S);
+  CheckSquare(env, S);
+  const int n = S.rows;
+  if (hasLo != hasHi) Fail(env, kBadArgument, "syevr: range needs both lo and hi");
+  int lo = 0;
+  int hi = n - 1;
+  if (hasLo) {
+    if (!info[2].IsNumber() || !info[3].IsNumber()) Fail(env, kBadArgument, "syevr: range.lo/hi must be numbers");
+    const double l = info[2].As<Napi::Number>().DoubleValue();
+    const double h = info[3].As<Napi::Number>().DoubleValue();
+    if (!(l >= 0) || !(h >= l) || !(h < n) || std::floor(l) != l || std::floor(h) != h) {
+      Fail(env, kBadArgument, "syevr: range must be integers with 0 <= lo <= hi < " + std::to_string(n));
+    }
+    lo = static_cast<int>(l);
+    hi = static_cast<int>(h);
+  }
+  CheckFinite(env, S);
+  CheckSymmetric(env, S);
+
+  const int m = n == 0 ? 0 : hi - lo + 1;
+  const size_t N = static_cast<size_t>(n);
+  const size_t M = static_cast<size_t>(m);
+  Napi::Float64Array values = NewFloat64(env, M);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("values", values);
+  OutMat vecs;
+  if (wantVectors) {
+    vecs = NewMat(env, n, m);
+    result.Set("vectors", vecs.obj);
+  }
+  if (n == 0) return result;
+
+  // A symmetric row-major matrix is the same buffer in column-major order, so LAPACK
+  // works on the copy directly (its upper triangle = our lower triangle).
+  std::vector<double> a(S.data, S.data + N * N);
+  std::vector<double> w(N);
+  std::vector<double> z(wantVectors ? N * M : 1);
+  std::vector<lapack_int> isuppz(2 * N);
+  lapack_int found = 0;
+  const double abstol = LAPACKE_dlamch('S');
+  lapack_int rc = LAPACKE_dsyevr(LAPACK_COL_MAJOR, wantVectors ? 'V' : 'N', hasLo ? 'I' : 'A', 'U', n, a.data(), n,
+                                 0.0, 0.0, lo + 1, hi + 1, abstol, &found, w.data(), z.data(),
+                                 wantVectors ? n : 1, isuppz.data());
+  if (rc != 0) LapackFailure(env, "dsyevr", rc);
+  if (found != m) {
+    Fail(env, kLapackFailed,
+         "dsyevr returned " + std::to_string(found) + " eigenvalues, expected " + std::to_string(m));
+  }
+  std::copy(w.begin(), w.begin() + m, DataOf(values));
+  if (wantVectors) {
+    double* v = DataOf(vecs.arr);
+    for (size_t j = 0; j < M; ++j) {
+      const double* col = z.data() + j * N;
+      for (size_t i = 0; i < N; ++i) v[i * M + j] = col[i];
+    }
+  }
+  return result;
+}
+
+// potrf(S) -> lower Cholesky factor L, S = L·Lᵀ
+Napi::Value Potrf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MatArg S = ReadMat(env, info[0], "S");
+  Resolve(env, S);
+  CheckSquare(env, S);
+  CheckFinite(env, S);
+  CheckSymmetric(env, S);
+  const int n = S.rows;
+  OutMat out = NewMat(env, n, n);
+  if (n == 0) return out.obj;
+
+  const size_t N = static_cast<size_t>(n);
+  double* l = DataOf(out.arr);
+  std::memcpy(l, S.data, N * N * sizeof(double));
+  // Column-major 'U' on this buffer is row-major 'L': U = Lᵀ.
+  lapack_int rc = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', n, l, n);
+  if (rc > 0) {
+    Fail(env, kNotPositiveDefinite,
+         "potrf: matrix is not positive definite (leading minor of order " + std::to_string(rc) + ")");
+  }
+  if (rc != 0) LapackFailure(env, "dpotrf", rc);
+  for (size_t i = 0; i < N; ++i) {
+    for (size_t j = i + 1; j < N; ++j) l[i * N + j] = 0.0;
+  }
+  return out.obj;
+}
+
+// potrs(L, B) -> X with L·Lᵀ·X = B
+Napi::Value Potrs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MatArg L = ReadMat(env, info[0], "L");
+  MatArg B = ReadMat(env, info[1], "B");
+  Resolve(env, L);
+  Resolve(env, B);
+  CheckSquare(env, L);
+  const int n = L.rows;
+  const int k = B.cols;
+  if (B.rows != n) Fail(env, kSizeMismatch, "potrs: L is " + Shape(n, n) + " but B is " + Shape(B.rows, k));
+  CheckFinite(env, L);
+  CheckFinite(env, B);
+  const size_t N = static_cast<size_t>(n);
+  for (size_t i = 0; i < N; ++i) {
+    if (!(L.data[i * N + i] > 0)) {
+      Fail(env, kBadArgument, "potrs: L must have a positive diagonal (as returned by potrf)");
+    }
+    for (size_t j = i + 1; j < N; ++j) {
+      if (L.data[i * N + j] != 0) {
+        Fail(env, kBadArgument, "potrs: L must be lower triangular (as returned by potrf)");
+      }
+    }
+  }
+  OutMat out = NewMat(env, n, k);
+  if (n == 0 || k == 0) return out.obj;
+  double* x = DataOf(out.arr);
+  std::memcpy(x, B.data, B.size() * sizeof(double));
+  lapack_int rc = LAPACKE_dpotrs(LAPACK_ROW_MAJOR, 'L', n, k, L.data, n, x, k);
+  if (rc != 0) LapackFailure(env, "dpotrs", rc);
+  return out.obj;
+}
+
+// gesv(A, B) -> X with A·X = B
+Napi::Value Gesv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MatArg A = ReadMat(env, info[0], "A");
+  MatArg B = ReadMat(env, info[1], "B");
+  Resolve(env, A);
+  Resolve(env, B);
+  CheckSquare(env, A);
+  const int n = A.rows;
+  const int k = B.cols;
+  if (B.rows != n) Fail(env, kSizeMismatch, "gesv: A is " + Shape(n, n) + " but B is " + Shape(B.rows, k));
+  CheckFinite(env, A);
+  CheckFinite(env, B);
+  OutMat out = NewMat(env, n, k);
+  if (n == 0 || k == 0) return out.obj;
+
+  const size_t N = static_cast<size_t>(n);
+  std::vector<double> a(A.data, A.data + N * N);
+  std::vector<lapack_int> ipiv(N);
+  double* x = DataOf(out.arr);
+  std::memcpy(x, B.data, B.size() * sizeof(double));
+  lapack_int rc = LAPACKE_dgesv(LAPACK_ROW_MAJOR, n, k, a.data(), n, ipiv.data(), x, k);
+  if (rc > 0) {
+    Fail(env, kSingular,
+         "gesv: matrix is singular (U(" + std::to_string(rc - 1) + ", " + std::to_string(rc - 1) + ") is exactly zero)");
+  }
+  if (rc != 0) LapackFailure(env, "dgesv", rc);
+  if (FirstNonFinite(x, B.size()) < B.size()) {
+    Fail(env, kSingular, "gesv: matrix is numerically singular (solution overflowed)");
+  }
+  return out.obj;
+}
+
+// matvec(A, x, trans) -> op(A)·x
+Napi::Value Matvec(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MatArg A = ReadMat(env, info[0], "A");
+  const bool trans = ReadBool(env, info[2], "trans");
+  Resolve(env, A);
+  const int inLen = trans ? A.rows : A.cols;
+  const int outLen = trans ? A.cols : A.rows;
+  const double* x = Float64Data(env, info[1], static_cast<size_t>(inLen), "x",
+                                std::to_string(inLen) + " to match A (" + Shape(A.rows, A.cols) +
+                                    (trans ? ", transposed)" : ")"));
+  CheckFinite(env, A);
+  CheckFiniteVec(env, x, static_cast<size_t>(inLen), "x");
+  Napi::Float64Array y = NewFloat64(env, static_cast<size_t>(outLen));
+  if (A.rows == 0 || A.cols == 0) return y;
+  cblas_dgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, A.rows, A.cols, 1.0, A.data, A.cols, x, 1, 0.0,
+              DataOf(y), 1);
+  return y;
+}
+
+Napi::Value Corename(const Napi::CallbackInfo& info) {
+  const char* name = openblas_get_corename();
+  return Napi::String::New(info.Env(), name ? name : "");
+}
+
+Napi::Value Config(const Napi::CallbackInfo& info) {
+  const char* cfg = openblas_get_config();
+  return Napi::String::New(info.Env(), cfg ? cfg : "");
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) Fail(env, kBadArgument, "setThreads: n must be a number");
+  const double d = info[0].As<Napi::Number>().DoubleValue();
+  if (!(d >= 1) || d > 4096 || std::floor(d) != d) Fail(env, kBadArgument, "setThreads: n must be an integer in [1, 4096]");
+  openblas_set_num_threads(static_cast<int>(d));
+  return env.Undefined();
+}
+
+Napi::Value GetThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), openblas_get_num_threads());
+}
+
+// std::bad_alloc from a workspace would otherwise terminate the process.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value Guarded(const Napi::CallbackInfo& info) {
+  try {
+    return F(info);
+  } catch (const std::bad_alloc&) {
+    Fail(info.Env(), kBadArgument, "out of memory");
+  }
+}
+
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+void Export(Napi::Env env, Napi::Object exports, const char* name) {
+  exports.Set(name, Napi::Function::New(env, Guarded<F>, name));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function float64Ctor = env.Global().Get("Float64Array").As<Napi::Function>();
+  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(float64Ctor)));
+  Export<Gemm>(env, exports, "gemm");
+  Export<Syrk>(env, exports, "syrk");
+  Export<Syevr>(env, exports, "syevr");
+  Export<Potrf>(env, exports, "potrf");
+  Export<Potrs>(env, exports, "potrs");
+  Export<Gesv>(env, exports, "gesv");
+  Export<Matvec>(env, exports, "matvec");
+  Export<Corename>(env, exports, "corename");
+  Export<Config>(env, exports, "config");
+  Export<SetThreads>(env, exports, "setThreads");
+  Export<GetThreads>(env, exports, "getThreads");
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(immunize_linalg, Init)

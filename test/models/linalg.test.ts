@@ -1,0 +1,615 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import {
+  LinalgError,
+  coreSelection,
+  gemm,
+  gesv,
+  getThreads,
+  identity,
+  mat,
+  matvec,
+  openblasConfig,
+  openblasCore,
+  potrf,
+  potrs,
+  setThreads,
+  syevr,
+  syrk,
+  transpose,
+  type LinalgErrorCode,
+  type Mat,
+} from '../../models/linalg/index.js';
+
+// ---------- independent reference helpers (plain JS, no BLAS) ----------
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+  };
+}
+
+function randMat(rows: number, cols: number, r: () => number): Mat {
+  const m = mat(rows, cols);
+  for (let i = 0; i < m.data.length; i++) m.data[i] = r();
+  return m;
+}
+
+function at(A: Mat, i: number, j: number): number {
+  return A.data[i * A.cols + j];
+}
+
+function naiveMul(A: Mat, B: Mat, transA = false, transB = false): Mat {
+  const m = transA ? A.cols : A.rows;
+  const k = transA ? A.rows : A.cols;
+  const n = transB ? B.rows : B.cols;
+  const C = mat(m, n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += (transA ? at(A, p, i) : at(A, i, p)) * (transB ? at(B, j, p) : at(B, p, j));
+      C.data[i * n + j] = s;
+    }
+  }
+  return C;
+}
+
+function naiveTranspose(A: Mat): Mat {
+  const T = mat(A.cols, A.rows);
+  for (let i = 0; i < A.rows; i++) for (let j = 0; j < A.cols; j++) T.data[j * A.rows + i] = at(A, i, j);
+  return T;
+}
+
+function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what: string): void {
+  const d = maxDiff(actual, expected);
+  assert.ok(d <= tol, `${what}: max |diff| = ${d} > ${tol}`);
+}
+
+function randSym(n: number, r: () => number): Mat {
+  const G = randMat(n, n, r);
+  const S = mat(n, n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) S.data[i * n + j] = at(G, i, j) + at(G, j, i);
+  return S;
+}
+
+function randSpd(n: number, r: () => number): Mat {
+  const G = randMat(n + 3, n, r);
+  const S = naiveMul(G, G, true, false);
+  for (let i = 0; i < n; i++) S.data[i * n + i] += n;
+  return S;
+}
+
+/** Cyclic Jacobi rotations; eigenvalues of a symmetric matrix, ascending. */
+function jacobiEigenvalues(S: Mat): number[] {
+  const n = S.rows;
+  const a = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => at(S, i, j)));
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let off = 0;
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (i !== j) off += a[i][j] * a[i][j];
+    if (off < 1e-26) break;
+    for (let p = 0; p < n - 1; p++) {
+      for (let q = p + 1; q < n; q++) {
+        if (Math.abs(a[p][q]) < 1e-300) continue;
+        const theta = (a[q][q] - a[p][p]) / (2 * a[p][q]);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1);
+        const s = t * c;
+        for (let k = 0; k < n; k++) {
+          const akp = a[k][p];
+          const akq = a[k][q];
+          a[k][p] = c * akp - s * akq;
+          a[k][q] = s * akp + c * akq;
+        }
+        for (let k = 0; k < n; k++) {
+          const apk = a[p][k];
+          const aqk = a[q][k];
+          a[p][k] = c * apk - s * aqk;
+          a[q][k] = s * apk + c * aqk;
+        }
+      }
+    }
+  }
+  return a.map((row, i) => row[i]).sort((x, y) => x - y);
+}
+
+/** Q·diag(d)·Qᵀ with Q = I − 2vvᵀ/(vᵀv), a Householder reflection: the spectrum is exactly d. */
+function knownSpectrum(d: number[], r: () => number): Mat {
+  const n = d.length;
+  const v = Array.from({ length: n }, () => r());
+  const vv = v.reduce((s, x) => s + x * x, 0);
+  const Q = identity(n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) Q.data[i * n + j] -= (2 * v[i] * v[j]) / vv;
+  const QD = mat(n, n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) QD.data[i * n + j] = at(Q, i, j) * d[j];
+  const S = naiveMul(QD, Q, false, true);
+  // exact symmetry so the input is unambiguous
+  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) S.data[j * n + i] = S.data[i * n + j];
+  return S;
+}
+
+function expectCode(fn: () => unknown, code: LinalgErrorCode): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof LinalgError, `expected LinalgError, got ${String(err)}`);
+    assert.equal(err.code, code, `wrong code (message: ${err.message})`);
+    assert.ok(err.message.length > 0);
+    return true;
+  });
+}
+
+function copyMat(A: Mat): Mat {
+  return { rows: A.rows, cols: A.cols, data: A.data.slice() };
+}
+
+// ---------- gemm ----------
+
+describe('gemm', () => {
+  const r = rng(1);
+  for (const [transA, transB] of [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ] as const) {
+    it(`matches a naive triple loop (transA=${transA}, transB=${transB})`, () => {
+      for (const [m, n, k] of [
+        [13, 7, 29],
+        [1, 1, 1],
+        [130, 71, 90],
+      ]) {
+        const A = transA ? randMat(k, m, r) : randMat(m, k, r);
+        const B = transB ? randMat(n, k, r) : randMat(k, n, r);
+        const A0 = copyMat(A);
+        const C = gemm(A, B, { transA, transB });
+        assert.equal(C.rows, m);
+        assert.equal(C.cols, n);
+        assertClose(C.data, naiveMul(A, B, transA, transB).data, 1e-13 * k, `gemm ${m}x${n}x${k}`);
+        assert.deepEqual(A.data, A0.data, 'input modified');
+      }
+    });
+  }
+
+  it('applies alpha and accumulates into out with beta', () => {
+    const A = randMat(9, 11, r);
+    const B = randMat(11, 6, r);
+    const out = randMat(9, 6, r);
+    const C0 = out.data.slice();
+    const ref = naiveMul(A, B);
+    const got = gemm(A, B, { alpha: 2.5, beta: -0.75, out });
+    assert.equal(got, out, 'returns the out matrix');
+    const expected = ref.data.map((v, i) => 2.5 * v - 0.75 * C0[i]);
+    assertClose(out.data, expected, 1e-12, 'alpha/beta');
+  });
+
+  it('overwrites out when beta is 0, even if out holds NaN', () => {
+    const A = randMat(4, 3, r);
+    const B = randMat(3, 5, r);
+    const out = mat(4, 5, new Float64Array(20).fill(Number.NaN));
+    gemm(A, B, { out });
+    assertClose(out.data, naiveMul(A, B).data, 1e-14, 'beta=0');
+  });
+
+  it('handles empty inner and outer dimensions', () => {
+    const C = gemm(mat(3, 0), mat(0, 4));
+    assert.equal(C.rows, 3);
+    assert.equal(C.cols, 4);
+    assert.deepEqual([...C.data], new Array(12).fill(0));
+    const out = randMat(3, 4, r);
+    const before = out.data.slice();
+    gemm(mat(3, 0), mat(0, 4), { out, beta: 2 });
+    assertClose(out.data, before.map((v) => 2 * v), 0, 'K=0 with beta');
+    assert.equal(gemm(mat(0, 5), randMat(5, 2, r)).data.length, 0);
+  });
+
+  it('rejects mismatched shapes, aliasing and misuse', () => {
+    const A = randMat(4, 3, r);
+    expectCode(() => gemm(A, randMat(4, 2, r)), 'SIZE_MISMATCH');
+    expectCode(() => gemm(A, randMat(2, 4, r), { transB: true }), 'SIZE_MISMATCH');
+    expectCode(() => gemm(A, randMat(3, 2, r), { out: mat(4, 3) }), 'SIZE_MISMATCH');
+    expectCode(() => gemm(A, randMat(3, 2, r), { beta: 1 }), 'BAD_ARGUMENT');
+    const S = randMat(3, 3, r);
+    expectCode(() => gemm(S, randMat(3, 3, r), { out: S }), 'BAD_ARGUMENT');
+    expectCode(() => gemm(A, randMat(3, 2, r), { alpha: Number.NaN }), 'NON_FINITE');
+    const withInf = randMat(3, 3, r);
+    withInf.data[4] = Number.POSITIVE_INFINITY;
+    expectCode(() => gemm(randMat(3, 3, r), randMat(3, 3, r), { out: withInf, beta: 1 }), 'NON_FINITE');
+  });
+
+  it('refuses results too large to allocate instead of aborting', () => {
+    const n = 1_000_000;
+    expectCode(() => gemm(mat(n, 1), mat(1, n)), 'BAD_ARGUMENT');
+    expectCode(() => syrk(mat(1, n)), 'BAD_ARGUMENT');
+  });
+});
+
+// ---------- syrk ----------
+
+describe('syrk', () => {
+  const r = rng(2);
+
+  it('matches a naive XᵀX and is exactly symmetric', () => {
+    for (const [n, d] of [
+      [37, 23],
+      [5, 40],
+      [200, 65],
+    ]) {
+      const X = randMat(n, d, r);
+      const K = syrk(X);
+      assert.equal(K.rows, d);
+      assert.equal(K.cols, d);
+      assertClose(K.data, naiveMul(X, X, true, false).data, 1e-13 * n, `syrk ${n}x${d}`);
+      for (let i = 0; i < d; i++) for (let j = 0; j < i; j++) assert.equal(at(K, i, j), at(K, j, i));
+    }
+  });
+
+  it('applies alpha', () => {
+    const X = randMat(10, 4, r);
+    assertClose(syrk(X, { alpha: -3 }).data, naiveMul(X, X, true, false).data.map((v) => -3 * v), 1e-12, 'alpha');
+  });
+
+  it('streams row chunks with beta = 1', () => {
+    const n = 103;
+    const d = 17;
+    const X = randMat(n, d, r);
+    const out = mat(d, d);
+    for (let start = 0; start < n; start += 25) {
+      const rows = Math.min(25, n - start);
+      syrk(mat(rows, d, X.data.subarray(start * d, (start + rows) * d)), { out, beta: start === 0 ? 0 : 1 });
+    }
+    assertClose(out.data, naiveMul(X, X, true, false).data, 1e-12, 'streamed');
+    for (let i = 0; i < d; i++) for (let j = 0; j < i; j++) assert.equal(at(out, i, j), at(out, j, i));
+  });
+
+  it('returns beta·out for zero rows and rejects bad shapes', () => {
+    const out = syrk(randMat(6, 3, r));
+    const before = out.data.slice();
+    syrk(mat(0, 3), { out, beta: 0.5 });
+    assertClose(out.data, before.map((v) => 0.5 * v), 0, 'zero rows');
+    expectCode(() => syrk(randMat(4, 3, r), { out: mat(3, 4) }), 'SIZE_MISMATCH');
+    expectCode(() => syrk(randMat(4, 3, r), { beta: 1 }), 'BAD_ARGUMENT');
+    const X = randMat(3, 3, r);
+    expectCode(() => syrk(X, { out: X }), 'BAD_ARGUMENT');
+  });
+});
+
+// ---------- syevr ----------
+
+function checkEigenpairs(S: Mat, values: Float64Array, V: Mat, what: string): void {
+  const n = S.rows;
+  const m = values.length;
+  assert.equal(V.rows, n);
+  assert.equal(V.cols, m);
+  const scale = Math.max(1, maxAbs(S.data)) * n;
+  for (let j = 0; j < m; j++) {
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let p = 0; p < n; p++) s += at(S, i, p) * at(V, p, j);
+      const res = Math.abs(s - values[j] * at(V, i, j));
+      assert.ok(res < 1e-12 * scale, `${what}: residual ${res} for pair ${j}`);
+    }
+  }
+  const VtV = naiveMul(V, V, true, false);
+  assertClose(VtV.data, identity(m).data, 1e-12 * n, `${what}: orthonormality`);
+  for (let j = 1; j < m; j++) assert.ok(values[j] >= values[j - 1], `${what}: not ascending at ${j}`);
+}
+
+describe('syevr', () => {
+  const r = rng(3);
+
+  it('returns orthonormal eigenpairs of random symmetric matrices, agreeing with Jacobi', () => {
+    for (const n of [1, 2, 7, 30]) {
+      const S = randSym(n, r);
+      const S0 = S.data.slice();
+      const { values, vectors } = syevr(S);
+      assert.ok(vectors);
+      assert.deepEqual(S.data, S0, 'input modified');
+      checkEigenpairs(S, values, vectors, `n=${n}`);
+      assertClose(values, jacobiEigenvalues(S), 1e-11 * n, `n=${n} vs Jacobi`);
+    }
+  });
+
+  it('recovers a known spectrum built from a Householder reflection', () => {
+    const d = [7, -3, 0.5, 11, 2, -1, 2.000001, 4];
+    const S = knownSpectrum(d, r);
+    const { values, vectors } = syevr(S);
+    assertClose(values, [...d].sort((a, b) => a - b), 1e-12 * 11, 'known spectrum');
+    assert.ok(vectors);
+    checkEigenpairs(S, values, vectors, 'known spectrum');
+  });
+
+  it('matches the 2×2 closed form', () => {
+    const [a, b, c] = [3.5, -1.25, 0.75];
+    const mid = (a + c) / 2;
+    const rad = Math.hypot((a - c) / 2, b);
+    const { values } = syevr(mat(2, 2, [a, b, b, c]));
+    assertClose(values, [mid - rad, mid + rad], 1e-14, '2x2');
+  });
+
+  it('index ranges agree with the full decomposition', () => {
+    const n = 25;
+    const S = randSym(n, r);
+    const full = syevr(S);
+    assert.ok(full.vectors);
+    for (const [lo, hi] of [
+      [0, 0],
+      [n - 1, n - 1],
+      [3, 9],
+      [0, n - 1],
+    ]) {
+      const part = syevr(S, { range: { lo, hi } });
+      assert.ok(part.vectors);
+      assert.equal(part.values.length, hi - lo + 1);
+      assertClose(part.values, full.values.subarray(lo, hi + 1), 1e-12 * n, `range ${lo}..${hi} values`);
+      checkEigenpairs(S, part.values, part.vectors, `range ${lo}..${hi}`);
+      for (let j = 0; j <= hi - lo; j++) {
+        let dot = 0;
+        for (let i = 0; i < n; i++) dot += at(part.vectors, i, j) * at(full.vectors, i, lo + j);
+        assert.ok(Math.abs(Math.abs(dot) - 1) < 1e-9, `range ${lo}..${hi}: vector ${j} differs (dot ${dot})`);
+      }
+      const valuesOnly = syevr(S, { range: { lo, hi }, vectors: false });
+      assert.equal(valuesOnly.vectors, undefined);
+      assertClose(valuesOnly.values, part.values, 1e-12 * n, 'values only');
+    }
+  });
+
+  it('handles repeated eigenvalues and trivial sizes', () => {
+    const I = identity(6);
+    const { values, vectors } = syevr(I);
+    assertClose(values, new Array(6).fill(1), 1e-15, 'identity');
+    assert.ok(vectors);
+    checkEigenpairs(I, values, vectors, 'identity');
+    const empty = syevr(mat(0, 0));
+    assert.equal(empty.values.length, 0);
+    assert.equal(syevr(mat(1, 1, [-4])).values[0], -4);
+  });
+
+  it('rejects bad input', () => {
+    const S = randSym(5, r);
+    expectCode(() => syevr(randMat(3, 4, r)), 'SIZE_MISMATCH');
+    expectCode(() => syevr(S, { range: { lo: 0, hi: 5 } }), 'BAD_ARGUMENT');
+    expectCode(() => syevr(S, { range: { lo: 3, hi: 2 } }), 'BAD_ARGUMENT');
+    expectCode(() => syevr(S, { range: { lo: -1, hi: 2 } }), 'BAD_ARGUMENT');
+    expectCode(() => syevr(S, { range: { lo: 0.5, hi: 2 } }), 'BAD_ARGUMENT');
+    const asym = copyMat(S);
+    asym.data[1] += 1;
+    expectCode(() => syevr(asym), 'BAD_ARGUMENT');
+    const nan = copyMat(S);
+    nan.data[7] = Number.NaN;
+    expectCode(() => syevr(nan), 'NON_FINITE');
+  });
+});
+
+// ---------- potrf / potrs / gesv ----------
+
+describe('potrf and potrs', () => {
+  const r = rng(4);
+
+  it('factors S = L·Lᵀ with L lower triangular', () => {
+    for (const n of [1, 4, 33]) {
+      const S = randSpd(n, r);
+      const S0 = S.data.slice();
+      const L = potrf(S);
+      assert.deepEqual(S.data, S0, 'input modified');
+      for (let i = 0; i < n; i++) {
+        assert.ok(at(L, i, i) > 0);
+        for (let j = i + 1; j < n; j++) assert.equal(at(L, i, j), 0);
+      }
+      assertClose(naiveMul(L, L, false, true).data, S.data, 1e-13 * maxAbs(S.data) * n, `L·Lᵀ n=${n}`);
+    }
+  });
+
+  it('solves (L·Lᵀ)·X = B', () => {
+    const n = 20;
+    const S = randSpd(n, r);
+    const B = randMat(n, 3, r);
+    const X = potrs(potrf(S), B);
+    assertClose(naiveMul(S, X).data, B.data, 1e-12 * n, 'potrs residual');
+    const v = potrs(potrf(S), mat(n, 1, randMat(n, 1, r).data));
+    assert.equal(v.cols, 1);
+  });
+
+  it('reports non positive definite matrices', () => {
+    expectCode(() => potrf(mat(2, 2, [1, 2, 2, 1])), 'NOT_POSITIVE_DEFINITE');
+    expectCode(() => potrf(mat(3, 3, [-1, 0, 0, 0, -2, 0, 0, 0, -3])), 'NOT_POSITIVE_DEFINITE');
+    expectCode(() => potrf(mat(2, 2)), 'NOT_POSITIVE_DEFINITE');
+  });
+
+  it('rejects bad input', () => {
+    const S = randSpd(4, r);
+    expectCode(() => potrf(randMat(3, 4, r)), 'SIZE_MISMATCH');
+    expectCode(() => potrs(S, randMat(4, 2, r)), 'BAD_ARGUMENT');
+    expectCode(() => potrs(potrf(S), randMat(3, 2, r)), 'SIZE_MISMATCH');
+    const L = potrf(S);
+    L.data[0] = 0;
+    expectCode(() => potrs(L, randMat(4, 1, r)), 'BAD_ARGUMENT');
+  });
+});
+
+describe('gesv', () => {
+  const r = rng(5);
+
+  it('solves A·X = B', () => {
+    for (const [n, k] of [
+      [1, 1],
+      [25, 3],
+      [60, 1],
+    ]) {
+      const A = randMat(n, n, r);
+      for (let i = 0; i < n; i++) A.data[i * n + i] += 2;
+      const B = randMat(n, k, r);
+      const A0 = A.data.slice();
+      const B0 = B.data.slice();
+      const X = gesv(A, B);
+      assert.deepEqual(A.data, A0);
+      assert.deepEqual(B.data, B0);
+      assertClose(naiveMul(A, X).data, B.data, 1e-12 * n, `gesv ${n}x${k}`);
+    }
+  });
+
+  it('reports singular matrices', () => {
+    expectCode(() => gesv(mat(2, 2, [1, 2, 2, 4]), mat(2, 1, [1, 1])), 'SINGULAR');
+    expectCode(() => gesv(mat(3, 3), mat(3, 2)), 'SINGULAR');
+    expectCode(() => gesv(randMat(3, 4, r), mat(3, 1)), 'SIZE_MISMATCH');
+    expectCode(() => gesv(randMat(3, 3, r), mat(4, 1)), 'SIZE_MISMATCH');
+  });
+});
+
+// ---------- matvec ----------
+
+describe('matvec', () => {
+  const r = rng(6);
+
+  it('computes A·x and Aᵀ·x', () => {
+    const A = randMat(31, 17, r);
+    const x = randMat(17, 1, r);
+    const y = randMat(31, 1, r);
+    assertClose(matvec(A, x.data), naiveMul(A, x).data, 1e-13 * 17, 'A·x');
+    assertClose(matvec(A, y.data, true), naiveMul(A, y, true).data, 1e-13 * 31, 'Aᵀ·x');
+    assert.equal(matvec(mat(0, 3), new Float64Array(3)).length, 0);
+  });
+
+  it('rejects bad vectors', () => {
+    const A = randMat(3, 2, r);
+    expectCode(() => matvec(A, new Float64Array(3)), 'SIZE_MISMATCH');
+    expectCode(() => matvec(A, new Float64Array(2), true), 'SIZE_MISMATCH');
+    expectCode(() => matvec(A, new Float64Array([1, Number.NaN])), 'NON_FINITE');
+    expectCode(() => matvec(A, new Float32Array(2) as unknown as Float64Array), 'BAD_ARGUMENT');
+  });
+});
+
+// ---------- validation shared by all routines ----------
+
+describe('input validation', () => {
+  const r = rng(7);
+  const square = (n: number) => randSpd(n, r);
+  const routines: Array<[string, (M: Mat) => unknown]> = [
+    ['gemm A', (M) => gemm(M, square(3))],
+    ['gemm B', (M) => gemm(square(3), M)],
+    ['syrk', (M) => syrk(M)],
+    ['syevr', (M) => syevr(M)],
+    ['potrf', (M) => potrf(M)],
+    ['potrs B', (M) => potrs(potrf(square(3)), M)],
+    ['gesv A', (M) => gesv(M, square(3))],
+    ['gesv B', (M) => gesv(square(3), M)],
+    ['matvec', (M) => matvec(M, new Float64Array(3))],
+  ];
+
+  for (const [name, run] of routines) {
+    it(`${name}: NaN / ±Infinity / wrong length / bad shapes`, () => {
+      for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+        const M = square(3);
+        M.data[5] = bad;
+        M.data[7] = bad;
+        expectCode(() => run(M), 'NON_FINITE');
+      }
+      expectCode(() => run({ rows: 3, cols: 3, data: new Float64Array(8) }), 'SIZE_MISMATCH');
+      expectCode(() => run({ rows: 2 ** 31 - 1, cols: 2 ** 31 - 1, data: new Float64Array(9) }), 'SIZE_MISMATCH');
+      expectCode(() => run({ rows: 3.5, cols: 3, data: new Float64Array(9) }), 'BAD_ARGUMENT');
+      expectCode(() => run({ rows: -3, cols: -3, data: new Float64Array(9) }), 'BAD_ARGUMENT');
+      expectCode(() => run({ rows: 3, cols: 3, data: new Float32Array(9) } as unknown as Mat), 'BAD_ARGUMENT');
+      expectCode(() => run({ rows: 3, cols: 3, data: Array(9).fill(1) } as unknown as Mat), 'BAD_ARGUMENT');
+      expectCode(() => run(null as unknown as Mat), 'BAD_ARGUMENT');
+    });
+  }
+
+  it('reports where the non-finite value is', () => {
+    const M = square(4);
+    M.data[2 * 4 + 1] = Number.NaN;
+    assert.throws(() => syevr(M), /NaN at \(2, 1\)/);
+  });
+
+  it('keeps the process alive under a barrage of bad calls', () => {
+    const indexUrl = new URL('../../models/linalg/index.js', import.meta.url).href;
+    const script = `
+      const L = await import(${JSON.stringify(indexUrl)});
+      const junk = [undefined, null, 0, 'x', {}, [], { rows: 1e12, cols: 1, data: new Float64Array(1) },
+        { rows: 2, cols: 2, data: new Float64Array(3) }, { rows: NaN, cols: 2, data: new Float64Array(0) },
+        { get rows() { throw new Error('getter'); }, cols: 1, data: new Float64Array(1) },
+        { rows: 2, cols: 2, data: new Float64Array([1, NaN, 3, Infinity]) }, L.mat(0, 0), L.mat(1, 1, [0])];
+      const fns = ['gemm', 'syrk', 'syevr', 'potrf', 'potrs', 'gesv', 'matvec'];
+      let thrown = 0, calls = 0;
+      for (const f of fns) for (const a of junk) for (const b of [...junk, new Float64Array(2)]) {
+        calls++;
+        try { L[f](a, b, { range: { lo: 0, hi: 99 } }); } catch { thrown++; }
+        try { L[f](a, b, { transA: 1, alpha: Infinity, out: a }); } catch { thrown++; }
+      }
+      for (const n of [0, -1, 1.5, NaN, 1e9, '2']) { try { L.setThreads(n); } catch { thrown++; } }
+      console.log(JSON.stringify({ calls, thrown }));
+    `;
+    const res = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      cwd: fileURLToPath(new URL('../../..', import.meta.url)),
+      timeout: 60_000,
+    });
+    assert.equal(res.signal, null, `child died with ${res.signal}: ${res.stderr}`);
+    assert.equal(res.status, 0, res.stderr);
+    const out = JSON.parse(res.stdout.trim().split('\n').pop() ?? '') as { calls: number; thrown: number };
+    assert.ok(out.calls > 500);
+    assert.ok(out.thrown > out.calls, 'most junk calls must throw');
+    assert.doesNotMatch(res.stderr, /illegal value|xerbla|parameter number/i);
+  });
+});
+
+// ---------- helpers and OpenBLAS information ----------
+
+describe('helpers', () => {
+  it('mat, identity and transpose', () => {
+    const A = mat(2, 3, [1, 2, 3, 4, 5, 6]);
+    assert.ok(A.data instanceof Float64Array);
+    const f = new Float64Array(4);
+    assert.equal(mat(2, 2, f).data, f, 'Float64Array is used without copying');
+    expectCode(() => mat(2, 2, [1, 2, 3]), 'SIZE_MISMATCH');
+    expectCode(() => mat(-1, 2), 'BAD_ARGUMENT');
+    expectCode(() => mat(1.5, 2), 'BAD_ARGUMENT');
+    assert.deepEqual([...identity(3).data], [1, 0, 0, 0, 1, 0, 0, 0, 1]);
+    const T = transpose(A);
+    assert.deepEqual([T.rows, T.cols, [...T.data]], [3, 2, [1, 4, 2, 5, 3, 6]]);
+    const big = randMat(70, 45, rng(8));
+    assert.deepEqual(transpose(big), naiveTranspose(big));
+    expectCode(() => transpose({ rows: 2, cols: 2, data: new Float64Array(3) }), 'SIZE_MISMATCH');
+  });
+});
+
+describe('OpenBLAS', () => {
+  it('reports its core and configuration', () => {
+    const core = openblasCore();
+    assert.match(core, /^\w+$/);
+    assert.match(openblasConfig(), /OpenBLAS/);
+    const sel = coreSelection();
+    assert.equal(sel.core, core);
+    if (sel.requested !== null) assert.equal(core.toLowerCase(), sel.requested.toLowerCase());
+  });
+
+  it('sets the thread count', () => {
+    const before = getThreads();
+    try {
+      setThreads(1);
+      assert.equal(getThreads(), 1);
+      const A = randMat(50, 50, rng(9));
+      assertClose(gemm(A, A).data, naiveMul(A, A).data, 1e-12, 'single-threaded gemm');
+    } finally {
+      setThreads(before);
+    }
+    assert.equal(getThreads(), before);
+    expectCode(() => setThreads(0), 'BAD_ARGUMENT');
+  });
+});
