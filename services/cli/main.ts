@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+import { fileURLToPath } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+import { immunize } from '../../models/engine/immunize.js';
+import { loadHousePrice } from '../../models/io/housePrice.js';
+import { DirectorySink } from '../../workers/artifacts.js';
+import { runEvaluateJob, runImmunizeJob, writeArtifacts, type JobResult } from '../../workers/immunizeProcessor.js';
+import { parseJobSpec } from '../../workers/jobSpec.js';
+import { parseCli, USAGE, UsageError } from './args.js';
+import { progressReporter } from './progress.js';
+import { summaryLines } from './summary.js';
+
+const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const HOUSE_PRICE_DIR = join(PACKAGE_ROOT, 'data', 'house_price');
+
+export async function main(argv: string[]): Promise<number> {
+  let debug = argv.includes('--debug');
+  try {
+    const cmd = parseCli(argv);
+    debug = cmd.debug;
+    if (cmd.command === 'help') {
+      process.stdout.write(USAGE + '\n');
+      return 0;
+    }
+    const mode = cmd.json ? 'json' : process.stderr.isTTY ? 'tty' : 'quiet';
+    const progress = progressReporter(mode);
+    const sink = new DirectorySink(cmd.out!);
+    let result: JobResult;
+    if (cmd.command === 'demo') {
+      const hp = await loadHousePrice(HOUSE_PRICE_DIR);
+      const spec = parseJobSpec({
+        benign: { dataset: join(HOUSE_PRICE_DIR, 'D1.csv'), labelColumn: 'LotArea', dropColumns: ['SalePrice'], rowLimit: 200 },
+        harmful: { dataset: join(HOUSE_PRICE_DIR, 'D2.csv'), labelColumn: 'SalePrice', dropColumns: ['LotArea'], rowLimit: 200 },
+        method: cmd.method,
+      });
+      const engine = immunize(
+        { benign: hp.benign, harmful: hp.harmful, benignTest: hp.benignTest },
+        { method: spec.method, kappaBudget: spec.kappaBudget, seed: spec.seed },
+        (e) => progress.observe(e),
+      );
+      result = { metrics: engine.metrics, artifacts: await writeArtifacts(engine, sink) };
+    } else if (cmd.command === 'evaluate') {
+      result = await runEvaluateJob(cmd.spec!, cmd.theta!, { sink, observe: (e) => progress.observe(e) });
+    } else {
+      result = await runImmunizeJob(cmd.spec!, { sink, observe: (e) => progress.observe(e) });
+    }
+    progress.end();
+    const m = result.metrics;
+    if (cmd.json) {
+      process.stdout.write(JSON.stringify({ type: 'result', out: cmd.out, verdict: m.verdict, rir: m.rir, benignRatio: m.benignRatio, harmfulRatio: m.harmfulRatio, artifacts: result.artifacts }) + '\n');
+    } else {
+      process.stdout.write(summaryLines(m, { paperRow: cmd.command === 'demo' }).join('\n') + '\n');
+      process.stdout.write(`artifacts in ${cmd.out}: ${result.artifacts.map((a) => a.name).join(', ')}\n`);
+    }
+    if (m.verdict !== 'immunized') {
+      process.stderr.write(`WARNING: verdict is ${m.verdict.toUpperCase()}: this θ does not immunize the backbone (${m.verdictReasons.join('; ')})\n`);
+      return 3;
+    }
+    return 0;
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    process.stderr.write(`immunize: ${e.message}\n`);
+    if (err instanceof UsageError) process.stderr.write(USAGE + '\n');
+    if (debug && e.stack) process.stderr.write(e.stack + '\n');
+    return 1;
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,29 @@
+import type { Metrics } from '../../models/engine/immunize.js';
+
+const PAPER_TABLE1 = { harmfulRatio: 18.92, benignRatio: 0.053, rir: 356.2 };
+
+const fmt = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : Math.abs(x) >= 1e4 || Math.abs(x) < 1e-2 ? x.toExponential(3) : x.toFixed(3));
+
+export function summaryLines(m: Metrics, opts: { paperRow?: boolean } = {}): string[] {
+  const lines = [
+    `method ${m.method}   D=${m.dim}   rows benign ${m.rows.benign}, harmful ${m.rows.harmful}   OpenBLAS core ${m.openblasCore}`,
+    `                   harmful ratio ↑   benign ratio ↓   RIR ↑`,
+    `immunize (ours)    ${fmt(m.harmfulRatio).padEnd(17)} ${fmt(m.benignRatio).padEnd(16)} ${fmt(m.rir)}`,
+  ];
+  if (opts.paperRow) {
+    lines.push(`paper Table 1      ${fmt(PAPER_TABLE1.harmfulRatio).padEnd(17)} ${fmt(PAPER_TABLE1.benignRatio).padEnd(16)} ${fmt(PAPER_TABLE1.rir)}`);
+    lines.push(`paper convention   ${fmt(m.paperConvention.harmfulRatio).padEnd(17)} ${fmt(m.paperConvention.benignRatio).padEnd(16)} ${fmt(m.paperConvention.rir)}   (our θ, the paper's κ rule)`);
+  }
+  lines.push(`RIR* bound ${fmt(m.rirBound)}   κ(θ) ${fmt(m.thetaCondition)} (budget ${fmt(m.kappaBudget)})`);
+  if (m.benignQuality.metric) {
+    lines.push(`benign ${m.benignQuality.metric}: before ${fmt(m.benignQuality.before)}, after ${fmt(m.benignQuality.after)}${m.benignQuality.test != null ? `, test ${fmt(m.benignQuality.test)}` : ''}`);
+  }
+  lines.push('attack steps to target (raw → immunized, slowdown):');
+  for (const a of m.attacks) {
+    lines.push(`  ${a.attacker.padEnd(22)} ${a.data.padEnd(8)} ${String(a.stepsRaw).padStart(6)} → ${String(a.stepsImmunized).padStart(6)}${a.capped ? ' (cap)' : '      '}  ×${fmt(a.slowdown)}`);
+  }
+  lines.push(`engine time ${m.timings.engineSeconds.toFixed(3)} s (θ ${m.timings.solveSeconds.toFixed(3)} s, attacks ${m.timings.attackSeconds.toFixed(3)} s)`);
+  lines.push(`verdict: ${m.verdict.toUpperCase()}`);
+  for (const r of m.verdictReasons) lines.push(`  - ${r}`);
+  return lines;
+}
