@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what immunize needs on a Debian machine: system packages (when missing), npm dependencies,
+# the native float64 BLAS/LAPACK addon and the TypeScript build. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(libopenblas-dev liblapacke-dev g++ make python3)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: install them with: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# onnxruntime-node would download CUDA binaries at install; CPU hosts don't need them.
+export ONNXRUNTIME_NODE_INSTALL="${ONNXRUNTIME_NODE_INSTALL:-skip}"
+
+stamp=node_modules/.immunize-installed
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -f build/Release/immunize_linalg.node ]; then
+  npm ci --no-audit --no-fund
+  touch "$stamp"
+fi
+npm run --silent build
