@@ -86,7 +86,15 @@ export function closedFormImmunize(
   for (const ridge of opts.ridges) {
     const basis = generalizedBasis(KP, KH, ridge, rtol);
     const evaluate = (alpha: number) => {
+      try {
+        return evaluateAt(alpha);
+      } catch {
+        return { theta: thetaFor(basis, 0), kt: Infinity, benignRatio: Infinity, harmfulRatio: 0, ok: false };
+      }
+    };
+    const evaluateAt = (alpha: number) => {
       const theta = thetaFor(basis, alpha);
+      if (!theta.data.every(Number.isFinite)) return { theta, kt: Infinity, benignRatio: Infinity, harmfulRatio: 0, ok: false };
       const kt = matrixCondition(theta);
       const kp = conditioning(congruence(KP, theta), rtol).kappa;
       const kh = conditioning(congruence(KH, theta), rtol).kappa;
@@ -100,9 +108,10 @@ export function closedFormImmunize(
       let lo = 0;
       let r0 = evaluate(0);
       if (!r0.ok) continue;
-      const target = Math.log(kP0) / Math.log(basis.kappaM);
-      let hi = Math.max(2 * target, 1);
-      let rHi = evaluate(hi);
+      // Past this α the diagonal alone would exceed the κ(θ) budget.
+      const logM = Math.log(basis.kappaM);
+      let hi = logM > 1e-9 ? Math.min(Math.max((2 * Math.log(kP0)) / logM, 1), (2 * Math.log(opts.kappaBudget)) / logM) : 0;
+      const rHi = evaluate(hi);
       if (rHi.ok) {
         lo = hi;
         r0 = rHi;
@@ -143,15 +152,22 @@ export function closedFormImmunize(
 }
 
 /**
- * RIR* = κ(M)·κ(K_P)/κ(K_H). When K_P is rank-deficient, K_P^{-1/2} is taken with the ridge ε = 1/budget², the
- * smallest ridge at which K_P^{-1/2} alone stays inside the κ(θ) budget.
+ * RIR* = κ(M)·κ(K_P)/κ(K_H), with M = K_P^{-1/2} K_H K_P^{-1/2} taken on the numerical range of K_P when K_P is
+ * rank-deficient: directions the benign data never uses are left out, because stretching them raises κ(H_H) without
+ * slowing an attacker who z-scores the features.
  */
-export function rirBound(KP: Mat, KH: Mat, kappaBudget: number, rtol = defaultRtol(KP.rows)): number | null {
-  const kP0 = conditioning(KP, rtol).kappa;
+export function rirBound(KP: Mat, KH: Mat, rtol = defaultRtol(KP.rows)): number | null {
+  const D = KP.rows;
   const kH0 = conditioning(KH, rtol).kappa;
-  if (kP0 === null || kH0 === null) return null;
-  const fullRank = conditioning(KP, rtol).rank === KP.rows;
-  const ridge = fullRank ? 0 : 1 / (kappaBudget * kappaBudget);
-  const basis = generalizedBasis(KP, KH, ridge, rtol);
-  return (basis.kappaM * kP0) / kH0;
+  const eig = syevr(KP);
+  const cP = conditioningFromSpectrum(eig.values, rtol);
+  if (cP.kappa === null || kH0 === null) return null;
+  const r = cP.rank;
+  const first = D - r;
+  const W = mat(D, r);
+  for (let i = 0; i < D; i++) {
+    for (let j = 0; j < r; j++) W.data[i * r + j] = eig.vectors!.data[i * D + first + j] / Math.sqrt(eig.values[first + j]);
+  }
+  const kM = conditioning(congruence(KH, W), rtol).kappa;
+  return kM === null ? null : (kM * cP.kappa) / kH0;
 }

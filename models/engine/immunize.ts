@@ -9,7 +9,7 @@ import { probeProblem } from './probe.js';
 import { checkAbort, type StepObserver } from './progress.js';
 import { fitProbe, predict, score, type LinearHead } from './quality.js';
 import { sanitize, subsample, type Warning } from './report.js';
-import { conditioningFromSpectrum, defaultRtol, kappaPaperFromSpectrum, matrixCondition } from './spectrum.js';
+import { conditioningFromSpectrum, conditioningWithRank, defaultRtol, kappaPaperFromSpectrum, matrixCondition } from './spectrum.js';
 import { statsOf, type SufficientStats } from './stats.js';
 import { encodeTargets, gaussianTargets, inferTask, type Task } from './targets.js';
 import { decideVerdict, VERDICT_THRESHOLDS, type Verdict } from './verdict.js';
@@ -202,11 +202,12 @@ function finish(
   const sH0 = spectrum(KH);
   const sP1 = spectrum(congruence(KP, theta));
   const sH1 = spectrum(congruence(KH, theta));
-  const robust = (s: Float64Array) => conditioningFromSpectrum(s, rtol).kappa;
-  const kP0 = robust(sP0);
-  const kH0 = robust(sH0);
-  const kP1 = robust(sP1);
-  const kH1 = robust(sH1);
+  const beforeP = conditioningFromSpectrum(sP0, rtol);
+  const beforeH = conditioningFromSpectrum(sH0, rtol);
+  const kP0 = beforeP.kappa;
+  const kH0 = beforeH.kappa;
+  const kP1 = conditioningWithRank(sP1, rtol, beforeP.rank).kappa;
+  const kH1 = conditioningWithRank(sH1, rtol, beforeH.rank).kappa;
   const ratio = (a: number | null, b: number | null) => (a === null || b === null ? NaN : a / b);
   const benignRatio = ratio(kP1, kP0);
   const harmfulRatio = ratio(kH1, kH0);
@@ -216,7 +217,7 @@ function finish(
   const pH1 = kappaPaperFromSpectrum(sH1);
   const thetaCondition = matrixCondition(theta);
   if (thetaCondition === null) reasons.thetaCondition = 'θ is singular';
-  const bound = rirBound(KP, KH, opts.kappaBudget, rtol);
+  const bound = rirBound(KP, KH, rtol);
 
   const quality = benignQuality(input, prep, theta, warnings);
   const attackStart = performance.now();

@@ -33,6 +33,17 @@ export function conditioningFromSpectrum(values: Float64Array, rtol: number): Co
   return { kappa: lambdaMax / lambdaMinPositive, lambdaMax, lambdaMinPositive, rank: values.length - first };
 }
 
+/**
+ * κ of θᵀKθ for a θ applied to a Gram matrix of known rank: rounding noise in its null space scales with ‖θ‖²‖K‖
+ * rather than with λ_max(θᵀKθ), so the threshold rule alone could count it; the rank caps the range.
+ */
+export function conditioningWithRank(values: Float64Array, rtol: number, rank: number): Conditioning {
+  const c = conditioningFromSpectrum(values, rtol);
+  if (c.kappa === null || c.rank <= rank) return c;
+  const lambdaMinPositive = values[values.length - rank];
+  return { kappa: c.lambdaMax / lambdaMinPositive, lambdaMax: c.lambdaMax, lambdaMinPositive, rank };
+}
+
 export function conditioning(S: Mat, rtol = defaultRtol(S.rows)): Conditioning {
   return conditioningFromSpectrum(syevr(S, { vectors: false }).values, rtol);
 }

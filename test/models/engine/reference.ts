@@ -336,3 +336,20 @@ export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0
   for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
   return scale === 0 ? d : d / scale;
 }
+
+/** Every number reachable from `value` (arrays and plain objects), with its path. */
+export function numbersIn(value: unknown, path = '', out: Array<[string, number]> = []): Array<[string, number]> {
+  if (typeof value === 'number') out.push([path, value]);
+  else if (Array.isArray(value)) value.forEach((v, i) => numbersIn(v, `${path}[${i}]`, out));
+  else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) numbersIn(v, path ? `${path}.${k}` : k, out);
+  return out;
+}
+
+/** No NaN/Infinity anywhere, none in the JSON text, and no number lost in a JSON round trip. */
+export function assertJsonClean(metrics: unknown): void {
+  const bad = numbersIn(metrics).filter(([, v]) => !Number.isFinite(v));
+  assert.deepEqual(bad, [], 'non-finite numbers in metrics');
+  const json = JSON.stringify(metrics);
+  assert.ok(!/NaN|Infinity/.test(json), 'NaN/Infinity text in the metrics JSON');
+  assert.deepEqual(numbersIn(JSON.parse(json)), numbersIn(metrics));
+}

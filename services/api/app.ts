@@ -1,0 +1,142 @@
+/**
+ * The API as a Fastify plugin: server.ts boots it, tests register it on a bare instance and use inject().
+ * Handlers reach the services through the `svc` decoration.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import multipart from '@fastify/multipart';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyServerOptions } from 'fastify';
+import { bearerToken, type Principal } from '../auth.js';
+import type { Services } from '../context.js';
+import { ApiError, errorBody, isRedisUnavailable, unauthorized } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { datasetRoutes } from './routes/datasets.js';
+import { healthRoutes } from './routes/health.js';
+import { jobRoutes } from './routes/jobs.js';
+import { BackboneDocSchema, DatasetDocSchema, ErrorSchema, JobDocSchema } from './schemas.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    svc: Services;
+  }
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export interface AppOptions {
+  services: Services;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Fastify instance options that go with this app (request ids, validation); the logger is the caller's. */
+export function fastifyOptions(logger?: Logger): FastifyServerOptions & { loggerInstance?: FastifyBaseLogger } {
+  return {
+    ...(logger ? { loggerInstance: logger as FastifyBaseLogger } : { logger: false }),
+    requestIdHeader: false,
+    genReqId(req: IncomingMessage) {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false, useDefaults: true, coerceTypes: 'array', allErrors: false } },
+  };
+}
+
+function statusCode(err: FastifyError): number {
+  const s = err.statusCode;
+  return typeof s === 'number' && s >= 400 && s < 600 ? s : 500;
+}
+
+export default async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
+  const svc = opts.services;
+  fastify.decorate('svc', svc);
+  fastify.decorateRequest('principal', null);
+  for (const schema of [ErrorSchema, JobDocSchema, DatasetDocSchema, BackboneDocSchema]) fastify.addSchema(schema);
+
+  await fastify.register(swagger, {
+    openapi: {
+      info: {
+        title: 'immunize',
+        version: '1',
+        description: 'Immunize features against linear probing for a harmful task: upload datasets, submit jobs, follow them, download θ and the metrics.',
+      },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <API key>' } } },
+      security: [{ apiKey: [] }],
+    },
+  });
+  await fastify.register(swaggerUi, { routePrefix: '/docs' });
+
+  fastify.addHook('onSend', async (req, reply, payload) => {
+    reply.header('x-request-id', req.id);
+    return payload;
+  });
+  fastify.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    svc.metrics.httpDuration.observe({ method: req.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+  });
+
+  fastify.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
+  });
+
+  fastify.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err instanceof ApiError) {
+      if (err.statusCode === 401) void reply.header('www-authenticate', 'Bearer');
+      return reply.code(err.statusCode).send(errorBody(err.code, err.message));
+    }
+    if (err.validation) {
+      return reply.code(400).send(errorBody('invalid_request', `${err.validationContext ?? 'request'} ${err.message.replace(/^(body|querystring|params|headers)\/?\s*/, '')}`.trim()));
+    }
+    const code = err.code ?? '';
+    if (code === 'FST_REQ_FILE_TOO_LARGE' || code === 'FST_ERR_CTP_BODY_TOO_LARGE' || statusCode(err) === 413) {
+      return reply.code(413).send(errorBody('payload_too_large', err.message));
+    }
+    if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || code === 'FST_INVALID_MULTIPART_CONTENT_TYPE') {
+      return reply.code(415).send(errorBody('unsupported_media_type', err.message));
+    }
+    if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError) {
+      return reply.code(400).send(errorBody('invalid_json', `the request body is not valid JSON: ${err.message}`));
+    }
+    if (isRedisUnavailable(err) || svc.redis.status !== 'ready') {
+      req.log.warn({ err: err.message }, 'redis unavailable');
+      return reply.code(503).header('retry-after', '5').send(errorBody('redis_unavailable', 'the job store (Redis) is not answering; try again shortly'));
+    }
+    const status = statusCode(err);
+    if (status < 500) return reply.code(status).send(errorBody('invalid_request', err.message));
+    req.log.error({ err }, 'request failed');
+    return reply.code(500).send(errorBody('internal', 'internal error; the request id in x-request-id finds it in the logs'));
+  });
+
+  await fastify.register(healthRoutes);
+
+  await fastify.register(
+    async (v1) => {
+      v1.addHook('onRequest', async (req) => {
+        const token = bearerToken(req.headers.authorization);
+        if (!token) throw unauthorized('missing API key: send Authorization: Bearer <key>');
+        const principal = svc.keys.verify(token);
+        if (!principal) throw unauthorized('invalid API key');
+        req.principal = principal;
+      });
+      await v1.register(rateLimit, {
+        max: svc.config.rateLimit,
+        timeWindow: 60_000,
+        hook: 'preHandler',
+        keyGenerator: (req) => req.principal?.tenant ?? req.ip,
+        errorResponseBuilder: (_req, ctx) =>
+          new ApiError(429, 'rate_limited', `rate limit of ${ctx.max} requests per minute reached; retry in ${Math.ceil(ctx.ttl / 1000)} s`),
+      });
+      await v1.register(multipart, {
+        limits: { fileSize: svc.config.maxUploadBytes, files: 1, fields: 8, parts: 10, fieldSize: 4096, headerPairs: 100 },
+      });
+      await v1.register(datasetRoutes);
+      await v1.register(jobRoutes);
+    },
+    { prefix: '/v1' },
+  );
+}

@@ -1,0 +1,181 @@
+/** Jobs: submit, read, list, cancel/purge, follow (SSE) and download artifacts. */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { JobSpecSchema } from '../../../workers/jobSpec.js';
+import { TERMINAL_STATUSES, type JobStatus } from '../../../workers/ports.js';
+import { isArtifactName, ARTIFACT_TYPES } from '../../../workers/staging.js';
+import { badRequest, notFound } from '../../errors.js';
+import { jobDoc } from '../../jobs.js';
+import { errorResponses, IdParams, JobDocSchema, JobStatusSchema } from '../schemas.js';
+
+const SubmitAnswer = Type.Object({ id: Type.String(), status: JobStatusSchema });
+const CancelAnswer = Type.Object({ id: Type.String(), status: JobStatusSchema, purged: Type.Optional(Type.Boolean()) });
+
+const SSE_POLL_MS = 2000;
+const SSE_HEARTBEAT_MS = 15_000;
+
+function eventName(status: JobStatus): string {
+  return status === 'completed' || status === 'failed' || status === 'cancelled' ? status : 'progress';
+}
+
+export async function jobRoutes(fastify: FastifyInstance): Promise<void> {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+
+  app.post(
+    '/jobs',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Submit a job. The same Idempotency-Key with the same body gives the same job; with another body, 409',
+        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String({ description: 'makes the submission idempotent for 24 h' })) }),
+        body: JobSpecSchema,
+        response: { 202: SubmitAnswer, ...errorResponses(400, 401, 404, 409, 429, 503) },
+      },
+      // The job spec is validated by the same parser as the CLI's and the worker's (parseJobSpec); the schema
+      // above documents it.
+      validatorCompiler: () => () => true,
+    },
+    async (req, reply) => {
+      const key = req.headers['idempotency-key'];
+      const r = await app.svc.jobs.submit(req.principal!, req.body, typeof key === 'string' ? key : undefined);
+      if (!r.created) void reply.header('idempotent-replayed', 'true');
+      return reply.code(202).header('location', `/v1/jobs/${r.id}`).send({ id: r.id, status: r.status });
+    },
+  );
+
+  app.get(
+    '/jobs',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'List jobs, newest first',
+        querystring: Type.Object({
+          limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+          cursor: Type.Optional(Type.String({ maxLength: 64 })),
+          tenant: Type.Optional(Type.String({ maxLength: 64, description: 'admin key only' })),
+        }),
+        response: { 200: Type.Object({ items: Type.Array(Type.Ref(JobDocSchema)), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses(400, 401, 503) },
+      },
+    },
+    async (req) => app.svc.jobs.list(req.principal!, req.query.limit, req.query.cursor, req.query.tenant),
+  );
+
+  app.get(
+    '/jobs/:id',
+    { schema: { tags: ['jobs'], summary: 'A job: status, progress, metrics summary, artifacts', params: IdParams, response: { 200: Type.Ref(JobDocSchema), ...errorResponses(401, 404, 503) } } },
+    async (req) => jobDoc(await app.svc.jobs.mustGet(req.principal!, req.params.id)),
+  );
+
+  app.delete(
+    '/jobs/:id',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Cancel a job; with purge=true also delete its record and artifacts',
+        params: IdParams,
+        querystring: Type.Object({ purge: Type.Boolean({ default: false }) }),
+        response: { 202: CancelAnswer, ...errorResponses(401, 404, 503) },
+      },
+    },
+    async (req, reply) => reply.code(202).send(await app.svc.jobs.cancel(req.principal!, req.params.id, req.query.purge)),
+  );
+
+  app.get(
+    '/jobs/:id/events',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Server-Sent Events: progress, then completed, failed or cancelled; each carries the job document',
+        params: IdParams,
+        produces: ['text/event-stream'],
+        response: { ...errorResponses(401, 404, 503) },
+      },
+    },
+    async (req, reply) => {
+      const id = req.params.id;
+      await app.svc.jobs.mustGet(req.principal!, id);
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+        'x-request-id': req.id,
+      });
+      res.write(': connected\n\n');
+      let last = '';
+      let done = false;
+      let chain: Promise<void> = Promise.resolve();
+      const finish = () => {
+        if (done) return;
+        done = true;
+        off();
+        clearInterval(poll);
+        clearInterval(beat);
+        res.end();
+      };
+      const push = async () => {
+        if (done) return;
+        const r = await app.svc.records.getJob(id).catch(() => undefined);
+        if (r === undefined || done) return; // Redis hiccup: the next event or poll tries again
+        if (r === null) {
+          res.write(`event: cancelled\ndata: ${JSON.stringify({ id, status: 'cancelled', purged: true })}\n\n`);
+          finish();
+          return;
+        }
+        const data = JSON.stringify(jobDoc(r));
+        if (data !== last) {
+          last = data;
+          res.write(`event: ${eventName(r.status)}\ndata: ${data}\n\n`);
+        }
+        if (TERMINAL_STATUSES.has(r.status)) finish();
+      };
+      const schedule = () => {
+        chain = chain.then(push, push);
+      };
+      const off = app.svc.queue.onJob(id, schedule);
+      const poll = setInterval(schedule, SSE_POLL_MS);
+      const beat = setInterval(() => {
+        if (!done) res.write(': keep-alive\n\n');
+      }, SSE_HEARTBEAT_MS);
+      req.raw.on('close', finish);
+      schedule();
+    },
+  );
+
+  app.get(
+    '/jobs/:id/artifacts/:name',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: `Download an artifact: ${Object.keys(ARTIFACT_TYPES).join(', ')}`,
+        params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }), name: Type.String({ minLength: 1, maxLength: 256 }) }),
+        response: { ...errorResponses(400, 401, 404, 503) },
+      },
+    },
+    async (req, reply) => {
+      const { id, name } = req.params;
+      if (!isArtifactName(name)) {
+        throw badRequest('invalid_artifact_name', `${JSON.stringify(name)} is not an artifact name; artifacts are named ${Object.keys(ARTIFACT_TYPES).join(', ')}`);
+      }
+      const r = await app.svc.jobs.mustGet(req.principal!, id);
+      const artifact = r.artifacts.find((a) => a.name === name);
+      if (!artifact) throw notFound(`job ${id} has no artifact ${name}${r.status === 'completed' ? '' : ` (the job is ${r.status})`}`);
+      let opened;
+      try {
+        opened = await app.svc.store.openArtifact(r.id, artifact.file);
+      } catch {
+        throw notFound(`the bytes of artifact ${name} of job ${id} are gone`);
+      }
+      return reply
+        .type(artifact.contentType)
+        .header('content-length', String(opened.size))
+        .header('etag', `"${artifact.sha256}"`)
+        .header('x-content-sha256', artifact.sha256)
+        .header('content-disposition', `attachment; filename="${name}"`)
+        .send(opened.stream);
+    },
+  );
+}

@@ -1,0 +1,187 @@
+/**
+ * Datasets and backbones: streamed uploads, format checks, per-tenant records, deletion of the bytes, the
+ * submit-time checks of a job spec against the upload metadata, and the worker's id → path resolution.
+ */
+import { rm } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import type { JobSpec, DataRefSpec } from '../workers/jobSpec.js';
+import { PermanentJobError, type DatasetRef, type DatasetResolver } from '../workers/ports.js';
+import { canAccess, type Principal } from './auth.js';
+import { ApiError, badRequest, notFound } from './errors.js';
+import { isId, newId } from './ids.js';
+import type { DatasetRecord, Records } from './records.js';
+import type { BlobFormat, FsStore } from './storage/fsStore.js';
+import { inspectInThread } from './storage/inspect.js';
+import { streamToFile, UploadTooLargeError } from './storage/upload.js';
+
+type Kind = 'dataset' | 'backbone';
+
+const ACCEPTED: Record<Kind, BlobFormat[]> = { dataset: ['npy', 'csv'], backbone: ['onnx'] };
+
+/** The client's file name reduced to something safe to show (it is never used as a path). */
+export function displayName(filename: string | undefined): string {
+  const base = (filename ?? '').split(/[\\/]/).pop() ?? '';
+  const clean = base.replace(/[^\w.+-]/g, '_').slice(0, 128);
+  return clean || 'upload';
+}
+
+function formatOf(filename: string, kind: Kind): BlobFormat {
+  const m = /\.([A-Za-z0-9]+)$/.exec(filename);
+  const ext = m ? m[1].toLowerCase() : '';
+  const accepted = ACCEPTED[kind];
+  if ((accepted as string[]).includes(ext)) return ext as BlobFormat;
+  const expected = kind === 'dataset' ? '.npy (numpy.save) or .csv (with a header row)' : '.onnx';
+  throw new ApiError(415, 'unsupported_format', `${filename}: the file name must end in ${expected}; got ${ext ? `.${ext}` : 'no extension'}`);
+}
+
+export interface UploadedFile {
+  filename: string;
+  stream: Readable;
+}
+
+/** The feature dimension a data reference gives, from the upload's metadata. */
+function featureDim(field: string, ref: DataRefSpec, ds: DatasetRecord): number {
+  if (ds.format === 'npy') {
+    if (ref.labelColumn !== undefined || (ref.dropColumns?.length ?? 0) > 0) {
+      throw badRequest('invalid_spec', `${field}: labelColumn and dropColumns apply only to .csv datasets; ${ds.id} is .npy (pass labels as a separate dataset)`);
+    }
+    if (!ds.shape || ds.shape.length !== 2) {
+      throw badRequest('invalid_spec', `${field}: dataset ${ds.id} is a label vector of shape (${ds.shape?.join(', ')}); expected a 2-D N×D feature array`);
+    }
+    return ds.cols!;
+  }
+  const header = ds.header ?? [];
+  const named = [...(ref.labelColumn !== undefined ? [ref.labelColumn] : []), ...(ref.dropColumns ?? [])];
+  for (const col of named) {
+    if (!header.includes(col)) {
+      const shown = header.length > 12 ? `${header.slice(0, 12).join(', ')}, …` : header.join(', ');
+      throw badRequest('missing_column', `${field}: dataset ${ds.id} has no column named ${JSON.stringify(col)}; its columns are ${shown}`);
+    }
+  }
+  const d = header.length - new Set(named).size;
+  if (d < 1) throw badRequest('invalid_spec', `${field}: no feature columns are left in dataset ${ds.id} once the label and dropped columns are removed`);
+  return d;
+}
+
+export class DatasetService implements DatasetResolver {
+  constructor(
+    private readonly records: Records,
+    private readonly store: FsStore,
+    readonly maxUploadBytes: number,
+  ) {}
+
+  async ingest(principal: Principal, kind: Kind, file: UploadedFile): Promise<DatasetRecord> {
+    const name = displayName(file.filename);
+    const format = formatOf(name, kind);
+    const temp = this.store.tempUploadPath();
+    let adopted: string | null = null;
+    try {
+      let streamed;
+      try {
+        streamed = await streamToFile(file.stream, temp, this.maxUploadBytes);
+      } catch (err) {
+        if (err instanceof UploadTooLargeError) throw new ApiError(413, 'payload_too_large', `${name}: ${err.message}`);
+        throw err;
+      }
+      if (streamed.bytes === 0) throw badRequest(`invalid_${format}`, `${name} is empty`);
+      const inspected = await inspectInThread(temp, format, name);
+      if (!inspected.ok) throw badRequest(inspected.code, inspected.message);
+      const id = newId(kind);
+      adopted = await this.store.adoptUpload(temp, kind, id, format);
+      const record: DatasetRecord = {
+        id,
+        tenant: principal.tenant,
+        kind,
+        format,
+        sha256: streamed.sha256,
+        bytes: streamed.bytes,
+        createdAt: Date.now(),
+        filename: name,
+      };
+      const d = inspected.dataset;
+      if (d) {
+        record.rows = d.rows;
+        record.cols = d.cols;
+        if (d.format === 'npy') {
+          record.dtype = d.dtype;
+          record.shape = d.shape;
+        } else record.header = d.header;
+      }
+      if (inspected.backbone) {
+        record.inputs = inspected.backbone.inputs;
+        record.outputs = inspected.backbone.outputs;
+      }
+      await this.records.createDataset(record);
+      adopted = null;
+      return record;
+    } finally {
+      await rm(temp, { force: true });
+      if (adopted) await rm(adopted, { force: true });
+    }
+  }
+
+  /** The record, if it exists, is of this kind and the principal may see it; otherwise a 404. */
+  async mustGet(principal: Principal, kind: Kind, id: string, field?: string): Promise<DatasetRecord> {
+    const what = field ? `${field}: ` : '';
+    if (!isId(kind, id)) throw notFound(`${what}no ${kind} with id ${JSON.stringify(id)}`);
+    const r = await this.records.getDataset(id);
+    if (!r || r.kind !== kind || !canAccess(principal, r.tenant)) throw notFound(`${what}no ${kind} with id ${id}`);
+    return r;
+  }
+
+  async remove(principal: Principal, kind: Kind, id: string): Promise<void> {
+    const r = await this.mustGet(principal, kind, id);
+    await this.store.removeBlob(kind, r.id, r.format);
+    await this.records.deleteDataset(r.id, r.tenant);
+  }
+
+  /** Checks a spec's dataset references against the upload metadata: ownership, columns, labels, and D. */
+  async checkSpec(principal: Principal, spec: JobSpec): Promise<void> {
+    const dims: Array<{ field: string; d: number }> = [];
+    for (const side of ['benign', 'harmful', 'benignTest'] as const) {
+      const ref = spec[side];
+      if (!ref) continue;
+      const ds = await this.mustGet(principal, 'dataset', ref.dataset, `${side}.dataset`);
+      const d = featureDim(`${side}.dataset`, ref, ds);
+      const rows = Math.min(ds.rows ?? 0, ref.rowLimit ?? Number.POSITIVE_INFINITY);
+      if (rows < 2) throw badRequest('too_few_rows', `${side}.dataset: ${rows} row${rows === 1 ? '' : 's'} would be used; at least 2 are needed`);
+      if (ref.labels) {
+        const labels = await this.mustGet(principal, 'dataset', ref.labels, `${side}.labels`);
+        const vector = labels.format === 'npy' ? labels.shape?.length === 1 || labels.shape?.[1] === 1 : labels.cols === 1;
+        if (!vector) {
+          throw badRequest('invalid_labels', `${side}.labels: dataset ${labels.id} is not a label vector; expected a 1-D .npy, an N×1 .npy or a single-column .csv`);
+        }
+        if (labels.rows !== ds.rows) {
+          throw badRequest('label_mismatch', `${side}.labels: ${labels.rows} labels for ${ds.rows} rows in ${side}.dataset; expected one label per row`);
+        }
+      }
+      dims.push({ field: `${side}.dataset`, d });
+    }
+    const [benign, ...others] = dims;
+    for (const o of others) {
+      if (o.d !== benign.d) {
+        throw badRequest('dimension_mismatch', `feature dimension mismatch: ${benign.field} has D=${benign.d} but ${o.field} has D=${o.d}; both must have the same D`);
+      }
+    }
+  }
+
+  /** For workers: each referenced dataset's local path, provided it still exists and belongs to the tenant. */
+  async resolve(tenant: string, refs: DatasetRef[]): Promise<Record<string, string>> {
+    const paths: Record<string, string> = {};
+    for (const ref of refs) {
+      const r = isId('dataset', ref.id) ? await this.records.getDataset(ref.id) : null;
+      if (!r || r.kind !== 'dataset' || r.tenant !== tenant) {
+        throw new PermanentJobError('not_found', `${ref.field}: dataset ${ref.id} does not exist (deleted?)`);
+      }
+      paths[ref.id] = this.store.blobPath('dataset', r.id, r.format);
+    }
+    return paths;
+  }
+}
+
+/** The public form of a dataset or backbone record. */
+export function datasetDoc(r: DatasetRecord): Record<string, unknown> {
+  const base = { id: r.id, sha256: r.sha256, format: r.format, bytes: r.bytes, filename: r.filename, createdAt: new Date(r.createdAt).toISOString() };
+  if (r.kind === 'backbone') return { ...base, inputs: r.inputs ?? [], outputs: r.outputs ?? [] };
+  return { ...base, rows: r.rows, cols: r.cols, ...(r.dtype ? { dtype: r.dtype, shape: r.shape } : {}), ...(r.header ? { header: r.header } : {}) };
+}

@@ -1,0 +1,173 @@
+/**
+ * Jobs: submit (with Idempotency-Key), read, list, cancel and purge, over the job records, the queue and the
+ * artifact store.
+ */
+import { createHash } from 'node:crypto';
+import { jobDefinition } from '../workers/registry.js';
+import type { JobSpec } from '../workers/jobSpec.js';
+import { TERMINAL_STATUSES, type JobStatus } from '../workers/ports.js';
+import { canAccess, type Principal } from './auth.js';
+import type { DatasetService } from './datasets.js';
+import { ApiError, badRequest, conflict, notFound } from './errors.js';
+import { isId, newId } from './ids.js';
+import type { Logger } from './logger.js';
+import type { JobQueue } from './queue.js';
+import type { JobRecord, Records } from './records.js';
+import type { FsStore } from './storage/fsStore.js';
+
+const JOB_NAME = 'immunize';
+const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/** JSON with object keys sorted, so that the same body always hashes the same. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.keys(value as object)
+      .sort()
+      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+export interface JobDoc {
+  id: string;
+  status: JobStatus;
+  progress: number;
+  stage: Record<string, unknown>;
+  attempts: number;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  metrics?: Record<string, unknown>;
+  artifacts: Array<{ name: string; size: number; sha256: string; contentType: string }>;
+  error?: { code: string; message: string };
+  lastError?: { code: string; message: string };
+  cancelRequested?: boolean;
+  spec: unknown;
+}
+
+export function jobDoc(r: JobRecord): JobDoc {
+  const { fraction, ...stage } = r.progress;
+  const doc: JobDoc = {
+    id: r.id,
+    status: r.status,
+    progress: r.status === 'completed' ? 1 : Math.max(0, Math.min(1, Number(fraction) || 0)),
+    stage,
+    attempts: r.attempts,
+    createdAt: new Date(r.createdAt).toISOString(),
+    artifacts: r.artifacts.map((a) => ({ name: a.name, size: a.bytes, sha256: a.sha256, contentType: a.contentType })),
+    spec: r.spec,
+  };
+  if (r.startedAt !== null) doc.startedAt = new Date(r.startedAt).toISOString();
+  if (r.finishedAt !== null) doc.finishedAt = new Date(r.finishedAt).toISOString();
+  if (r.metrics) doc.metrics = r.metrics;
+  if (r.error) doc.error = r.error;
+  if (r.lastError && r.status !== 'completed') doc.lastError = r.lastError;
+  if (r.cancelRequested && !TERMINAL_STATUSES.has(r.status)) doc.cancelRequested = true;
+  return doc;
+}
+
+export class JobService {
+  constructor(
+    private readonly records: Records,
+    private readonly queue: JobQueue,
+    private readonly datasets: DatasetService,
+    private readonly store: FsStore,
+    private readonly logger?: Logger,
+  ) {}
+
+  async submit(principal: Principal, body: unknown, idempotencyKey?: string): Promise<{ id: string; status: JobStatus; created: boolean }> {
+    if (principal.admin) throw new ApiError(403, 'forbidden', 'the admin key can read and cancel jobs; submit with a tenant key');
+    const def = jobDefinition(JOB_NAME);
+    let spec: JobSpec;
+    try {
+      spec = def.parse(body) as JobSpec;
+    } catch (err) {
+      throw badRequest('invalid_spec', err instanceof Error ? err.message : String(err));
+    }
+    const id = newId('job');
+    let keyHash: string | null = null;
+    if (idempotencyKey !== undefined) {
+      if (!IDEMPOTENCY_KEY.test(idempotencyKey)) {
+        throw badRequest('invalid_idempotency_key', 'Idempotency-Key must be 1 to 255 visible ASCII characters');
+      }
+      keyHash = sha256(idempotencyKey);
+      const prior = await this.records.claimIdempotencyKey(principal.tenant, keyHash, sha256(canonicalJson(body)), id, IDEMPOTENCY_TTL_SECONDS);
+      if (prior) {
+        if (!prior.sameBody) {
+          throw conflict('idempotency_conflict', 'this Idempotency-Key was already used with a different request body; use a new key for a new job');
+        }
+        const existing = await this.records.getJob(prior.jobId);
+        return { id: prior.jobId, status: existing?.status ?? 'queued', created: false };
+      }
+    }
+    let recorded = false;
+    try {
+      await this.datasets.checkSpec(principal, spec);
+      await this.records.createJob({ id, tenant: principal.tenant, name: JOB_NAME, spec, createdAt: Date.now() });
+      recorded = true;
+      await this.queue.add(JOB_NAME, id, { tenant: principal.tenant, payload: spec });
+    } catch (err) {
+      if (keyHash) await this.records.releaseIdempotencyKey(principal.tenant, keyHash).catch(() => undefined);
+      if (recorded) await this.records.deleteJob(id, principal.tenant).catch(() => undefined);
+      throw err;
+    }
+    this.logger?.info({ jobId: id, tenant: principal.tenant }, 'job submitted');
+    return { id, status: 'queued', created: true };
+  }
+
+  /** The record, if the principal may see it; otherwise a 404 (another tenant's job is not found). */
+  async mustGet(principal: Principal, id: string): Promise<JobRecord> {
+    const r = isId('job', id) ? await this.records.getJob(id) : null;
+    if (!r || !canAccess(principal, r.tenant)) throw notFound(`no job with id ${JSON.stringify(id)}`);
+    return r;
+  }
+
+  async list(principal: Principal, limit: number, cursor?: string, tenant?: string): Promise<{ items: JobDoc[]; nextCursor: string | null }> {
+    if (cursor !== undefined && !isId('job', cursor)) throw badRequest('invalid_cursor', 'cursor must be the nextCursor of an earlier page');
+    const owner = principal.admin ? tenant : principal.tenant;
+    if (!owner) throw badRequest('invalid_request', 'the admin key lists one tenant at a time: add ?tenant=NAME');
+    const { ids, next } = await this.records.listJobIds(owner, limit, cursor);
+    const items = (await this.records.getJobs(ids)).map(jobDoc);
+    return { items, nextCursor: next };
+  }
+
+  /**
+   * Cancels a queued or running job (a running one stops at the engine's next step); with purge, the record and
+   * every stored byte go too, once the job has stopped.
+   */
+  async cancel(principal: Principal, id: string, purge: boolean): Promise<{ id: string; status: JobStatus; purged?: boolean }> {
+    const r = await this.mustGet(principal, id);
+    if (TERMINAL_STATUSES.has(r.status)) {
+      if (purge) {
+        await this.purge(id);
+        return { id, status: r.status, purged: true };
+      }
+      return { id, status: r.status };
+    }
+    const status = await this.records.requestCancel(id, purge);
+    if (status === null) return { id, status: r.status, ...(purge ? { purged: true } : {}) };
+    if (await this.queue.removeUnlessActive(id)) {
+      // It had not started: it is cancelled now (and purged by the hook when asked for).
+      await this.records.cancelled(id);
+      return { id, status: 'cancelled', ...(purge ? { purged: true } : {}) };
+    }
+    const now = await this.records.getJob(id);
+    return { id, status: now?.status ?? 'cancelled', ...(purge && !now ? { purged: true } : {}) };
+  }
+
+  /** Removes a job's record, its queue entry and all its files. */
+  async purge(id: string): Promise<void> {
+    const r = await this.records.getJob(id);
+    await this.queue.removeUnlessActive(id).catch(() => false);
+    await this.store.purgeJob(id);
+    if (r) await this.records.deleteJob(id, r.tenant);
+    else await this.records.forgetFinished(id);
+    this.logger?.info({ jobId: id }, 'job purged');
+  }
+}

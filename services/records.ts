@@ -1,0 +1,343 @@
+/**
+ * Job and dataset records in Redis hashes, so that they outlive API and worker restarts.
+ *
+ * Keys, under the configured prefix P:
+ *   P:job:<id>                 hash: the job record
+ *   P:jobs:<tenant>            sorted set (all scores 0, ordered by id, hence by creation time): the tenant's jobs
+ *   P:finished                 sorted set, score = finish time: what the retention sweep looks at
+ *   P:ds:<id>                  hash: a dataset or backbone record
+ *   P:datasets:<tenant>        sorted set: the tenant's datasets and backbones
+ *   P:idem:<tenant>:<sha256>   string: an Idempotency-Key's body hash and job id
+ *   P:cancel                   pub/sub channel: ids of jobs to cancel
+ *
+ * Status changes go through Lua scripts so that a finished job never changes again.
+ */
+import type { Redis } from 'ioredis';
+import type { StoredArtifact } from '../workers/staging.js';
+import {
+  TERMINAL_STATUSES,
+  type JobError,
+  type JobProgress,
+  type JobRecordView,
+  type JobStatus,
+  type WorkerRecords,
+} from '../workers/ports.js';
+
+export interface JobRecord {
+  id: string;
+  tenant: string;
+  name: string;
+  status: JobStatus;
+  progress: JobProgress;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  attempts: number;
+  worker: string | null;
+  spec: unknown;
+  metrics: Record<string, unknown> | null;
+  artifacts: StoredArtifact[];
+  error: JobError | null;
+  lastError: JobError | null;
+  cancelRequested: boolean;
+  purgeRequested: boolean;
+}
+
+export interface DatasetRecord {
+  id: string;
+  tenant: string;
+  kind: 'dataset' | 'backbone';
+  format: 'npy' | 'csv' | 'onnx';
+  sha256: string;
+  bytes: number;
+  createdAt: number;
+  /** The client's file name, for display only. */
+  filename: string;
+  rows?: number;
+  cols?: number;
+  /** npy: dtype and shape; csv: header. */
+  dtype?: string;
+  shape?: number[];
+  header?: string[];
+  inputs?: unknown[];
+  outputs?: unknown[];
+}
+
+const TERMINAL_LUA = `local s = redis.call('HGET', KEYS[1], 'status')
+if not s then return -1 end
+if s == 'completed' or s == 'failed' or s == 'cancelled' then return 0 end`;
+
+/** KEYS: job, finished. ARGV: status, now, then field/value pairs. Returns 1, 2 (purge requested), 0 (already final), -1 (gone). */
+const FINISH = `${TERMINAL_LUA}
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finishedAt', ARGV[2])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZADD', KEYS[2], ARGV[2], redis.call('HGET', KEYS[1], 'id'))
+if redis.call('HGET', KEYS[1], 'purgeRequested') == '1' then return 2 end
+return 1`;
+
+/** KEYS: job. ARGV: now, worker, progress. Returns the attempt number, 0 (already final), -1 (gone). */
+const START = `${TERMINAL_LUA}
+local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'startedAt', ARGV[1], 'worker', ARGV[2], 'progress', ARGV[3])
+return n`;
+
+/** KEYS: job. ARGV: field/value pairs, set only while the job runs. */
+const WHILE_RUNNING = `if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1`;
+
+/** KEYS: job. ARGV: lastError. Back to queued for a retry, unless final. */
+const REQUEUE = `${TERMINAL_LUA}
+redis.call('HSET', KEYS[1], 'status', 'queued', 'lastError', ARGV[1])
+return 1`;
+
+/** KEYS: job. ARGV: purge flag. Returns the status, or nil when the job is gone. */
+const REQUEST_CANCEL = `local s = redis.call('HGET', KEYS[1], 'status')
+if not s then return nil end
+if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'purgeRequested', '1') end
+if s == 'queued' or s == 'running' then redis.call('HSET', KEYS[1], 'cancelRequested', '1') end
+return s`;
+
+function json<T>(value: string | undefined, fallback: T): T {
+  if (value === undefined || value === '') return fallback;
+  try {
+    return JSON.parse(value) as T;
+  } catch {
+    return fallback;
+  }
+}
+
+function num(value: string | undefined): number | null {
+  return value === undefined || value === '' ? null : Number(value);
+}
+
+const QUEUED_PROGRESS: JobProgress = { fraction: 0, phase: 'queued' };
+
+export class Records implements WorkerRecords {
+  /** Called after a job reaches a final state while a purge was asked for. */
+  purgeHook: ((jobId: string) => Promise<void>) | null = null;
+
+  constructor(
+    private readonly redis: Redis,
+    readonly prefix: string,
+    /** For pub/sub; needed by workers only. */
+    private readonly subscriberFactory?: () => Redis,
+  ) {}
+
+  jobKey(id: string): string {
+    return `${this.prefix}:job:${id}`;
+  }
+  private tenantJobsKey(tenant: string): string {
+    return `${this.prefix}:jobs:${tenant}`;
+  }
+  private get finishedKey(): string {
+    return `${this.prefix}:finished`;
+  }
+  private datasetKey(id: string): string {
+    return `${this.prefix}:ds:${id}`;
+  }
+  private tenantDatasetsKey(tenant: string): string {
+    return `${this.prefix}:datasets:${tenant}`;
+  }
+  get cancelChannel(): string {
+    return `${this.prefix}:cancel`;
+  }
+
+  // ---- jobs: API side ----------------------------------------------------------------------------------------
+
+  async createJob(r: { id: string; tenant: string; name: string; spec: unknown; createdAt: number }): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(this.jobKey(r.id), {
+        id: r.id,
+        tenant: r.tenant,
+        name: r.name,
+        status: 'queued',
+        progress: JSON.stringify(QUEUED_PROGRESS),
+        createdAt: String(r.createdAt),
+        attempts: '0',
+        spec: JSON.stringify(r.spec),
+        artifacts: '[]',
+      })
+      .zadd(this.tenantJobsKey(r.tenant), 0, r.id)
+      .exec();
+  }
+
+  async getJob(id: string): Promise<JobRecord | null> {
+    const h = await this.redis.hgetall(this.jobKey(id));
+    if (!h.id) return null;
+    return {
+      id: h.id,
+      tenant: h.tenant,
+      name: h.name,
+      status: h.status as JobStatus,
+      progress: json(h.progress, QUEUED_PROGRESS),
+      createdAt: Number(h.createdAt),
+      startedAt: num(h.startedAt),
+      finishedAt: num(h.finishedAt),
+      attempts: Number(h.attempts ?? 0),
+      worker: h.worker ?? null,
+      spec: json(h.spec, null),
+      metrics: json(h.metrics, null),
+      artifacts: json(h.artifacts, []),
+      error: json(h.error, null),
+      lastError: json(h.lastError, null),
+      cancelRequested: h.cancelRequested === '1',
+      purgeRequested: h.purgeRequested === '1',
+    };
+  }
+
+  /** The tenant's job ids, newest first, after `cursor` (an id) when given. */
+  async listJobIds(tenant: string, limit: number, cursor?: string): Promise<{ ids: string[]; next: string | null }> {
+    const from = cursor ? `(${cursor}` : '+';
+    const ids = (await this.redis.call('ZRANGE', this.tenantJobsKey(tenant), from, '-', 'BYLEX', 'REV', 'LIMIT', '0', String(limit + 1))) as string[];
+    const page = ids.slice(0, limit);
+    return { ids: page, next: ids.length > limit ? page[page.length - 1] : null };
+  }
+
+  async getJobs(ids: string[]): Promise<JobRecord[]> {
+    const out = await Promise.all(ids.map((id) => this.getJob(id)));
+    return out.filter((r): r is JobRecord => r !== null);
+  }
+
+  /** Flags the job for cancellation (and purge) and tells the workers; returns its status, or null if gone. */
+  async requestCancel(id: string, purge: boolean): Promise<JobStatus | null> {
+    const status = (await this.redis.eval(REQUEST_CANCEL, 1, this.jobKey(id), purge ? '1' : '0')) as JobStatus | null;
+    if (status === 'queued' || status === 'running') await this.redis.publish(this.cancelChannel, id);
+    return status;
+  }
+
+  async deleteJob(id: string, tenant: string): Promise<void> {
+    await this.redis.multi().unlink(this.jobKey(id)).zrem(this.tenantJobsKey(tenant), id).zrem(this.finishedKey, id).exec();
+  }
+
+  /** Jobs that finished before `before` (ms), oldest first. */
+  async finishedBefore(before: number, limit: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.finishedKey, '-inf', String(before), 'LIMIT', 0, limit);
+  }
+
+  /** Drops a dangling entry of the finished set (its record is already gone). */
+  async forgetFinished(id: string): Promise<void> {
+    await this.redis.zrem(this.finishedKey, id);
+  }
+
+  // ---- jobs: worker side (WorkerRecords) ---------------------------------------------------------------------
+
+  async get(jobId: string): Promise<JobRecordView | null> {
+    const [id, tenant, status, cancel] = await this.redis.hmget(this.jobKey(jobId), 'id', 'tenant', 'status', 'cancelRequested');
+    if (!id) return null;
+    return { id, tenant: tenant!, status: status as JobStatus, cancelRequested: cancel === '1' };
+  }
+
+  async startAttempt(jobId: string, workerId: string): Promise<number> {
+    const progress = JSON.stringify({ fraction: 0, phase: 'starting' } satisfies JobProgress);
+    const n = Number(await this.redis.eval(START, 1, this.jobKey(jobId), String(Date.now()), workerId, progress));
+    if (n === -1) throw new Error(`job ${jobId} has no record`);
+    if (n === 0) throw new Error(`job ${jobId} is already finished`);
+    return n;
+  }
+
+  async progress(jobId: string, progress: JobProgress): Promise<void> {
+    await this.redis.eval(WHILE_RUNNING, 1, this.jobKey(jobId), 'progress', JSON.stringify(progress));
+  }
+
+  private async finish(jobId: string, status: JobStatus, fields: Record<string, string>): Promise<boolean> {
+    const args = Object.entries(fields).flat();
+    const r = Number(await this.redis.eval(FINISH, 2, this.jobKey(jobId), this.finishedKey, status, String(Date.now()), ...args));
+    if (r === 2 && this.purgeHook) await this.purgeHook(jobId);
+    return r >= 1;
+  }
+
+  async complete(jobId: string, metrics: Record<string, unknown>, artifacts: StoredArtifact[]): Promise<void> {
+    await this.finish(jobId, 'completed', {
+      metrics: JSON.stringify(metrics),
+      artifacts: JSON.stringify(artifacts),
+      progress: JSON.stringify({ fraction: 1, phase: 'done' } satisfies JobProgress),
+    });
+  }
+
+  async fail(jobId: string, error: JobError, final: boolean): Promise<void> {
+    if (final) await this.finish(jobId, 'failed', { error: JSON.stringify(error) });
+    else await this.redis.eval(REQUEUE, 1, this.jobKey(jobId), JSON.stringify(error));
+  }
+
+  async cancelled(jobId: string): Promise<void> {
+    await this.finish(jobId, 'cancelled', { error: JSON.stringify({ code: 'cancelled', message: 'the job was cancelled' }) });
+  }
+
+  async isCancelRequested(jobId: string): Promise<boolean> {
+    return (await this.redis.hget(this.jobKey(jobId), 'cancelRequested')) === '1';
+  }
+
+  async onCancel(handler: (jobId: string) => void): Promise<() => Promise<void>> {
+    if (!this.subscriberFactory) throw new Error('this Records instance cannot subscribe');
+    const sub = this.subscriberFactory();
+    sub.on('message', (channel: string, message: string) => {
+      if (channel === this.cancelChannel) handler(message);
+    });
+    await sub.subscribe(this.cancelChannel);
+    return async () => {
+      sub.disconnect();
+    };
+  }
+
+  // ---- datasets and backbones --------------------------------------------------------------------------------
+
+  async createDataset(r: DatasetRecord): Promise<void> {
+    const fields: Record<string, string> = {};
+    for (const [k, v] of Object.entries(r)) if (v !== undefined) fields[k] = typeof v === 'string' ? v : JSON.stringify(v);
+    await this.redis.multi().hset(this.datasetKey(r.id), fields).zadd(this.tenantDatasetsKey(r.tenant), 0, r.id).exec();
+  }
+
+  async getDataset(id: string): Promise<DatasetRecord | null> {
+    const h = await this.redis.hgetall(this.datasetKey(id));
+    if (!h.id) return null;
+    const r: DatasetRecord = {
+      id: h.id,
+      tenant: h.tenant,
+      kind: h.kind as DatasetRecord['kind'],
+      format: h.format as DatasetRecord['format'],
+      sha256: h.sha256,
+      bytes: Number(h.bytes),
+      createdAt: Number(h.createdAt),
+      filename: h.filename ?? '',
+    };
+    for (const k of ['rows', 'cols'] as const) if (h[k] !== undefined) r[k] = Number(h[k]);
+    if (h.dtype !== undefined) r.dtype = h.dtype;
+    for (const k of ['shape', 'header', 'inputs', 'outputs'] as const) if (h[k] !== undefined) (r as unknown as Record<string, unknown>)[k] = json(h[k], undefined);
+    return r;
+  }
+
+  async deleteDataset(id: string, tenant: string): Promise<void> {
+    await this.redis.multi().unlink(this.datasetKey(id)).zrem(this.tenantDatasetsKey(tenant), id).exec();
+  }
+
+  // ---- idempotency --------------------------------------------------------------------------------------------
+
+  /**
+   * Claims an Idempotency-Key for a new job. Returns {jobId} of the job the key already stands for, with
+   * `sameBody` telling whether it was submitted with the same body; or null when the claim is ours.
+   */
+  async claimIdempotencyKey(
+    tenant: string,
+    keyHash: string,
+    bodyHash: string,
+    jobId: string,
+    ttlSeconds: number,
+  ): Promise<{ jobId: string; sameBody: boolean } | null> {
+    const key = `${this.prefix}:idem:${tenant}:${keyHash}`;
+    const ok = await this.redis.set(key, JSON.stringify({ bodyHash, jobId }), 'EX', ttlSeconds, 'NX');
+    if (ok === 'OK') return null;
+    const prior = json<{ bodyHash?: string; jobId?: string }>((await this.redis.get(key)) ?? undefined, {});
+    if (!prior.jobId) return null;
+    return { jobId: prior.jobId, sameBody: prior.bodyHash === bodyHash };
+  }
+
+  async releaseIdempotencyKey(tenant: string, keyHash: string): Promise<void> {
+    await this.redis.del(`${this.prefix}:idem:${tenant}:${keyHash}`);
+  }
+}
+
+export function isTerminal(status: JobStatus): boolean {
+  return TERMINAL_STATUSES.has(status);
+}

@@ -1,0 +1,100 @@
+/**
+ * Format checks on an upload that has reached the disk: the file is parsed for real (.npy header and data, the
+ * CSV table, the ONNX protobuf). The parse runs in a short-lived worker thread so that a large file does not
+ * stall the API's event loop.
+ */
+import { readFile } from 'node:fs/promises';
+import { Worker } from 'node:worker_threads';
+import { prepareCsv, readCsvTable } from '../../models/io/csv.js';
+import { DataError } from '../../models/io/errors.js';
+import { formatShape, readNpy } from '../../models/io/npy.js';
+import { inspectOnnx, OnnxFormatError, type OnnxInfo } from './onnx.js';
+
+export type DatasetInfo =
+  | { format: 'npy'; rows: number; cols: number; dtype: string; shape: number[]; kind: 'features' | 'labels' }
+  | { format: 'csv'; rows: number; cols: number; header: string[]; kind: 'features' | 'labels' };
+
+export type InspectResult = { ok: true; dataset?: DatasetInfo; backbone?: OnnxInfo } | { ok: false; code: string; message: string };
+
+const NPY_EXPECTED = 'expected a 2-D N×D float32/float64 feature array, or a 1-D label vector';
+
+function npyCode(e: DataError): string {
+  return e.code === 'NON_FINITE' ? 'non_finite' : 'invalid_npy';
+}
+
+async function inspectNpy(path: string, name: string): Promise<DatasetInfo> {
+  let arr;
+  try {
+    arr = await readNpy(path, { allowInt: true });
+  } catch (e) {
+    if (e instanceof DataError) throw Object.assign(new Error(e.message.split(path).join(name)), { code: npyCode(e) });
+    throw e;
+  }
+  const { shape, dtype } = arr;
+  const integer = dtype !== 'f4' && dtype !== 'f8';
+  if (shape.length === 1 || (shape.length === 2 && shape[1] === 1 && integer)) {
+    if (shape[0] < 1) throw Object.assign(new Error(`${name}: the label vector is empty`), { code: 'invalid_npy' });
+    return { format: 'npy', rows: shape[0], cols: 1, dtype, shape, kind: 'labels' };
+  }
+  if (shape.length !== 2) {
+    throw Object.assign(new Error(`${name}: shape ${formatShape(shape)} (${shape.length}-D); ${NPY_EXPECTED}`), { code: 'invalid_npy' });
+  }
+  if (integer) {
+    throw Object.assign(new Error(`${name}: integer dtype '${dtype}' is accepted only for label vectors; ${NPY_EXPECTED}`), { code: 'invalid_npy' });
+  }
+  if (shape[0] < 1 || shape[1] < 1) {
+    throw Object.assign(new Error(`${name}: shape ${formatShape(shape)} holds no values; ${NPY_EXPECTED}`), { code: 'invalid_npy' });
+  }
+  return { format: 'npy', rows: shape[0], cols: shape[1], dtype, shape, kind: shape[1] === 1 ? 'labels' : 'features' };
+}
+
+async function inspectCsv(path: string, name: string): Promise<DatasetInfo> {
+  try {
+    const table = await readCsvTable(path);
+    if (table.rows.length === 0) throw new DataError('TOO_FEW_ROWS', `${path}: a header row but no data rows; expected at least one data row`);
+    if (table.header.some((h) => h.trim() === '')) throw new DataError('BAD_FORMAT', `${path}: the header row has an empty column name`);
+    // Numeric columns must hold finite numbers; categorical ones are label-encoded by the engine.
+    prepareCsv(table, { standardize: false });
+    return { format: 'csv', rows: table.rows.length, cols: table.header.length, header: table.header, kind: table.header.length === 1 ? 'labels' : 'features' };
+  } catch (e) {
+    if (e instanceof DataError) {
+      throw Object.assign(new Error(e.message.split(path).join(name)), { code: e.code === 'NON_FINITE' ? 'non_finite' : 'invalid_csv' });
+    }
+    throw e;
+  }
+}
+
+/** Parses the file at `path`; `name` stands for it in messages. Never throws for bad content: it says so. */
+export async function inspectFile(path: string, format: 'npy' | 'csv' | 'onnx', name: string): Promise<InspectResult> {
+  try {
+    if (format === 'onnx') return { ok: true, backbone: inspectOnnx(await readFile(path), name) };
+    return { ok: true, dataset: format === 'npy' ? await inspectNpy(path, name) : await inspectCsv(path, name) };
+  } catch (e) {
+    if (e instanceof OnnxFormatError) return { ok: false, code: e.code, message: e.message };
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[a-z_]+$/.test(code)) return { ok: false, code, message: (e as Error).message };
+    throw e;
+  }
+}
+
+const THREAD_FILE = new URL('./inspectThread.js', import.meta.url);
+
+/** inspectFile in a worker thread. */
+export function inspectInThread(path: string, format: 'npy' | 'csv' | 'onnx', name: string): Promise<InspectResult> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(THREAD_FILE, { workerData: { path, format, name } });
+    let settled = false;
+    worker.once('message', (m: { result?: InspectResult; error?: string }) => {
+      settled = true;
+      if (m.result) resolve(m.result);
+      else reject(new Error(m.error ?? 'inspection failed'));
+    });
+    worker.once('error', (e) => {
+      settled = true;
+      reject(e);
+    });
+    worker.once('exit', (code) => {
+      if (!settled) reject(new Error(`the inspection thread exited with code ${code}`));
+    });
+  });
+}

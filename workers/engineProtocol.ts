@@ -1,0 +1,20 @@
+/** Messages between a queue worker and its engine threads. */
+import type { StepEvent } from '../models/engine/progress.js';
+import type { DescribedError } from './jobErrors.js';
+import type { StoredArtifact } from './staging.js';
+
+export interface ThreadRequest {
+  type: 'run';
+  id: number;
+  name: string;
+  payload: unknown;
+  /** dataset id → local path */
+  paths: Record<string, string>;
+  stagingDir: string;
+}
+
+export type ThreadMessage =
+  | { type: 'ready' }
+  | { type: 'progress'; id: number; event: StepEvent | null; timings: Array<[string, number]> }
+  | { type: 'done'; id: number; metrics: Record<string, unknown>; artifacts: StoredArtifact[] }
+  | { type: 'error'; id: number; error: DescribedError };
