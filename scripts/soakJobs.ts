@@ -220,9 +220,11 @@ export async function soak(opts: SoakOptions): Promise<SoakReport> {
   } finally {
     for (const w of workers) {
       if (!exited.has(w.pid!)) {
+        let timer: NodeJS.Timeout | undefined;
         const gone = new Promise((r) => w.once('exit', r));
         w.kill('SIGTERM');
-        await Promise.race([gone, new Promise((r) => setTimeout(r, 10_000))]);
+        await Promise.race([gone, new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+        clearTimeout(timer);
         if (!exited.has(w.pid!)) w.kill('SIGKILL');
       }
     }

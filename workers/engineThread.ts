@@ -43,6 +43,8 @@ async function run(req: ThreadRequest): Promise<void> {
   const observe = (event: StepEvent) => {
     checkCancel();
     const now = performance.now();
+    // The last event of a phase goes out before the first of the next one.
+    if (event.phase !== lastPhase && pending) flush(now);
     timings.push([event.phase, (now - lastAt) / 1000]);
     lastAt = now;
     pending = { ...event };

@@ -1,6 +1,7 @@
 import { gemm, syevr } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { congruence, mat, symmetrize } from './dense.js';
+import { gaussian } from './random.js';
 import { conditioning, conditioningFromSpectrum, defaultRtol, matrixCondition } from './spectrum.js';
 
 export interface ClosedFormOptions {
@@ -10,10 +11,12 @@ export interface ClosedFormOptions {
   /** Ridge candidates ε (relative to λ_max(K_P)) for K_P^{-1/2}. */
   ridges: number[];
   rtol?: number;
+  /** Seed of the rotation applied after the generalized eigenbasis; null keeps θ in that basis. */
+  rotationSeed?: number | null;
 }
 
-/** Smaller trade-offs tried, in order, when the largest α fails the attack check. */
-const ALPHA_BACKOFF = [0.75, 0.5, 0.25];
+/** Bisection steps for the largest α that passes the attack check. */
+const ATTACK_SEARCH_STEPS = 6;
 
 export const CLOSED_FORM_DEFAULTS: ClosedFormOptions = { kappaBudget: 1e4, ridges: [1e-2, 1e-3, 1e-4] };
 
@@ -57,13 +60,32 @@ export function generalizedBasis(KP: Mat, KH: Mat, ridge: number, rtol = default
   return { R, Q: me.vectors!, lambdas, kappaM: c.kappa };
 }
 
-export function thetaFor(b: Basis, alpha: number): Mat {
+export function thetaFor(b: Basis, alpha: number, rotation?: Mat): Mat {
   const D = b.Q.rows;
   const QS = mat(D, D);
   for (let i = 0; i < D; i++) {
     for (let j = 0; j < D; j++) QS.data[i * D + j] = b.Q.data[i * D + j] * Math.pow(b.lambdas[j], alpha / 2);
   }
-  return gemm(b.R, QS);
+  const theta = gemm(b.R, QS);
+  return rotation ? gemm(theta, rotation) : theta;
+}
+
+/**
+ * A seeded random orthogonal D×D matrix (the eigenvectors of a symmetric Gaussian matrix). θ·U has the same κ's as
+ * θ, but its feature columns no longer line up with the generalized eigenbasis: without it, H_H is diagonal and an
+ * attacker who z-scores each column whitens it exactly.
+ */
+export function randomRotation(D: number, seed: number): Mat {
+  const rand = gaussian(seed);
+  const G = mat(D, D);
+  for (let i = 0; i < D; i++) {
+    for (let j = 0; j <= i; j++) {
+      const v = rand();
+      G.data[i * D + j] = v;
+      G.data[j * D + i] = v;
+    }
+  }
+  return syevr(G).vectors!;
 }
 
 /**
@@ -83,6 +105,7 @@ export function closedFormImmunize(
   if (kP0 === null || kH0 === null) throw new Error('a Gram matrix is zero; there is nothing to immunize');
   let best: ClosedFormResult | null = null;
   let bestPasses = false;
+  const rotation = opts.rotationSeed === null ? undefined : randomRotation(KP.rows, opts.rotationSeed ?? 0);
   for (const ridge of opts.ridges) {
     const basis = generalizedBasis(KP, KH, ridge, rtol);
     const evaluate = (alpha: number) => {
@@ -93,7 +116,7 @@ export function closedFormImmunize(
       }
     };
     const evaluateAt = (alpha: number) => {
-      const theta = thetaFor(basis, alpha);
+      const theta = thetaFor(basis, alpha, rotation);
       if (!theta.data.every(Number.isFinite)) return { theta, kt: Infinity, benignRatio: Infinity, harmfulRatio: 0, ok: false };
       const kt = matrixCondition(theta);
       const kp = conditioning(congruence(KP, theta), rtol).kappa;
@@ -127,9 +150,7 @@ export function closedFormImmunize(
       }
       chosen = { alpha: lo, r: r0 };
     }
-    const tried = opts.alpha !== undefined ? [chosen] : [chosen, ...ALPHA_BACKOFF.map((f) => ({ alpha: chosen!.alpha * f, r: evaluate(chosen!.alpha * f) }))];
-    for (const { alpha, r } of tried) {
-      if (!r.ok && opts.alpha === undefined) continue;
+    const consider = (alpha: number, r: ReturnType<typeof evaluate>, passes: boolean) => {
       const candidate: ClosedFormResult = {
         theta: r.theta,
         alpha,
@@ -139,13 +160,37 @@ export function closedFormImmunize(
         benignRatio: r.benignRatio,
         harmfulRatio: r.harmfulRatio,
       };
-      const passes = acceptable(r.theta);
       if (best === null || (passes && (!bestPasses || candidate.harmfulRatio > best.harmfulRatio))) {
         best = candidate;
         bestPasses = passes;
       }
-      if (passes) break;
+    };
+    if (opts.alpha !== undefined || !chosen.r.ok) {
+      consider(chosen.alpha, chosen.r, chosen.r.ok && acceptable(chosen.r.theta));
+      continue;
     }
+    if (acceptable(chosen.r.theta)) {
+      consider(chosen.alpha, chosen.r, true);
+      continue;
+    }
+    // The largest admissible α fails the attack check: search below it for the largest α that passes.
+    let lo = 0;
+    let hi = chosen.alpha;
+    let found: { alpha: number; r: ReturnType<typeof evaluate> } | null = null;
+    const r0 = evaluate(0);
+    if (r0.ok && acceptable(r0.theta)) {
+      found = { alpha: 0, r: r0 };
+      for (let i = 0; i < ATTACK_SEARCH_STEPS; i++) {
+        const mid = (lo + hi) / 2;
+        const r = evaluate(mid);
+        if (r.ok && acceptable(r.theta)) {
+          lo = mid;
+          found = { alpha: mid, r };
+        } else hi = mid;
+      }
+    }
+    if (found) consider(found.alpha, found.r, true);
+    else consider(chosen.alpha, chosen.r, false);
   }
   if (best === null) throw new Error(`no ridge keeps κ(θ) within the budget ${opts.kappaBudget}`);
   return best;

@@ -125,12 +125,13 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
       benign: probeProblem(prep.benignStats, null, true),
       harmful: probeProblem(prep.harmfulStats, null, true),
     };
+    // Benign users who z-score their features must not be slowed at all; the harmful side must reach the verdict's bar.
     const passesStandardizedAttack = (candidate: Mat) => {
-      const slow = (data: 'benign' | 'harmful') =>
-        simulateAttack('gd-exact-standardized', data, rawStd[data], probeProblem(data === 'benign' ? prep.benignStats : prep.harmfulStats, candidate, true)).slowdown;
-      return slow('harmful') >= VERDICT_THRESHOLDS.harmfulSlowdown && slow('benign') <= VERDICT_THRESHOLDS.benignSlowdown;
+      const slow = (data: 'benign' | 'harmful', stopAt: number) =>
+        simulateAttack('gd-exact-standardized', data, rawStd[data], probeProblem(data === 'benign' ? prep.benignStats : prep.harmfulStats, candidate, true), stopAt).slowdown;
+      return slow('benign', 1.01) <= 1 && slow('harmful', VERDICT_THRESHOLDS.harmfulSlowdown) >= VERDICT_THRESHOLDS.harmfulSlowdown;
     };
-    const cf = closedFormImmunize(KP, KH, { ...CLOSED_FORM_DEFAULTS, kappaBudget: opts.kappaBudget, alpha: opts.alpha, rtol }, passesStandardizedAttack);
+    const cf = closedFormImmunize(KP, KH, { ...CLOSED_FORM_DEFAULTS, kappaBudget: opts.kappaBudget, alpha: opts.alpha, rtol, rotationSeed: opts.seed }, passesStandardizedAttack);
     theta = cf.theta;
     optimizer = { steps: 0, stopReason: 'closed-form', details: { alpha: cf.alpha, ridge: cf.ridge, kappaM: cf.kappaM } };
   } else if (opts.method === 'paper') {

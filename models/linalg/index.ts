@@ -34,6 +34,16 @@ interface NativeAddon {
   potrs(L: Mat, B: Mat): Mat;
   gesv(A: Mat, B: Mat): Mat;
   matvec(A: Mat, x: Float64Array, trans: boolean): Float64Array;
+  adamQuadratic(
+    H: Mat,
+    B: Mat,
+    learningRates: Float64Array,
+    c: number,
+    fStar: number,
+    gap: number,
+    target: number,
+    cap: number,
+  ): { steps: number; winner: number; curves: Float64Array };
   corename(): string;
   config(): string;
   setThreads(n: number): void;
@@ -99,6 +109,30 @@ export function gesv(A: Mat, B: Mat): Mat {
 /** A·x, or Aᵀ·x when trans is true. */
 export function matvec(A: Mat, x: Float64Array, trans = false): Float64Array {
   return call(() => native.matvec(A, x, trans));
+}
+
+export interface AdamQuadraticOptions {
+  /** f(W) = ½tr(WᵀHW) − tr(BᵀW) + c, its minimum fStar and the starting gap f(0) − fStar. */
+  c: number;
+  fStar: number;
+  gap: number;
+  /** Stop at the first step where any learning rate reaches this relative suboptimality (0: run to the cap). */
+  target: number;
+  cap: number;
+}
+
+/**
+ * Adam from W = 0 on a quadratic, one run per learning rate side by side. Returns the steps run, the index of the
+ * learning rate that reached the target first (−1 if none) and each run's relative suboptimality per step
+ * (row-major, learningRates.length × (steps + 1)).
+ */
+export function adamQuadratic(
+  H: Mat,
+  B: Mat,
+  learningRates: Float64Array,
+  o: AdamQuadraticOptions,
+): { steps: number; winner: number; curves: Float64Array } {
+  return call(() => native.adamQuadratic(H, B, learningRates, o.c, o.fStar, o.gap, o.target, o.cap));
 }
 
 export function openblasCore(): string {

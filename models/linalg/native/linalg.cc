@@ -545,6 +545,97 @@ Napi::Value GetThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), openblas_get_num_threads());
 }
 
+
+// Adam on the quadratic f(W) = ½tr(WᵀHW) − tr(BᵀW) + c, several learning rates side by side (one dgemm per step).
+// Used to simulate a probing attacker; the loop lives here because it runs up to 1e5 small steps.
+Napi::Value AdamQuadratic(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MatArg H = ReadMat(env, info[0], "H");
+  MatArg B = ReadMat(env, info[1], "B");
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    Fail(env, kBadArgument, "learningRates must be a Float64Array");
+  }
+  Napi::Float64Array lrArr = info[2].As<Napi::Float64Array>();
+  const double c = ReadScalar(env, info[3], "c", 0);
+  const double fStar = ReadScalar(env, info[4], "fStar", 0);
+  const double gap = ReadScalar(env, info[5], "gap", 1);
+  const double target = ReadScalar(env, info[6], "target", 0);
+  const double capD = ReadScalar(env, info[7], "cap", 0);
+  Resolve(env, H);
+  Resolve(env, B);
+  CheckSquare(env, H);
+  if (B.rows != H.rows) Fail(env, kSizeMismatch, "B must have " + std::to_string(H.rows) + " rows, got " + Shape(B.rows, B.cols));
+  CheckFinite(env, H);
+  CheckFinite(env, B);
+  const size_t G = lrArr.ElementLength();
+  if (G == 0) Fail(env, kBadArgument, "learningRates must not be empty");
+  CheckFiniteVec(env, lrArr.Data(), G, "learningRates");
+  if (!(gap > 0)) Fail(env, kBadArgument, "gap must be positive");
+  if (!(capD >= 0) || capD > 1e7 || std::floor(capD) != capD) Fail(env, kBadArgument, "cap must be an integer in [0, 1e7]");
+  const int cap = static_cast<int>(capD);
+  const int D = H.rows;
+  const int C = B.cols;
+  const int cols = C * static_cast<int>(G);
+  std::vector<double> lrs(lrArr.Data(), lrArr.Data() + G);
+  const size_t n = static_cast<size_t>(D) * cols;
+  std::vector<double> W(n, 0.0), m(n, 0.0), v(n, 0.0), HW(n, 0.0);
+  const size_t stride = static_cast<size_t>(cap) + 1;
+  std::vector<double> curves(G * stride, 0.0);
+  for (size_t g = 0; g < G; ++g) curves[g * stride] = 1.0;
+  const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double b1t = 1.0, b2t = 1.0;
+  int stepsRun = cap;
+  int winner = -1;
+  SingleThreadScope singleThread(D < kSmallFactorization);
+  for (int k = 0; k <= cap; ++k) {
+    if (k > 0) {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, D, cols, D, 1.0, H.data, D, W.data(), cols, 0.0,
+                  HW.data(), cols);
+      for (size_t g = 0; g < G; ++g) {
+        double quad = 0, lin = 0;
+        for (int i = 0; i < D; ++i) {
+          for (int cc = 0; cc < C; ++cc) {
+            const size_t idx = static_cast<size_t>(i) * cols + g * C + cc;
+            quad += W[idx] * HW[idx];
+            lin += B.data[static_cast<size_t>(i) * C + cc] * W[idx];
+          }
+        }
+        const double sub = std::max(0.0, (quad / 2 - lin + c - fStar) / gap);
+        curves[g * stride + k] = sub;
+        if (target > 0 && winner < 0 && sub <= target) winner = static_cast<int>(g);
+      }
+      if (winner >= 0) {
+        stepsRun = k;
+        break;
+      }
+    }
+    if (k == cap) break;
+    b1t *= beta1;
+    b2t *= beta2;
+    for (int i = 0; i < D; ++i) {
+      for (size_t g = 0; g < G; ++g) {
+        const double lr = lrs[g];
+        for (int cc = 0; cc < C; ++cc) {
+          const size_t idx = static_cast<size_t>(i) * cols + g * C + cc;
+          const double grad = HW[idx] - B.data[static_cast<size_t>(i) * C + cc];
+          m[idx] = beta1 * m[idx] + (1 - beta1) * grad;
+          v[idx] = beta2 * v[idx] + (1 - beta2) * grad * grad;
+          W[idx] -= lr * (m[idx] / (1 - b1t)) / (std::sqrt(v[idx] / (1 - b2t)) + eps);
+        }
+      }
+    }
+  }
+  const size_t kept = static_cast<size_t>(stepsRun) + 1;
+  Napi::Float64Array out = NewFloat64(env, G * kept);
+  double* o = DataOf(out);
+  for (size_t g = 0; g < G; ++g) std::copy(curves.begin() + g * stride, curves.begin() + g * stride + kept, o + g * kept);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("steps", Napi::Number::New(env, stepsRun));
+  result.Set("winner", Napi::Number::New(env, winner));
+  result.Set("curves", out);
+  return result;
+}
+
 // std::bad_alloc from a workspace would otherwise terminate the process.
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 Napi::Value Guarded(const Napi::CallbackInfo& info) {
@@ -570,6 +661,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<Potrs>(env, exports, "potrs");
   Export<Gesv>(env, exports, "gesv");
   Export<Matvec>(env, exports, "matvec");
+  Export<AdamQuadratic>(env, exports, "adamQuadratic");
   Export<Corename>(env, exports, "corename");
   Export<Config>(env, exports, "config");
   Export<SetThreads>(env, exports, "setThreads");
