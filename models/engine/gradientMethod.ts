@@ -2,7 +2,7 @@ import { gemm, identity, potrf, potrs } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { axpy, congruence, copyMat, frobenius, mat, symmetrize } from './dense.js';
 import { preconditionedGradient, rIll, rWell, thetaGradient } from './regularizers.js';
-import { conditioning, extremePairs, matrixCondition, type ExtremePairs } from './spectrum.js';
+import { conditioning, extremePairs, matrixCondition } from './spectrum.js';
 import { checkAbort, type StepObserver } from './progress.js';
 import { gaussian } from './random.js';
 
@@ -33,6 +33,15 @@ export const GRADIENT_DEFAULTS: GradientOptions = {
   precondition: 'exact',
   rtol: NaN,
 };
+
+/**
+ * The default step cap: 150 steps up to D ≈ 300, then shrinking as 1/D³ (the cost of a step) so that a default run
+ * stays within seconds at any width; a larger --steps goes further.
+ */
+export function defaultStepCap(D: number): number {
+  const budget = 150 * 300 ** 3;
+  return Math.max(5, Math.min(150, Math.floor(budget / D ** 3)));
+}
 
 export interface StepRecord {
   step: number;
@@ -81,7 +90,7 @@ export function gradientImmunize(
 
   let theta = initialTheta(D, opts);
   let lr = opts.learningRate;
-  let best: { theta: Mat; score: number } | null = null;
+  let best: { theta: Mat; score: number; direction: Mat } | null = null;
   let lastBudgetSafe = copyMat(theta);
   const history: StepRecord[] = [];
   const scores: number[] = [];
@@ -106,9 +115,10 @@ export function gradientImmunize(
     history.push({ step, kappaBenign: kP, kappaHarmful: kH, rWell: wellTerm.value, rIll: illTerm.value, accepted: improved });
     observe?.({ phase: 'optimize', step, of: opts.steps, kappaBenign: kP, kappaHarmful: kH });
 
-    let pairsForStep: { P: ExtremePairs; H: ExtremePairs; HP: Mat; HH: Mat } = { P: pairsP, H: pairsH, HP, HH };
+    let direction: Mat;
     if (improved) {
-      best = { theta: copyMat(theta), score: feasible ? score : -Infinity };
+      direction = combine(precondP(theta, wellTerm.gradS), precondH(theta, illTerm.gradS), opts);
+      best = { theta: copyMat(theta), score: feasible ? score : -Infinity, direction };
       scores.push(best.score);
       if (adam === null) lr *= 1.05;
       if (step % BUDGET_CHECK_EVERY === 0) {
@@ -126,20 +136,16 @@ export function gradientImmunize(
         break;
       }
     } else {
+      // Back to the best θ; its descent direction is unchanged, only the step shrinks.
       theta = copyMat(best!.theta);
+      direction = best!.direction;
       lr *= 0.5;
       if (lr < MIN_RELATIVE_STEP) {
         stopReason = 'step-underflow';
         break;
       }
-      const HP2 = congruence(KP, theta);
-      const HH2 = congruence(KH, theta);
-      pairsForStep = { P: extremePairs(HP2, baseP.rank), H: extremePairs(HH2, baseH.rank), HP: HP2, HH: HH2 };
     }
 
-    const gP = precondP(theta, rWell(pairsForStep.HP, pairsForStep.P).gradS);
-    const gH = precondH(theta, rIll(pairsForStep.HH, pairsForStep.H).gradS);
-    const direction = combine(gP, gH, opts);
     if (adam) {
       adamUpdate(theta, direction, adam, lr * frobenius(theta) / Math.sqrt(D));
     } else {

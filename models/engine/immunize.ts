@@ -3,7 +3,7 @@ import type { Mat } from '../linalg/types.js';
 import { congruence } from './dense.js';
 import { ATTACKERS, simulateAttack, type AttackOutcome } from './attacks.js';
 import { closedFormImmunize, CLOSED_FORM_DEFAULTS, rirBound } from './closedForm.js';
-import { GRADIENT_DEFAULTS, gradientImmunize, type StepRecord } from './gradientMethod.js';
+import { defaultStepCap, GRADIENT_DEFAULTS, gradientImmunize, type StepRecord } from './gradientMethod.js';
 import { paperImmunize } from './paperMethod.js';
 import { probeProblem } from './probe.js';
 import { checkAbort, type StepObserver } from './progress.js';
@@ -145,7 +145,7 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
       KH,
       {
         ...GRADIENT_DEFAULTS,
-        steps: opts.steps ?? GRADIENT_DEFAULTS.steps,
+        steps: opts.steps ?? defaultStepCap(KP.rows),
         kappaBudget: opts.kappaBudget,
         seed: opts.seed,
         init: opts.init ?? 'identity',
