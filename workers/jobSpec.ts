@@ -37,6 +37,12 @@ export const JobSpecSchema = Type.Object(
 export type JobSpec = Static<typeof JobSpecSchema>;
 export type DataRefSpec = Static<typeof DataRef>;
 
+function describe(schema: unknown, fallback: string): string {
+  const options = (schema as { anyOf?: Array<{ const?: unknown }> }).anyOf;
+  if (options && options.every((o) => o.const !== undefined)) return `expected one of ${options.map((o) => JSON.stringify(o.const)).join(', ')}`;
+  return fallback;
+}
+
 export class SpecError extends Error {
   readonly code = 'BAD_SPEC';
 }
@@ -46,7 +52,7 @@ export function parseJobSpec(input: unknown): JobSpec {
   const withDefaults = Value.Default(JobSpecSchema, structuredClone(input ?? {}));
   const errors = [...Value.Errors(JobSpecSchema, withDefaults)];
   if (errors.length > 0) {
-    const lines = errors.slice(0, 10).map((e) => `${e.path || '/'}: ${e.message}`);
+    const lines = errors.slice(0, 10).map((e) => `${e.path || '/'}: ${describe(e.schema, e.message)}`);
     throw new SpecError(`invalid job spec: ${lines.join('; ')}`);
   }
   const spec = withDefaults as JobSpec;
