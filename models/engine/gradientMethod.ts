@@ -50,6 +50,8 @@ export interface StepRecord {
   rWell: number;
   rIll: number;
   accepted: boolean;
+  /** Seconds since the optimizer started, when this step's θ was scored. */
+  seconds: number;
 }
 
 export interface GradientResult {
@@ -88,6 +90,7 @@ export function gradientImmunize(
   const precondP = makePreconditioner(KP, opts.precondition);
   const precondH = makePreconditioner(KH, opts.precondition);
 
+  const started = performance.now();
   let theta = initialTheta(D, opts);
   let lr = opts.learningRate;
   let best: { theta: Mat; score: number; direction: Mat } | null = null;
@@ -112,7 +115,7 @@ export function gradientImmunize(
     const improved = best === null || (feasible && score > best.score);
     const wellTerm = rWell(HP, pairsP);
     const illTerm = rIll(HH, pairsH);
-    history.push({ step, kappaBenign: kP, kappaHarmful: kH, rWell: wellTerm.value, rIll: illTerm.value, accepted: improved });
+    history.push({ step, kappaBenign: kP, kappaHarmful: kH, rWell: wellTerm.value, rIll: illTerm.value, accepted: improved, seconds: (performance.now() - started) / 1000 });
     observe?.({ phase: 'optimize', step, of: opts.steps, kappaBenign: kP, kappaHarmful: kH });
 
     let direction: Mat;

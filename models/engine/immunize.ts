@@ -76,7 +76,7 @@ export interface Metrics {
 
 export interface Curves {
   spectra: { benign: { before: number[]; after: number[] }; harmful: { before: number[]; after: number[] } };
-  kappaSteps: Array<{ step: number; benign: number; harmful: number }>;
+  kappaSteps: Array<{ step: number; benign: number; harmful: number; seconds: number }>;
   attacks: Array<{ attacker: string; data: string; raw: Array<[number, number]>; immunized: Array<[number, number]> }>;
 }
 
@@ -276,7 +276,7 @@ function finish(
   const curves: Curves = sanitize(
     {
       spectra: { benign: { before: [...sP0], after: [...sP1] }, harmful: { before: [...sH0], after: [...sH1] } },
-      kappaSteps: history.map((h) => ({ step: h.step, benign: h.kappaBenign, harmful: h.kappaHarmful })),
+      kappaSteps: history.map((h) => ({ step: h.step, benign: h.kappaBenign, harmful: h.kappaHarmful, seconds: h.seconds })),
       attacks: outcomes.map((o) => ({ attacker: o.attacker, data: o.data, raw: subsample(o.curveRaw), immunized: subsample(o.curveImmunized) })),
     },
     [],

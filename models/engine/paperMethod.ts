@@ -39,6 +39,7 @@ export function paperImmunize(
   const v = mat(D, D);
   const rand = uniformIndex(opts.seed);
   const history: StepRecord[] = [];
+  const started = performance.now();
   for (let t = 1; t <= steps; t++) {
     checkAbort(signal);
     const HP = congruence(syrk(sampleRows(XP, batch, rand)), theta);
@@ -47,7 +48,7 @@ export function paperImmunize(
     const eH = paperExtremes(HH);
     const well = rWell(HP, eP);
     const ill = rIll(HH, eH);
-    history.push({ step: t, kappaBenign: eP.lambdaMax / eP.lambdaMin, kappaHarmful: eH.lambdaMax / eH.lambdaMin, rWell: well.value, rIll: ill.value, accepted: true });
+    history.push({ step: t, kappaBenign: eP.lambdaMax / eP.lambdaMin, kappaHarmful: eH.lambdaMax / eH.lambdaMin, rWell: well.value, rIll: ill.value, accepted: true, seconds: (performance.now() - started) / 1000 });
     if (t % 10 === 0) observe?.({ phase: 'optimize', step: t, of: steps, kappaBenign: eP.lambdaMax / eP.lambdaMin, kappaHarmful: eH.lambdaMax / eH.lambdaMin });
     const gP = preconditionedGradient(theta, well.gradS);
     const gH = preconditionedGradient(theta, ill.gradS);

@@ -1,4 +1,4 @@
-import { ENGINE_DEFAULTS, immunize, type Method } from '../../models/engine/immunize.js';
+import { ENGINE_DEFAULTS, immunize, type Curves, type Method, type Metrics } from '../../models/engine/immunize.js';
 import { pixelPair } from '../fixtures/pixels.js';
 import { heading, num, seconds, table } from './format.js';
 import { summarizeMethod, type MethodSummary } from './house.js';
@@ -15,6 +15,16 @@ export interface PixelResult {
   /** Whether the gradient run met PIXEL_TARGET, with the parts that failed. */
   targetMet: boolean | null;
   targetMisses: string[];
+  /** The optimizer's first step with harmful ratio ≥ 10 and benign ratio ≤ 1, and when it got there. */
+  reached: { step: number; seconds: number } | null;
+}
+
+function firstStepMeetingTarget(curves: Curves, m: Metrics): PixelResult['reached'] {
+  const kP0 = m.kappa.benign.before;
+  const kH0 = m.kappa.harmful.before;
+  if (kP0 === null || kH0 === null) return null;
+  const hit = curves.kappaSteps.find((s) => s.harmful / kH0 >= 10 && s.benign / kP0 <= 1);
+  return hit ? { step: hit.step, seconds: hit.seconds } : null;
 }
 
 export function runPixels(opts: { progress: (msg: string) => void }): PixelResult {
@@ -24,8 +34,18 @@ export function runPixels(opts: { progress: (msg: string) => void }): PixelResul
   const generateSeconds = (performance.now() - t0) / 1000;
   const input = { benign: pair.benign, harmful: pair.harmful };
   // One run each: the gradient method alone takes about a minute here.
+  let reached: PixelResult['reached'] = null;
   const methods = (['gradient', 'closed-form'] as Method[]).map((method) => ({
-    ...summarizeMethod(method, 1, () => immunize(input, { ...ENGINE_DEFAULTS, method }).metrics, (m) => opts.progress(`pixels: ${m}`)),
+    ...summarizeMethod(
+      method,
+      1,
+      () => {
+        const r = immunize(input, { ...ENGINE_DEFAULTS, method });
+        if (method === 'gradient') reached = firstStepMeetingTarget(r.curves, r.metrics);
+        return r.metrics;
+      },
+      (m) => opts.progress(`pixels: ${m}`),
+    ),
     meetsTarget: null as boolean | null,
   }));
   const g = methods.find((m) => m.method === 'gradient');
@@ -45,6 +65,7 @@ export function runPixels(opts: { progress: (msg: string) => void }): PixelResul
     target: PIXEL_TARGET,
     targetMet: g ? misses.length === 0 : null,
     targetMisses: misses,
+    reached,
   };
 }
 
@@ -72,6 +93,12 @@ export function renderPixels(r: PixelResult): string[] {
       ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'left', 'left'],
     ),
   ];
+  lines.push(
+    '',
+    r.reached
+      ? `gradient optimizer: harmful ratio ≥ 10 with benign ratio ≤ 1 first at step ${r.reached.step}, ${num(r.reached.seconds, 3)} s after it started`
+      : 'gradient optimizer: never reached harmful ratio ≥ 10 with benign ratio ≤ 1',
+  );
   if (r.targetMet !== null) {
     lines.push('', r.targetMet ? 'target: met' : `target: NOT MET (${r.targetMisses.join('; ')})`);
   }
