@@ -118,6 +118,8 @@ export async function startServer(role: Role, env: Record<string, string | undef
   };
 }
 
+const SHUTDOWN_GRACE_MS = 25_000;
+
 function roleFromArgs(argv: string[]): Role {
   const i = argv.indexOf('--role');
   const value = i >= 0 ? argv[i + 1] : (argv.find((a) => a.startsWith('--role='))?.slice(7) ?? 'all');
@@ -146,6 +148,8 @@ async function main(): Promise<void> {
     signals++;
     if (signals > 1) process.exit(130);
     server.services.logger.info({ signal }, 'shutting down (a second signal forces it)');
+    // A job still running then is abandoned: its lock expires and another worker picks it up.
+    setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
     server.close().then(
       () => process.exit(0),
       () => process.exit(1),

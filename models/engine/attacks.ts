@@ -17,7 +17,7 @@ export interface AttackRun {
   steps: number;
   reached: boolean;
   /** Relative suboptimality after each step (index 0 is the start, 1.0). */
-  curve: number[];
+  curve: ArrayLike<number>;
 }
 
 /** Runs until the suboptimality reaches `target` or `cap` steps pass. target = 0 means: run exactly `cap` steps. */
@@ -27,21 +27,16 @@ function initialError(p: ProbeProblem): Float64Array {
   return p.optimum.map((v) => -v);
 }
 
-function eigenSuboptimality(p: ProbeProblem, e: Float64Array): number {
-  const C = p.outputs;
-  let s = 0;
-  for (let i = 0; i < p.lambdas.length; i++) for (let k = 0; k < C; k++) s += p.lambdas[i] * e[i * C + k] ** 2;
-  return s / 2 / p.gap;
-}
-
-function iterate(p: ProbeProblem, target: number, cap: number, step: (e: Float64Array) => void): AttackRun {
+/** Runs `step` (which updates the eigen-coordinate error and returns Σ λ_i·e_i²) until the target or the cap. */
+function iterate(p: ProbeProblem, target: number, cap: number, step: (e: Float64Array) => number): AttackRun {
   const e = initialError(p);
-  const curve = [1];
+  const curve = new Float64Array(cap + 1);
+  curve[0] = 1;
+  const scale = 1 / (2 * p.gap);
   for (let k = 1; k <= cap; k++) {
-    step(e);
-    const sub = eigenSuboptimality(p, e);
-    curve.push(sub);
-    if (target > 0 && sub <= target) return { steps: k, reached: true, curve };
+    const sub = step(e) * scale;
+    curve[k] = sub;
+    if (target > 0 && sub <= target) return { steps: k, reached: true, curve: curve.subarray(0, k + 1) };
   }
   return { steps: cap, reached: target <= 0, curve };
 }
@@ -51,10 +46,15 @@ export const gd: Attacker = (p, target, cap) => {
   const L = p.lambdas[p.lambdas.length - 1];
   const C = p.outputs;
   return iterate(p, target, cap, (e) => {
+    let s = 0;
     for (let i = 0; i < p.lambdas.length; i++) {
       const f = 1 - p.lambdas[i] / L;
-      for (let k = 0; k < C; k++) e[i * C + k] *= f;
+      for (let k = 0; k < C; k++) {
+        const v = (e[i * C + k] *= f);
+        s += p.lambdas[i] * v * v;
+      }
     }
+    return s;
   });
 };
 
@@ -72,12 +72,16 @@ export const gdExact: Attacker = (p, target, cap) => {
         gHg += lam[i] * g * g;
       }
     }
-    if (!(gHg > 0)) return;
-    const t = gg / gHg;
+    const t = gHg > 0 ? gg / gHg : 0;
+    let s = 0;
     for (let i = 0; i < lam.length; i++) {
       const f = 1 - t * lam[i];
-      for (let k = 0; k < C; k++) e[i * C + k] *= f;
+      for (let k = 0; k < C; k++) {
+        const v = (e[i * C + k] *= f);
+        s += lam[i] * v * v;
+      }
     }
+    return s;
   });
 };
 
@@ -85,10 +89,15 @@ export const gdExact: Attacker = (p, target, cap) => {
 export const newton: Attacker = (p, target, cap) => {
   const C = p.outputs;
   return iterate(p, target, cap, (e) => {
+    let s = 0;
     for (let i = 0; i < p.lambdas.length; i++) {
       const step = (1 / p.lambdas[i]) * p.lambdas[i];
-      for (let k = 0; k < C; k++) e[i * C + k] -= step * e[i * C + k];
+      for (let k = 0; k < C; k++) {
+        const v = (e[i * C + k] -= step * e[i * C + k]);
+        s += p.lambdas[i] * v * v;
+      }
     }
+    return s;
   });
 };
 
@@ -97,7 +106,7 @@ export function adamRuns(p: ProbeProblem, target: number, cap: number): AttackRu
   const G = ADAM_LEARNING_RATES.length;
   const r = adamQuadratic(p.H, p.B, Float64Array.from(ADAM_LEARNING_RATES), { c: p.c, fStar: p.fStar, gap: p.gap, target, cap });
   const len = r.steps + 1;
-  const curveOf = (g: number) => Array.from(r.curves.subarray(g * len, (g + 1) * len));
+  const curveOf = (g: number) => r.curves.subarray(g * len, (g + 1) * len);
   if (r.winner >= 0) return { steps: r.steps, reached: true, curve: curveOf(r.winner), learningRate: ADAM_LEARNING_RATES[r.winner] };
   let best = 0;
   for (let g = 1; g < G; g++) if (r.curves[g * len + r.steps] < r.curves[best * len + r.steps]) best = g;
@@ -120,8 +129,8 @@ export interface AttackOutcome {
   capped: boolean;
   slowdown: number;
   cap: number;
-  curveRaw: number[];
-  curveImmunized: number[];
+  curveRaw: ArrayLike<number>;
+  curveImmunized: ArrayLike<number>;
 }
 
 /**
@@ -138,9 +147,11 @@ export function simulateAttack(
 ): AttackOutcome {
   const run = attackerFn(attacker);
   const budget = run(raw, 0, RAW_BUDGET_STEPS);
-  const reachedInBudget = Math.min(...budget.curve.slice(1));
+  let reachedInBudget = Infinity;
+  for (let k = 1; k < budget.curve.length; k++) reachedInBudget = Math.min(reachedInBudget, budget.curve[k]);
   const target = Math.max(reachedInBudget, TARGET_FLOOR);
-  const hit = budget.curve.findIndex((sub, k) => k > 0 && sub <= target);
+  let hit = -1;
+  for (let k = 1; k < budget.curve.length && hit < 0; k++) if (budget.curve[k] <= target) hit = k;
   const stepsRaw = hit > 0 ? hit : RAW_BUDGET_STEPS;
   const fullCap = attacker === 'adam' ? adamCap(immunized) : STEP_CAP;
   const cap = Math.min(fullCap, Math.ceil(stopAtSlowdown * stepsRaw));

@@ -15,6 +15,9 @@ export interface ClosedFormOptions {
   rotationSeed?: number | null;
 }
 
+/** Bisection steps for the largest admissible α (resolution: the bracket / 2^12). */
+const ALPHA_SEARCH_STEPS = 12;
+
 /** Bisection steps for the largest α that passes the attack check. */
 const ATTACK_SEARCH_STEPS = 6;
 
@@ -139,7 +142,7 @@ export function closedFormImmunize(
         lo = hi;
         r0 = rHi;
       } else {
-        for (let i = 0; i < 12; i++) {
+        for (let i = 0; i < ALPHA_SEARCH_STEPS; i++) {
           const mid = (lo + hi) / 2;
           const r = evaluate(mid);
           if (r.ok) {

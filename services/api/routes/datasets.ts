@@ -12,6 +12,7 @@ type Kind = 'dataset' | 'backbone';
 const MULTIPART_OVERHEAD = 64 * 1024;
 
 async function receiveUpload(app: FastifyInstance, req: FastifyRequest, kind: Kind) {
+  if (req.principal!.admin) throw new ApiError(403, 'forbidden', 'the admin key can read and delete; upload with a tenant key');
   const limit = app.svc.config.maxUploadBytes;
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit + MULTIPART_OVERHEAD) {

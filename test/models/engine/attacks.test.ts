@@ -105,7 +105,7 @@ class RefProblem {
   }
 }
 
-function assertCurves(actual: number[], expected: number[], what: string, rel = 1e-6, abs = 1e-10) {
+function assertCurves(actual: ArrayLike<number>, expected: number[], what: string, rel = 1e-6, abs = 1e-10) {
   assert.equal(actual.length, expected.length, `${what}: curve length`);
   for (let k = 0; k < expected.length; k++) {
     const d = Math.abs(actual[k] - expected[k]);
