@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     const jobId = ((await submitted.json()) as { id: string }).id;
 
     // A short warm-up, then the measured runs.
-    await autocannon({ url: `${url}/v1/jobs/${jobId}`, headers, connections, duration: 2 });
+    await autocannon({ url: `${url}/v1/jobs/${jobId}`, headers, connections, duration: 3 });
     const results = [
       await measure(`GET  /v1/jobs/:id`, { url: `${url}/v1/jobs/${jobId}`, headers, connections, duration }),
       await measure(`POST /v1/jobs`, {

@@ -144,7 +144,9 @@ export async function soak(opts: SoakOptions): Promise<SoakReport> {
         const long = all.find((r) => r.id === longId);
         const smallDone = all.filter((r) => r.id !== longId && r.status === 'completed').length;
         const pid = long?.worker ? Number(long.worker.split(':')[1]) : NaN;
-        if (long?.status === 'running' && long.progress.phase === 'optimize' && (long.progress.step ?? 0) > 0 && smallDone >= Math.floor(opts.jobs / 4)) {
+        // Kill once a quarter of the small jobs are done, or earlier if the long job is about to end.
+        const optimizing = long?.status === 'running' && long.progress.phase === 'optimize' && (long.progress.step ?? 0) > 0;
+        if (optimizing && (smallDone >= Math.floor(opts.jobs / 4) || long!.progress.fraction >= 0.35)) {
           const victim = workers.find((w) => w.pid === pid);
           if (victim) {
             victim.kill('SIGKILL');
@@ -249,7 +251,7 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const report = await soak({
     jobs: arg(argv, 'jobs', 1000),
-    longSteps: arg(argv, 'long-steps', 15_000),
+    longSteps: arg(argv, 'long-steps', 60_000),
     concurrency: arg(argv, 'concurrency', 2),
     lockMs: arg(argv, 'lock-ms', 2000),
     redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',

@@ -82,7 +82,8 @@ export async function createServices(config: Config, logger: Logger, opts: Servi
         const r = await records.get(e.jobId);
         if (!r || TERMINAL_STATUSES.has(r.status)) return;
         if ((await queue.state(e.jobId)) !== 'failed') return;
-        await records.fail(e.jobId, { code: 'stalled', message: e.failedReason ?? 'the job failed in the queue' }, true);
+        const reason = e.failedReason ?? 'the job failed in the queue';
+        await records.fail(e.jobId, { code: /stall/i.test(reason) ? 'stalled' : 'internal', message: reason }, true);
       })().catch(() => undefined);
     });
   }

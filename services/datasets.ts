@@ -39,6 +39,14 @@ export interface UploadedFile {
   stream: Readable;
 }
 
+/** The per-image shape (C×H×W) of an image dataset for a backbone job. */
+function imageShape(field: string, ds: DatasetRecord): string {
+  if (ds.format !== 'npy' || ds.shape?.length !== 4) {
+    throw badRequest('invalid_spec', `${field}: with a backbone the data are images; dataset ${ds.id} is not an N×C×H×W .npy (it is ${ds.format === 'npy' ? `shape (${ds.shape?.join(', ')})` : `.${ds.format}`})`);
+  }
+  return ds.shape.slice(1).join('×');
+}
+
 /** The feature dimension a data reference gives, from the upload's metadata. */
 function featureDim(field: string, ref: DataRefSpec, ds: DatasetRecord): number {
   if (ds.format === 'npy') {
@@ -46,7 +54,8 @@ function featureDim(field: string, ref: DataRefSpec, ds: DatasetRecord): number 
       throw badRequest('invalid_spec', `${field}: labelColumn and dropColumns apply only to .csv datasets; ${ds.id} is .npy (pass labels as a separate dataset)`);
     }
     if (!ds.shape || ds.shape.length !== 2) {
-      throw badRequest('invalid_spec', `${field}: dataset ${ds.id} is a label vector of shape (${ds.shape?.join(', ')}); expected a 2-D N×D feature array`);
+      const what = ds.shape?.length === 4 ? 'images (give the job a backbone)' : 'a label vector';
+      throw badRequest('invalid_spec', `${field}: dataset ${ds.id} of shape (${ds.shape?.join(', ')}) is ${what}; expected a 2-D N×D feature array`);
     }
     return ds.cols!;
   }
@@ -137,12 +146,14 @@ export class DatasetService implements DatasetResolver {
 
   /** Checks a spec's dataset references against the upload metadata: ownership, columns, labels, and D. */
   async checkSpec(principal: Principal, spec: JobSpec): Promise<void> {
-    const dims: Array<{ field: string; d: number }> = [];
+    if (spec.backbone) await this.mustGet(principal, 'backbone', spec.backbone, 'backbone');
+    const dims: Array<{ field: string; d: number | string }> = [];
     for (const side of ['benign', 'harmful', 'benignTest'] as const) {
       const ref = spec[side];
       if (!ref) continue;
       const ds = await this.mustGet(principal, 'dataset', ref.dataset, `${side}.dataset`);
-      const d = featureDim(`${side}.dataset`, ref, ds);
+      // With a backbone, D is the backbone's feature size: the images must at least share their shape.
+      const d = spec.backbone ? imageShape(`${side}.dataset`, ds) : featureDim(`${side}.dataset`, ref, ds);
       const rows = Math.min(ds.rows ?? 0, ref.rowLimit ?? Number.POSITIVE_INFINITY);
       if (rows < 2) throw badRequest('too_few_rows', `${side}.dataset: ${rows} row${rows === 1 ? '' : 's'} would be used; at least 2 are needed`);
       if (ref.labels) {
@@ -160,20 +171,23 @@ export class DatasetService implements DatasetResolver {
     const [benign, ...others] = dims;
     for (const o of others) {
       if (o.d !== benign.d) {
-        throw badRequest('dimension_mismatch', `feature dimension mismatch: ${benign.field} has D=${benign.d} but ${o.field} has D=${o.d}; both must have the same D`);
+        const what = spec.backbone ? 'image shape mismatch' : 'feature dimension mismatch';
+        const unit = spec.backbone ? 'images of ' : 'D=';
+        throw badRequest('dimension_mismatch', `${what}: ${benign.field} has ${unit}${benign.d} but ${o.field} has ${unit}${o.d}; both must be the same`);
       }
     }
   }
 
-  /** For workers: each referenced dataset's local path, provided it still exists and belongs to the tenant. */
+  /** For workers: each referenced upload's local path, provided it still exists and belongs to the tenant. */
   async resolve(tenant: string, refs: DatasetRef[]): Promise<Record<string, string>> {
     const paths: Record<string, string> = {};
     for (const ref of refs) {
-      const r = isId('dataset', ref.id) ? await this.records.getDataset(ref.id) : null;
-      if (!r || r.kind !== 'dataset' || r.tenant !== tenant) {
-        throw new PermanentJobError('not_found', `${ref.field}: dataset ${ref.id} does not exist (deleted?)`);
+      const kind = ref.role === 'backbone' ? 'backbone' : 'dataset';
+      const r = isId(kind, ref.id) ? await this.records.getDataset(ref.id) : null;
+      if (!r || r.kind !== kind || r.tenant !== tenant) {
+        throw new PermanentJobError('not_found', `${ref.field}: ${kind} ${ref.id} does not exist (deleted?)`);
       }
-      paths[ref.id] = this.store.blobPath('dataset', r.id, r.format);
+      paths[ref.id] = this.store.blobPath(kind, r.id, r.format);
     }
     return paths;
   }

@@ -59,7 +59,7 @@ async function run(req: ThreadRequest): Promise<void> {
     const sink = new StagingSink(req.stagingDir);
     const resolve = (ref: string): string => {
       checkCancel();
-      if (!Object.hasOwn(req.paths, ref)) throw new DataError('NOT_FOUND', `dataset ${ref} is not available to this job`);
+      if (!Object.hasOwn(req.paths, ref)) throw new DataError('NOT_FOUND', `${ref} is not an upload available to this job`);
       return req.paths[ref];
     };
     const result = await def.run(payload, { sink, resolve, observe }, controller.signal);

@@ -1,4 +1,6 @@
-import { immunize, evaluateTheta, type EngineInput, type EngineResult, type LabelledData } from '../models/engine/immunize.js';
+import { Backbone, type CheckpointCheck } from '../models/backbones/index.js';
+import { extractImageSets, type ImageSet, type ImageSetSummary } from '../models/backbones/features.js';
+import { immunize, evaluateTheta, type EngineInput, type EngineResult, type LabelledData, type Metrics } from '../models/engine/immunize.js';
 import type { StepObserver } from '../models/engine/progress.js';
 import { checkPair, loadDataset } from '../models/io/dataset.js';
 import { encodeSafetensors, readSafetensors } from '../models/io/safetensors.js';
@@ -6,6 +8,7 @@ import { DataError } from '../models/io/errors.js';
 import type { Mat } from '../models/linalg/types.js';
 import type { ArtifactRecord, ArtifactSink } from './artifacts.js';
 import type { DataRefSpec, JobSpec } from './jobSpec.js';
+import { renderReport, REPORT_CONTENT_TYPE, type ReportOptions } from './report/render.js';
 
 export interface ProcessorDeps {
   sink: ArtifactSink;
@@ -14,8 +17,24 @@ export interface ProcessorDeps {
   observe?: StepObserver;
 }
 
+/** What a backbone job adds to metrics.json. */
+export interface BackboneMetrics {
+  features: {
+    tensor: string;
+    dim: number;
+    source: 'auto' | 'spec';
+    feeds: string;
+    inputs: Record<string, ImageSetSummary>;
+    preprocess: Record<string, unknown> | null;
+    seconds: number;
+  };
+  checkpoint: (CheckpointCheck & { seconds: number }) | { skipped: string };
+  executionProvider: 'cpu' | 'cuda';
+  executionProviderNote: string;
+}
+
 export interface JobResult {
-  metrics: EngineResult['metrics'];
+  metrics: Metrics & Partial<BackboneMetrics>;
   artifacts: ArtifactRecord[];
 }
 
@@ -60,6 +79,7 @@ function engineOptions(spec: JobSpec) {
 
 /** The immunization job: data in, θ and its report out. The CLI calls it in-process; workers call it from the queue. */
 export async function runImmunizeJob(spec: JobSpec, deps: ProcessorDeps, signal?: AbortSignal): Promise<JobResult> {
+  if (spec.backbone) return runBackboneJob(spec, deps, signal);
   const input = await loadInput(spec, deps);
   const result = immunize(input, engineOptions(spec), deps.observe, signal);
   return { metrics: result.metrics, artifacts: await writeArtifacts(result, deps.sink) };
@@ -81,7 +101,7 @@ export async function runEvaluateJob(spec: JobSpec, thetaPath: string, deps: Pro
   return { metrics: result.metrics, artifacts: await writeArtifacts(result, deps.sink) };
 }
 
-export async function writeArtifacts(result: EngineResult, sink: ArtifactSink): Promise<ArtifactRecord[]> {
+export async function writeArtifacts(result: EngineResult, sink: ArtifactSink, report: ReportOptions = {}): Promise<ArtifactRecord[]> {
   const tensors: Record<string, { shape: number[]; data: Float64Array }> = {
     theta: { shape: [result.theta.rows, result.theta.cols], data: result.theta.data },
   };
@@ -94,5 +114,77 @@ export async function writeArtifacts(result: EngineResult, sink: ArtifactSink): 
     await sink.put('metrics.json', Buffer.from(JSON.stringify(result.metrics, null, 2)), 'application/json'),
     await sink.put('curves.json', Buffer.from(JSON.stringify(result.curves)), 'application/json'),
     await sink.put('theta.safetensors', encodeSafetensors(tensors, metadata), 'application/octet-stream'),
+    await sink.put('report.html', Buffer.from(renderReport(result.metrics, result.curves, report)), REPORT_CONTENT_TYPE),
   ];
+}
+
+/** Rows of the first benign batch replayed through the immunized checkpoint to check it. */
+const CHECK_ROWS = 16;
+
+/** A job with a backbone: images → features (streamed into K) → engine → artifacts, immunized.onnx among them. */
+async function runBackboneJob(spec: JobSpec, deps: ProcessorDeps, signal?: AbortSignal): Promise<JobResult> {
+  const resolve = deps.resolve ?? ((p: string) => p);
+  const observe = deps.observe;
+  observe?.({ phase: 'load', message: 'loading the backbone' });
+  const backbone = await Backbone.load(await resolve(spec.backbone!), {
+    featureTensor: spec.featureTensor,
+    log: (message) => observe?.({ phase: 'load', message }),
+  });
+  try {
+    const sets: ImageSet[] = [];
+    for (const role of ['benign', 'harmful', 'benignTest'] as const) {
+      const ref = spec[role];
+      if (ref) sets.push({ role, images: await resolve(ref.dataset), labels: ref.labels ? await resolve(ref.labels) : undefined, limit: ref.rowLimit });
+    }
+    const phase = await extractImageSets(backbone, sets, {
+      preprocess: spec.preprocess,
+      sampleRows: CHECK_ROWS,
+      signal,
+      progress: (done, of, role) => observe?.({ phase: 'statistics', step: done, of, message: `features ${role}` }),
+    });
+    const input: EngineInput = { benign: phase.data.benign, harmful: phase.data.harmful, benignTest: phase.data.benignTest };
+    checkPair(input.benign.X, input.harmful.X, { benign: spec.benign.dataset, harmful: spec.harmful.dataset });
+    const result = immunize(input, engineOptions(spec), observe, signal);
+
+    const checkStart = performance.now();
+    let checkpoint: BackboneMetrics['checkpoint'];
+    let onnx: Uint8Array | null = null;
+    try {
+      onnx = backbone.immunized(result.theta);
+    } catch (err) {
+      checkpoint = { skipped: `θ could not be compensated into the classifier: ${err instanceof Error ? err.message : String(err)}` };
+    }
+    if (onnx && phase.sample) {
+      observe?.({ phase: 'evaluate', message: 'checking immunized.onnx against the original' });
+      checkpoint = { ...(await backbone.check(onnx, result.theta, phase.sample)), seconds: (performance.now() - checkStart) / 1000 };
+    }
+    checkpoint ??= { skipped: 'no sample to check on' };
+    const warnings = [...result.metrics.warnings];
+    if ('passed' in checkpoint && !checkpoint.passed) {
+      warnings.push({ field: 'checkpoint', reason: `immunized.onnx differs from the original beyond rounding (logits rel. ${checkpoint.maxRelLogitDiff}, features ${checkpoint.featureRoundingRatio}× the float32 bound)` });
+    }
+    if ('skipped' in checkpoint) warnings.push({ field: 'checkpoint', reason: checkpoint.skipped });
+    const pre = sets.some((s) => phase.summary[s.role].kind !== 'npy') ? backbone.preprocessFor(spec.preprocess) : null;
+    const metrics: JobResult['metrics'] = {
+      ...result.metrics,
+      warnings,
+      features: {
+        tensor: backbone.site.tensor,
+        dim: phase.dim,
+        source: backbone.site.source,
+        feeds: backbone.site.description,
+        inputs: phase.summary,
+        preprocess: pre ? { ...pre } : null,
+        seconds: phase.seconds,
+      },
+      checkpoint,
+      executionProvider: backbone.runtime.provider,
+      executionProviderNote: backbone.runtime.note,
+    };
+    const artifacts = await writeArtifacts({ ...result, metrics }, deps.sink);
+    if (onnx) artifacts.push(await deps.sink.put('immunized.onnx', Buffer.from(onnx.buffer, onnx.byteOffset, onnx.byteLength), 'application/octet-stream'));
+    return { metrics, artifacts };
+  } finally {
+    await backbone.close();
+  }
 }

@@ -3,7 +3,10 @@ import { Value } from '@sinclair/typebox/value';
 
 const DataRef = Type.Object(
   {
-    dataset: Type.String({ minLength: 1, description: 'a .npy (N×D float32/float64) or .csv with a header row' }),
+    dataset: Type.String({
+      minLength: 1,
+      description: 'a .npy (N×D float32/float64) or .csv with a header row; with a backbone: images, as a float32 N×C×H×W .npy, a folder or a .tar of PNG/JPEG',
+    }),
     labels: Type.Optional(Type.String({ minLength: 1, description: 'a .npy or single-column .csv of N labels' })),
     labelColumn: Type.Optional(Type.String({ minLength: 1 })),
     dropColumns: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
@@ -12,10 +15,22 @@ const DataRef = Type.Object(
   { additionalProperties: false },
 );
 
+const Preprocess = Type.Object(
+  {
+    resize: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'shorter side after resizing (default 256, or round(S·256/224) for a model fixed at S×S)' })),
+    crop: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'centre crop side (default 224, or the model\'s fixed input size)' })),
+    mean: Type.Optional(Type.Array(Type.Number(), { minItems: 1, maxItems: 4, description: 'per channel, on [0, 1] pixels (default ImageNet 0.485, 0.456, 0.406)' })),
+    std: Type.Optional(Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: 4, description: 'per channel (default ImageNet 0.229, 0.224, 0.225)' })),
+  },
+  { additionalProperties: false, description: 'how image files become the backbone input; .npy images come preprocessed' },
+);
+
 /** One schema for the CLI, the API and the worker; the fields mirror the CLI's flags. */
 export const JobSpecSchema = Type.Object(
   {
-    backbone: Type.Optional(Type.String({ minLength: 1 })),
+    backbone: Type.Optional(Type.String({ minLength: 1, description: 'an ONNX backbone (opset 17, input N×C×H×W); benign and harmful are then images' })),
+    featureTensor: Type.Optional(Type.String({ minLength: 1, description: 'the backbone tensor to take features from (default: the input of the final classifier)' })),
+    preprocess: Type.Optional(Preprocess),
     benign: DataRef,
     harmful: DataRef,
     benignTest: Type.Optional(DataRef),
@@ -36,6 +51,7 @@ export const JobSpecSchema = Type.Object(
 
 export type JobSpec = Static<typeof JobSpecSchema>;
 export type DataRefSpec = Static<typeof DataRef>;
+export type PreprocessSpec = Static<typeof Preprocess>;
 
 function describe(schema: unknown, fallback: string): string {
   const options = (schema as { anyOf?: Array<{ const?: unknown }> }).anyOf;
@@ -60,6 +76,15 @@ export function parseJobSpec(input: unknown): JobSpec {
     const ref = spec[side];
     if (ref?.labels && ref.labelColumn) throw new SpecError(`${side}: give labels or labelColumn, not both`);
   }
-  if (spec.backbone) throw new SpecError('backbone jobs are not supported by this build: pass precomputed features (.npy or .csv)');
+  if (!spec.backbone) {
+    if (spec.featureTensor !== undefined || spec.preprocess !== undefined) throw new SpecError('featureTensor and preprocess apply only to jobs with a backbone');
+  } else {
+    for (const side of ['benign', 'harmful', 'benignTest'] as const) {
+      const ref = spec[side];
+      if (ref && (ref.labelColumn !== undefined || ref.dropColumns !== undefined)) {
+        throw new SpecError(`${side}: with a backbone the data are images; give labels as a labels file (or class folders), not labelColumn/dropColumns`);
+      }
+    }
+  }
   return spec;
 }

@@ -47,11 +47,22 @@ export interface WorkerRecords {
   onCancel(handler: (jobId: string) => void): Promise<() => Promise<void>>;
 }
 
+/** What a committed attempt leaves beside its artifacts, so that its completion can be recorded again. */
+export interface CommitManifest {
+  metrics: Record<string, unknown>;
+  artifacts: StoredArtifact[];
+}
+
 export interface AttemptStore {
   /** Creates and returns a fresh local directory for one attempt's outputs. */
   stagingDir(jobId: string, attemptId: string): Promise<string>;
-  /** Makes the attempt's files the job's artifacts in one step; false when another attempt already did. */
-  commit(jobId: string, attemptId: string): Promise<boolean>;
+  /**
+   * Makes the attempt's files, with the manifest, the job's artifacts in one step; false when another attempt
+   * already did.
+   */
+  commit(jobId: string, attemptId: string, manifest: CommitManifest): Promise<boolean>;
+  /** The manifest of the committed attempt, or null when none has committed. */
+  committed(jobId: string): Promise<CommitManifest | null>;
   /** Removes the attempt's directory, or with no attemptId every uncommitted attempt's. */
   discard(jobId: string, attemptId?: string): Promise<void>;
 }
@@ -59,11 +70,12 @@ export interface AttemptStore {
 export interface DatasetRef {
   field: string;
   id: string;
-  role: 'features' | 'labels';
+  /** features: a feature matrix, or images when the job has a backbone; backbone: an uploaded .onnx. */
+  role: 'features' | 'labels' | 'backbone';
 }
 
 export interface DatasetResolver {
-  /** Maps each referenced dataset id to a readable local path; throws a PermanentJobError when one is gone. */
+  /** Maps each referenced dataset or backbone id to a readable local path; throws a PermanentJobError when one is gone. */
   resolve(tenant: string, refs: DatasetRef[]): Promise<Record<string, string>>;
 }
 

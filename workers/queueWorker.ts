@@ -120,6 +120,13 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
       await records.cancelled(jobId);
       throw new UnrecoverableError('cancelled before it started');
     }
+    // An earlier attempt committed but died before recording it: record that result, do not run again.
+    const prior = await store.committed(jobId);
+    if (prior) {
+      await records.complete(jobId, prior.metrics, prior.artifacts);
+      logger.info(log, 'job completed by an earlier attempt; recorded now');
+      return { artifacts: prior.artifacts.length };
+    }
     const attempt = await records.startAttempt(jobId, workerId);
     const attemptId = `${attempt}-${randomBytes(4).toString('hex')}`;
     const started = performance.now();
@@ -142,20 +149,36 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     let committed = false;
     let paths: Record<string, string> = {};
     const track = progressTracker();
+    // Progress goes to the record and to the queue's event stream at most once per interval; the latest value
+    // of a quiet spell is written when the interval ends.
     let lastWrite = 0;
     let writing: Promise<void> | null = null;
     let latest: JobProgress | null = null;
+    let trailing: NodeJS.Timeout | null = null;
+    let finished = false;
     const writeProgress = (p: JobProgress) => {
       latest = p;
-      const now = performance.now();
-      if (writing || now - lastWrite < opts.progressIntervalMs) return;
-      lastWrite = now;
+      if (finished) return;
+      const wait = lastWrite + opts.progressIntervalMs - performance.now();
+      if (writing || wait > 0) {
+        trailing ??= setTimeout(() => {
+          trailing = null;
+          if (latest) writeProgress(latest);
+        }, Math.max(wait, 10));
+        return;
+      }
+      lastWrite = performance.now();
       const value = latest;
       writing = Promise.all([records.progress(jobId, value), job.updateProgress({ ...value })])
         .then(() => undefined, (err: unknown) => logger.warn({ ...log, err: String(err) }, 'progress update failed'))
         .finally(() => {
           writing = null;
         });
+    };
+    const stopProgress = async () => {
+      finished = true;
+      if (trailing) clearTimeout(trailing);
+      await writing;
     };
     try {
       let payload: unknown;
@@ -183,21 +206,26 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
         // It finished as the cancel arrived: honour the cancel, keep nothing.
         throw new EngineJobError({ code: 'cancelled', message: 'the job was cancelled', permanent: true });
       }
-      await writing;
-      committed = await store.commit(jobId, attemptId);
+      await stopProgress();
+      const summary = metricsSummary(out.metrics);
+      committed = await store.commit(jobId, attemptId, { metrics: summary, artifacts: out.artifacts });
       if (!committed) {
+        // Another attempt got there first: its artifacts are the job's, recorded once.
         logger.warn({ ...log, attempt }, 'another attempt already committed this job; dropping this one');
+        const first = await store.committed(jobId);
+        if (first) await records.complete(jobId, first.metrics, first.artifacts);
         return { skipped: 'another attempt committed first' };
       }
-      await records.complete(jobId, metricsSummary(out.metrics), out.artifacts);
+      await records.complete(jobId, summary, out.artifacts);
       await store.discard(jobId).catch(() => undefined);
       metrics?.jobFinished('completed', (performance.now() - started) / 1000);
       logger.info({ ...log, attempt, seconds: (performance.now() - started) / 1000 }, 'job completed');
       return { artifacts: out.artifacts.length };
     } catch (err) {
-      await writing;
+      await stopProgress();
       const d: DescribedError = err instanceof EngineJobError ? err.described : describeJobError(err);
-      const message = scrubPaths(d.message, paths);
+      // Unexpected errors may name local paths: the record gets a plain message, the log the details.
+      const message = d.code === 'internal' ? 'internal error in the worker; its log has the details' : scrubPaths(d.message, paths);
       const seconds = (performance.now() - started) / 1000;
       if (d.code === 'cancelled' || controller.signal.aborted) {
         await records.cancelled(jobId);
@@ -208,10 +236,12 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
       const final = d.permanent || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       await records.fail(jobId, { code: d.code, message }, final);
       metrics?.jobFinished(final ? 'failed' : 'retried', seconds);
-      logger.warn({ ...log, attempt, code: d.code, final }, `job failed: ${message}`);
+      logger.warn({ ...log, attempt, code: d.code, final }, `job failed: ${d.message}`);
       if (d.permanent) throw new UnrecoverableError(message);
       throw new Error(message);
     } finally {
+      finished = true;
+      if (trailing) clearTimeout(trailing);
       clearInterval(poll);
       bullSignal?.removeEventListener('abort', abort);
       running.delete(jobId);

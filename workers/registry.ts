@@ -6,6 +6,7 @@
 import type { TSchema } from '@sinclair/typebox';
 import { JobSpecSchema, parseJobSpec, type JobSpec } from './jobSpec.js';
 import { runImmunizeJob, type JobResult, type ProcessorDeps } from './immunizeProcessor.js';
+import type { DatasetRef } from './ports.js';
 
 export interface JobDefinition<P> {
   /** One line for people (logs, OpenAPI). */
@@ -15,13 +16,14 @@ export interface JobDefinition<P> {
   /** Validates and fills defaults; throws an error carrying a message that says what is wrong. */
   parse(input: unknown): P;
   /** Dataset ids the payload refers to, with the field each one came from (e.g. "benign.dataset"). */
-  datasetRefs(payload: P): Array<{ field: string; id: string; role: 'features' | 'labels' }>;
+  datasetRefs(payload: P): DatasetRef[];
   /** Runs the job; called inside the engine thread, never on a worker's event loop. */
   run(payload: P, deps: ProcessorDeps, signal: AbortSignal): Promise<JobResult>;
 }
 
-function immunizeRefs(spec: JobSpec): Array<{ field: string; id: string; role: 'features' | 'labels' }> {
-  const refs: Array<{ field: string; id: string; role: 'features' | 'labels' }> = [];
+function immunizeRefs(spec: JobSpec): DatasetRef[] {
+  const refs: DatasetRef[] = [];
+  if (spec.backbone) refs.push({ field: 'backbone', id: spec.backbone, role: 'backbone' });
   for (const side of ['benign', 'harmful', 'benignTest'] as const) {
     const ref = spec[side];
     if (!ref) continue;

@@ -6,12 +6,22 @@ export class UsageError extends Error {
 }
 
 export const USAGE = `usage:
-  immunize run --benign FILE --harmful FILE [--benign-labels FILE | --benign-label-column NAME]
+  immunize run --benign DATA --harmful DATA [--benign-labels FILE | --benign-label-column NAME]
                [--harmful-labels FILE | --harmful-label-column NAME] [--drop-columns A,B] [--benign-test FILE]
                [--task regression|binary|multiclass] [--method closed-form|gradient|paper] [--steps N]
                [--kappa-budget X] [--seed N] [--init identity|random] [--json] [--debug] --out DIR
+  immunize run --backbone MODEL.onnx --benign IMAGES --harmful IMAGES [--feature-tensor NAME]
+               [--benign-labels FILE] [--harmful-labels FILE] [engine options] --out DIR
+      IMAGES: a float32 N×C×H×W .npy, or a folder or uncompressed .tar of PNG/JPEG (class subfolders give labels);
+      writes DIR/immunized.onnx besides the other artifacts
   immunize evaluate --benign FILE --harmful FILE --theta theta.safetensors [label options] [--json] --out DIR
   immunize demo house-price [--method closed-form|gradient|paper] [--json] --out DIR
+
+talking to a running service (--url or IMMUNIZE_URL, default http://127.0.0.1:8080; --api-key or IMMUNIZE_API_KEY):
+  immunize submit --benign FILE --harmful FILE [run options] [--idempotency-key KEY] [--watch] [--json]
+  immunize status JOB [--json]
+  immunize watch JOB [--json]
+  immunize download JOB [--name ARTIFACT] [--out DIR]
 
 exit codes: 0 immunized, 3 weak or infeasible (artifacts still written), 1 error`;
 
@@ -31,14 +41,33 @@ const OPTIONS = {
   seed: { type: 'string' },
   init: { type: 'string' },
   theta: { type: 'string' },
+  backbone: { type: 'string' },
+  'feature-tensor': { type: 'string' },
   out: { type: 'string' },
+  url: { type: 'string' },
+  'api-key': { type: 'string' },
+  'idempotency-key': { type: 'string' },
+  name: { type: 'string' },
+  watch: { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
   debug: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
+export type RemoteCommand = 'submit' | 'status' | 'watch' | 'download';
+
+export interface RemoteOptions {
+  url: string;
+  apiKey: string;
+  jobId?: string;
+  idempotencyKey?: string;
+  name?: string;
+  watch: boolean;
+}
+
 export interface CliCommand {
-  command: 'run' | 'evaluate' | 'demo' | 'help';
+  command: 'run' | 'evaluate' | 'demo' | 'help' | RemoteCommand;
+  remote?: RemoteOptions;
   spec?: JobSpec;
   demo?: string;
   method?: JobSpec['method'];
@@ -67,7 +96,11 @@ export function parseCli(argv: string[]): CliCommand {
   const json = v.json ?? false;
   const debug = v.debug ?? false;
   if (v.help || command === undefined || command === 'help') return { command: 'help', json, debug };
-  if (command !== 'run' && command !== 'evaluate' && command !== 'demo') throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  const remoteCommands: string[] = ['submit', 'status', 'watch', 'download'];
+  if (command !== 'run' && command !== 'evaluate' && command !== 'demo' && !remoteCommands.includes(command)) {
+    throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+  if (remoteCommands.includes(command)) return parseRemote(command as RemoteCommand, v, rest, json, debug);
   if (!v.out) throw new UsageError('--out DIR is required');
   if (command === 'demo') {
     if (rest[0] !== 'house-price') throw new UsageError(`unknown demo ${JSON.stringify(rest[0] ?? '')}: the available demo is house-price`);
@@ -76,12 +109,36 @@ export function parseCli(argv: string[]): CliCommand {
     return { command, demo: rest[0], method, out: v.out, json, debug };
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
-  if (!v.benign || !v.harmful) throw new UsageError('--benign FILE and --harmful FILE are required');
   if (command === 'evaluate' && !v.theta) throw new UsageError('evaluate needs --theta theta.safetensors');
+  if (command === 'evaluate' && v.backbone) throw new UsageError('evaluate takes precomputed features, not --backbone');
+  return { command: command as 'run' | 'evaluate', spec: specFromFlags(v), theta: v.theta, out: v.out, json, debug };
+}
+
+type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
+
+function parseRemote(command: RemoteCommand, v: Flags, rest: string[], json: boolean, debug: boolean): CliCommand {
+  const url = v.url ?? process.env.IMMUNIZE_URL ?? 'http://127.0.0.1:8080';
+  const apiKey = v['api-key'] ?? process.env.IMMUNIZE_API_KEY;
+  if (!apiKey) throw new UsageError('an API key is required: --api-key KEY or IMMUNIZE_API_KEY');
+  const remote: RemoteOptions = { url, apiKey, idempotencyKey: v['idempotency-key'], name: v.name, watch: v.watch ?? false };
+  if (command === 'submit') {
+    if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
+    return { command, remote, spec: specFromFlags(v), json, debug };
+  }
+  if (rest.length !== 1) throw new UsageError(`${command} needs exactly one JOB id`);
+  remote.jobId = rest[0];
+  return { command, remote, out: v.out ?? '.', json, debug };
+}
+
+function specFromFlags(v: Flags): JobSpec {
+  if (!v.benign || !v.harmful) throw new UsageError('--benign FILE and --harmful FILE are required');
+  if (v['feature-tensor'] && !v.backbone) throw new UsageError('--feature-tensor needs --backbone');
   const drop = v['drop-columns'] ? v['drop-columns'].split(',').map((s) => s.trim()).filter(Boolean) : undefined;
   // One --drop-columns list serves both files, so a side's own label column is never dropped from it.
   const dropFor = (label?: string) => drop?.filter((c) => c !== label);
   const raw: Record<string, unknown> = {
+    backbone: v.backbone,
+    featureTensor: v['feature-tensor'],
     benign: { dataset: v.benign, labels: v['benign-labels'], labelColumn: v['benign-label-column'], dropColumns: dropFor(v['benign-label-column']) },
     harmful: { dataset: v.harmful, labels: v['harmful-labels'], labelColumn: v['harmful-label-column'], dropColumns: dropFor(v['harmful-label-column']) },
     benignTest: v['benign-test']
@@ -94,6 +151,5 @@ export function parseCli(argv: string[]): CliCommand {
     seed: number('seed', v.seed),
     init: v.init,
   };
-  const spec = parseJobSpec(JSON.parse(JSON.stringify(raw)));
-  return { command, spec, theta: v.theta, out: v.out, json, debug };
+  return parseJobSpec(JSON.parse(JSON.stringify(raw)));
 }

@@ -8,6 +8,7 @@ import { runEvaluateJob, runImmunizeJob, writeArtifacts, type JobResult } from '
 import { parseJobSpec } from '../../workers/jobSpec.js';
 import { parseCli, USAGE, UsageError } from './args.js';
 import { progressReporter } from './progress.js';
+import { runRemote } from './remote.js';
 import { summaryLines } from './summary.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -21,6 +22,16 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd.command === 'help') {
       process.stdout.write(USAGE + '\n');
       return 0;
+    }
+    if (cmd.remote) {
+      const tty = !cmd.json && process.stderr.isTTY;
+      return await runRemote(
+        cmd,
+        (line) => process.stdout.write(line + '\n'),
+        (text) => {
+          if (tty) process.stderr.write(`\r\x1b[K${text}`);
+        },
+      );
     }
     const mode = cmd.json ? 'json' : process.stderr.isTTY ? 'tty' : 'quiet';
     const progress = progressReporter(mode);
@@ -38,7 +49,7 @@ export async function main(argv: string[]): Promise<number> {
         { method: spec.method, kappaBudget: spec.kappaBudget, seed: spec.seed },
         (e) => progress.observe(e),
       );
-      result = { metrics: engine.metrics, artifacts: await writeArtifacts(engine, sink) };
+      result = { metrics: engine.metrics, artifacts: await writeArtifacts(engine, sink, { paperRow: true, title: 'House Price demo' }) };
     } else if (cmd.command === 'evaluate') {
       result = await runEvaluateJob(cmd.spec!, cmd.theta!, { sink, observe: (e) => progress.observe(e) });
     } else {

@@ -5,20 +5,22 @@
  *   uploads/<random>.part              uploads while they stream in
  *   datasets/<id>.<format>             datasets and backbones, named by id (never by a client's file name)
  *   jobs/<jobId>/attempts/<attempt>/   one directory per attempt, written by the engine
- *   jobs/<jobId>/artifacts/            the committed attempt, moved there by one rename
+ *   jobs/<jobId>/artifacts/            the committed attempt (artifacts and manifest.json), moved there by one rename
  * Every path is built from a validated id and a stored file name of our own; no client string becomes a path.
  */
 import { createReadStream, type ReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { AttemptStore } from '../../workers/ports.js';
+import type { AttemptStore, CommitManifest } from '../../workers/ports.js';
 import { STORED_FILE } from '../../workers/staging.js';
 import { isId, type IdKind } from '../ids.js';
 
 export type BlobFormat = 'npy' | 'csv' | 'onnx';
 const FORMATS: ReadonlySet<string> = new Set(['npy', 'csv', 'onnx']);
 const ATTEMPT = /^[0-9]{1,6}-[0-9a-f]{8}$/;
+/** Written by the store itself beside the artifacts; never an artifact name, never served. */
+const MANIFEST = 'manifest.json';
 
 /** The parts of the store the API uses besides those of a worker. */
 export interface ArtifactStore extends AttemptStore {
@@ -101,9 +103,16 @@ export class FsStore implements ArtifactStore {
     return dir;
   }
 
-  async commit(jobId: string, attemptId: string): Promise<boolean> {
+  async commit(jobId: string, attemptId: string, manifest: CommitManifest): Promise<boolean> {
     const from = this.attemptDir(jobId, attemptId);
     const to = join(this.jobDir(jobId), 'artifacts');
+    const h = await open(join(from, MANIFEST), 'wx', 0o600);
+    try {
+      await h.writeFile(JSON.stringify(manifest));
+      await h.sync();
+    } finally {
+      await h.close();
+    }
     try {
       // A directory rename is atomic, and it fails when another attempt's files are already there.
       await rename(from, to);
@@ -114,6 +123,16 @@ export class FsStore implements ArtifactStore {
     }
     await fsyncDir(this.jobDir(jobId));
     return true;
+  }
+
+  async committed(jobId: string): Promise<CommitManifest | null> {
+    try {
+      return JSON.parse(await readFile(join(this.jobDir(jobId), 'artifacts', MANIFEST), 'utf8')) as CommitManifest;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+      throw err;
+    }
   }
 
   async discard(jobId: string, attemptId?: string): Promise<void> {

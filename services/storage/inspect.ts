@@ -11,12 +11,12 @@ import { formatShape, readNpy } from '../../models/io/npy.js';
 import { inspectOnnx, OnnxFormatError, type OnnxInfo } from './onnx.js';
 
 export type DatasetInfo =
-  | { format: 'npy'; rows: number; cols: number; dtype: string; shape: number[]; kind: 'features' | 'labels' }
+  | { format: 'npy'; rows: number; cols: number; dtype: string; shape: number[]; kind: 'features' | 'labels' | 'images' }
   | { format: 'csv'; rows: number; cols: number; header: string[]; kind: 'features' | 'labels' };
 
 export type InspectResult = { ok: true; dataset?: DatasetInfo; backbone?: OnnxInfo } | { ok: false; code: string; message: string };
 
-const NPY_EXPECTED = 'expected a 2-D N×D float32/float64 feature array, or a 1-D label vector';
+const NPY_EXPECTED = 'expected a 2-D N×D float32/float64 feature array, a 4-D N×C×H×W image array, or a 1-D label vector';
 
 function npyCode(e: DataError): string {
   return e.code === 'NON_FINITE' ? 'non_finite' : 'invalid_npy';
@@ -36,11 +36,15 @@ async function inspectNpy(path: string, name: string): Promise<DatasetInfo> {
     if (shape[0] < 1) throw Object.assign(new Error(`${name}: the label vector is empty`), { code: 'invalid_npy' });
     return { format: 'npy', rows: shape[0], cols: 1, dtype, shape, kind: 'labels' };
   }
+  if (shape.length === 4 && !integer && shape.every((d) => d > 0)) {
+    // Images for a backbone job, already preprocessed; each row is one C×H×W image.
+    return { format: 'npy', rows: shape[0], cols: shape[1] * shape[2] * shape[3], dtype, shape, kind: 'images' };
+  }
   if (shape.length !== 2) {
     throw Object.assign(new Error(`${name}: shape ${formatShape(shape)} (${shape.length}-D); ${NPY_EXPECTED}`), { code: 'invalid_npy' });
   }
   if (integer) {
-    throw Object.assign(new Error(`${name}: integer dtype '${dtype}' is accepted only for label vectors; ${NPY_EXPECTED}`), { code: 'invalid_npy' });
+    throw Object.assign(new Error(`${name}: integer dtype ${dtype} is accepted only for label vectors; ${NPY_EXPECTED}`), { code: 'invalid_npy' });
   }
   if (shape[0] < 1 || shape[1] < 1) {
     throw Object.assign(new Error(`${name}: shape ${formatShape(shape)} holds no values; ${NPY_EXPECTED}`), { code: 'invalid_npy' });

@@ -56,7 +56,7 @@ test('--json prints JSON lines ending with the result', async () => {
   const last = lines[lines.length - 1];
   assert.equal(last.type, 'result');
   assert.ok(lines.some((l) => l.type === 'progress' && l.phase === 'optimize'));
-  assert.deepEqual(last.artifacts.map((a: { name: string }) => a.name).sort(), ['curves.json', 'metrics.json', 'theta.safetensors']);
+  assert.deepEqual(last.artifacts.map((a: { name: string }) => a.name).sort(), ['curves.json', 'metrics.json', 'report.html', 'theta.safetensors']);
 });
 
 test('evaluate refuses the degenerate θ that only shrinks the benign-zero columns', async () => {

@@ -9,8 +9,12 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { sweepOnce } from '../../services/retention.js';
+import { StagingSink } from '../../workers/staging.js';
 import type { RunningServer } from '../../services/server.js';
 import { ALICE, cleanup, eventually, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+
+// Without a Redis this file fails (it never skips).
+await requireRedis();
 
 interface Doc {
   id: string;
@@ -54,7 +58,6 @@ function until(id: string, test: (d: Doc) => boolean, what: string, timeoutMs = 
 }
 
 before(async () => {
-  await requireRedis();
   t = await testEnv({ IMMUNIZE_JOB_ATTEMPTS: '3' });
   // The API alone first: jobs wait in the queue until a worker starts.
   api = await start('api', t);
@@ -127,8 +130,25 @@ describe('failures', () => {
     assert.match(sse.body, /event: cancelled\ndata: \{.*"status":"cancelled"/);
   });
 
-  it('purges finished jobs after the retention period', async () => {
+  it('records the result of an attempt that committed its artifacts but died before recording them', async () => {
+    await worker?.close();
+    worker = null;
+    const id = await submit({ benign: { dataset: small.benign }, harmful: { dataset: small.harmful }, method: 'closed-form', seed: 7 });
+    // What a worker killed between the commit and the record update leaves behind.
+    const store = api.services.store;
+    const sink = new StagingSink(await store.stagingDir(id, '1-0badc0de'));
+    await sink.put('metrics.json', Buffer.from('{"verdict":"immunized"}'), 'application/json');
+    assert.equal(await store.commit(id, '1-0badc0de', { metrics: { verdict: 'immunized' }, artifacts: sink.artifacts }), true);
     worker = await start('worker', t);
+    const d = await until(id, (x) => x.status === 'completed' || x.status === 'failed', 'completion');
+    assert.equal(d.status, 'completed');
+    assert.equal(d.attempts, 0, 'the engine did not run again');
+    assert.deepEqual(d.artifacts.map((a) => (a as { name: string }).name), ['metrics.json']);
+    const dl = await app.inject({ url: `/v1/jobs/${id}/artifacts/metrics.json`, headers: ALICE });
+    assert.equal(dl.body, '{"verdict":"immunized"}');
+  });
+
+  it('purges finished jobs after the retention period', async () => {
     const id = await submit({ benign: { dataset: small.benign }, harmful: { dataset: small.harmful }, method: 'closed-form', seed: 5 });
     await until(id, (d) => d.status === 'completed', 'completed');
     const s = api.services;

@@ -16,6 +16,9 @@ import { parseJobSpec } from '../../workers/jobSpec.js';
 import type { RunningServer } from '../../services/server.js';
 import { ALICE, cleanup, readSse, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
 
+// Without a Redis this file fails (it never skips).
+await requireRedis();
+
 const HOUSE = fileURLToPath(new URL('../../../data/house_price/', import.meta.url));
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -24,7 +27,6 @@ let srv: RunningServer;
 let direct: string;
 
 before(async () => {
-  await requireRedis();
   t = await testEnv();
   srv = await start('all', t);
   direct = await mkdtemp(join(tmpdir(), 'immunize-direct-'));

@@ -36,8 +36,8 @@ describe('engine pool', () => {
       { onEvent: (e) => events.push(e), onTimings: (t) => t.forEach(([p]) => phases.add(p)) },
     );
     assert.equal(out.metrics.method, 'paper');
-    assert.deepEqual(out.artifacts.map((a) => [a.name, a.file]), [['metrics.json', 'a0.bin'], ['curves.json', 'a1.bin'], ['theta.safetensors', 'a2.bin']]);
-    assert.deepEqual((await readdir(join(dir, 'stage1'))).sort(), ['a0.bin', 'a1.bin', 'a2.bin']);
+    assert.deepEqual(out.artifacts.slice(0, 3).map((a) => [a.name, a.file]), [['metrics.json', 'a0.bin'], ['curves.json', 'a1.bin'], ['theta.safetensors', 'a2.bin']]);
+    assert.deepEqual((await readdir(join(dir, 'stage1'))).sort(), out.artifacts.map((a) => a.file).sort(), 'one stored file per artifact, nothing else');
     assert.ok(events.some((e) => e.phase === 'optimize' && (e.step ?? 0) > 0));
     assert.equal(events[events.length - 1].phase, 'done');
     assert.ok(phases.has('optimize') && phases.has('attacks'));
@@ -66,7 +66,7 @@ describe('engine pool', () => {
     assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
     assert.equal(pool.threads, 1, 'the thread survived the cancel');
     const again = await pool.run({ name: 'immunize', payload: { benign: { dataset: 'small-b' }, harmful: { dataset: 'small-h' }, method: 'closed-form' }, paths, stagingDir: join(dir, 'stage3') }, {});
-    assert.equal(again.artifacts.length, 3);
+    assert.ok(again.artifacts.length >= 3);
   });
 
   it('reports bad input as a permanent failure with a code', async () => {

@@ -43,8 +43,11 @@ describe('filesystem store', () => {
     const second = await store.stagingDir(JOB, '2-bbbbbbbb');
     await new StagingSink(first).put('metrics.json', Buffer.from('first'), 'application/json');
     await new StagingSink(second).put('metrics.json', Buffer.from('second'), 'application/json');
-    assert.equal(await store.commit(JOB, '2-bbbbbbbb'), true);
-    assert.equal(await store.commit(JOB, '1-aaaaaaaa'), false);
+    assert.equal(await store.committed(JOB), null);
+    const manifest = { metrics: { verdict: 'immunized' }, artifacts: [] };
+    assert.equal(await store.commit(JOB, '2-bbbbbbbb', manifest), true);
+    assert.equal(await store.commit(JOB, '1-aaaaaaaa', { metrics: {}, artifacts: [] }), false);
+    assert.deepEqual(await store.committed(JOB), manifest, 'the winner\'s manifest stays');
     const { stream, size } = await store.openArtifact(JOB, 'a0.bin');
     const chunks: Buffer[] = [];
     for await (const c of stream) chunks.push(c as Buffer);

@@ -140,7 +140,7 @@ export async function jobRoutes(fastify: FastifyInstance): Promise<void> {
       const beat = setInterval(() => {
         if (!done) res.write(': keep-alive\n\n');
       }, SSE_HEARTBEAT_MS);
-      req.raw.on('close', finish);
+      res.on('close', finish);
       schedule();
     },
   );
@@ -175,6 +175,8 @@ export async function jobRoutes(fastify: FastifyInstance): Promise<void> {
         .header('etag', `"${artifact.sha256}"`)
         .header('x-content-sha256', artifact.sha256)
         .header('content-disposition', `attachment; filename="${name}"`)
+        .header('x-content-type-options', 'nosniff')
+        .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox")
         .send(opened.stream);
     },
   );

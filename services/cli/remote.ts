@@ -1,0 +1,83 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { JobSpec } from '../../workers/jobSpec.js';
+import { ImmunizeClient, type ClientJob } from '../client.js';
+import type { CliCommand } from './args.js';
+
+/** The client side of the service: upload local files, submit, follow, fetch. Returns the process exit code. */
+export async function runRemote(cmd: CliCommand, write: (line: string) => void, progressLine: (text: string) => void): Promise<number> {
+  const r = cmd.remote!;
+  const client = new ImmunizeClient({ baseUrl: r.url, apiKey: r.apiKey });
+  switch (cmd.command) {
+    case 'submit': {
+      const spec = await uploadInputs(client, cmd.spec!);
+      const job = await client.submit(spec, r.idempotencyKey);
+      write(cmd.json ? JSON.stringify({ type: 'submitted', ...job }) : `submitted job ${job.id} (${job.status})`);
+      return r.watch ? follow(client, job.id, cmd.json, write, progressLine) : 0;
+    }
+    case 'status': {
+      const job = await client.status(r.jobId!);
+      write(cmd.json ? JSON.stringify(job) : describe(job));
+      return 0;
+    }
+    case 'watch':
+      return follow(client, r.jobId!, cmd.json, write, progressLine);
+    case 'download': {
+      const job = await client.status(r.jobId!);
+      const names = r.name ? [r.name] : job.artifacts.map((a) => a.name);
+      if (names.length === 0) throw new Error(`job ${job.id} has no artifacts yet (it is ${job.status})`);
+      await mkdir(cmd.out!, { recursive: true });
+      for (const name of names) {
+        const got = await client.download(job.id, name, join(cmd.out!, name));
+        write(cmd.json ? JSON.stringify({ type: 'downloaded', name, ...got }) : `${name}  ${got.bytes} bytes  sha256 ${got.sha256}`);
+      }
+      return 0;
+    }
+    default:
+      throw new Error(`not a remote command: ${cmd.command}`);
+  }
+}
+
+/** Replaces every local path in the spec by the id of its upload (each file once). */
+async function uploadInputs(client: ImmunizeClient, spec: JobSpec): Promise<JobSpec> {
+  const ids = new Map<string, string>();
+  const upload = async (path: string, kind: 'dataset' | 'backbone') => {
+    const key = `${kind}:${path}`;
+    if (!ids.has(key)) ids.set(key, (await client.upload(path, kind)).id);
+    return ids.get(key)!;
+  };
+  const out: JobSpec = structuredClone(spec);
+  for (const side of ['benign', 'harmful', 'benignTest'] as const) {
+    const ref = out[side];
+    if (!ref) continue;
+    ref.dataset = await upload(ref.dataset, 'dataset');
+    if (ref.labels) ref.labels = await upload(ref.labels, 'dataset');
+  }
+  if (out.backbone) out.backbone = await upload(out.backbone, 'backbone');
+  return out;
+}
+
+async function follow(client: ImmunizeClient, id: string, json: boolean, write: (line: string) => void, progressLine: (text: string) => void): Promise<number> {
+  const job = await client.watch(id, (event, j) => {
+    if (json) write(JSON.stringify({ type: 'event', event, id: j.id, status: j.status, progress: j.progress }));
+    else progressLine(`${j.status} ${bar(j.progress)} ${(100 * j.progress).toFixed(0)}%`);
+  });
+  progressLine('');
+  write(json ? JSON.stringify({ type: 'result', ...job }) : describe(job));
+  if (job.status !== 'completed') return 1;
+  return (job.metrics as { verdict?: string } | undefined)?.verdict === 'immunized' ? 0 : 3;
+}
+
+function bar(fraction: number, width = 30): string {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return `[${'#'.repeat(filled).padEnd(width, '.')}]`;
+}
+
+function describe(job: ClientJob): string {
+  const lines = [`job ${job.id}: ${job.status}, progress ${(100 * job.progress).toFixed(0)}%, attempts ${job.attempts}`];
+  const m = job.metrics as { verdict?: string; rir?: number; harmfulRatio?: number; benignRatio?: number } | undefined;
+  if (m?.verdict) lines.push(`verdict ${m.verdict}: RIR ${m.rir}, harmful ratio ${m.harmfulRatio}, benign ratio ${m.benignRatio}`);
+  if (job.error) lines.push(`error ${job.error.code}: ${job.error.message}`);
+  for (const a of job.artifacts) lines.push(`  ${a.name}  ${a.size} bytes  sha256 ${a.sha256}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,92 @@
+/**
+ * immunize submit | status | watch | download against a running service, as a user's terminal runs them.
+ */
+import { after, before, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { RunningServer } from '../../services/server.js';
+import { ALICE_KEY, BOB_KEY, cleanup, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+
+await requireRedis();
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const CLI = join(ROOT, 'dist', 'services', 'cli', 'main.js');
+const HOUSE = join(ROOT, 'data', 'house_price');
+
+let t: TestEnv;
+let srv: RunningServer;
+let out: string;
+
+before(async () => {
+  t = await testEnv();
+  srv = await start('all', t);
+  out = await mkdtemp(join(tmpdir(), 'immunize-remote-'));
+});
+
+after(async () => {
+  await srv?.close();
+  if (t) await cleanup(t);
+  if (out) await rm(out, { recursive: true, force: true });
+});
+
+function cli(args: string[], key = ALICE_KEY): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 120_000, env: { ...process.env, IMMUNIZE_URL: String(srv.url), IMMUNIZE_API_KEY: key } }, (err, stdout, stderr) => {
+      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+it('submits local files, watches to the verdict, and downloads verified artifacts', async () => {
+  const submit = await cli([
+    'submit', '--benign', join(HOUSE, 'D1.csv'), '--benign-label-column', 'LotArea',
+    '--harmful', join(HOUSE, 'D2.csv'), '--harmful-label-column', 'SalePrice', '--drop-columns', 'LotArea,SalePrice',
+    '--idempotency-key', 'cli-remote-1', '--watch', '--json',
+  ]);
+  const lines = submit.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const submitted = lines.find((l) => l.type === 'submitted');
+  const result = lines[lines.length - 1];
+  assert.ok(submitted?.id, submit.stderr);
+  assert.equal(result.type, 'result');
+  assert.equal(result.status, 'completed');
+  assert.equal(submit.code, result.metrics.verdict === 'immunized' ? 0 : 3);
+  assert.ok(lines.some((l) => l.type === 'event'));
+
+  const status = await cli(['status', submitted.id, '--json']);
+  assert.equal(status.code, 0);
+  assert.equal(JSON.parse(status.stdout).status, 'completed');
+
+  const dir = join(out, 'downloaded');
+  const dl = await cli(['download', submitted.id, '--out', dir]);
+  assert.equal(dl.code, 0, dl.stderr);
+  const names = (await readdir(dir)).sort();
+  assert.ok(names.includes('metrics.json') && names.includes('theta.safetensors'), names.join(','));
+  for (const a of result.artifacts as Array<{ name: string; sha256: string }>) {
+    const bytes = await readFile(join(dir, a.name));
+    assert.equal(createHash('sha256').update(bytes).digest('hex'), a.sha256, a.name);
+  }
+  const metrics = JSON.parse(await readFile(join(dir, 'metrics.json'), 'utf8'));
+  assert.equal(metrics.verdict, result.metrics.verdict);
+
+  const again = await cli(['status', submitted.id], BOB_KEY);
+  assert.equal(again.code, 1, 'another tenant cannot see the job');
+  assert.match(again.stderr, /no job with id/);
+});
+
+it('gives clear errors without a key or for an unknown job', async () => {
+  const noKey = await new Promise<{ code: number; stderr: string }>((done) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, IMMUNIZE_URL: String(srv.url) };
+    delete env.IMMUNIZE_API_KEY;
+    execFile(process.execPath, [CLI, 'status', 'job_x'], { env }, (err, _o, stderr) => done({ code: err ? Number(err.code) : 0, stderr }));
+  });
+  assert.equal(noKey.code, 1);
+  assert.match(noKey.stderr, /API key/);
+  const unknown = await cli(['status', 'no-such-job']);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /no job with id "no-such-job"/);
+});
