@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/ensure-redis.sh
+bash scripts/ensure-chromium.sh
 npm run --silent check:cycles
 npm test

@@ -2,7 +2,7 @@
  * API keys. The configured keys are hashed at boot and only the hashes are kept; a presented key is hashed and
  * compared with every stored hash in constant time. Each key is a tenant; the admin key sees every tenant.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { TenantKey } from './config.js';
 
 export interface Principal {
@@ -33,6 +33,14 @@ export class ApiKeys {
     return this.keys.length;
   }
 
+  /**
+   * Keyed digests of the configured keys, each with its principal. A dashboard session records the digest of the
+   * key it signed in with, so that it ends when that key leaves the configuration.
+   */
+  digests(secret: string): Map<string, Principal> {
+    return new Map(this.keys.map((k) => [keyDigest(k.hash, secret), k.principal]));
+  }
+
   /** The principal a key stands for, or null. Every stored hash is compared, whatever matches first. */
   verify(presented: string): Principal | null {
     const h = sha256(presented);
@@ -42,6 +50,15 @@ export class ApiKeys {
     }
     return found;
   }
+}
+
+function keyDigest(hash: Buffer, secret: string): string {
+  return createHmac('sha256', secret).update(hash).digest('base64url');
+}
+
+/** The digest `ApiKeys.digests` lists for this key. */
+export function apiKeyDigest(key: string, secret: string): string {
+  return keyDigest(sha256(key), secret);
 }
 
 /** The key from an `Authorization: Bearer <key>` header, or null when there is none. */

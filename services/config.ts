@@ -2,6 +2,7 @@
  * The service's configuration, read from the environment once at boot. Every problem names its variable, and a
  * bad value stops the process before anything starts.
  */
+import { createHmac } from 'node:crypto';
 import { resolve } from 'node:path';
 
 export interface TenantKey {
@@ -32,6 +33,14 @@ export interface Config {
   progressIntervalMs: number;
   /** Port of the worker role's /metrics endpoint; 0 disables it. */
   workerMetricsPort: number;
+  /** Signs the dashboard's session cookie and derives its CSRF tokens. */
+  sessionSecret: string;
+  /** Whether IMMUNIZE_SESSION_SECRET was given, rather than derived from the keys. */
+  sessionSecretGiven: boolean;
+  /** How long a dashboard session lasts after sign-in. */
+  sessionTtlSeconds: number;
+  /** The session cookie's Secure attribute: set when the request came over https (auto), always, or never. */
+  cookieSecure: 'auto' | 'always' | 'never';
 }
 
 export class ConfigError extends Error {
@@ -46,6 +55,7 @@ type Env = Record<string, string | undefined>;
 
 const TENANT = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const MIN_KEY_LENGTH = 16;
+const MIN_SECRET_LENGTH = 32;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 class Reader {
@@ -121,6 +131,19 @@ function parseKeys(r: Reader, name: string, value: string | undefined, required:
 
 export type Role = 'api' | 'worker' | 'all';
 
+/**
+ * Without IMMUNIZE_SESSION_SECRET, every API process with the same keys derives the same secret, so a session
+ * started on one replica is honoured by the others; changing any key changes it and ends every session.
+ */
+function deriveSessionSecret(keys: TenantKey[], adminKey: string | null): string {
+  const h = createHmac('sha256', 'immunize session secret v1');
+  for (const k of [...keys].sort((a, b) => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : 0))) h.update(`${k.tenant}\0${k.key}\0`);
+  h.update(`admin\0${adminKey ?? ''}`);
+  return h.digest('base64url');
+}
+
+const COOKIE_SECURE: Record<string, Config['cookieSecure']> = { auto: 'auto', true: 'always', always: 'always', false: 'never', never: 'never' };
+
 /** Reads and validates the environment. The API keys are required only where an API runs. */
 export function loadConfig(env: Env = process.env, role: Role = 'all'): Config {
   const r = new Reader(env);
@@ -141,6 +164,16 @@ export function loadConfig(env: Env = process.env, role: Role = 'all'): Config {
     r.problems.push('IMMUNIZE_ADMIN_KEY: must differ from every key in IMMUNIZE_API_KEYS');
   }
   const lockDurationMs = r.int('IMMUNIZE_LOCK_MS', 30_000, 500, 3_600_000);
+  const givenSecret = r.raw('IMMUNIZE_SESSION_SECRET');
+  if (givenSecret !== undefined && (givenSecret.length < MIN_SECRET_LENGTH || /\s/.test(givenSecret))) {
+    r.problems.push(`IMMUNIZE_SESSION_SECRET: must be at least ${MIN_SECRET_LENGTH} characters with no spaces (e.g. the output of openssl rand -base64 48)`);
+  }
+  if (givenSecret !== undefined && (givenSecret === adminKey || apiKeys.some((k) => k.key === givenSecret))) {
+    r.problems.push('IMMUNIZE_SESSION_SECRET: must differ from every API key and the admin key');
+  }
+  const secureValue = (r.raw('IMMUNIZE_COOKIE_SECURE') ?? 'auto').toLowerCase();
+  const cookieSecure = Object.hasOwn(COOKIE_SECURE, secureValue) ? COOKIE_SECURE[secureValue] : undefined;
+  if (cookieSecure === undefined) r.problems.push(`IMMUNIZE_COOKIE_SECURE=${JSON.stringify(secureValue)}: expected auto, true or false`);
   const config: Config = {
     port: r.int('PORT', 8080, 0, 65535),
     host: r.string('HOST', '0.0.0.0', /^[A-Za-z0-9.:[\]-]+$/, 'a host name or address'),
@@ -160,6 +193,10 @@ export function loadConfig(env: Env = process.env, role: Role = 'all'): Config {
     maxStalledCount: r.int('IMMUNIZE_MAX_STALLED', 3, 0, 100),
     progressIntervalMs: r.int('IMMUNIZE_PROGRESS_MS', 250, 0, 60_000),
     workerMetricsPort: r.int('IMMUNIZE_WORKER_METRICS_PORT', 0, 0, 65535),
+    sessionSecret: givenSecret ?? deriveSessionSecret(apiKeys, adminKey),
+    sessionSecretGiven: givenSecret !== undefined,
+    sessionTtlSeconds: r.int('IMMUNIZE_SESSION_HOURS', 12, 1, 24 * 30) * 3600,
+    cookieSecure: cookieSecure ?? 'auto',
   };
   if (r.raw('IMMUNIZE_DATA_DIR') !== undefined && /\0/.test(r.raw('IMMUNIZE_DATA_DIR')!)) {
     r.problems.push('IMMUNIZE_DATA_DIR: contains a NUL character');

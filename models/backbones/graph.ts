@@ -14,7 +14,6 @@ import {
   dimsOf,
   dtypeName,
   encodeModel,
-  floatAttribute,
   floatTensor,
   floatValueInfo,
   floatValues,
@@ -373,14 +372,8 @@ export class OnnxGraph {
       initializer: [...(this.graph.initializer ?? []).filter(keepInit), ...newInits],
       input: (this.graph.input ?? []).filter((v) => !this.initializers.has(v.name ?? '') || used.has(v.name ?? '')),
       output: [...outputs, outVi],
-      valueInfo: (this.graph.valueInfo ?? []).filter((v) => v.name !== site.tensor || used.has(site.tensor)),
     };
     return this.withGraph(graph);
-  }
-
-  /** For messages and metrics: a Gemm's alpha scales the logits, which the compensation leaves alone. */
-  classifierAlpha(c: LinearConsumer): number {
-    return c.op === 'Gemm' ? floatAttribute(this.nodes[c.nodeIndex], 'alpha', 1) : 1;
   }
 }
 

@@ -153,9 +153,14 @@ class DecodeThread {
     });
   }
 
+  /** Lets the thread close its archive handles and exit; terminates it if it has not within a second. */
   async close(): Promise<void> {
     this.worker.removeAllListeners('exit');
-    await this.worker.terminate();
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.worker.postMessage('close');
+    const timer = setTimeout(() => void this.worker.terminate(), 1000);
+    await exited;
+    clearTimeout(timer);
   }
 }
 

@@ -20,6 +20,25 @@ export { DEFAULT_BATCH, type Extracted, type FeatureSample } from './extract.js'
 export { LOGIT_TOLERANCE, type CheckpointCheck } from './checkpoint.js';
 export { cudaAvailability, preloadBackboneRuntime, type ProviderChoice, type RuntimeOptions } from './runtime.js';
 
+export interface BackboneSummary {
+  input: ModelInput;
+  featureTensor: string;
+  /** null for a headless model until features are computed. */
+  dim: number | null;
+  classifier: string;
+}
+
+/**
+ * Checks a backbone without onnxruntime (protobuf parsing and graph analysis only), e.g. at upload or submit time:
+ * throws the BackboneError a job would fail with (corrupt file, no classifier, unknown featureTensor, bad input).
+ */
+export function inspectBackbone(bytes: Uint8Array, label: string, featureTensor?: string): BackboneSummary {
+  const graph = OnnxGraph.parse(bytes, label);
+  const input = graph.input();
+  const site = graph.locateFeatures(featureTensor);
+  return { input, featureTensor: site.tensor, dim: site.dim, classifier: site.description };
+}
+
 export interface BackboneOptions extends RuntimeOptions {
   /** The tensor to take features from; found automatically when absent. */
   featureTensor?: string;

@@ -316,8 +316,3 @@ export function intAttribute(node: NodeProto, name: string, fallback: number): n
   const a = attribute(node, name);
   return a && has(a, 'i') ? int(a.i) : fallback;
 }
-
-export function floatAttribute(node: NodeProto, name: string, fallback: number): number {
-  const a = attribute(node, name);
-  return a && has(a, 'f') ? (a.f ?? fallback) : fallback;
-}

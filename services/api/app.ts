@@ -4,18 +4,25 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import cookie from '@fastify/cookie';
 import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyServerOptions } from 'fastify';
-import { bearerToken, type Principal } from '../auth.js';
+import type { Principal } from '../auth.js';
 import type { Services } from '../context.js';
-import { ApiError, errorBody, isRedisUnavailable, unauthorized } from '../errors.js';
+import { ApiError, errorBody, isRedisUnavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { SESSION_COOKIE, SessionStore } from '../sessions.js';
+import { authenticate } from './authenticate.js';
+import { adminQueueRoutes, QUEUES_PATH } from './routes/adminQueues.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { datasetRoutes } from './routes/datasets.js';
 import { healthRoutes } from './routes/health.js';
 import { jobRoutes } from './routes/jobs.js';
+import { reportRoutes } from './routes/report.js';
+import { sessionRoutes } from './routes/session.js';
 import { BackboneDocSchema, DatasetDocSchema, ErrorSchema, JobDocSchema } from './schemas.js';
 
 declare module 'fastify' {
@@ -55,7 +62,10 @@ function statusCode(err: FastifyError): number {
 export default async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   const svc = opts.services;
   fastify.decorate('svc', svc);
+  fastify.decorate('sessions', new SessionStore(svc.redis, svc.config, svc.keys));
   fastify.decorateRequest('principal', null);
+  fastify.decorateRequest('session', null);
+  await fastify.register(cookie, { secret: svc.config.sessionSecret });
   for (const schema of [ErrorSchema, JobDocSchema, DatasetDocSchema, BackboneDocSchema]) fastify.addSchema(schema);
 
   await fastify.register(swagger, {
@@ -65,8 +75,13 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
         version: '1',
         description: 'Immunize features against linear probing for a harmful task: upload datasets, submit jobs, follow them, download θ and the metrics.',
       },
-      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <API key>' } } },
-      security: [{ apiKey: [] }],
+      components: {
+        securitySchemes: {
+          apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <API key>' },
+          session: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE, description: 'set by POST /v1/session; POST and DELETE also need the x-csrf-token header' },
+        },
+      },
+      security: [{ apiKey: [] }, { session: [] }],
     },
   });
   await fastify.register(swaggerUi, { routePrefix: '/docs' });
@@ -113,16 +128,12 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
   });
 
   await fastify.register(healthRoutes);
+  await fastify.register(dashboardRoutes);
+  await fastify.register(adminQueueRoutes, { prefix: QUEUES_PATH });
 
   await fastify.register(
     async (v1) => {
-      v1.addHook('onRequest', async (req) => {
-        const token = bearerToken(req.headers.authorization);
-        if (!token) throw unauthorized('missing API key: send Authorization: Bearer <key>');
-        const principal = svc.keys.verify(token);
-        if (!principal) throw unauthorized('invalid API key');
-        req.principal = principal;
-      });
+      v1.addHook('onRequest', async (req, reply) => authenticate(req, reply, req.routeOptions.config.auth ?? 'required'));
       await v1.register(rateLimit, {
         max: svc.config.rateLimit,
         timeWindow: 60_000,
@@ -134,8 +145,10 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
       await v1.register(multipart, {
         limits: { fileSize: svc.config.maxUploadBytes, files: 1, fields: 8, parts: 10, fieldSize: 4096, headerPairs: 100 },
       });
+      await v1.register(sessionRoutes);
       await v1.register(datasetRoutes);
       await v1.register(jobRoutes);
+      await v1.register(reportRoutes);
     },
     { prefix: '/v1' },
   );

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Backbone, IMMUNIZED_FEATURES, OnnxGraph } from '../../../models/backbones/index.js';
+import { Backbone, IMMUNIZED_FEATURES, inspectBackbone, OnnxGraph } from '../../../models/backbones/index.js';
 import { decodeModel, encodeModel, floatValues, type ModelProto } from '../../../models/backbones/onnxProto.js';
 import type { Mat } from '../../../models/linalg/types.js';
 import { assertFeaturesTimesTheta, maxRelDiff, randomImages, rejects, runModel, smallResnet, smallVit, testTheta } from './helpers.js';
@@ -39,6 +39,12 @@ describe('feature tensor detection', () => {
       assert.equal(site.tensor, fx.featureTensor);
       assert.equal(site.dim, 32);
     }
+  });
+
+  it('inspectBackbone summarizes a model without onnxruntime', () => {
+    const fx = smallVit();
+    const s = inspectBackbone(fx.model.bytes, 'vit.onnx');
+    assert.deepEqual(s, { input: { name: 'input', elemType: 'float32', shape: ['batch_size', 3, 32, 32] }, featureTensor: fx.featureTensor, dim: 32, classifier: 'Gemm /heads.head/Gemm' });
   });
 
   it('a model without a classifier is refused with the candidate tensors listed', async () => {

@@ -13,7 +13,8 @@ import sharp from 'sharp';
 import type { StepEvent } from '../../../models/engine/progress.js';
 import { encodeNpy } from '../../../models/io/npy.js';
 import { readSafetensors } from '../../../models/io/safetensors.js';
-import { IMMUNIZED_FEATURES } from '../../../models/backbones/index.js';
+import { Backbone, IMMUNIZED_FEATURES } from '../../../models/backbones/index.js';
+import { GraphBuilder } from '../../../scripts/fixtures/onnxBuilder.js';
 import { DirectorySink } from '../../../workers/artifacts.js';
 import { runImmunizeJob } from '../../../workers/immunizeProcessor.js';
 import { describeJobError } from '../../../workers/jobErrors.js';
@@ -132,6 +133,16 @@ describe('backbone job through the worker processor', () => {
     const labelsOff = await labels('off-y.npy', 7, 2);
     const withLabels = parseJobSpec({ backbone: join(dir, 'resnet.onnx'), benign: { dataset: images, labels: labelsOff }, harmful: { dataset: images }, method: 'closed-form' });
     await rejects(runImmunizeJob(withLabels, { sink: new DirectorySink(join(dir, 'never')) }), 'LABELS', /7 labels for 8 images/);
+
+    // A named output that is not N×D is caught on the first batch.
+    const b = new GraphBuilder(1);
+    const pooled = b.node('GlobalAveragePool', ['input'], '/pool');
+    const fourD = b.build({ input: 'input', inputShape: ['N', 3, SIZE, SIZE], output: pooled, outputShape: ['N', 3, 1, 1] });
+    const backbone = await Backbone.fromBytes(fourD.bytes, 'pool.onnx', { featureTensor: pooled });
+    const source = await backbone.openImages(images);
+    await rejects(backbone.extract(source), 'FEATURE_SHAPE', /shape \[8, 3, 1, 1\] for a batch of 8; expected float32 N×D/);
+    await source.close();
+    await backbone.close();
   });
 
   it('the job spec takes a backbone, featureTensor and preprocess, and refuses them where they do not apply', () => {

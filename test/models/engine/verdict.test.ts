@@ -115,7 +115,8 @@ describe('verdict: House Price traps', () => {
     // independent: the harmful κ ratio really is large, the benign one untouched
     const hRatio = kappaWithRank(jacobi(congr(KH, theta)).values, rankH) / kH0;
     assert.ok(hRatio > 100, `harmful ratio ${hRatio} should be large for this trap`);
-    assertRel(m.harmfulRatio, hRatio, 1e-6, 'harmful ratio');
+    // κ(H_H) here is ~5e10, so its smallest eigenvalue carries a relative error of order κ·D·eps in any method.
+    assertRel(m.harmfulRatio, hRatio, 1e-4, 'harmful ratio');
     assert.ok(Math.abs(m.benignRatio! - 1) < 1e-6, `benign ratio ${m.benignRatio}`);
     const std = m.attacks.find((a) => a.attacker === 'gd-exact-standardized' && a.data === 'harmful')!;
     assert.ok(std.slowdown > 0.5 && std.slowdown < 2, `standardized harmful slowdown ${std.slowdown} should be ~1`);

@@ -1,0 +1,87 @@
+/**
+ * Who is calling: a Bearer API key or the dashboard's session cookie. A request that has an Authorization header is
+ * judged by that header alone. A request authenticated by the cookie that changes state must also carry the
+ * session's CSRF token, which a page on another site cannot read.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { bearerToken } from '../auth.js';
+import type { Config } from '../config.js';
+import { ApiError, unauthorized } from '../errors.js';
+import { CSRF_HEADER, SESSION_COOKIE, type Session, type SessionStore } from '../sessions.js';
+
+/** required: 401 without credentials; optional: the handler sees principal null; none: nothing is checked. */
+export type AuthMode = 'required' | 'optional' | 'none';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    auth?: AuthMode;
+  }
+  interface FastifyRequest {
+    /** The dashboard session this request came with, when the cookie authenticated it. */
+    session: Session | null;
+  }
+  interface FastifyInstance {
+    sessions: SessionStore;
+  }
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function secure(req: FastifyRequest, mode: Config['cookieSecure']): boolean {
+  if (mode !== 'auto') return mode === 'always';
+  const forwarded = req.headers['x-forwarded-proto'];
+  const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim().toLowerCase();
+  return req.protocol === 'https' || first === 'https';
+}
+
+export function setSessionCookie(req: FastifyRequest, reply: FastifyReply, id: string, maxAgeSeconds: number): void {
+  void reply.setCookie(SESSION_COOKIE, id, {
+    path: '/',
+    httpOnly: true,
+    sameSite: 'strict',
+    secure: secure(req, req.server.svc.config.cookieSecure),
+    signed: true,
+    maxAge: maxAgeSeconds,
+  });
+}
+
+export function clearSessionCookie(req: FastifyRequest, reply: FastifyReply): void {
+  void reply.clearCookie(SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'strict', secure: secure(req, req.server.svc.config.cookieSecure) });
+}
+
+/** The session id carried by the signed cookie, or null. */
+export function sessionIdFromCookie(req: FastifyRequest): string | null {
+  const raw = req.cookies?.[SESSION_COOKIE];
+  if (!raw) return null;
+  const u = req.unsignCookie(raw);
+  return u.valid && u.value ? u.value : null;
+}
+
+/** Sets req.principal (and req.session) or throws a 401/403 ApiError, as `mode` asks. */
+export async function authenticate(req: FastifyRequest, reply: FastifyReply, mode: AuthMode): Promise<void> {
+  if (mode === 'none') return;
+  const token = bearerToken(req.headers.authorization);
+  if (token) {
+    const principal = req.server.svc.keys.verify(token);
+    if (!principal) throw unauthorized('invalid API key');
+    req.principal = principal;
+    return;
+  }
+  const hasCookie = req.cookies?.[SESSION_COOKIE] !== undefined;
+  const id = sessionIdFromCookie(req);
+  const session = id ? await req.server.sessions.get(id) : null;
+  if (!session) {
+    if (hasCookie) clearSessionCookie(req, reply);
+    if (mode === 'optional') return;
+    throw unauthorized(
+      hasCookie
+        ? 'the dashboard session has ended (expired, signed out, or its key was removed): sign in again'
+        : 'missing API key: send Authorization: Bearer <key>, or sign in to the dashboard',
+    );
+  }
+  if (!SAFE_METHODS.has(req.method) && !req.server.sessions.checkCsrf(session.id, req.headers[CSRF_HEADER])) {
+    throw new ApiError(403, 'csrf_failed', `a request authenticated by the session cookie that changes state must send the session's token in the ${CSRF_HEADER} header`);
+  }
+  req.principal = session.principal;
+  req.session = session;
+}
