@@ -1,0 +1,93 @@
+/**
+ * The tail as a tfjs computation: trainable tf.Variables for the block's weights (initialised from the ONNX
+ * initializers, in their ONNX layouts), constants for the rest, and an interpreter over the tail's nodes.
+ */
+import type * as TF from '@tensorflow/tfjs';
+import { attribute, dimsOf, DataType, floatValues, intValues, type TensorProto } from '../backbones/onnxProto.js';
+import type { Tf } from './backend.js';
+import { DeepError } from './errors.js';
+import { OPS, type OpContext } from './ops.js';
+import type { TailPlan } from './split.js';
+
+export interface TailOutputs {
+  features: TF.Tensor2D;
+  logits: TF.Tensor2D;
+}
+
+export class TailModel {
+  readonly variables = new Map<string, TF.Variable>();
+  private readonly constants = new Map<string, TF.Tensor>();
+  private readonly intConstants = new Map<string, { values: number[]; scalar: boolean }>();
+  private readonly ctx: OpContext;
+
+  constructor(
+    readonly tf: Tf,
+    readonly plan: TailPlan,
+  ) {
+    const trainable = new Set(plan.trainable);
+    const addConstant = (name: string, t: TensorProto) => {
+      const dims = dimsOf(t);
+      if (t.dataType === DataType.FLOAT) {
+        const values = floatValues(t);
+        if (!values) throw new DeepError('TAIL_SHAPE', `initializer "${name}" could not be read as float32`);
+        if (trainable.has(name)) this.variables.set(name, tf.variable(tf.tensor(values, dims, 'float32'), true, `tail/${name}`));
+        else this.constants.set(name, tf.tensor(values, dims, 'float32'));
+      } else {
+        const values = intValues(t);
+        if (!values) throw new DeepError('UNSUPPORTED_OPERATOR', `initializer "${name}" has an element type last-block mode does not read (${t.dataType})`);
+        this.intConstants.set(name, { values, scalar: dims.length === 0 });
+        this.constants.set(name, tf.tensor(values, dims, 'int32'));
+      }
+    };
+    for (const [name, t] of plan.constants) addConstant(name, t);
+    for (const node of plan.nodes) {
+      if (node.opType !== 'Constant') continue;
+      const value = attribute(node, 'value')?.t;
+      if (!value) throw new DeepError('UNSUPPORTED_OPERATOR', `Constant "${node.name ?? ''}" without a tensor value is not supported in last-block mode`);
+      addConstant(node.output![0], value);
+    }
+    this.ctx = {
+      tf,
+      ints: (name) => this.intConstants.get(name)?.values ?? null,
+      isScalar: (name) => this.intConstants.get(name)?.scalar ?? false,
+    };
+  }
+
+  /** Features (N×D) and logits through the original head, from cut activations. Call inside tf.tidy or a grad. */
+  forward(cut: TF.Tensor, opts: { headToo?: boolean } = {}): TailOutputs {
+    const env = new Map<string, TF.Tensor>([[this.plan.cut, cut]]);
+    const lookup = (name: string): TF.Tensor | undefined => (name ? (env.get(name) ?? this.variables.get(name) ?? this.constants.get(name)) : undefined);
+    const count = opts.headToo === false ? this.plan.featureNodeCount : this.plan.nodes.length;
+    for (let i = 0; i < count; i++) {
+      const node = this.plan.nodes[i];
+      if (node.opType === 'Constant') continue;
+      const inputs = (node.input ?? []).map((n) => lookup(n));
+      const y = OPS[node.opType!](this.ctx, node, inputs);
+      env.set(node.output![0], y);
+    }
+    const features = env.get(this.plan.features)!;
+    if (features.rank !== 2) {
+      throw new DeepError('TAIL_SHAPE', `feature tensor "${this.plan.features}" has shape [${features.shape.join(', ')}]; expected N×D`);
+    }
+    const logits = env.get(this.plan.logits);
+    return { features: features as TF.Tensor2D, logits: (logits ?? features) as TF.Tensor2D };
+  }
+
+  /** The trained values, by initializer name, as float32 in the initializer's layout. */
+  trainedValues(): Map<string, { dims: number[]; values: Float32Array }> {
+    const out = new Map<string, { dims: number[]; values: Float32Array }>();
+    for (const [name, v] of this.variables) out.set(name, { dims: [...v.shape], values: v.dataSync() as Float32Array });
+    return out;
+  }
+
+  parameterCount(): number {
+    let n = 0;
+    for (const v of this.variables.values()) n += v.size;
+    return n;
+  }
+
+  dispose(): void {
+    for (const v of this.variables.values()) v.dispose();
+    for (const c of this.constants.values()) c.dispose();
+  }
+}

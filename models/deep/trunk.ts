@@ -1,0 +1,118 @@
+/**
+ * The frozen trunk in onnxruntime: each image goes through once, and the cut activations (the tail's input), the
+ * original features and the original logits are kept in memory as float32.
+ */
+import type { InferenceSession, Tensor } from 'onnxruntime-node';
+import { checkAbort } from '../engine/progress.js';
+import type { OnnxGraph } from '../backbones/graph.js';
+import { encodeModel, floatValueInfo, type TensorProto } from '../backbones/onnxProto.js';
+import type { ImageSource } from '../backbones/images.js';
+import { createSession, loadOrt, type RuntimeOptions, type Session } from '../backbones/runtime.js';
+import { BackboneError } from '../backbones/errors.js';
+import type { TailPlan } from './split.js';
+
+export interface Activations {
+  rows: number;
+  /** One row's cut activation shape, e.g. [C, H, W]. */
+  cutShape: number[];
+  cut: Float32Array;
+  features: Float32Array;
+  dim: number;
+  logits: Float32Array;
+  classes: number;
+}
+
+/** The model with the cut and the features as extra outputs (after its own). */
+export function withTailOutputs(graph: OnnxGraph, plan: TailPlan): Uint8Array {
+  const outputs = graph.graph.output ?? [];
+  const have = new Set(outputs.map((v) => v.name));
+  const extra = [plan.cut, plan.features].filter((n) => !have.has(n)).map((n) => floatValueInfo(n));
+  return encodeModel({ ...graph.model, graph: { ...graph.graph, output: [...outputs, ...extra] } });
+}
+
+/** The original graph with the named initializers replaced by new float32 values (the exported checkpoint). */
+export function withInitializers(graph: OnnxGraph, values: Map<string, { dims: number[]; values: Float32Array }>, extraOutputs: string[] = []): Uint8Array {
+  const initializer = (graph.graph.initializer ?? []).map((t): TensorProto => {
+    const v = values.get(t.name ?? '');
+    if (!v) return t;
+    const raw = new Uint8Array(v.values.buffer.slice(v.values.byteOffset, v.values.byteOffset + v.values.byteLength));
+    return { name: t.name, dims: t.dims, dataType: t.dataType, rawData: raw };
+  });
+  const outputs = graph.graph.output ?? [];
+  const have = new Set(outputs.map((o) => o.name));
+  const extra = extraOutputs.filter((n) => !have.has(n)).map((n) => floatValueInfo(n));
+  return encodeModel({ ...graph.model, graph: { ...graph.graph, initializer, output: [...outputs, ...extra] } });
+}
+
+export class Trunk {
+  private constructor(
+    readonly runtime: Session,
+    readonly inputName: string,
+    readonly plan: TailPlan,
+  ) {}
+
+  static async open(graph: OnnxGraph, plan: TailPlan, opts: RuntimeOptions = {}): Promise<Trunk> {
+    const input = graph.input();
+    let runtime: Session;
+    try {
+      runtime = await createSession(withTailOutputs(graph, plan), opts);
+    } catch (err) {
+      const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      throw new BackboneError('ONNX_MALFORMED', `${graph.label}: onnxruntime cannot load the model (${detail})`, { cause: err });
+    }
+    return new Trunk(runtime, input.name, plan);
+  }
+
+  /** One batch of images (n×C×H×W) through the original model. */
+  async runBatch(images: Float32Array, shape: number[]): Promise<{ cut: Tensor; features: Tensor; logits: Tensor }> {
+    const ort = await loadOrt();
+    let out: InferenceSession.OnnxValueMapType;
+    try {
+      out = await this.runtime.session.run({ [this.inputName]: new ort.Tensor('float32', images, shape) }, [this.plan.cut, this.plan.features, this.plan.logits]);
+    } catch (err) {
+      const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      throw new BackboneError('INFERENCE_FAILED', `the backbone failed on a batch of shape [${shape.join(', ')}] (${detail})`, { cause: err });
+    }
+    return { cut: out[this.plan.cut] as Tensor, features: out[this.plan.features] as Tensor, logits: out[this.plan.logits] as Tensor };
+  }
+
+  /** Every image of `source`, in batches, into memory. */
+  async run(source: ImageSource, opts: { batchSize?: number; signal?: AbortSignal; progress?: (done: number, total: number) => void } = {}): Promise<Activations> {
+    const total = source.count;
+    const batch = Math.max(1, Math.min(opts.batchSize ?? 32, total));
+    const per = source.channels * source.height * source.width;
+    let buffer: Float32Array = new Float32Array(batch * per);
+    let acts: Activations | null = null;
+    let cutPer = 0;
+    for (let at = 0; at < total; at += batch) {
+      checkAbort(opts.signal);
+      const n = Math.min(batch, total - at);
+      buffer = await source.read(at, n, buffer);
+      const out = await this.runBatch(n === batch ? buffer : buffer.subarray(0, n * per), [n, source.channels, source.height, source.width]);
+      if (!acts) {
+        const f = out.features;
+        if (f.dims.length !== 2) throw new BackboneError('FEATURE_SHAPE', `feature tensor "${this.plan.features}" has shape [${f.dims.join(', ')}]; expected N×D`);
+        cutPer = out.cut.dims.slice(1).reduce((a, b) => a * b, 1);
+        const classes = out.logits.dims.slice(1).reduce((a, b) => a * b, 1);
+        acts = {
+          rows: total,
+          cutShape: out.cut.dims.slice(1),
+          cut: new Float32Array(total * cutPer),
+          features: new Float32Array(total * f.dims[1]),
+          dim: f.dims[1],
+          logits: new Float32Array(total * classes),
+          classes,
+        };
+      }
+      acts.cut.set((out.cut.data as Float32Array).subarray(0, n * cutPer), at * cutPer);
+      acts.features.set((out.features.data as Float32Array).subarray(0, n * acts.dim), at * acts.dim);
+      acts.logits.set((out.logits.data as Float32Array).subarray(0, n * acts.classes), at * acts.classes);
+      opts.progress?.(at + n, total);
+    }
+    return acts!;
+  }
+
+  async close(): Promise<void> {
+    await this.runtime.session.release();
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * The tail converted to tfjs against onnxruntime on the same cut activations: features and logits agree within
+ * float32 rounding, for the ResNet fixture and both ViT layer-norm spellings; the automatic cut is the input of the
+ * last stage / block; unknown operators and cut tensors are refused with their names.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { OnnxGraph } from '../../../models/backbones/graph.js';
+import { isDeepError } from '../../../models/deep/errors.js';
+import { planTail } from '../../../models/deep/split.js';
+import { TailModel } from '../../../models/deep/tail.js';
+import { GraphBuilder, attr } from '../../../scripts/fixtures/onnxBuilder.js';
+import { cpuBackend, maxAbs, maxAbsDiff, reference, smallResnet, smallVit } from './helpers.js';
+
+async function compare(bytes: Uint8Array): Promise<{ featureErr: number; logitErr: number; cut: string; plan: ReturnType<typeof planTail> }> {
+  const ref = await reference(bytes, 6, 11);
+  const { tf } = await cpuBackend();
+  const tail = new TailModel(tf, ref.plan);
+  try {
+    const out = tf.tidy(() => {
+      const r = tail.forward(tf.tensor(ref.cut.data, ref.cut.dims));
+      return { features: r.features.dataSync().slice(), logits: r.logits.dataSync().slice(), shape: r.features.shape };
+    });
+    assert.deepEqual(out.shape, ref.features.dims);
+    return {
+      featureErr: maxAbsDiff(out.features, ref.features.data) / maxAbs(ref.features.data),
+      logitErr: maxAbsDiff(out.logits, ref.logits.data) / maxAbs(ref.logits.data),
+      cut: ref.plan.cut,
+      plan: ref.plan,
+    };
+  } finally {
+    tail.dispose();
+  }
+}
+
+describe('deep tail conversion', () => {
+  it('ResNet: cuts before the last stage and reproduces onnxruntime', async () => {
+    const r = await compare(smallResnet().model.bytes);
+    assert.equal(r.cut, '/layer3.0/relu_out/Relu_output_0');
+    assert.ok(r.plan.ops.includes('Conv') && r.plan.ops.includes('BatchNormalization') && r.plan.ops.includes('Gemm'));
+    assert.ok(r.plan.trainable.includes('layer4.0.1.conv.weight'));
+    assert.ok(!r.plan.trainable.includes('layer4.0.1.bn.running_mean'), 'BN statistics stay fixed');
+    assert.ok(!r.plan.trainable.includes('fc.weight'), 'the head stays fixed');
+    assert.ok(r.featureErr < 1e-5, `features differ by ${r.featureErr}`);
+    assert.ok(r.logitErr < 1e-5, `logits differ by ${r.logitErr}`);
+  });
+
+  for (const ln of ['op', 'decomposed'] as const) {
+    it(`ViT (${ln} layer norm): cuts before the last encoder block and reproduces onnxruntime`, async () => {
+      const r = await compare(smallVit('gemm', ln).model.bytes);
+      assert.match(r.cut, /encoder_layer_0\/Add_1_output_0$/);
+      assert.ok(r.plan.trainable.some((t) => t.includes('encoder_layer_1')));
+      assert.ok(!r.plan.trainable.some((t) => t.includes('encoder_layer_0')));
+      assert.ok(r.featureErr < 1e-5, `features differ by ${r.featureErr}`);
+      assert.ok(r.logitErr < 1e-5, `logits differ by ${r.logitErr}`);
+    });
+  }
+
+  it('takes a cut tensor by name, and the MatMul+Add head', async () => {
+    const fx = smallResnet('matmul-add');
+    const r = await compare(fx.model.bytes);
+    assert.ok(r.featureErr < 1e-5 && r.logitErr < 1e-5);
+    const graph = OnnxGraph.parse(fx.model.bytes, 'm.onnx');
+    const named = planTail(graph, { cutTensor: '/layer4.0/relu_out/Relu_output_0' });
+    assert.equal(named.cutSource, 'spec');
+    assert.deepEqual(named.trainable, []);
+  });
+
+  it('refuses an unknown cut tensor, naming it', () => {
+    const graph = OnnxGraph.parse(smallResnet().model.bytes, 'm.onnx');
+    assert.throws(() => planTail(graph, { cutTensor: 'nope' }), (e) => isDeepError(e, 'CUT_TENSOR') && /"nope"/.test((e as Error).message));
+  });
+
+  it('refuses a tail with an unsupported operator, naming it', () => {
+    const b = new GraphBuilder(3);
+    let x = b.node('Relu', ['input'], '/stem');
+    const skip = x;
+    x = b.node('HardSigmoid', [x], '/block', [attr.float('alpha', 0.2)]);
+    x = b.node('Add', [x, skip], '/block');
+    const pooled = b.node('Flatten', [b.node('GlobalAveragePool', [x], '/pool')], '', [attr.int('axis', 1)]);
+    b.node('Gemm', [pooled, b.random('fc.weight', [4, 3], 0.1), b.random('fc.bias', [4], 0.1)], '/fc', [attr.int('transB', 1)]);
+    b.renameLast('output');
+    const bytes = b.build({ input: 'input', inputShape: ['n', 3, 8, 8], output: 'output', outputShape: ['n', 4] }).bytes;
+    const graph = OnnxGraph.parse(bytes, 'odd.onnx');
+    assert.throws(
+      () => planTail(graph),
+      (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR') && /HardSigmoid/.test((e as Error).message) && (e as { code: string }).code === 'BAD_FORMAT',
+    );
+  });
+});
