@@ -2,14 +2,14 @@ import { gemm, syevr } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { congruence, mat, symmetrize } from './dense.js';
 import { gaussian } from './random.js';
-import { conditioning, conditioningFromSpectrum, defaultRtol, matrixCondition } from './spectrum.js';
+import { conditioning, conditioningFromSpectrum, conditioningWithRank, defaultRtol, matrixCondition } from './spectrum.js';
 
 export interface ClosedFormOptions {
   kappaBudget: number;
   /** Fixed trade-off; when absent α is the largest one that keeps the benign ratio ≤ 1 and κ(θ) within budget. */
   alpha?: number;
-  /** Ridge candidates ε (relative to λ_max(K_P)) for K_P^{-1/2}. */
-  ridges: number[];
+  /** Ridge candidates ε (relative to λ_max(K_P)) for K_P^{-1/2}; by default the decades from 1e-2 to 1/budget². */
+  ridges?: number[];
   rtol?: number;
   /** Seed of the rotation applied after the generalized eigenbasis; null keeps θ in that basis. */
   rotationSeed?: number | null;
@@ -21,7 +21,18 @@ const ALPHA_SEARCH_STEPS = 12;
 /** Bisection steps for the largest α that passes the attack check. */
 const ATTACK_SEARCH_STEPS = 6;
 
-export const CLOSED_FORM_DEFAULTS: ClosedFormOptions = { kappaBudget: 1e4, ridges: [1e-2, 1e-3, 1e-4] };
+export const CLOSED_FORM_DEFAULTS: ClosedFormOptions = { kappaBudget: 1e4 };
+
+/**
+ * A smaller ridge stretches the directions K_P barely uses further (a larger κ(M), hence RIR), at the price of
+ * κ(θ); below 1/budget² K_P^{-1/2} alone would exceed the budget.
+ */
+export function defaultRidges(kappaBudget: number): number[] {
+  const out: number[] = [];
+  const floor = 1 / (kappaBudget * kappaBudget);
+  for (let e = -2; Math.pow(10, e) >= floor * (1 - 1e-9); e--) out.push(Math.pow(10, e));
+  return out.length > 0 ? out : [floor];
+}
 
 export interface ClosedFormResult {
   theta: Mat;
@@ -41,8 +52,12 @@ interface Basis {
   kappaM: number;
 }
 
-/** M = K_P^{-1/2} K_H K_P^{-1/2} (ridged), and its eigenbasis: the generalized eigenbasis of (K_H, K_P). */
-export function generalizedBasis(KP: Mat, KH: Mat, ridge: number, rtol = defaultRtol(KP.rows)): Basis {
+/**
+ * M = K_P^{-1/2} K_H K_P^{-1/2} (ridged), and its eigenbasis: the generalized eigenbasis of (K_H, K_P). With
+ * `harmfulRank`, κ(M) counts that many eigenvalues (M has the rank of K_H), so that rounding noise in K_H's null
+ * space, amplified by a small ridge, is not read as signal.
+ */
+export function generalizedBasis(KP: Mat, KH: Mat, ridge: number, rtol = defaultRtol(KP.rows), harmfulRank?: number): Basis {
   const D = KP.rows;
   const eig = syevr(KP);
   const lmax = eig.values[D - 1];
@@ -57,7 +72,7 @@ export function generalizedBasis(KP: Mat, KH: Mat, ridge: number, rtol = default
   const R = symmetrize(gemm(scaledV, V, { transB: true }));
   const M = congruence(KH, R);
   const me = syevr(M);
-  const c = conditioningFromSpectrum(me.values, rtol);
+  const c = harmfulRank === undefined ? conditioningFromSpectrum(me.values, rtol) : conditioningWithRank(me.values, rtol, harmfulRank);
   if (c.kappa === null || c.lambdaMinPositive === null) throw new Error('the harmful Gram matrix is zero');
   const lambdas = me.values.map((v) => Math.max(v, c.lambdaMinPositive!));
   return { R, Q: me.vectors!, lambdas, kappaM: c.kappa };
@@ -92,9 +107,9 @@ export function randomRotation(D: number, seed: number): Mat {
 }
 
 /**
- * θ = K_P^{-1/2}·Q·diag(λ^{α/2}) gives κ(H_P) = κ(M)^α and κ(H_H) = κ(M)^{1+α} (for SPD K_P). Over a few ridges,
- * α is pushed as far as the benign ratio (≤ 1) and the κ(θ) budget allow, and the ridge with the largest harmful
- * ratio wins.
+ * θ = K_P^{-1/2}·Q·diag(λ^{α/2}) gives κ(H_P) = κ(M)^α and κ(H_H) = κ(M)^{1+α} (for SPD K_P). For each ridge, α is
+ * pushed as far as the benign ratio (≤ 1) and the κ(θ) budget allow; the ridge with the largest RIR among those
+ * whose θ passes `acceptable` wins.
  */
 export function closedFormImmunize(
   KP: Mat,
@@ -103,14 +118,19 @@ export function closedFormImmunize(
   acceptable: (theta: Mat) => boolean = () => true,
 ): ClosedFormResult {
   const rtol = opts.rtol ?? defaultRtol(KP.rows);
-  const kP0 = conditioning(KP, rtol).kappa;
-  const kH0 = conditioning(KH, rtol).kappa;
+  const before = { benign: conditioning(KP, rtol), harmful: conditioning(KH, rtol) };
+  const kP0 = before.benign.kappa;
+  const kH0 = before.harmful.kappa;
   if (kP0 === null || kH0 === null) throw new Error('a Gram matrix is zero; there is nothing to immunize');
+  // As in the reported metrics: θ cannot add rank, so κ after θ counts rank(K) eigenvalues. Rounding noise in K's
+  // null space, amplified by a small ridge, would otherwise pass for signal and hide the ridges that work best.
+  const kappaAfter = (K: Mat, theta: Mat, rank: number) =>
+    conditioningWithRank(syevr(congruence(K, theta), { vectors: false }).values, rtol, rank).kappa;
   let best: ClosedFormResult | null = null;
   let bestPasses = false;
   const rotation = opts.rotationSeed === null ? undefined : randomRotation(KP.rows, opts.rotationSeed ?? 0);
-  for (const ridge of opts.ridges) {
-    const basis = generalizedBasis(KP, KH, ridge, rtol);
+  for (const ridge of opts.ridges ?? defaultRidges(opts.kappaBudget)) {
+    const basis = generalizedBasis(KP, KH, ridge, rtol, before.harmful.rank);
     const evaluate = (alpha: number) => {
       try {
         return evaluateAt(alpha);
@@ -122,8 +142,8 @@ export function closedFormImmunize(
       const theta = thetaFor(basis, alpha, rotation);
       if (!theta.data.every(Number.isFinite)) return { theta, kt: Infinity, benignRatio: Infinity, harmfulRatio: 0, ok: false };
       const kt = matrixCondition(theta);
-      const kp = conditioning(congruence(KP, theta), rtol).kappa;
-      const kh = conditioning(congruence(KH, theta), rtol).kappa;
+      const kp = kappaAfter(KP, theta, before.benign.rank);
+      const kh = kappaAfter(KH, theta, before.harmful.rank);
       const ok = kt !== null && kp !== null && kh !== null && kt <= opts.kappaBudget && kp <= kP0;
       return { theta, kt: kt ?? Infinity, benignRatio: (kp ?? Infinity) / kP0, harmfulRatio: (kh ?? 0) / kH0, ok };
     };
@@ -163,7 +183,8 @@ export function closedFormImmunize(
         benignRatio: r.benignRatio,
         harmfulRatio: r.harmfulRatio,
       };
-      if (best === null || (passes && (!bestPasses || candidate.harmfulRatio > best.harmfulRatio))) {
+      const rir = (c: ClosedFormResult) => c.harmfulRatio / c.benignRatio;
+      if (best === null || (passes && (!bestPasses || rir(candidate) > rir(best)))) {
         best = candidate;
         bestPasses = passes;
       }
@@ -200,22 +221,21 @@ export function closedFormImmunize(
 }
 
 /**
- * RIR* = κ(M)·κ(K_P)/κ(K_H), with M = K_P^{-1/2} K_H K_P^{-1/2} taken on the numerical range of K_P when K_P is
- * rank-deficient: directions the benign data never uses are left out, because stretching them raises κ(H_H) without
- * slowing an attacker who z-scores the features.
+ * RIR* = κ(M)·κ(K_P)/κ(K_H), with M = K_P^{-1/2} K_H K_P^{-1/2}. When K_P is rank-deficient, θ can stretch the
+ * directions the benign data never uses as far as the κ(θ) budget allows, so M is formed with the ridge
+ * ε = 1/budget², the smallest at which K_P^{-1/2} alone stays inside the budget.
  */
-export function rirBound(KP: Mat, KH: Mat, rtol = defaultRtol(KP.rows)): number | null {
-  const D = KP.rows;
-  const kH0 = conditioning(KH, rtol).kappa;
-  const eig = syevr(KP);
-  const cP = conditioningFromSpectrum(eig.values, rtol);
+export function rirBound(KP: Mat, KH: Mat, rtol = defaultRtol(KP.rows), kappaBudget = CLOSED_FORM_DEFAULTS.kappaBudget): number | null {
+  const cH = conditioning(KH, rtol);
+  const cP = conditioning(KP, rtol);
+  const kH0 = cH.kappa;
   if (cP.kappa === null || kH0 === null) return null;
-  const r = cP.rank;
-  const first = D - r;
-  const W = mat(D, r);
-  for (let i = 0; i < D; i++) {
-    for (let j = 0; j < r; j++) W.data[i * r + j] = eig.vectors!.data[i * D + first + j] / Math.sqrt(eig.values[first + j]);
+  const ridge = cP.rank < KP.rows ? 1 / (kappaBudget * kappaBudget) : 0;
+  let kM: number;
+  try {
+    kM = generalizedBasis(KP, KH, ridge, rtol, cH.rank).kappaM;
+  } catch {
+    return null;
   }
-  const kM = conditioning(congruence(KH, W), rtol).kappa;
-  return kM === null ? null : (kM * cP.kappa) / kH0;
+  return (kM * cP.kappa) / kH0;
 }

@@ -218,7 +218,7 @@ function finish(
   const pH1 = kappaPaperFromSpectrum(sH1);
   const thetaCondition = matrixCondition(theta);
   if (thetaCondition === null) reasons.thetaCondition = 'θ is singular';
-  const bound = rirBound(KP, KH, rtol);
+  const bound = rirBound(KP, KH, rtol, opts.kappaBudget);
 
   const quality = benignQuality(input, prep, theta, warnings);
   const attackStart = performance.now();

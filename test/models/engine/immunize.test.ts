@@ -112,3 +112,30 @@ describe('immunize: House Price, random initialization', () => {
     assertJsonClean(r.metrics);
   });
 });
+
+describe('immunize: House Price, closed form, defaults', () => {
+  it('reaches RIR ≥ 1e7 within κ(θ) ≤ 1e4, stays under RIR*, and passes the attacker conditions', async () => {
+    const hp = await housePrice();
+    const r = immunize({ benign: hp.benign, harmful: hp.harmful }, { method: 'closed-form', kappaBudget: 1e4, seed: 0 });
+    const m = r.metrics;
+    const KP = gram(hp.benign.X);
+    const KH = gram(hp.harmful.X);
+    const rP = robustKappa(jacobi(KP).values);
+    const rH = robustKappa(jacobi(KH).values);
+    const benign = kappaWithRank(jacobi(congr(KP, r.theta)).values, rP.rank) / rP.kappa!;
+    const harmful = kappaWithRank(jacobi(congr(KH, r.theta)).values, rH.rank) / rH.kappa!;
+    // κ(H_H) is ~1e10 here: a second eigensolver agrees to about κ·D·eps.
+    assertRel(m.harmfulRatio, harmful, 1e-4, 'harmful ratio');
+    assertRel(m.benignRatio, benign, 1e-4, 'benign ratio');
+    assert.ok(benign <= 1, `benign ratio ${benign}`);
+    assert.ok(harmful >= 212, `harmful ratio ${harmful}`);
+    assert.ok(harmful / benign >= 1e7, `RIR ${harmful / benign}`);
+    assert.ok(m.rir! <= m.rirBound! * (1 + 1e-6), `RIR ${m.rir} above RIR* ${m.rirBound}`);
+    const tt = jacobi(mul(tr(r.theta), r.theta)).values;
+    assert.ok(Math.sqrt(tt[tt.length - 1] / tt[0]) <= 1e4 * (1 + 1e-9), 'κ(θ) within the budget');
+    const std = (data: string) => m.attacks.find((a) => a.attacker === 'gd-exact-standardized' && a.data === data)!;
+    assert.ok(std('harmful').capped || std('harmful').slowdown >= 10, `harmful slowdown ${std('harmful').slowdown}`);
+    assert.ok(std('benign').slowdown <= 1, `benign slowdown ${std('benign').slowdown}`);
+    assert.equal(m.verdict, 'immunized', m.verdictReasons.join('; '));
+  });
+});
