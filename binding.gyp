@@ -5,10 +5,10 @@
       "sources": ["models/linalg/native/linalg.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
-      "cflags!": ["-O3", "-fno-exceptions"],
-      "cflags_cc!": ["-O3", "-fno-exceptions"],
-      "cflags": ["-O2"],
-      "cflags_cc": ["-O2", "-fexceptions"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags": ["-O3", "-fno-math-errno"],
+      "cflags_cc": ["-O3", "-fno-math-errno", "-fexceptions"],
       "libraries": ["-lopenblas", "-llapacke"]
     }
   ]

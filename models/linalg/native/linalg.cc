@@ -546,8 +546,66 @@ Napi::Value GetThreads(const Napi::CallbackInfo& info) {
 }
 
 
-// Adam on the quadratic f(W) = ½tr(WᵀHW) − tr(BᵀW) + c, several learning rates side by side (one dgemm per step).
-// Used to simulate a probing attacker; the loop lives here because it runs up to 1e5 small steps.
+// Y[:, c] = H·W[:, c] for `cols` columns stored one after another (length D each), given Ht = Hᵀ row-major. Written
+// as column updates (Y += Ht[j, :]·w_j) so that the inner loop is elementwise and vectorizes without reassociation;
+// for the small D of a probing attack it beats a BLAS call, whose overhead dominates at this size.
+template <int W>
+static void MatColsBlock(const double* __restrict Ht, int D, const double* __restrict Wc, double* __restrict Y) {
+  for (int c = 0; c < W; ++c) std::fill(Y + static_cast<size_t>(c) * D, Y + static_cast<size_t>(c + 1) * D, 0.0);
+  for (int j = 0; j < D; ++j) {
+    const double* __restrict row = Ht + static_cast<size_t>(j) * D;
+    double s[W];
+    for (int c = 0; c < W; ++c) s[c] = Wc[static_cast<size_t>(c) * D + j];
+    for (int i = 0; i < D; ++i) {
+      const double r = row[i];
+      for (int c = 0; c < W; ++c) Y[static_cast<size_t>(c) * D + i] += r * s[c];
+    }
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void MatCols(const double* Ht, int D, const double* Wc, double* Y, int cols) {
+  int c = 0;
+  for (; c + 4 <= cols; c += 4) MatColsBlock<4>(Ht, D, Wc + static_cast<size_t>(c) * D, Y + static_cast<size_t>(c) * D);
+  if (cols - c == 3) MatColsBlock<3>(Ht, D, Wc + static_cast<size_t>(c) * D, Y + static_cast<size_t>(c) * D);
+  if (cols - c == 2) MatColsBlock<2>(Ht, D, Wc + static_cast<size_t>(c) * D, Y + static_cast<size_t>(c) * D);
+  if (cols - c == 1) MatColsBlock<1>(Ht, D, Wc + static_cast<size_t>(c) * D, Y + static_cast<size_t>(c) * D);
+}
+
+// Σ a·b with four partial sums, so the loop is not bound by one add chain's latency.
+static double Dot(const double* a, const double* b, size_t n) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  size_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    s0 += a[k] * b[k];
+    s1 += a[k + 1] * b[k + 1];
+    s2 += a[k + 2] * b[k + 2];
+    s3 += a[k + 3] * b[k + 3];
+  }
+  for (; k < n; ++k) s0 += a[k] * b[k];
+  return (s0 + s1) + (s2 + s3);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void AdamUpdate(double* __restrict w, double* __restrict m, double* __restrict v, const double* __restrict hw,
+                       const double* __restrict b, size_t n, double lr, double c1, double c2) {
+  const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  for (size_t k = 0; k < n; ++k) {
+    const double grad = hw[k] - b[k];
+    const double mk = beta1 * m[k] + (1 - beta1) * grad;
+    const double vk = beta2 * v[k] + (1 - beta2) * grad * grad;
+    m[k] = mk;
+    v[k] = vk;
+    w[k] -= lr * (mk * c1) / (std::sqrt(vk * c2) + eps);
+  }
+}
+
+// Above this size one dgemm per step is faster than the column kernel.
+constexpr int kAdamBlasMin = 192;
+
+// Adam on the quadratic f(W) = ½tr(WᵀHW) − tr(BᵀW) + c, several learning rates side by side. Used to simulate a
+// probing attacker; the loop lives here because it runs up to 1e5 small steps. The iterates are kept column by
+// column (learning rate g, output cc → column g·C + cc, D entries each).
 Napi::Value AdamQuadratic(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   MatArg H = ReadMat(env, info[0], "H");
@@ -576,30 +634,40 @@ Napi::Value AdamQuadratic(const Napi::CallbackInfo& info) {
   const int D = H.rows;
   const int C = B.cols;
   const int cols = C * static_cast<int>(G);
+  const size_t Dz = static_cast<size_t>(D);
   std::vector<double> lrs(lrArr.Data(), lrArr.Data() + G);
-  const size_t n = static_cast<size_t>(D) * cols;
-  std::vector<double> W(n, 0.0), m(n, 0.0), v(n, 0.0), HW(n, 0.0);
+  const size_t n = Dz * cols;
+  const size_t perLr = Dz * C;
+  std::vector<double> W(n, 0.0), m(n, 0.0), v(n, 0.0), HW(n, 0.0), Bc(n), Ht(Dz * Dz);
+  for (int i = 0; i < D; ++i) {
+    for (int j = 0; j < D; ++j) Ht[static_cast<size_t>(j) * D + i] = H.data[static_cast<size_t>(i) * D + j];
+  }
+  for (size_t g = 0; g < G; ++g) {
+    for (int cc = 0; cc < C; ++cc) {
+      for (int i = 0; i < D; ++i) Bc[g * perLr + static_cast<size_t>(cc) * D + i] = B.data[static_cast<size_t>(i) * C + cc];
+    }
+  }
+  const bool useBlas = D >= kAdamBlasMin;
   const size_t stride = static_cast<size_t>(cap) + 1;
   std::vector<double> curves(G * stride, 0.0);
   for (size_t g = 0; g < G; ++g) curves[g * stride] = 1.0;
-  const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double b1t = 1.0, b2t = 1.0;
   int stepsRun = cap;
   int winner = -1;
   SingleThreadScope singleThread(D < kSmallFactorization);
   for (int k = 0; k <= cap; ++k) {
     if (k > 0) {
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, D, cols, D, 1.0, H.data, D, W.data(), cols, 0.0,
-                  HW.data(), cols);
+      if (useBlas) {
+        // Column-major W (D×cols) is row-major Wᵀ (cols×D): HWᵀ = Wᵀ·Hᵀ.
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cols, D, D, 1.0, W.data(), D, Ht.data(), D, 0.0,
+                    HW.data(), D);
+      } else {
+        MatCols(Ht.data(), D, W.data(), HW.data(), cols);
+      }
       for (size_t g = 0; g < G; ++g) {
-        double quad = 0, lin = 0;
-        for (int i = 0; i < D; ++i) {
-          for (int cc = 0; cc < C; ++cc) {
-            const size_t idx = static_cast<size_t>(i) * cols + g * C + cc;
-            quad += W[idx] * HW[idx];
-            lin += B.data[static_cast<size_t>(i) * C + cc] * W[idx];
-          }
-        }
+        const size_t o = g * perLr;
+        const double quad = Dot(W.data() + o, HW.data() + o, perLr);
+        const double lin = Dot(Bc.data() + o, W.data() + o, perLr);
         const double sub = std::max(0.0, (quad / 2 - lin + c - fStar) / gap);
         curves[g * stride + k] = sub;
         if (target > 0 && winner < 0 && sub <= target) winner = static_cast<int>(g);
@@ -610,19 +678,12 @@ Napi::Value AdamQuadratic(const Napi::CallbackInfo& info) {
       }
     }
     if (k == cap) break;
-    b1t *= beta1;
-    b2t *= beta2;
-    for (int i = 0; i < D; ++i) {
-      for (size_t g = 0; g < G; ++g) {
-        const double lr = lrs[g];
-        for (int cc = 0; cc < C; ++cc) {
-          const size_t idx = static_cast<size_t>(i) * cols + g * C + cc;
-          const double grad = HW[idx] - B.data[static_cast<size_t>(i) * C + cc];
-          m[idx] = beta1 * m[idx] + (1 - beta1) * grad;
-          v[idx] = beta2 * v[idx] + (1 - beta2) * grad * grad;
-          W[idx] -= lr * (m[idx] / (1 - b1t)) / (std::sqrt(v[idx] / (1 - b2t)) + eps);
-        }
-      }
+    b1t *= 0.9;
+    b2t *= 0.999;
+    const double c1 = 1 / (1 - b1t), c2 = 1 / (1 - b2t);
+    for (size_t g = 0; g < G; ++g) {
+      const size_t o = g * perLr;
+      AdamUpdate(W.data() + o, m.data() + o, v.data() + o, HW.data() + o, Bc.data() + o, perLr, lrs[g], c1, c2);
     }
   }
   const size_t kept = static_cast<size_t>(stepsRun) + 1;

@@ -209,6 +209,18 @@ describe('attacks: curves against the attackers run in the original coordinates'
     assert.equal(run.learningRate, ADAM_LEARNING_RATES[best]);
     assertCurves(run.curve, refCurves[best], 'adam', 1e-6, 1e-9);
   });
+
+  // The native loop has a column kernel for small D and a BLAS path from D = 192; both, with several outputs.
+  for (const [N, D, C] of [[60, 7, 3], [260, 200, 2]] as const) {
+    it(`adam matches textbook Adam at D = ${D} with ${C} outputs`, () => {
+      const { X, Y } = regression(20 + D, N, D, C);
+      const ref = new RefProblem(X, Y);
+      const steps = 40;
+      const run = adamRuns(engineProblem(X, Y), 0, steps);
+      const g = ADAM_LEARNING_RATES.indexOf(run.learningRate);
+      assertCurves(run.curve, ref.adamCurve(ADAM_LEARNING_RATES[g], steps), `adam lr ${run.learningRate}`, 1e-6, 1e-9);
+    });
+  }
 });
 
 describe('attacks: simulateAttack against a reference count', () => {
