@@ -108,8 +108,8 @@ export function randomRotation(D: number, seed: number): Mat {
 
 /**
  * θ = K_P^{-1/2}·Q·diag(λ^{α/2}) gives κ(H_P) = κ(M)^α and κ(H_H) = κ(M)^{1+α} (for SPD K_P). For each ridge, α is
- * pushed as far as the benign ratio (≤ 1) and the κ(θ) budget allow; the ridge with the largest RIR among those
- * whose θ passes `acceptable` wins.
+ * pushed as far as the benign ratio (≤ 1) and the κ(θ) budget allow; the smallest ridge whose θ passes `acceptable`
+ * wins (when none passes, the candidate with the largest RIR is returned).
  */
 export function closedFormImmunize(
   KP: Mat,
@@ -129,7 +129,10 @@ export function closedFormImmunize(
   let best: ClosedFormResult | null = null;
   let bestPasses = false;
   const rotation = opts.rotationSeed === null ? undefined : randomRotation(KP.rows, opts.rotationSeed ?? 0);
-  for (const ridge of opts.ridges ?? defaultRidges(opts.kappaBudget)) {
+  // A smaller ridge gives a larger κ(M), hence RIR: the first ridge, from the smallest, whose θ passes wins.
+  const ridges = [...(opts.ridges ?? defaultRidges(opts.kappaBudget))].sort((a, b) => a - b);
+  for (const ridge of ridges) {
+    if (bestPasses) break;
     const basis = generalizedBasis(KP, KH, ridge, rtol, before.harmful.rank);
     const evaluate = (alpha: number) => {
       try {
@@ -184,7 +187,7 @@ export function closedFormImmunize(
         harmfulRatio: r.harmfulRatio,
       };
       const rir = (c: ClosedFormResult) => c.harmfulRatio / c.benignRatio;
-      if (best === null || (passes && (!bestPasses || rir(candidate) > rir(best)))) {
+      if (best === null || (passes && !bestPasses) || (passes === bestPasses && rir(candidate) > rir(best))) {
         best = candidate;
         bestPasses = passes;
       }
