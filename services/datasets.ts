@@ -11,7 +11,7 @@ import { ApiError, badRequest, notFound } from './errors.js';
 import { isId, newId } from './ids.js';
 import type { DatasetRecord, Records } from './records.js';
 import type { BlobFormat, FsStore } from './storage/fsStore.js';
-import { inspectInThread } from './storage/inspect.js';
+import { checkBackboneInThread, inspectInThread, type BackboneCheck } from './storage/inspect.js';
 import { streamToFile, UploadTooLargeError } from './storage/upload.js';
 
 type Kind = 'dataset' | 'backbone';
@@ -47,6 +47,12 @@ function imageShape(field: string, ds: DatasetRecord): string {
   return ds.shape.slice(1).join('×');
 }
 
+/** Whether images of shape C×H×W fit a model input whose fixed dims (numbers) must match; named dims are free. */
+function fitsInput(imageShape: number | string, input: Array<number | string | null>): boolean {
+  const dims = String(imageShape).split('×').map(Number);
+  return dims.length === input.length && input.every((d, i) => typeof d !== 'number' || d <= 0 || d === dims[i]);
+}
+
 /** The feature dimension a data reference gives, from the upload's metadata. */
 function featureDim(field: string, ref: DataRefSpec, ds: DatasetRecord): number {
   if (ds.format === 'npy') {
@@ -72,7 +78,11 @@ function featureDim(field: string, ref: DataRefSpec, ds: DatasetRecord): number 
   return d;
 }
 
+const BACKBONE_CHECKS_KEPT = 64;
+
 export class DatasetService implements DatasetResolver {
+  private readonly backboneChecks = new Map<string, BackboneCheck>();
+
   constructor(
     private readonly records: Records,
     private readonly store: FsStore,
@@ -146,7 +156,7 @@ export class DatasetService implements DatasetResolver {
 
   /** Checks a spec's dataset references against the upload metadata: ownership, columns, labels, and D. */
   async checkSpec(principal: Principal, spec: JobSpec): Promise<void> {
-    if (spec.backbone) await this.mustGet(principal, 'backbone', spec.backbone, 'backbone');
+    const modelInput = spec.backbone ? await this.checkBackbone(principal, spec.backbone, spec.featureTensor) : null;
     const dims: Array<{ field: string; d: number | string }> = [];
     for (const side of ['benign', 'harmful', 'benignTest'] as const) {
       const ref = spec[side];
@@ -166,6 +176,9 @@ export class DatasetService implements DatasetResolver {
           throw badRequest('label_mismatch', `${side}.labels: ${labels.rows} labels for ${ds.rows} rows in ${side}.dataset; expected one label per row`);
         }
       }
+      if (modelInput && !fitsInput(d, modelInput)) {
+        throw badRequest('image_size', `${side}.dataset: images of ${d} do not fit the backbone's input ${modelInput.map((x) => x ?? '?').join('×')} (C×H×W after the batch axis); preprocess them to that size`);
+      }
       dims.push({ field: `${side}.dataset`, d });
     }
     const [benign, ...others] = dims;
@@ -176,6 +189,23 @@ export class DatasetService implements DatasetResolver {
         throw badRequest('dimension_mismatch', `${what}: ${benign.field} has ${unit}${benign.d} but ${o.field} has ${unit}${o.d}; both must be the same`);
       }
     }
+  }
+
+  /**
+   * The backbone as a job would find it: its feature tensor (found, or the one named) must exist. Answers the
+   * model's input shape after the batch axis. Outcomes are remembered per backbone and tensor name.
+   */
+  private async checkBackbone(principal: Principal, id: string, featureTensor?: string): Promise<Array<number | string | null> | null> {
+    const r = await this.mustGet(principal, 'backbone', id, 'backbone');
+    const key = `${r.id}\0${featureTensor ?? ''}`;
+    let check = this.backboneChecks.get(key);
+    if (!check) {
+      check = await checkBackboneInThread(this.store.blobPath('backbone', r.id, r.format), r.filename ?? `${r.id}.onnx`, featureTensor);
+      if (this.backboneChecks.size >= BACKBONE_CHECKS_KEPT) this.backboneChecks.delete(this.backboneChecks.keys().next().value!);
+      this.backboneChecks.set(key, check);
+    }
+    if (!check.ok) throw badRequest(check.code, `backbone ${r.id}: ${check.message}`);
+    return check.summary.input.shape?.slice(1) ?? null;
   }
 
   /** For workers: each referenced upload's local path, provided it still exists and belongs to the tenant. */

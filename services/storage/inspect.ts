@@ -4,6 +4,7 @@
  * stall the API's event loop.
  */
 import { readFile } from 'node:fs/promises';
+import { inspectBackbone, isBackboneError, type BackboneSummary } from '../../models/backbones/index.js';
 import { Worker } from 'node:worker_threads';
 import { prepareCsv, readCsvTable } from '../../models/io/csv.js';
 import { DataError } from '../../models/io/errors.js';
@@ -81,14 +82,42 @@ export async function inspectFile(path: string, format: 'npy' | 'csv' | 'onnx', 
   }
 }
 
+export type BackboneCheck = { ok: true; summary: BackboneSummary } | { ok: false; code: string; message: string };
+
+/**
+ * What a job with this backbone would find before it runs: the feature tensor (found, or the one named) and the
+ * model input. A model without a recognisable classifier or an unknown tensor is refused with the candidates.
+ */
+export async function checkBackboneFile(path: string, name: string, featureTensor?: string): Promise<BackboneCheck> {
+  try {
+    return { ok: true, summary: inspectBackbone(await readFile(path), name, featureTensor) };
+  } catch (e) {
+    if (isBackboneError(e)) return { ok: false, code: e.reason.toLowerCase(), message: e.message };
+    throw e;
+  }
+}
+
+export type ThreadTask =
+  | { task: 'inspect'; path: string; format: 'npy' | 'csv' | 'onnx'; name: string }
+  | { task: 'backbone'; path: string; name: string; featureTensor?: string };
+
 const THREAD_FILE = new URL('./inspectThread.js', import.meta.url);
 
 /** inspectFile in a worker thread. */
 export function inspectInThread(path: string, format: 'npy' | 'csv' | 'onnx', name: string): Promise<InspectResult> {
+  return runInThread<InspectResult>({ task: 'inspect', path, format, name });
+}
+
+/** checkBackboneFile in a worker thread: a large model's protobuf is parsed off the event loop. */
+export function checkBackboneInThread(path: string, name: string, featureTensor?: string): Promise<BackboneCheck> {
+  return runInThread<BackboneCheck>({ task: 'backbone', path, name, featureTensor });
+}
+
+function runInThread<T>(workerData: ThreadTask): Promise<T> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(THREAD_FILE, { workerData: { path, format, name } });
+    const worker = new Worker(THREAD_FILE, { workerData });
     let settled = false;
-    worker.once('message', (m: { result?: InspectResult; error?: string }) => {
+    worker.once('message', (m: { result?: T; error?: string }) => {
       settled = true;
       if (m.result) resolve(m.result);
       else reject(new Error(m.error ?? 'inspection failed'));

@@ -1,9 +1,10 @@
-/** Thread entry for inspectInThread: parses one uploaded file and posts the outcome. */
+/** Thread entry for inspectInThread and checkBackboneInThread: parses one uploaded file and posts the outcome. */
 import { parentPort, workerData } from 'node:worker_threads';
-import { inspectFile } from './inspect.js';
+import { checkBackboneFile, inspectFile, type ThreadTask } from './inspect.js';
 
-const { path, format, name } = workerData as { path: string; format: 'npy' | 'csv' | 'onnx'; name: string };
-inspectFile(path, format, name).then(
+const job = workerData as ThreadTask;
+const outcome = job.task === 'backbone' ? checkBackboneFile(job.path, job.name, job.featureTensor) : inspectFile(job.path, job.format, job.name);
+outcome.then(
   (result) => parentPort!.postMessage({ result }),
   (err: unknown) => parentPort!.postMessage({ error: err instanceof Error ? err.message : String(err) }),
 );

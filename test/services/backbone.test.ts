@@ -78,4 +78,41 @@ describe('backbone job', () => {
     const immunized = inspectOnnx(dl.rawPayload, 'immunized.onnx');
     assert.deepEqual(immunized.inputs.map((i) => i.name), info.inputs.map((i) => i.name));
   });
+
+  it('refuses at submit, with a 4xx that says why: no classifier, an unknown tensor, images of the wrong size, no images', { timeout: 60_000 }, async () => {
+    const api = srv.api!;
+    const size = 32;
+    const small = { imageSize: size, widths: [8, 16, 24, 48], blocks: [1, 1, 1, 1], classes: 10, seed: 18 };
+    const upload = async (url: string, name: string, bytes: Buffer | Uint8Array) => {
+      const body = multipart(name, Buffer.from(bytes));
+      return api.inject({ method: 'POST', url, headers: { ...ALICE, ...body.headers }, payload: body.payload });
+    };
+    const created = async (url: string, name: string, bytes: Buffer | Uint8Array) => {
+      const r = await upload(url, name, bytes);
+      assert.equal(r.statusCode, 201, r.body);
+      return r.json().id as string;
+    };
+    const submit = (spec: Record<string, unknown>) => api.inject({ method: 'POST', url: '/v1/jobs', headers: ALICE, payload: spec });
+    const expect400 = (r: { statusCode: number; json(): { error: { code: string; message: string } } }, code: string, message: RegExp) => {
+      assert.equal(r.statusCode, 400, JSON.stringify(r.json()));
+      assert.equal(r.json().error.code, code);
+      assert.match(r.json().error.message, message);
+    };
+    const headless = await created('/v1/backbones', 'headless.onnx', resnetFixture({ ...small, head: 'none' }).model.bytes);
+    const withHead = await created('/v1/backbones', 'resnet.onnx', resnetFixture({ ...small, head: 'gemm' }).model.bytes);
+    const good = await created('/v1/datasets', 'good.npy', images(4, size, 3));
+    const wrongSize = await created('/v1/datasets', 'big.npy', images(4, size + 8, 4));
+
+    expect400(await submit({ backbone: headless, benign: { dataset: good }, harmful: { dataset: good } }), 'no_classifier', /classifier[\s\S]*candidate|Flatten/i);
+    expect400(await submit({ backbone: withHead, featureTensor: 'no/such/tensor', benign: { dataset: good }, harmful: { dataset: good } }), 'unknown_tensor', /no\/such\/tensor/);
+    expect400(await submit({ backbone: withHead, benign: { dataset: wrongSize }, harmful: { dataset: wrongSize } }), 'image_size', new RegExp(`3×${size + 8}×${size + 8} do not fit the backbone's input 3×${size}×${size}`));
+    const empty = await upload('/v1/datasets', 'empty.npy', encodeNpy({ shape: [0, 3, size, size], data: new Float64Array(0) }, 'f4'));
+    assert.equal(empty.statusCode, 400, empty.body);
+    assert.equal(empty.json().error.code, 'invalid_npy');
+    assert.match(empty.json().error.message, /holds no|N×C×H×W/);
+    // The same spec with the right images is taken.
+    const ok = await submit({ backbone: withHead, benign: { dataset: good }, harmful: { dataset: good }, method: 'closed-form' });
+    assert.equal(ok.statusCode, 202, ok.body);
+    await api.inject({ method: 'DELETE', url: `/v1/jobs/${ok.json().id}`, headers: ALICE });
+  });
 });
