@@ -2,7 +2,7 @@
  * `npm run bench:features`: feature throughput of ResNet-18- and ViT-B/16-sized graphs (random weights, built by
  * scripts/fixtures) on the CPU, end to end — reading the images, inference, streaming into K — against bare
  * onnxruntime-node on the same graph and against PyTorch's CPU inference of the same architecture when PyTorch is
- * installed (scripts/benchFeaturesTorch.py); otherwise against the reference figures in the Backbones issue.
+ * installed (scripts/benchFeaturesTorch.py); otherwise against reference figures measured on a 2-core machine of the same class.
  * Then the time split between feature extraction and the engine in a full job.
  *
  * Options: --threads N (default 2) --batch N (default 32) --rounds N (default 3, best taken) --quick
@@ -26,8 +26,8 @@ import { vitFixture } from './fixtures/onnxVit.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** Measured on the issue's machine class at batch 32 and 2 threads (PyTorch 1.13 with oneDNN; onnxruntime-node). */
-const ISSUE_REFERENCE: Record<string, { pytorch: number; bareOrt: number; wanted: number }> = {
+/** Measured on a 2-core machine of the reference class at batch 32 and 2 threads (PyTorch 1.13 with oneDNN; onnxruntime-node). */
+const REFERENCE_FIGURES: Record<string, { pytorch: number; bareOrt: number; wanted: number }> = {
   resnet18: { pytorch: 43, bareOrt: 87, wanted: 1.8 },
   vit_b_16: { pytorch: 5.5, bareOrt: 7.0, wanted: 1.2 },
 };
@@ -39,7 +39,7 @@ interface ModelResult {
   bareOrt: number;
   npy: { imagesPerSecond: number; readWait: number; inference: number; accumulate: number };
   jpeg: { imagesPerSecond: number; readWait: number; inference: number; accumulate: number };
-  pytorch: { imagesPerSecond: number; source: 'measured' } | { imagesPerSecond: number; source: 'issue reference'; note: string };
+  pytorch: { imagesPerSecond: number; source: 'measured' } | { imagesPerSecond: number; source: 'reference figures'; note: string };
   ratio: number;
   ratioKind: 'measured' | 'projected';
   wanted: number;
@@ -149,7 +149,7 @@ async function main(): Promise<void> {
     say(`CPU ${os.cpus()[0]?.model ?? 'unknown'}, ${os.availableParallelism()} logical CPUs, load average ${os.loadavg()[0].toFixed(2)}; node ${process.version}; onnxruntime-node ${ort.env.versions.node}; CPU execution provider`);
     say(`${threads} intra-op threads, batch ${batch}, best of ${rounds} round(s); images: 500×375 JPEG (quality 90) → resize 256, centre crop 224, ImageNet normalization`);
     for (const name of values.models!.split(',')) {
-      const ref = ISSUE_REFERENCE[name];
+      const ref = REFERENCE_FIGURES[name];
       if (!ref) throw new Error(`unknown model ${name}; expected resnet18 or vit_b_16`);
       progress(`${name}: building the graph`);
       const fx: BackboneFixture = name === 'resnet18' ? resnetFixture() : vitFixture();
@@ -192,7 +192,7 @@ async function main(): Promise<void> {
         pytorch:
           torch !== null
             ? { imagesPerSecond: torch, source: 'measured' }
-            : { imagesPerSecond: ref.pytorch, source: 'issue reference', note: `PyTorch not installed here; the issue's machine class: PyTorch ${ref.pytorch}, bare onnxruntime-node ${ref.bareOrt} images/s` },
+            : { imagesPerSecond: ref.pytorch, source: 'reference figures', note: `PyTorch not installed here; reference machine: PyTorch ${ref.pytorch}, bare onnxruntime-node ${ref.bareOrt} images/s` },
         ratio: torch !== null ? fromJpeg.imagesPerSecond / torch : keep * (ref.bareOrt / ref.pytorch),
         ratioKind: torch !== null ? 'measured' : 'projected',
         wanted: ref.wanted,
@@ -205,7 +205,7 @@ async function main(): Promise<void> {
       say(`  pipeline, .npy input                         ${fmt(fromNpy.imagesPerSecond).padStart(7)} images/s  (${share(fromNpy)})`);
       say(`  pipeline, JPEG folder (end to end)           ${fmt(fromJpeg.imagesPerSecond).padStart(7)} images/s  (${share(fromJpeg)}); keeps ${fmt(100 * keep)}% of bare`);
       if (torch !== null) say(`  PyTorch CPU, same architecture               ${fmt(torch).padStart(7)} images/s (measured)`);
-      else say(`  PyTorch CPU: ${result.pytorch.source === 'issue reference' ? result.pytorch.note : ''}`);
+      else say(`  PyTorch CPU: ${result.pytorch.source === 'reference figures' ? result.pytorch.note : ''}`);
       say(
         `  ratio to PyTorch: ${fmt(result.ratio, 2)}× ${result.ratioKind === 'measured' ? '(measured)' : `(projected: ${fmt(100 * keep)}% of bare here × ${ref.bareOrt}/${ref.pytorch} there)`}; wanted ≥ ${ref.wanted}× → ${result.ratio >= ref.wanted ? 'met' : 'NOT met'}`,
       );

@@ -1,7 +1,7 @@
 /**
  * The in-job check of an immunized checkpoint: the immunized graph runs on a sample batch that the original
  * graph already ran on, and the two are compared.
- * - logits: max |Δ| over every classifier output, and that over max |logit| (the issue's 1e-3 criterion);
+ * - logits: max |Δ| over every classifier output, and that over max |logit| (the 1e-3 acceptance criterion);
  * - features: features_immunized against F·θ computed here in float64, with the float32 rounding bound of a
  *   length-D dot product (γ_{D+1}·(|F|·|θ|) element by element; the +1 covers θ's own rounding to float32).
  */

@@ -11,9 +11,11 @@ export const USAGE = `usage:
                [--task regression|binary|multiclass] [--method closed-form|gradient|paper] [--steps N]
                [--kappa-budget X] [--seed N] [--init identity|random] [--json] [--debug] --out DIR
   immunize run --backbone MODEL.onnx --benign IMAGES --harmful IMAGES [--feature-tensor NAME]
-               [--benign-labels FILE] [--harmful-labels FILE] [engine options] --out DIR
+               [--benign-labels FILE] [--harmful-labels FILE] [--resize N] [--crop N] [--mean R,G,B] [--std R,G,B]
+               [engine options] --out DIR
       IMAGES: a float32 N×C×H×W .npy, or a folder or uncompressed .tar of PNG/JPEG (class subfolders give labels);
-      writes DIR/immunized.onnx besides the other artifacts
+      image files are resized (shorter side 256), centre-cropped (224) and normalized with the ImageNet mean/std
+      unless the flags say otherwise; writes DIR/immunized.onnx besides the other artifacts
   immunize evaluate --benign FILE --harmful FILE --theta theta.safetensors [label options] [--json] --out DIR
   immunize demo house-price [--method closed-form|gradient|paper] [--json] --out DIR
 
@@ -43,6 +45,10 @@ const OPTIONS = {
   theta: { type: 'string' },
   backbone: { type: 'string' },
   'feature-tensor': { type: 'string' },
+  resize: { type: 'string' },
+  crop: { type: 'string' },
+  mean: { type: 'string' },
+  std: { type: 'string' },
   out: { type: 'string' },
   url: { type: 'string' },
   'api-key': { type: 'string' },
@@ -130,6 +136,17 @@ function parseRemote(command: RemoteCommand, v: Flags, rest: string[], json: boo
   return { command, remote, out: v.out ?? '.', json, debug };
 }
 
+function numbers(name: string, value: string | undefined): number[] | undefined {
+  return value === undefined ? undefined : value.split(',').map((part) => number(name, part)!);
+}
+
+function preprocessFromFlags(v: Flags): Record<string, unknown> | undefined {
+  const p = { resize: number('resize', v.resize), crop: number('crop', v.crop), mean: numbers('mean', v.mean), std: numbers('std', v.std) };
+  if (Object.values(p).every((x) => x === undefined)) return undefined;
+  if (!v.backbone) throw new UsageError('--resize, --crop, --mean and --std need --backbone');
+  return p;
+}
+
 function specFromFlags(v: Flags): JobSpec {
   if (!v.benign || !v.harmful) throw new UsageError('--benign FILE and --harmful FILE are required');
   if (v['feature-tensor'] && !v.backbone) throw new UsageError('--feature-tensor needs --backbone');
@@ -139,6 +156,7 @@ function specFromFlags(v: Flags): JobSpec {
   const raw: Record<string, unknown> = {
     backbone: v.backbone,
     featureTensor: v['feature-tensor'],
+    preprocess: preprocessFromFlags(v),
     benign: { dataset: v.benign, labels: v['benign-labels'], labelColumn: v['benign-label-column'], dropColumns: dropFor(v['benign-label-column']) },
     harmful: { dataset: v.harmful, labels: v['harmful-labels'], labelColumn: v['harmful-label-column'], dropColumns: dropFor(v['harmful-label-column']) },
     benignTest: v['benign-test']
