@@ -28,8 +28,10 @@ export interface MethodSummary {
   stopReason: string;
   /** Every run gave the same RIR and ratios. */
   deterministic: boolean;
-  /** Engine time within HOUSE_TARGET_SECONDS; null where no target applies (the paper method). */
+  /** Engine time (θ and every metric, attacks included) within HOUSE_TARGET_SECONDS; null where no target applies. */
   meetsTarget: boolean | null;
+  /** Solve time (statistics and optimisation to θ) within HOUSE_TARGET_SECONDS; null where no target applies. */
+  solveMeetsTarget: boolean | null;
 }
 
 export interface HouseResult {
@@ -44,7 +46,7 @@ export interface HouseResult {
 }
 
 /** Times `runs` immunize() calls and summarizes them; ratios come from the first run. */
-export function summarizeMethod(method: Method, runs: number, run: () => Metrics, progress: (msg: string) => void): Omit<MethodSummary, 'meetsTarget'> {
+export function summarizeMethod(method: Method, runs: number, run: () => Metrics, progress: (msg: string) => void): Omit<MethodSummary, 'meetsTarget' | 'solveMeetsTarget'> {
   const all: Metrics[] = [];
   for (let i = 0; i < runs; i++) {
     progress(`${method} run ${i + 1}/${runs}`);
@@ -91,7 +93,8 @@ export async function runHouse(opts: { quick: boolean; progress: (msg: string) =
   else plan.push({ method: 'paper', runs: 1 });
   const methods = plan.map(({ method, runs }) => {
     const s = summarizeMethod(method, runs, () => immunize(input, { ...ENGINE_DEFAULTS, method }).metrics, (m) => opts.progress(`house: ${m}`));
-    return { ...s, meetsTarget: method === 'paper' ? null : s.engineSeconds <= HOUSE_TARGET_SECONDS };
+    const judged = method !== 'paper';
+    return { ...s, meetsTarget: judged ? s.engineSeconds <= HOUSE_TARGET_SECONDS : null, solveMeetsTarget: judged ? s.solveSeconds <= HOUSE_TARGET_SECONDS : null };
   });
   return {
     dataDir,
@@ -124,17 +127,18 @@ export function renderHouse(r: HouseResult): string[] {
     num(m.thetaCondition, 3),
     m.verdict,
     `${m.steps} (${m.stopReason})`,
+    yesNo(m.solveMeetsTarget),
     yesNo(m.meetsTarget),
   ]);
   const lines = [
     ...heading(`House Price (D = ${r.dim}; ${r.rows.benign} benign / ${r.rows.harmful} harmful train rows; loaded in ${num(r.loadSeconds, 2)} s)`),
     `reference: ${r.reference}`,
-    `target:    engine time ≤ ${r.targetSeconds} s (gradient, closed-form)`,
+    `target:    ≤ ${r.targetSeconds} s (gradient, closed-form), judged on the solve (θ) and on the whole engine (θ, metrics and the attack simulations)`,
     'times are medians over `runs`; θ = solve time (statistics + optimisation); metrics include the attacks;',
     'RIR uses the engine\'s robust κ, "RIR (paper κ)" the paper\'s S + 1e-6·I convention; harmful/benign × are κ after/before',
     '',
     ...table(
-      ['method', 'runs', 'engine', 'θ', 'metrics', 'attacks', 'RIR', 'RIR (paper κ)', 'harmful ×', 'benign ×', 'κ(θ)', 'verdict', 'steps (stop)', `≤ ${r.targetSeconds} s`],
+      ['method', 'runs', 'engine', 'θ', 'metrics', 'attacks', 'RIR', 'RIR (paper κ)', 'harmful ×', 'benign ×', 'κ(θ)', 'verdict', 'steps (stop)', `θ ≤ ${r.targetSeconds} s`, `engine ≤ ${r.targetSeconds} s`],
       rows,
       ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'left', 'left', 'right'],
     ),
