@@ -3,7 +3,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { ApiError, unauthorized } from '../../errors.js';
-import { CSRF_HEADER, SESSION_COOKIE } from '../../sessions.js';
+import type { Principal } from '../../auth.js';
+import { CSRF_HEADER, SESSION_COOKIE, type SessionStore } from '../../sessions.js';
 import { clearSessionCookie, sessionIdFromCookie, setSessionCookie } from '../authenticate.js';
 import { errorResponses } from '../schemas.js';
 
@@ -15,6 +16,17 @@ const SessionAnswer = Type.Object({
   csrfToken: Type.Optional(Type.String({ description: `send it in ${CSRF_HEADER} with every POST or DELETE authenticated by the cookie` })),
   expiresAt: Type.Optional(Type.String({ format: 'date-time' })),
 });
+
+function signedInWithSession(sessions: SessionStore, principal: Principal, session: { id: string; expiresAt: number }) {
+  return {
+    signedIn: true,
+    tenant: principal.tenant,
+    admin: principal.admin,
+    via: 'session' as const,
+    csrfToken: sessions.csrfToken(session.id),
+    expiresAt: new Date(session.expiresAt).toISOString(),
+  };
+}
 
 export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -41,14 +53,7 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
       const session = await app.sessions.create(req.body.apiKey, principal);
       setSessionCookie(req, reply, session.id, app.svc.config.sessionTtlSeconds);
       void reply.header('cache-control', 'no-store');
-      return {
-        signedIn: true,
-        tenant: principal.tenant,
-        admin: principal.admin,
-        via: 'session' as const,
-        csrfToken: app.sessions.csrfToken(session.id),
-        expiresAt: new Date(session.expiresAt).toISOString(),
-      };
+      return signedInWithSession(app.sessions, principal, session);
     },
   );
 
@@ -68,14 +73,7 @@ export async function sessionRoutes(fastify: FastifyInstance): Promise<void> {
       if (!p) return { signedIn: false };
       const session = req.session;
       if (!session) return { signedIn: true, tenant: p.tenant, admin: p.admin, via: 'bearer' as const };
-      return {
-        signedIn: true,
-        tenant: p.tenant,
-        admin: p.admin,
-        via: 'session' as const,
-        csrfToken: app.sessions.csrfToken(session.id),
-        expiresAt: new Date(session.expiresAt).toISOString(),
-      };
+      return signedInWithSession(app.sessions, p, session);
     },
   );
 
