@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { encodeNpy } from '../../models/io/npy.js';
 import { encodeOnnx } from '../../services/storage/onnx.js';
+import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import type { RunningServer } from '../../services/server.js';
 import { ADMIN, ALICE, BOB, cleanup, eventually, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
 
@@ -274,7 +275,7 @@ describe('jobs', () => {
   });
 
   it('checks a backbone job\'s references and image shapes at submit', async () => {
-    const model = encodeOnnx({ input: 'pixels', output: 'logits', shape: [1, 3, 8, 8] });
+    const model = Buffer.from(resnetFixture({ imageSize: 8, widths: [4, 4, 4, 4], blocks: [1, 1, 1, 1], classes: 3 }).model.bytes);
     const b = await upload(ALICE, 'net.onnx', model, '/v1/backbones');
     assert.equal(b.statusCode, 201, b.body);
     const backbone = b.json().id as string;
@@ -284,7 +285,7 @@ describe('jobs', () => {
     assert.deepEqual({ rows: small.json().rows, cols: small.json().cols }, { rows: 4, cols: 192 });
     const big = await uploadOk(ALICE, 'imgs16.npy', images(4, 16));
     const spec = (harmfulId: string, bb = backbone) => ({ backbone: bb, benign: { dataset: small.json().id }, harmful: { dataset: harmfulId } });
-    expectError(await submit(ALICE, spec(big)), 400, 'dimension_mismatch', /3×8×8 .* 3×16×16/);
+    expectError(await submit(ALICE, spec(big)), 400, 'image_size', /images of 3×16×16 do not fit the backbone's input 3×8×8/);
     expectError(await submit(ALICE, spec(harmful)), 400, 'invalid_spec', /harmful\.dataset: with a backbone the data are images/);
     expectError(await submit(ALICE, spec(small.json().id, 'b0000000000000000000000000')), 404, 'not_found', /backbone/);
     expectError(await submit(BOB, spec(small.json().id)), 404, 'not_found');
