@@ -210,8 +210,8 @@ describe('attacks: curves against the attackers run in the original coordinates'
     assertCurves(run.curve, refCurves[best], 'adam', 1e-6, 1e-9);
   });
 
-  // The native loop has a column kernel for small D and a BLAS path from D = 192; both, with several outputs.
-  for (const [N, D, C] of [[60, 7, 3], [260, 200, 2]] as const) {
+  // The native loop has a column kernel and a BLAS path (D ≥ 192 with 9+ columns: outputs × 3 learning rates).
+  for (const [N, D, C] of [[60, 7, 3], [260, 200, 2], [260, 200, 3]] as const) {
     it(`adam matches textbook Adam at D = ${D} with ${C} outputs`, () => {
       const { X, Y } = regression(20 + D, N, D, C);
       const ref = new RefProblem(X, Y);
