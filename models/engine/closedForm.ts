@@ -109,7 +109,7 @@ export function randomRotation(D: number, seed: number): Mat {
 /**
  * θ = K_P^{-1/2}·Q·diag(λ^{α/2}) gives κ(H_P) = κ(M)^α and κ(H_H) = κ(M)^{1+α} (for SPD K_P). For each ridge, α is
  * pushed as far as the benign ratio (≤ 1) and the κ(θ) budget allow; the smallest ridge whose θ passes `acceptable`
- * wins (when none passes, the candidate with the largest RIR is returned).
+ * wins (when none passes, the candidate with the largest harmful ratio is returned).
  */
 export function closedFormImmunize(
   KP: Mat,
@@ -186,8 +186,8 @@ export function closedFormImmunize(
         benignRatio: r.benignRatio,
         harmfulRatio: r.harmfulRatio,
       };
-      const rir = (c: ClosedFormResult) => c.harmfulRatio / c.benignRatio;
-      if (best === null || (passes && !bestPasses) || (passes === bestPasses && rir(candidate) > rir(best))) {
+      // Among candidates that fail, a larger RIR could come from whitening both sides: the harmful ratio decides.
+      if (best === null || (passes && !bestPasses) || (!passes && !bestPasses && candidate.harmfulRatio > best.harmfulRatio)) {
         best = candidate;
         bestPasses = passes;
       }
