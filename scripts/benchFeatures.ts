@@ -19,7 +19,7 @@ import sharp from 'sharp';
 import { Backbone } from '../models/backbones/index.js';
 import { encodeNpy } from '../models/io/npy.js';
 import { DirectorySink } from '../workers/artifacts.js';
-import { runImmunizeJob } from '../workers/immunizeProcessor.js';
+import { runImmunizeJob, type LinearJobMetrics } from '../workers/immunizeProcessor.js';
 import { parseJobSpec } from '../workers/jobSpec.js';
 import { resnetFixture, type BackboneFixture } from './fixtures/onnxResnet.js';
 import { vitFixture } from './fixtures/onnxVit.js';
@@ -223,9 +223,10 @@ async function main(): Promise<void> {
     const t = performance.now();
     const job = await runImmunizeJob(spec, { sink: new DirectorySink(join(tmp, 'job-out')) });
     const wall = (performance.now() - t) / 1000;
-    const featureSeconds = job.metrics.features!.seconds;
-    const engineSeconds = job.metrics.timings.engineSeconds;
-    const checkSeconds = 'seconds' in job.metrics.checkpoint! ? job.metrics.checkpoint.seconds : 0;
+    const linear = job.metrics as LinearJobMetrics;
+    const featureSeconds = linear.features!.seconds;
+    const engineSeconds = linear.timings.engineSeconds;
+    const checkSeconds = 'seconds' in linear.checkpoint! ? linear.checkpoint.seconds : 0;
     say('');
     say(`full job: ResNet-18-sized backbone, ${perSide} + ${perSide} JPEG images, method ${job.metrics.method}, D=${job.metrics.dim}, default onnxruntime threads`);
     say(

@@ -7,6 +7,8 @@ import { encodeSafetensors, readSafetensors } from '../models/io/safetensors.js'
 import { DataError } from '../models/io/errors.js';
 import type { Mat } from '../models/linalg/types.js';
 import type { ArtifactRecord, ArtifactSink } from './artifacts.js';
+import type { DeepMetrics } from '../models/deep/run.js';
+import { runDeepJob } from './deepProcessor.js';
 import type { DataRefSpec, JobSpec } from './jobSpec.js';
 import { renderReport, REPORT_CONTENT_TYPE, type ReportOptions } from './report/render.js';
 
@@ -33,8 +35,10 @@ export interface BackboneMetrics {
   executionProviderNote: string;
 }
 
+export type LinearJobMetrics = Metrics & Partial<BackboneMetrics>;
+
 export interface JobResult {
-  metrics: Metrics & Partial<BackboneMetrics>;
+  metrics: LinearJobMetrics | DeepMetrics;
   artifacts: ArtifactRecord[];
 }
 
@@ -79,6 +83,7 @@ function engineOptions(spec: JobSpec) {
 
 /** The immunization job: data in, θ and its report out. The CLI calls it in-process; workers call it from the queue. */
 export async function runImmunizeJob(spec: JobSpec, deps: ProcessorDeps, signal?: AbortSignal): Promise<JobResult> {
+  if (spec.mode === 'last-block') return runDeepJob(spec, deps, signal);
   if (spec.backbone) return runBackboneJob(spec, deps, signal);
   const input = await loadInput(spec, deps);
   const result = immunize(input, engineOptions(spec), deps.observe, signal);

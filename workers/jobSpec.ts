@@ -36,7 +36,13 @@ export const JobSpecSchema = Type.Object(
     benignTest: Type.Optional(DataRef),
     task: Type.Optional(Type.Union([Type.Literal('regression'), Type.Literal('binary'), Type.Literal('multiclass')])),
     method: Type.Union([Type.Literal('closed-form'), Type.Literal('gradient'), Type.Literal('paper')], { default: 'gradient' }),
-    mode: Type.Literal('linear-head', { default: 'linear-head' }),
+    mode: Type.Union([Type.Literal('linear-head'), Type.Literal('last-block')], {
+      default: 'linear-head',
+      description: 'linear-head: a linear map θ on the features; last-block: train the backbone\'s last block (needs a backbone)',
+    }),
+    cutTensor: Type.Optional(Type.String({ minLength: 1, description: 'last-block: the tensor the trained tail starts from (default: the input of the last stage or encoder block)' })),
+    allowSlowBackend: Type.Optional(Type.Boolean({ description: 'last-block: run even when the step-time estimate exceeds timeBudgetSeconds on the available tfjs backend' })),
+    timeBudgetSeconds: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'last-block: the estimated training time above which a job is refused (default 1800)' })),
     steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
     kappaBudget: Type.Number({ exclusiveMinimum: 1, default: 1e4 }),
     seed: Type.Integer({ minimum: 0, default: 0 }),
@@ -75,6 +81,12 @@ export function parseJobSpec(input: unknown): JobSpec {
   for (const side of ['benign', 'harmful', 'benignTest'] as const) {
     const ref = spec[side];
     if (ref?.labels && ref.labelColumn) throw new SpecError(`${side}: give labels or labelColumn, not both`);
+  }
+  if (spec.mode === 'last-block') {
+    if (!spec.backbone) throw new SpecError('mode last-block trains a block of the backbone: give backbone (--backbone MODEL.onnx)');
+    if (spec.method !== 'gradient') throw new SpecError(`mode last-block trains by gradient steps; method ${JSON.stringify(spec.method)} applies to linear-head mode only`);
+  } else if (spec.cutTensor !== undefined || spec.allowSlowBackend !== undefined || spec.timeBudgetSeconds !== undefined) {
+    throw new SpecError('cutTensor, allowSlowBackend and timeBudgetSeconds apply only to mode last-block');
   }
   if (!spec.backbone) {
     if (spec.featureTensor !== undefined || spec.preprocess !== undefined) throw new SpecError('featureTensor and preprocess apply only to jobs with a backbone');

@@ -33,16 +33,14 @@ async function optionalImport(name: string): Promise<unknown> {
   return import(name);
 }
 
-let quieted = false;
-
 async function plainTf(): Promise<Tf> {
-  const tf = (await import('@tensorflow/tfjs')) as Tf;
-  if (!quieted) {
-    // tfjs's cpu backend prints an advert for tfjs-node on first use in Node; the job log says it more precisely.
-    tf.env().set('IS_TEST', true);
-    quieted = true;
-  }
-  return tf;
+  return (await import('@tensorflow/tfjs')) as Tf;
+}
+
+/** tfjs's cpu backend prints an advert for tfjs-node on its first tensor in Node; the job log says it more precisely. */
+function quiet(tf: Tf): void {
+  const backend = tf.backend() as unknown as { firstUse?: boolean };
+  if (backend && typeof backend.firstUse === 'boolean') backend.firstUse = false;
 }
 
 function missingKernels(tf: Tf, id: string, kernels: string[]): string[] {
@@ -78,6 +76,7 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<TfBacken
         continue;
       }
       await tf.ready();
+      if (id === 'cpu') quiet(tf);
       const missing = missingKernels(tf, id, kernels);
       if (missing.length > 0) {
         skipped.push(`${name} lacks ${missing.join(', ')}`);

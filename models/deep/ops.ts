@@ -136,13 +136,24 @@ const transpose: OpFn = (ctx, node, [x0]) => {
   return ctx.tf.transpose(x, perm);
 };
 
+/**
+ * Gather with constant indices as slices: tf.gather's gradient needs UnsortedSegmentSum, which the wasm backend
+ * lacks, while a slice's gradient is a pad, which every backend has.
+ */
 const gather: OpFn = (ctx, node, [x0]) => {
   const { tf } = ctx;
   const x = need(x0, node, 0);
   const axis = axisOf(intAttribute(node, 'axis', 0), x.rank);
   const name = node.input?.[1] ?? '';
-  const idx = constantInts(ctx, node, 1).map((i) => (i < 0 ? i + x.shape[axis] : i));
-  const picked = tf.gather(x, tf.tensor1d(idx, 'int32'), axis);
+  const idx = constantInts(ctx, node, 1).map((i) => (i < 0 ? i + (x.shape[axis] as number) : i));
+  const pieces = idx.map((i) => {
+    const begin = new Array(x.rank).fill(0);
+    const size = new Array(x.rank).fill(-1);
+    begin[axis] = i;
+    size[axis] = 1;
+    return tf.slice(x, begin, size);
+  });
+  const picked = pieces.length === 1 ? pieces[0] : tf.concat(pieces, axis);
   return ctx.isScalar(name) ? tf.squeeze(picked, [axis]) : picked;
 };
 

@@ -17,6 +17,8 @@ export interface SpectralTerm {
   value: number;
   /** ∂R/∂F, B×D row-major. */
   gradF: Float64Array;
+  /** ∂ log κ(S)/∂F = 2·F·(u_max u_maxᵀ/λ_max − u_min u_minᵀ/λ_min), λ_min the smallest eigenvalue in the range. */
+  gradLogKappa: Float64Array;
   kappa: number | null;
 }
 
@@ -32,7 +34,16 @@ export function spectralTerm(F: ArrayLike<number>, rows: number, dim: number, ki
       ? rIll(S, { lambdaMin: eig.values[low], uMin: column(eig.vectors!, low) })
       : rWell(S, { lambdaMax: eig.values[top], uMax: column(eig.vectors!, top) });
   const gradF = gemm(X, r.gradS, { alpha: 2 }).data;
-  return { value: r.value, gradF, kappa: c.kappa };
+  const uMax = column(eig.vectors!, top);
+  const uMin = column(eig.vectors!, low);
+  const K: Mat = { rows: dim, cols: dim, data: new Float64Array(dim * dim) };
+  const lMax = eig.values[top];
+  const lMin = eig.values[low];
+  if (lMax > 0 && lMin > 0) {
+    for (let i = 0; i < dim; i++) for (let j = 0; j < dim; j++) K.data[i * dim + j] = (uMax[i] * uMax[j]) / lMax - (uMin[i] * uMin[j]) / lMin;
+  }
+  const gradLogKappa = gemm(X, K, { alpha: 2 }).data;
+  return { value: r.value, gradF, gradLogKappa, kappa: c.kappa };
 }
 
 export interface SpectralTiming {
@@ -40,8 +51,23 @@ export interface SpectralTiming {
   last: SpectralTerm | null;
 }
 
-/** R(F) as a tfjs scalar with the float64 gradient attached; `timing` collects the engine's share of the time. */
-export function spectralLoss(tf: Tf, kind: SpectralKind, timing: SpectralTiming, rtol?: number): (features: TF.Tensor2D) => TF.Scalar {
+function unitNorm(v: Float64Array): Float64Array {
+  let s = 0;
+  for (const x of v) s += x * x;
+  const n = Math.sqrt(s);
+  return n > 0 ? v.map((x) => x / n) : v;
+}
+
+/**
+ * R(F) as a tfjs scalar with a float64 gradient attached; `timing` collects the engine's share of the time.
+ *
+ * With `withLogKappa`, the feature-space gradient also carries ∓∂ log κ/∂F (raise κ for the harmful side, lower it
+ * for the benign side), each part scaled to unit norm. R_ill and R_well act mostly through λ_max and ‖S‖_F; when a
+ * batch's κ comes from a tiny λ_min, as with uncentred features whose mean dominates, they hardly move it, and the
+ * log κ part is what reaches it.
+ */
+export function spectralLoss(tf: Tf, kind: SpectralKind, timing: SpectralTiming, opts: { rtol?: number; withLogKappa?: boolean } = {}): (features: TF.Tensor2D) => TF.Scalar {
+  const rtol = opts.rtol;
   return tf.customGrad((...args: unknown[]) => {
     const features = args[0] as TF.Tensor2D;
     const [rows, dim] = features.shape;
@@ -50,7 +76,14 @@ export function spectralLoss(tf: Tf, kind: SpectralKind, timing: SpectralTiming,
     const term = spectralTerm(data, rows, dim, kind, rtol);
     timing.seconds += (performance.now() - start) / 1000;
     timing.last = term;
-    const grad = Float32Array.from(term.gradF);
+    let g = term.gradF;
+    if (opts.withLogKappa) {
+      const a = unitNorm(term.gradF);
+      const b = unitNorm(term.gradLogKappa);
+      const sign = kind === 'ill' ? -1 : 1;
+      g = a.map((x, i) => x + sign * b[i]);
+    }
+    const grad = Float32Array.from(g);
     return {
       value: tf.scalar(term.value),
       gradFunc: (dy: TF.Tensor) => [tf.mul(dy, tf.tensor2d(grad, [rows, dim]))],

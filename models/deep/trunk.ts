@@ -116,3 +116,20 @@ export class Trunk {
     await this.runtime.session.release();
   }
 }
+
+/** Every tail tensor's shape for the given images (one is enough), from an onnxruntime run that exposes them all. */
+export async function tailShapes(graph: OnnxGraph, plan: TailPlan, images: Float32Array, shape: number[], opts: RuntimeOptions = {}): Promise<Map<string, readonly number[]>> {
+  const names = plan.nodes.filter((n) => n.opType !== 'Constant').map((n) => n.output![0]);
+  const outputs = graph.graph.output ?? [];
+  const have = new Set(outputs.map((v) => v.name));
+  const extra = [plan.cut, ...names].filter((n) => !have.has(n)).map((n) => floatValueInfo(n));
+  const model = encodeModel({ ...graph.model, graph: { ...graph.graph, output: [...outputs, ...extra] } });
+  const ort = await loadOrt();
+  const session = await createSession(model, opts);
+  try {
+    const out = await session.session.run({ [graph.input().name]: new ort.Tensor('float32', images, shape) }, [plan.cut, ...names]);
+    return new Map(Object.entries(out).map(([k, v]) => [k, (v as Tensor).dims]));
+  } finally {
+    await session.session.release();
+  }
+}

@@ -16,6 +16,9 @@ export const USAGE = `usage:
       IMAGES: a float32 N×C×H×W .npy, or a folder or uncompressed .tar of PNG/JPEG (class subfolders give labels);
       image files are resized (shorter side 256), centre-cropped (224) and normalized with the ImageNet mean/std
       unless the flags say otherwise; writes DIR/immunized.onnx besides the other artifacts
+  immunize run --mode last-block --backbone MODEL.onnx --benign IMAGES --harmful IMAGES [--cut-tensor NAME]
+               [--benign-labels FILE] [--steps N] [--seed N] [--allow-slow-backend] [--time-budget SECONDS] --out DIR
+      trains the backbone's last block (tfjs) instead of adding θ; immunized.onnx carries the trained weights
   immunize evaluate --benign FILE --harmful FILE --theta theta.safetensors [label options] [--json] --out DIR
   immunize demo house-price [--method closed-form|gradient|paper] [--json] --out DIR
 
@@ -45,6 +48,10 @@ const OPTIONS = {
   theta: { type: 'string' },
   backbone: { type: 'string' },
   'feature-tensor': { type: 'string' },
+  mode: { type: 'string' },
+  'cut-tensor': { type: 'string' },
+  'allow-slow-backend': { type: 'boolean' },
+  'time-budget': { type: 'string' },
   resize: { type: 'string' },
   crop: { type: 'string' },
   mean: { type: 'string' },
@@ -150,12 +157,22 @@ function preprocessFromFlags(v: Flags): Record<string, unknown> | undefined {
 function specFromFlags(v: Flags): JobSpec {
   if (!v.benign || !v.harmful) throw new UsageError('--benign FILE and --harmful FILE are required');
   if (v['feature-tensor'] && !v.backbone) throw new UsageError('--feature-tensor needs --backbone');
+  if (v.mode !== undefined && v.mode !== 'linear-head' && v.mode !== 'last-block') throw new UsageError(`--mode must be linear-head or last-block, got ${JSON.stringify(v.mode)}`);
+  const deep = v.mode === 'last-block';
+  for (const flag of ['cut-tensor', 'allow-slow-backend', 'time-budget'] as const) {
+    if (v[flag] !== undefined && !deep) throw new UsageError(`--${flag} needs --mode last-block`);
+  }
+  if (deep && !v.backbone) throw new UsageError('--mode last-block needs --backbone MODEL.onnx');
   const drop = v['drop-columns'] ? v['drop-columns'].split(',').map((s) => s.trim()).filter(Boolean) : undefined;
   // One --drop-columns list serves both files, so a side's own label column is never dropped from it.
   const dropFor = (label?: string) => drop?.filter((c) => c !== label);
   const raw: Record<string, unknown> = {
     backbone: v.backbone,
     featureTensor: v['feature-tensor'],
+    mode: v.mode,
+    cutTensor: v['cut-tensor'],
+    allowSlowBackend: v['allow-slow-backend'],
+    timeBudgetSeconds: number('time-budget', v['time-budget']),
     preprocess: preprocessFromFlags(v),
     benign: { dataset: v.benign, labels: v['benign-labels'], labelColumn: v['benign-label-column'], dropColumns: dropFor(v['benign-label-column']) },
     harmful: { dataset: v.harmful, labels: v['harmful-labels'], labelColumn: v['harmful-label-column'], dropColumns: dropFor(v['harmful-label-column']) },

@@ -2,7 +2,10 @@
 import { OnnxGraph } from '../../../models/backbones/graph.js';
 import { selectBackend, type TfBackend } from '../../../models/deep/backend.js';
 import { planTail, type TailPlan } from '../../../models/deep/split.js';
-import { Trunk } from '../../../models/deep/trunk.js';
+import { Trunk, withInitializers } from '../../../models/deep/trunk.js';
+import { fitProbe } from '../../../models/engine/quality.js';
+import { statsOf } from '../../../models/engine/stats.js';
+import { normals } from '../engine/reference.js';
 import { randomImages, SIZE } from '../backbones/helpers.js';
 
 export { randomImages, SIZE, smallResnet, smallVit } from '../backbones/helpers.js';
@@ -47,4 +50,59 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
+}
+
+/** Benign images: noise plus one of `classes` fixed patterns (the label); harmful: a few other patterns mixed. */
+export function patternImages(n: number, seed: number, opts: { classes?: number; lowRank?: number; amplitude?: number }): { images: Float32Array; labels: Float64Array } {
+  const next = normals(seed);
+  const per = 3 * SIZE * SIZE;
+  const count = opts.classes ?? opts.lowRank ?? 1;
+  const patterns = Array.from({ length: count }, () => Float32Array.from({ length: per }, () => next()));
+  const images = new Float32Array(n * per);
+  const labels = new Float64Array(n);
+  const a = opts.amplitude ?? 1;
+  for (let i = 0; i < n; i++) {
+    labels[i] = i % count;
+    const mix = opts.lowRank ? patterns.map(() => next()) : patterns.map((_, k) => (k === i % count ? a : 0));
+    for (let j = 0; j < per; j++) {
+      let v = 0.5 * next();
+      for (let k = 0; k < count; k++) v += mix[k] * patterns[k][j];
+      images[i * per + j] = v;
+    }
+  }
+  return { images, labels };
+}
+
+/**
+ * The fixture with its head replaced by a least-squares probe fitted on the benign features (a trained head with
+ * real margins: a random head's argmax flips at the slightest change of the features).
+ */
+export async function withFittedHead(bytes: Uint8Array, images: Float32Array, labels: Float64Array, classes: number): Promise<Uint8Array> {
+  const graph = OnnxGraph.parse(bytes, 'fixture.onnx');
+  const plan = planTail(graph);
+  const trunk = await Trunk.open(graph, plan, { executionProvider: 'cpu', threads: 1 });
+  let features: Float32Array;
+  let dim: number;
+  try {
+    const n = labels.length;
+    const out = await trunk.runBatch(images, [n, 3, SIZE, SIZE]);
+    features = Float32Array.from(out.features.data as Float32Array);
+    dim = out.features.dims[1];
+  } finally {
+    await trunk.close();
+  }
+  const n = labels.length;
+  const Y = { rows: n, cols: classes, data: new Float64Array(n * classes) };
+  for (let i = 0; i < n; i++) Y.data[i * classes + labels[i]] = 1;
+  const head = fitProbe(statsOf({ rows: n, cols: dim, data: Float64Array.from(features) }, Y));
+  const weight = new Float32Array(classes * dim);
+  for (let d = 0; d < dim; d++) for (let c = 0; c < classes; c++) weight[c * dim + d] = head.weights.data[d * classes + c];
+  const gemm = graph.graph.node!.find((node) => node.opType === 'Gemm')!;
+  return withInitializers(
+    graph,
+    new Map([
+      [gemm.input![1], { dims: [classes, dim], values: weight }],
+      [gemm.input![2], { dims: [classes], values: Float32Array.from(head.bias) }],
+    ]),
+  );
 }

@@ -1,0 +1,446 @@
+/**
+ * A last-block job: images → trunk (onnxruntime, once) → tail trained in tfjs with the float64 spectral terms →
+ * immunized.onnx (the original graph with the tail's trained initializers) checked against the tfjs tail → the
+ * paper's deep-mode metrics over random draws, the head's benign accuracy and the attack simulation.
+ */
+import { readFile } from 'node:fs/promises';
+import { ATTACKERS, simulateAttack, type AttackOutcome } from '../engine/attacks.js';
+import type { Curves, Metrics } from '../engine/immunize.js';
+import { probeProblem } from '../engine/probe.js';
+import { checkAbort, type StepObserver } from '../engine/progress.js';
+import { sanitize, subsample, type Warning } from '../engine/report.js';
+import { conditioningFromSpectrum, defaultRtol, kappaPaperFromSpectrum } from '../engine/spectrum.js';
+import { statsOf } from '../engine/stats.js';
+import { encodeTargets, gaussianTargets, inferTask } from '../engine/targets.js';
+import { decideVerdict } from '../engine/verdict.js';
+import { fsError } from '../io/errors.js';
+import { openblasCore, syevr, syrk } from '../linalg/index.js';
+import type { Mat } from '../linalg/types.js';
+import { OnnxGraph } from '../backbones/graph.js';
+import { openImages, type ImageSource, type InputGeometry, type PreprocessSpec } from '../backbones/images.js';
+import { readLabelFile } from '../backbones/labels.js';
+import { createSession, loadOrt, type RuntimeOptions } from '../backbones/runtime.js';
+import { BackboneError } from '../backbones/errors.js';
+import { FAST_BACKEND_ADVICE, selectBackend, type TfBackend } from './backend.js';
+import { DeepError } from './errors.js';
+import { describeSeconds, estimateStep, measureRate, tailFlops, type StepEstimate } from './estimate.js';
+import { accuracy, drawRatios, type DrawSummary } from './evaluate.js';
+import { planTail, type TailPlan } from './split.js';
+import { TailModel } from './tail.js';
+import { tailOutputs, trainTail, TRAIN_DEFAULTS, type TrainReport, type TrainSet } from './train.js';
+import { Trunk, tailShapes, withInitializers, type Activations } from './trunk.js';
+
+export interface ImageSetRef {
+  images: string;
+  labels?: string;
+  limit?: number;
+}
+
+export interface DeepInput {
+  backbone: string;
+  benign: ImageSetRef;
+  harmful: ImageSetRef;
+  benignTest?: ImageSetRef;
+  preprocess?: PreprocessSpec;
+}
+
+export interface DeepOptions {
+  cutTensor?: string;
+  featureTensor?: string;
+  steps?: number;
+  seed?: number;
+  batchSize?: number;
+  learningRate?: number;
+  lambdaBenign?: number;
+  lambdaHarmful?: number;
+  /** Run even when the estimate exceeds the time budget. */
+  allowSlowBackend?: boolean;
+  /** Seconds the whole training may take by the estimate (default 1800). */
+  timeBudgetSeconds?: number;
+  kappaBudget?: number;
+  /** Restrict the backend search (tests). */
+  backends?: Array<TfBackend['name']>;
+  draws?: number;
+  sampleSize?: number;
+  runtime?: RuntimeOptions;
+}
+
+export const DEEP_DEFAULTS = { steps: 20, timeBudgetSeconds: 1800, draws: 20, sampleSize: 100 };
+
+/** Relative float32 agreement the exported checkpoint must reach against the tfjs tail. */
+export const TAIL_FEATURE_TOLERANCE = 1e-4;
+const CHECK_ROWS = 16;
+const HOLD_OUT_EVERY = 5;
+
+export interface DeepMetricsExtra {
+  mode: 'last-block';
+  deep: {
+    draws: number;
+    sampleSize: number;
+    rir: { mean: number; std: number };
+    harmfulRatio: { mean: number; std: number };
+    benignRatio: { mean: number; std: number };
+    benignAccuracy: { before: number | null; after: number | null; rows: number; heldOut: 'benignTest' | 'every 5th benign image' | null };
+    distributions: { rir: number[]; harmfulRatio: number[]; benignRatio: number[] };
+    fullData: { harmfulRatio: number; benignRatio: number };
+    cut: { tensor: string; source: 'auto' | 'spec'; shape: number[]; tail: string; ops: string[]; trainable: string[]; parameters: number };
+    features: { tensor: string; dim: number };
+    training: { steps: number; accepted: number; batchSize: number; learningRate: number; finalLearningRate: number };
+    estimate: StepEstimate & { steps: number; totalSeconds: number; budgetSeconds: number };
+    stepSeconds: { mean: number; tfjs: number; spectral: number; data: number };
+  };
+  checkpoint: { maxTailFeatureDiff: number; relTailFeatureDiff: number; rows: number; passed: boolean; seconds: number };
+  tfjsBackend: string;
+  tfjsBackendNote: string;
+  executionProvider: 'cpu' | 'cuda';
+}
+
+export type DeepMetrics = Metrics & DeepMetricsExtra;
+
+export interface DeepResult {
+  metrics: DeepMetrics;
+  curves: Curves;
+  onnx: Uint8Array;
+}
+
+interface LoadedSet {
+  source: ImageSource;
+  labels?: Float64Array;
+}
+
+function geometryOf(graph: OnnxGraph): InputGeometry {
+  const s = graph.input().shape;
+  const fixed = (d: number | string | null | undefined) => (typeof d === 'number' && d > 0 ? d : null);
+  return { channels: fixed(s?.[1]), height: fixed(s?.[2]), width: fixed(s?.[3]) };
+}
+
+async function openSet(ref: ImageSetRef, geometry: InputGeometry, preprocess?: PreprocessSpec): Promise<LoadedSet> {
+  const source = await openImages(ref.images, geometry, { preprocess, limit: ref.limit });
+  let labels = source.labels;
+  if (ref.labels) {
+    const y = await readLabelFile(ref.labels);
+    if (y.length < source.count) throw new BackboneError('LABELS', `${ref.labels}: ${y.length} labels for ${source.count} images in ${ref.images}; expected one label per image`);
+    labels = y.slice(0, source.count);
+  }
+  return { source, labels };
+}
+
+function classIndices(labels: Float64Array, classes: number, what: string): Int32Array {
+  return Int32Array.from(labels, (v, i) => {
+    if (!Number.isInteger(v) || v < 0 || v >= classes) {
+      throw new DeepError('LABELS', `${what}: label ${v} at row ${i} is not a class index of the model's head (0…${classes - 1}); last-block mode trains through the original head, so labels must be its class indices`);
+    }
+    return v;
+  });
+}
+
+function subset(a: Activations, rows: number[]): Activations {
+  const per = a.cutShape.reduce((x, y) => x * y, 1);
+  const cut = new Float32Array(rows.length * per);
+  const features = new Float32Array(rows.length * a.dim);
+  const logits = new Float32Array(rows.length * a.classes);
+  rows.forEach((r, i) => {
+    cut.set(a.cut.subarray(r * per, (r + 1) * per), i * per);
+    features.set(a.features.subarray(r * a.dim, (r + 1) * a.dim), i * a.dim);
+    logits.set(a.logits.subarray(r * a.classes, (r + 1) * a.classes), i * a.classes);
+  });
+  return { ...a, rows: rows.length, cut, features, logits };
+}
+
+function asMat(data: ArrayLike<number>, rows: number, dim: number): Mat {
+  return { rows, cols: dim, data: Float64Array.from(data) };
+}
+
+function spectrumOf(X: Mat): Float64Array {
+  return syevr(syrk(X), { vectors: false }).values;
+}
+
+export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?: StepObserver, signal?: AbortSignal): Promise<DeepResult> {
+  const started = performance.now();
+  const log = (message: string) => observe?.({ phase: 'load', message });
+  observe?.({ phase: 'load', message: 'loading the backbone' });
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(input.backbone);
+  } catch (err) {
+    throw fsError(err, input.backbone, 'an .onnx backbone');
+  }
+  const graph = OnnxGraph.parse(bytes, input.backbone);
+  const modelInput = graph.input();
+  const plan = planTail(graph, { cutTensor: opts.cutTensor, featureTensor: opts.featureTensor });
+  log(`last block: ${plan.description}`);
+  const hasConv = plan.ops.includes('Conv');
+  const backend = await selectBackend({ kernels: kernelsFor(plan.ops), only: opts.backends, log });
+
+  const geometry = geometryOf(graph);
+  const sets: Record<'benign' | 'harmful' | 'benignTest', LoadedSet | undefined> = { benign: undefined, harmful: undefined, benignTest: undefined };
+  const trunk = await Trunk.open(graph, plan, { ...opts.runtime, log });
+  try {
+    sets.benign = await openSet(input.benign, geometry, input.preprocess);
+    sets.harmful = await openSet(input.harmful, geometry, input.preprocess);
+    if (input.benignTest) sets.benignTest = await openSet(input.benignTest, geometry, input.preprocess);
+
+    // The estimate comes first, from one image: a job that would take hours is refused before the trunk runs.
+    const src = sets.benign.source;
+    const imageShape = [1, src.channels, src.height, src.width];
+    const one = await src.read(0, 1, new Float32Array(src.channels * src.height * src.width));
+    const shapes = await tailShapes(graph, plan, one, imageShape, { ...opts.runtime, executionProvider: 'cpu' });
+    const steps = opts.steps ?? DEEP_DEFAULTS.steps;
+    const batchSize = opts.batchSize ?? TRAIN_DEFAULTS.batchSize;
+    const estimate = estimateStep(tailFlops(plan, shapes), batchSize, TRAIN_DEFAULTS.evalRows, measureRate(backend, hasConv));
+    const budget = opts.timeBudgetSeconds ?? DEEP_DEFAULTS.timeBudgetSeconds;
+    const total = estimate.stepSeconds * steps;
+    const estimateText =
+      `estimated ${describeSeconds(estimate.stepSeconds)} per step × ${steps} steps = ${describeSeconds(total)} on the ${backend.name} backend ` +
+      `(${(estimate.flopsPerStep / 1e9).toFixed(1)} GFLOP per step at a measured ${(estimate.rate / 1e9).toFixed(2)} GFLOP/s, ${estimate.kernel})`;
+    log(estimateText);
+    if (total > budget && !opts.allowSlowBackend) {
+      throw new DeepError(
+        'SLOW_BACKEND',
+        `${input.backbone}: this last-block job is too slow for the ${backend.name} backend: ${estimateText}, over the ${describeSeconds(budget)} budget. ` +
+          (backend.native ? 'Use a faster GPU, fewer steps or a later cut tensor' : FAST_BACKEND_ADVICE) +
+          '; or run it anyway with allowSlowBackend (--allow-slow-backend).',
+      );
+    }
+
+    // The trunk, once per image.
+    const acts: Partial<Record<'benign' | 'harmful' | 'benignTest', Activations>> = {};
+    const totalImages = Object.values(sets).reduce((a, s) => a + (s ? s.source.count : 0), 0);
+    let done = 0;
+    for (const role of ['benign', 'harmful', 'benignTest'] as const) {
+      const set = sets[role];
+      if (!set) continue;
+      checkAbort(signal);
+      const before = done;
+      acts[role] = await trunk.run(set.source, { signal, progress: (n) => observe?.({ phase: 'statistics', step: before + n, of: totalImages, message: `trunk ${role}` }) });
+      done += set.source.count;
+    }
+    const checkImages = await src.read(0, Math.min(CHECK_ROWS, src.count), new Float32Array(Math.min(CHECK_ROWS, src.count) * src.channels * src.height * src.width));
+    const benignAll = acts.benign!;
+    const harmful = acts.harmful!;
+    const classes = benignAll.classes;
+    const D = benignAll.dim;
+    if (harmful.dim !== D) throw new DeepError('TAIL_SHAPE', `harmful features are ${harmful.dim} wide, benign ${D}`);
+
+    // Labels and the held-out benign rows for the accuracy check.
+    const warnings: Warning[] = [];
+    const benignLabels = sets.benign.labels ? classIndices(sets.benign.labels, classes, input.benign.labels ?? input.benign.images) : undefined;
+    let trainRows = Array.from({ length: benignAll.rows }, (_, i) => i);
+    let heldOut: { acts: Activations; labels: Int32Array; from: DeepMetricsExtra['deep']['benignAccuracy']['heldOut'] } | null = null;
+    if (acts.benignTest && sets.benignTest?.labels) {
+      heldOut = { acts: acts.benignTest, labels: classIndices(sets.benignTest.labels, classes, input.benignTest!.labels ?? input.benignTest!.images), from: 'benignTest' };
+    } else if (benignLabels && benignAll.rows >= 2 * HOLD_OUT_EVERY) {
+      const held = trainRows.filter((r) => r % HOLD_OUT_EVERY === HOLD_OUT_EVERY - 1);
+      trainRows = trainRows.filter((r) => r % HOLD_OUT_EVERY !== HOLD_OUT_EVERY - 1);
+      heldOut = { acts: subset(benignAll, held), labels: Int32Array.from(held, (r) => benignLabels[r]), from: 'every 5th benign image' };
+    }
+    if (!benignLabels) warnings.push({ field: 'deep.benignAccuracy', reason: 'no benign labels: no task term in training and no accuracy to report' });
+    const benignTrain = subset(benignAll, trainRows);
+    const trainLabels = benignLabels ? Int32Array.from(trainRows, (r) => benignLabels[r]) : undefined;
+
+    // Train the tail.
+    const tail = new TailModel(backend.tf, plan);
+    try {
+      const setOf = (a: Activations, labels?: Int32Array): TrainSet => ({ cut: a.cut, rows: a.rows, cutShape: a.cutShape, labels });
+      const trainH = setOf(harmful);
+      const trainP = setOf(benignTrain, trainLabels);
+      const report: TrainReport = trainTail(
+        tail,
+        trainH,
+        trainP,
+        {
+          ...TRAIN_DEFAULTS,
+          steps,
+          batchSize,
+          learningRate: opts.learningRate ?? TRAIN_DEFAULTS.learningRate,
+          lambdaBenign: opts.lambdaBenign ?? TRAIN_DEFAULTS.lambdaBenign,
+          lambdaHarmful: opts.lambdaHarmful ?? TRAIN_DEFAULTS.lambdaHarmful,
+          seed: opts.seed ?? 0,
+        },
+        observe,
+        signal,
+      );
+
+      // New features for every row, through the trained tail.
+      observe?.({ phase: 'evaluate', message: 'features through the trained block' });
+      const all = (n: number) => Array.from({ length: n }, (_, i) => i);
+      const newB = tailOutputs(tail, setOf(benignTrain), all(benignTrain.rows));
+      const newH = tailOutputs(tail, trainH, all(harmful.rows));
+
+      // The exported checkpoint, checked on the first benign images against the tfjs tail.
+      checkAbort(signal);
+      observe?.({ phase: 'evaluate', message: 'checking immunized.onnx against the trained block' });
+      const checkStart = performance.now();
+      const trained = tail.trainedValues();
+      const onnx = withInitializers(graph, trained);
+      const checkModel = withInitializers(graph, trained, [plan.features]);
+      const ort = await loadOrt();
+      const rowsChecked = checkImages.length / (src.channels * src.height * src.width);
+      let exported: Float32Array;
+      const session = await createSession(checkModel, { ...opts.runtime, executionProvider: 'cpu' });
+      try {
+        const out = await session.session.run({ [modelInput.name]: new ort.Tensor('float32', checkImages, [rowsChecked, src.channels, src.height, src.width]) }, [plan.features]);
+        exported = Float32Array.from(out[plan.features].data as Float32Array);
+      } finally {
+        await session.session.release();
+      }
+      const reference = tailOutputs(tail, setOf(benignAll), all(rowsChecked)).features;
+      let maxDiff = 0;
+      let scale = 0;
+      for (let i = 0; i < reference.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(reference[i] - exported[i]));
+        scale = Math.max(scale, Math.abs(reference[i]));
+      }
+      const relDiff = scale > 0 ? maxDiff / scale : maxDiff;
+      const checkpoint = { maxTailFeatureDiff: maxDiff, relTailFeatureDiff: relDiff, rows: rowsChecked, passed: relDiff <= TAIL_FEATURE_TOLERANCE, seconds: (performance.now() - checkStart) / 1000 };
+      if (!checkpoint.passed) warnings.push({ field: 'checkpoint', reason: `immunized.onnx's features differ from the trained block's by ${relDiff.toExponential(2)} (relative), beyond float32 rounding` });
+
+      // The paper's protocol: κ ratios over random draws of k rows, same rows before and after.
+      observe?.({ phase: 'evaluate', message: 'κ ratios over random draws' });
+      const draws = drawRatios(
+        { benign: { data: benignTrain.features, rows: benignTrain.rows, dim: D }, harmful: { data: harmful.features, rows: harmful.rows, dim: D } },
+        { benign: { data: newB.features, rows: benignTrain.rows, dim: D }, harmful: { data: newH.features, rows: harmful.rows, dim: D } },
+        { draws: opts.draws ?? DEEP_DEFAULTS.draws, sampleSize: opts.sampleSize ?? DEEP_DEFAULTS.sampleSize, seed: opts.seed ?? 0 },
+      );
+
+      // Benign accuracy of the original head on held-out rows, before and after.
+      let accBefore: number | null = null;
+      let accAfter: number | null = null;
+      if (heldOut) {
+        accBefore = accuracy(heldOut.acts.logits, classes, heldOut.labels);
+        const after = tailOutputs(tail, setOf(heldOut.acts), all(heldOut.acts.rows));
+        accAfter = accuracy(after.logits, classes, heldOut.labels);
+      }
+
+      // Full-data spectra, and linear probing on the old and the new features.
+      const XP0 = asMat(benignTrain.features, benignTrain.rows, D);
+      const XH0 = asMat(harmful.features, harmful.rows, D);
+      const XP1 = asMat(newB.features, benignTrain.rows, D);
+      const XH1 = asMat(newH.features, harmful.rows, D);
+      const rtol = defaultRtol(D);
+      const sP0 = spectrumOf(XP0);
+      const sH0 = spectrumOf(XH0);
+      const sP1 = spectrumOf(XP1);
+      const sH1 = spectrumOf(XH1);
+      const k = (s: Float64Array) => conditioningFromSpectrum(s, rtol).kappa;
+      const ratio = (a: number | null, b: number | null) => (a === null || b === null ? NaN : a / b);
+      const fullBenign = ratio(k(sP1), k(sP0));
+      const fullHarmful = ratio(k(sH1), k(sH0));
+
+      observe?.({ phase: 'attacks' });
+      const attackStart = performance.now();
+      const task = trainLabels ? inferTask(Float64Array.from(trainLabels)) : null;
+      const targetsFor = (labels: Float64Array | undefined, n: number, seed: number) => (labels && task ? encodeTargets(labels, inferTask(labels)).Y : gaussianTargets(n, seed));
+      const harmfulLabels = sets.harmful.labels;
+      const outcomes: AttackOutcome[] = [];
+      for (const data of ['benign', 'harmful'] as const) {
+        const Y = data === 'benign' ? targetsFor(trainLabels ? Float64Array.from(trainLabels) : undefined, benignTrain.rows, (opts.seed ?? 0) + 1) : targetsFor(harmfulLabels, harmful.rows, (opts.seed ?? 0) + 2);
+        const [X0, X1] = data === 'benign' ? [XP0, XP1] : [XH0, XH1];
+        const s0 = statsOf(X0, Y);
+        const s1 = statsOf(X1, Y);
+        for (const attacker of ATTACKERS) {
+          checkAbort(signal);
+          observe?.({ phase: 'attacks', message: `${attacker} on ${data}` });
+          const standardized = attacker === 'gd-exact-standardized';
+          outcomes.push(simulateAttack(attacker, data, probeProblem(s0, null, standardized), probeProblem(s1, null, standardized)));
+        }
+      }
+      if (!harmfulLabels) warnings.push({ field: 'attacks', reason: 'harmful data has no labels: attacks use seeded Gaussian targets' });
+      const attackSeconds = (performance.now() - attackStart) / 1000;
+
+      const verdict = decideVerdict({ benignRatio: draws.benignRatio.mean, harmfulRatio: draws.harmfulRatio.mean, rirBound: null, attacks: outcomes });
+      const reasons = [...verdict.reasons];
+      if (accBefore !== null && accAfter !== null && accAfter < accBefore - 0.01) reasons.push(`benign accuracy of the original head fell from ${accBefore.toFixed(3)} to ${accAfter.toFixed(3)}`);
+      if (!checkpoint.passed) reasons.push('immunized.onnx does not reproduce the trained block');
+      const finalVerdict = reasons.length === 0 ? 'immunized' : verdict.verdict === 'infeasible' ? 'infeasible' : 'weak';
+      const engineSeconds = (performance.now() - started) / 1000;
+      const stepMean = report.seconds.total / Math.max(1, report.steps);
+      const raw: DeepMetrics = {
+        method: 'gradient',
+        task,
+        dim: D,
+        rows: { benign: benignTrain.rows, harmful: harmful.rows, benignTest: heldOut ? heldOut.acts.rows : null },
+        rir: draws.rir.mean,
+        benignRatio: draws.benignRatio.mean,
+        harmfulRatio: draws.harmfulRatio.mean,
+        rirBound: null,
+        thetaCondition: null,
+        kappaBudget: opts.kappaBudget ?? 1e4,
+        kappa: { benign: { before: k(sP0), after: k(sP1) }, harmful: { before: k(sH0), after: k(sH1) } },
+        paperConvention: {
+          rir: ratio(kappaPaperFromSpectrum(sH1), kappaPaperFromSpectrum(sH0)) / ratio(kappaPaperFromSpectrum(sP1), kappaPaperFromSpectrum(sP0)),
+          benignRatio: ratio(kappaPaperFromSpectrum(sP1), kappaPaperFromSpectrum(sP0)),
+          harmfulRatio: ratio(kappaPaperFromSpectrum(sH1), kappaPaperFromSpectrum(sH0)),
+          kappa: {
+            benign: { before: kappaPaperFromSpectrum(sP0), after: kappaPaperFromSpectrum(sP1) },
+            harmful: { before: kappaPaperFromSpectrum(sH0), after: kappaPaperFromSpectrum(sH1) },
+          },
+        },
+        benignQuality: { metric: accBefore === null ? null : 'accuracy', before: accBefore, after: accAfter, headMaxDeviation: null },
+        attacks: outcomes.map(({ curveRaw: _r, curveImmunized: _i, ...rest }) => rest),
+        verdict: finalVerdict,
+        verdictReasons: reasons,
+        optimizer: { steps: report.steps, stopReason: 'steps', details: { accepted: report.accepted, finalLearningRate: report.finalLearningRate } },
+        timings: { engineSeconds, solveSeconds: report.seconds.total, metricsSeconds: (performance.now() - attackStart) / 1000, attackSeconds },
+        warnings: [],
+        openblasCore: openblasCore(),
+        mode: 'last-block',
+        deep: {
+          draws: draws.draws,
+          sampleSize: draws.sampleSize,
+          rir: draws.rir,
+          harmfulRatio: draws.harmfulRatio,
+          benignRatio: draws.benignRatio,
+          benignAccuracy: { before: accBefore, after: accAfter, rows: heldOut ? heldOut.acts.rows : 0, heldOut: heldOut ? heldOut.from : null },
+          distributions: distributionsOf(draws),
+          fullData: { harmfulRatio: fullHarmful, benignRatio: fullBenign },
+          cut: { tensor: plan.cut, source: plan.cutSource, shape: benignAll.cutShape, tail: plan.description, ops: plan.ops, trainable: plan.trainable, parameters: tail.parameterCount() },
+          features: { tensor: plan.features, dim: D },
+          training: { steps: report.steps, accepted: report.accepted, batchSize, learningRate: opts.learningRate ?? TRAIN_DEFAULTS.learningRate, finalLearningRate: report.finalLearningRate },
+          estimate: { ...estimate, steps, totalSeconds: total, budgetSeconds: budget },
+          stepSeconds: { mean: stepMean, tfjs: report.seconds.tfjs / report.steps, spectral: report.seconds.spectral / report.steps, data: report.seconds.data / report.steps },
+        },
+        checkpoint,
+        tfjsBackend: backend.name,
+        tfjsBackendNote: backend.note,
+        executionProvider: trunk.runtime.provider,
+      };
+      const metrics = sanitize(raw, warnings);
+      metrics.warnings = warnings;
+      const curves: Curves = sanitize(
+        {
+          spectra: { benign: { before: [...sP0], after: [...sP1] }, harmful: { before: [...sH0], after: [...sH1] } },
+          kappaSteps: report.history.map((h) => ({ step: h.step, benign: h.kappaBenign ?? NaN, harmful: h.kappaHarmful ?? NaN, seconds: h.seconds })),
+          attacks: outcomes.map((o) => ({ attacker: o.attacker, data: o.data, raw: subsample(o.curveRaw), immunized: subsample(o.curveImmunized) })),
+        },
+        [],
+      );
+      observe?.({ phase: 'done' });
+      return { metrics, curves, onnx };
+    } finally {
+      tail.dispose();
+    }
+  } finally {
+    await trunk.close();
+    await Promise.all(Object.values(sets).map((s) => s?.source.close().catch(() => undefined)));
+  }
+}
+
+/** Forward and gradient kernels the tail's operators need on a backend. */
+function kernelsFor(ops: string[]): string[] {
+  const need: Record<string, string[]> = {
+    Conv: ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput'],
+    MatMul: ['BatchMatMul'],
+    Gemm: ['BatchMatMul'],
+    Erf: ['Erf'],
+    Softmax: ['Softmax'],
+    Gather: ['Slice', 'PadV2'],
+    Slice: ['StridedSlice'],
+  };
+  return [...new Set(ops.flatMap((op) => need[op] ?? []))];
+}
+
+function distributionsOf(d: DrawSummary): DeepMetricsExtra['deep']['distributions'] {
+  return { rir: d.perDraw.map((p) => p.rir), harmfulRatio: d.perDraw.map((p) => p.harmfulRatio), benignRatio: d.perDraw.map((p) => p.benignRatio) };
+}
+
