@@ -57,9 +57,16 @@ interface Basis {
  * `harmfulRank`, κ(M) counts that many eigenvalues (M has the rank of K_H), so that rounding noise in K_H's null
  * space, amplified by a small ridge, is not read as signal.
  */
-export function generalizedBasis(KP: Mat, KH: Mat, ridge: number, rtol = defaultRtol(KP.rows), harmfulRank?: number): Basis {
+export function generalizedBasis(
+  KP: Mat,
+  KH: Mat,
+  ridge: number,
+  rtol = defaultRtol(KP.rows),
+  harmfulRank?: number,
+  eigenOfKP?: { values: Float64Array; vectors: Mat },
+): Basis {
   const D = KP.rows;
-  const eig = syevr(KP);
+  const eig = eigenOfKP ?? syevr(KP);
   const lmax = eig.values[D - 1];
   const V = eig.vectors!;
   const scaledV = mat(D, D);
@@ -228,15 +235,22 @@ export function closedFormImmunize(
  * directions the benign data never uses as far as the κ(θ) budget allows, so M is formed with the ridge
  * ε = 1/budget², the smallest at which K_P^{-1/2} alone stays inside the budget.
  */
-export function rirBound(KP: Mat, KH: Mat, rtol = defaultRtol(KP.rows), kappaBudget = CLOSED_FORM_DEFAULTS.kappaBudget): number | null {
-  const cH = conditioning(KH, rtol);
-  const cP = conditioning(KP, rtol);
+export function rirBound(
+  KP: Mat,
+  KH: Mat,
+  rtol = defaultRtol(KP.rows),
+  kappaBudget = CLOSED_FORM_DEFAULTS.kappaBudget,
+  /** What the caller already has: K_P's eigendecomposition and K_H's spectrum. */
+  known?: { benign: { values: Float64Array; vectors: Mat }; harmful: Float64Array },
+): number | null {
+  const cH = known ? conditioningFromSpectrum(known.harmful, rtol) : conditioning(KH, rtol);
+  const cP = known ? conditioningFromSpectrum(known.benign.values, rtol) : conditioning(KP, rtol);
   const kH0 = cH.kappa;
   if (cP.kappa === null || kH0 === null) return null;
   const ridge = cP.rank < KP.rows ? 1 / (kappaBudget * kappaBudget) : 0;
   let kM: number;
   try {
-    kM = generalizedBasis(KP, KH, ridge, rtol, cH.rank).kappaM;
+    kM = generalizedBasis(KP, KH, ridge, rtol, cH.rank, known?.benign).kappaM;
   } catch {
     return null;
   }

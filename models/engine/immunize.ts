@@ -10,7 +10,7 @@ import { checkAbort, type StepObserver } from './progress.js';
 import { fitProbe, predict, score, type LinearHead } from './quality.js';
 import { sanitize, subsample, type Warning } from './report.js';
 import { conditioningFromSpectrum, conditioningWithRank, defaultRtol, kappaPaperFromSpectrum, matrixCondition } from './spectrum.js';
-import { statsOf, type SufficientStats } from './stats.js';
+import { statsOf, transformStats, type SufficientStats } from './stats.js';
 import { encodeTargets, gaussianTargets, inferTask, type Task } from './targets.js';
 import { decideVerdict, VERDICT_THRESHOLDS, type Verdict } from './verdict.js';
 
@@ -198,11 +198,20 @@ function finish(
   const warnings = [...prep.warnings];
   const reasons: Record<string, string> = {};
 
-  const spectrum = (S: Mat) => syevr(S, { vectors: false }).values;
-  const sP0 = spectrum(KP);
-  const sH0 = spectrum(KH);
-  const sP1 = spectrum(congruence(KP, theta));
-  const sH1 = spectrum(congruence(KH, theta));
+  // Full eigendecompositions, computed once: the κ's, RIR* and the raw and immunized probing problems share them.
+  const eig = (S: Mat) => {
+    const e = syevr(S);
+    return { values: e.values, vectors: e.vectors! };
+  };
+  const statsAfter = { benign: transformStats(prep.benignStats, theta), harmful: transformStats(prep.harmfulStats, theta) };
+  const eigP0 = eig(KP);
+  const eigH0 = eig(KH);
+  const eigP1 = eig(congruence(KP, theta));
+  const eigH1 = eig(congruence(KH, theta));
+  const sP0 = eigP0.values;
+  const sH0 = eigH0.values;
+  const sP1 = eigP1.values;
+  const sH1 = eigH1.values;
   const beforeP = conditioningFromSpectrum(sP0, rtol);
   const beforeH = conditioningFromSpectrum(sH0, rtol);
   const kP0 = beforeP.kappa;
@@ -218,17 +227,18 @@ function finish(
   const pH1 = kappaPaperFromSpectrum(sH1);
   const thetaCondition = matrixCondition(theta);
   if (thetaCondition === null) reasons.thetaCondition = 'θ is singular';
-  const bound = rirBound(KP, KH, rtol, opts.kappaBudget);
+  const bound = rirBound(KP, KH, rtol, opts.kappaBudget, { benign: eigP0, harmful: sH0 });
 
   const quality = benignQuality(input, prep, theta, warnings);
   const attackStart = performance.now();
   const outcomes: AttackOutcome[] = [];
   for (const data of ['benign', 'harmful'] as const) {
     const stats = data === 'benign' ? prep.benignStats : prep.harmfulStats;
-    const raw = probeProblem(stats, null, false);
-    const imm = probeProblem(stats, theta, false);
+    const after = statsAfter[data];
+    const raw = probeProblem(stats, null, false, data === 'benign' ? eigP0 : eigH0);
+    const imm = probeProblem(after, null, false, data === 'benign' ? eigP1 : eigH1);
     const rawStd = probeProblem(stats, null, true);
-    const immStd = probeProblem(stats, theta, true);
+    const immStd = probeProblem(after, null, true);
     for (const attacker of ATTACKERS) {
       checkAbort(signal);
       observe?.({ phase: 'attacks', message: `${attacker} on ${data}` });

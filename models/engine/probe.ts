@@ -25,7 +25,16 @@ export interface ProbeProblem {
   gap: number;
 }
 
-export function probeProblem(stats: SufficientStats, theta: Mat | null, standardize: boolean): ProbeProblem {
+export interface Eigen {
+  values: Float64Array;
+  vectors: Mat;
+}
+
+/**
+ * `eigenOfK`, the eigendecomposition of the (transformed) K when the caller already has it, spares one: without
+ * standardization H = K/n has the same vectors and the values divided by n.
+ */
+export function probeProblem(stats: SufficientStats, theta: Mat | null, standardize: boolean, eigenOfK?: Eigen): ProbeProblem {
   if (!stats.XtY || !stats.yty || !stats.ySum) throw new Error('probe problems need targets');
   const s = theta ? transformStats(stats, theta) : stats;
   const n = s.n;
@@ -59,7 +68,7 @@ export function probeProblem(stats: SufficientStats, theta: Mat | null, standard
   let c = 0;
   for (let k = 0; k < C; k++) c += s.yty![k] / (2 * n);
 
-  const eig = syevr(H);
+  const eig = eigenOfK && !standardize ? { values: eigenOfK.values.map((v) => v / n), vectors: eigenOfK.vectors } : syevr(H);
   const values = eig.values;
   const threshold = defaultRtol(D) * values[D - 1];
   let first = 0;
