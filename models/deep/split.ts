@@ -115,7 +115,8 @@ function residualAdd(ix: GraphIndex, seg: Segment): NodeProto | null {
   if (ix.nodes[p].opType === 'Relu') p = ix.producer.get(ix.nodes[p].input![0]);
   if (p === undefined) return null;
   const node = ix.nodes[p];
-  if (node.opType !== 'Add') return null;
+  // The Add must be the segment's own (a segment holding only the Relu after an Add is not a block).
+  if (node.opType !== 'Add' || !seg.nodes.includes(p)) return null;
   const inputs = node.input ?? [];
   return inputs.length === 2 && inputs.every((t) => !ix.isConstant(t)) ? node : null;
 }

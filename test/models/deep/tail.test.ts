@@ -10,6 +10,7 @@ import { isDeepError } from '../../../models/deep/errors.js';
 import { planTail } from '../../../models/deep/split.js';
 import { TailModel } from '../../../models/deep/tail.js';
 import { GraphBuilder, attr } from '../../../scripts/fixtures/onnxBuilder.js';
+import { resnetFixture } from '../../../scripts/fixtures/onnxResnet.js';
 import { cpuBackend, maxAbs, maxAbsDiff, reference, smallResnet, smallVit } from './helpers.js';
 
 async function compare(bytes: Uint8Array): Promise<{ featureErr: number; logitErr: number; cut: string; plan: ReturnType<typeof planTail> }> {
@@ -55,6 +56,13 @@ describe('deep tail conversion', () => {
       assert.ok(r.logitErr < 1e-5, `logits differ by ${r.logitErr}`);
     });
   }
+
+  it('ResNet with two blocks per stage: the cut is the input of the whole last stage', () => {
+    const fx = resnetFixture({ imageSize: 32, widths: [8, 16, 24, 48], blocks: [2, 2, 2, 2], classes: 10 });
+    const plan = planTail(OnnxGraph.parse(fx.model.bytes, 'm.onnx'));
+    assert.equal(plan.cut, '/layer3.1/relu_out/Relu_output_0');
+    assert.ok(plan.trainable.includes('layer4.0.downsample.conv.weight') && plan.trainable.includes('layer4.1.2.conv.weight'));
+  });
 
   it('takes a cut tensor by name, and the MatMul+Add head', async () => {
     const fx = smallResnet('matmul-add');
