@@ -3,7 +3,7 @@
  * mean and standard deviation, and the accuracy of the original head.
  */
 import { syevr, syrk } from '../linalg/index.js';
-import { conditioningFromSpectrum, defaultRtol } from '../engine/spectrum.js';
+import { conditioningFromSpectrum } from '../engine/spectrum.js';
 import { uniform } from '../engine/random.js';
 
 export interface FeatureRows {
@@ -40,10 +40,22 @@ function rowsOf(f: FeatureRows, rows: number[]): Float64Array {
   return out;
 }
 
+/**
+ * numpy's matrix_rank rule at the features' own precision. They come out of a float32 network, so a singular value
+ * of F below D·ε₃₂·σ_max is rounding noise; for the eigenvalues of S = FᵀF (λ = σ²) the threshold is
+ * (D·ε₃₂)²·λ_max. The engine's float64 rule (D·ε₆₄·λ_max) would count noise directions of float32 features, and
+ * κ's read from them change at random between draws.
+ */
+export const FLOAT32_EPS = 2 ** -23;
+
+export function float32Rtol(dim: number): number {
+  return (dim * FLOAT32_EPS) ** 2;
+}
+
 /** Robust κ of XᵀX for the given rows (null when X is zero). */
 export function sampleKappa(f: FeatureRows, rows: number[]): number | null {
   const S = syrk({ rows: rows.length, cols: f.dim, data: rowsOf(f, rows) });
-  return conditioningFromSpectrum(syevr(S, { vectors: false }).values, defaultRtol(f.dim)).kappa;
+  return conditioningFromSpectrum(syevr(S, { vectors: false }).values, float32Rtol(f.dim)).kappa;
 }
 
 export function meanStd(values: number[]): MeanStd {

@@ -7,9 +7,10 @@ import { readFile } from 'node:fs/promises';
 import { ATTACKERS, simulateAttack, type AttackOutcome } from '../engine/attacks.js';
 import type { Curves, Metrics } from '../engine/immunize.js';
 import { probeProblem } from '../engine/probe.js';
+import { uniform } from '../engine/random.js';
 import { checkAbort, type StepObserver } from '../engine/progress.js';
 import { sanitize, subsample, type Warning } from '../engine/report.js';
-import { conditioningFromSpectrum, defaultRtol, kappaPaperFromSpectrum } from '../engine/spectrum.js';
+import { conditioningFromSpectrum, kappaPaperFromSpectrum } from '../engine/spectrum.js';
 import { statsOf } from '../engine/stats.js';
 import { encodeTargets, gaussianTargets, inferTask } from '../engine/targets.js';
 import { decideVerdict } from '../engine/verdict.js';
@@ -24,10 +25,10 @@ import { BackboneError } from '../backbones/errors.js';
 import { FAST_BACKEND_ADVICE, selectBackend, type TfBackend } from './backend.js';
 import { DeepError } from './errors.js';
 import { describeSeconds, estimateStep, measureRate, tailFlops, type StepEstimate } from './estimate.js';
-import { accuracy, drawRatios, type DrawSummary } from './evaluate.js';
+import { accuracy, drawRatios, float32Rtol, sampleRows, type DrawSummary } from './evaluate.js';
 import { planTail, type TailPlan } from './split.js';
 import { TailModel } from './tail.js';
-import { tailOutputs, trainTail, TRAIN_DEFAULTS, type TrainReport, type TrainSet } from './train.js';
+import { tailOutputs, trainTail, TRAIN_DEFAULTS, type Evaluation, type TrainReport, type TrainSet } from './train.js';
 import { Trunk, tailShapes, withInitializers, type Activations } from './trunk.js';
 
 export interface ImageSetRef {
@@ -77,15 +78,17 @@ export interface DeepMetricsExtra {
   deep: {
     draws: number;
     sampleSize: number;
+    /** The eigenvalue threshold κ counts above, relative to λ_max ((D·2⁻²³)²: float32 features). */
+    rtol: number;
     rir: { mean: number; std: number };
     harmfulRatio: { mean: number; std: number };
     benignRatio: { mean: number; std: number };
-    benignAccuracy: { before: number | null; after: number | null; rows: number; heldOut: 'benignTest' | 'every 5th benign image' | null };
+    benignAccuracy: { before: number | null; after: number | null; rows: number; heldOut: 'benignTest' | 'a random fifth of the benign images' | null };
     distributions: { rir: number[]; harmfulRatio: number[]; benignRatio: number[] };
     fullData: { harmfulRatio: number; benignRatio: number };
     cut: { tensor: string; source: 'auto' | 'spec'; shape: number[]; tail: string; ops: string[]; trainable: string[]; parameters: number };
     features: { tensor: string; dim: number };
-    training: { steps: number; accepted: number; batchSize: number; learningRate: number; finalLearningRate: number };
+    training: { steps: number; accepted: number; batchSize: number; learningRate: number; finalLearningRate: number; evaluation: { start: Evaluation; end: Evaluation } };
     estimate: StepEstimate & { steps: number; totalSeconds: number; budgetSeconds: number };
     stepSeconds: { mean: number; tfjs: number; spectral: number; data: number };
   };
@@ -230,9 +233,11 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
     if (acts.benignTest && sets.benignTest?.labels) {
       heldOut = { acts: acts.benignTest, labels: classIndices(sets.benignTest.labels, classes, input.benignTest!.labels ?? input.benignTest!.images), from: 'benignTest' };
     } else if (benignLabels && benignAll.rows >= 2 * HOLD_OUT_EVERY) {
-      const held = trainRows.filter((r) => r % HOLD_OUT_EVERY === HOLD_OUT_EVERY - 1);
-      trainRows = trainRows.filter((r) => r % HOLD_OUT_EVERY !== HOLD_OUT_EVERY - 1);
-      heldOut = { acts: subset(benignAll, held), labels: Int32Array.from(held, (r) => benignLabels[r]), from: 'every 5th benign image' };
+      // A seeded random fifth: a regular stride could line up with the order of the classes in the file.
+      const held = sampleRows(benignAll.rows, Math.floor(benignAll.rows / HOLD_OUT_EVERY), uniform((opts.seed ?? 0) + 17));
+      const isHeld = new Set(held);
+      trainRows = trainRows.filter((r) => !isHeld.has(r));
+      heldOut = { acts: subset(benignAll, held), labels: Int32Array.from(held, (r) => benignLabels[r]), from: 'a random fifth of the benign images' };
     }
     if (!benignLabels) warnings.push({ field: 'deep.benignAccuracy', reason: 'no benign labels: no task term in training and no accuracy to report' });
     const benignTrain = subset(benignAll, trainRows);
@@ -317,7 +322,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       const XH0 = asMat(harmful.features, harmful.rows, D);
       const XP1 = asMat(newB.features, benignTrain.rows, D);
       const XH1 = asMat(newH.features, harmful.rows, D);
-      const rtol = defaultRtol(D);
+      const rtol = float32Rtol(D);
       const sP0 = spectrumOf(XP0);
       const sH0 = spectrumOf(XH0);
       const sP1 = spectrumOf(XP1);
@@ -388,6 +393,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
         deep: {
           draws: draws.draws,
           sampleSize: draws.sampleSize,
+          rtol,
           rir: draws.rir,
           harmfulRatio: draws.harmfulRatio,
           benignRatio: draws.benignRatio,
@@ -396,7 +402,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
           fullData: { harmfulRatio: fullHarmful, benignRatio: fullBenign },
           cut: { tensor: plan.cut, source: plan.cutSource, shape: benignAll.cutShape, tail: plan.description, ops: plan.ops, trainable: plan.trainable, parameters: tail.parameterCount() },
           features: { tensor: plan.features, dim: D },
-          training: { steps: report.steps, accepted: report.accepted, batchSize, learningRate: opts.learningRate ?? TRAIN_DEFAULTS.learningRate, finalLearningRate: report.finalLearningRate },
+          training: { steps: report.steps, accepted: report.accepted, batchSize, learningRate: opts.learningRate ?? TRAIN_DEFAULTS.learningRate, finalLearningRate: report.finalLearningRate, evaluation: { start: report.start, end: report.end } },
           estimate: { ...estimate, steps, totalSeconds: total, budgetSeconds: budget },
           stepSeconds: { mean: stepMean, tfjs: report.seconds.tfjs / report.steps, spectral: report.seconds.spectral / report.steps, data: report.seconds.data / report.steps },
         },

@@ -6,7 +6,8 @@
 import type * as TF from '@tensorflow/tfjs';
 import { column } from '../engine/dense.js';
 import { rIll, rWell } from '../engine/regularizers.js';
-import { conditioningFromSpectrum, defaultRtol } from '../engine/spectrum.js';
+import { conditioningFromSpectrum } from '../engine/spectrum.js';
+import { float32Rtol } from './evaluate.js';
 import { gemm, syevr, syrk } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import type { Tf } from './backend.js';
@@ -22,7 +23,7 @@ export interface SpectralTerm {
   kappa: number | null;
 }
 
-export function spectralTerm(F: ArrayLike<number>, rows: number, dim: number, kind: SpectralKind, rtol = defaultRtol(dim)): SpectralTerm {
+export function spectralTerm(F: ArrayLike<number>, rows: number, dim: number, kind: SpectralKind, rtol = float32Rtol(dim)): SpectralTerm {
   const X: Mat = { rows, cols: dim, data: Float64Array.from(F) };
   const S = syrk(X);
   const eig = syevr(S);
