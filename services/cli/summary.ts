@@ -4,6 +4,15 @@ const PAPER_TABLE1 = { harmfulRatio: 18.92, benignRatio: 0.053, rir: 356.2 };
 
 const fmt = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : Math.abs(x) >= 1e4 || Math.abs(x) < 1e-2 ? x.toExponential(3) : x.toFixed(3));
 
+interface DeepSummary {
+  draws: number;
+  sampleSize: number;
+  rir: { mean: number | null; std: number | null };
+  harmfulRatio: { mean: number | null; std: number | null };
+  benignRatio: { mean: number | null; std: number | null };
+  training: { steps: number; accepted: number };
+}
+
 export function summaryLines(m: Metrics, opts: { paperRow?: boolean } = {}): string[] {
   const lines = [
     `method ${m.method}   D=${m.dim}   rows benign ${m.rows.benign}, harmful ${m.rows.harmful}   OpenBLAS core ${m.openblasCore}`,
@@ -14,7 +23,15 @@ export function summaryLines(m: Metrics, opts: { paperRow?: boolean } = {}): str
     lines.push(`paper Table 1      ${fmt(PAPER_TABLE1.harmfulRatio).padEnd(17)} ${fmt(PAPER_TABLE1.benignRatio).padEnd(16)} ${fmt(PAPER_TABLE1.rir)}`);
     lines.push(`paper convention   ${fmt(m.paperConvention.harmfulRatio).padEnd(17)} ${fmt(m.paperConvention.benignRatio).padEnd(16)} ${fmt(m.paperConvention.rir)}   (our θ, the paper's κ rule)`);
   }
-  lines.push(`RIR* bound ${fmt(m.rirBound)}   κ(θ) ${fmt(m.thetaCondition)} (budget ${fmt(m.kappaBudget)})`);
+  const deep = (m as Metrics & { deep?: DeepSummary; tfjsBackend?: string; checkpoint?: { maxTailFeatureDiff?: number } }).deep;
+  if (deep) {
+    const ms = (v: { mean: number | null; std: number | null }) => `${fmt(v.mean)} ± ${fmt(v.std)}`;
+    const extra = m as Metrics & { tfjsBackend?: string; checkpoint?: { maxTailFeatureDiff?: number } };
+    lines.push(`last block (${deep.draws} draws of ${deep.sampleSize}): harmful ratio ${ms(deep.harmfulRatio)}, benign ratio ${ms(deep.benignRatio)}, RIR ${ms(deep.rir)}`);
+    lines.push(`tfjs backend ${extra.tfjsBackend ?? 'n/a'}, ${deep.training.accepted}/${deep.training.steps} steps kept, immunized.onnx vs trained block: max |Δfeature| ${fmt(extra.checkpoint?.maxTailFeatureDiff)}`);
+  } else {
+    lines.push(`RIR* bound ${fmt(m.rirBound)}   κ(θ) ${fmt(m.thetaCondition)} (budget ${fmt(m.kappaBudget)})`);
+  }
   if (m.benignQuality.metric) {
     lines.push(`benign ${m.benignQuality.metric}: before ${fmt(m.benignQuality.before)}, after ${fmt(m.benignQuality.after)}${m.benignQuality.test != null ? `, test ${fmt(m.benignQuality.test)}` : ''}`);
   }
