@@ -207,6 +207,32 @@ void LapackFailure(Napi::Env env, const char* routine, lapack_int info) {
   Fail(env, kLapackFailed, std::string(routine) + " failed with info=" + std::to_string(info));
 }
 
+// OpenBLAS threads. dsyevr's tridiagonal reduction is memory-bound level-2 BLAS; on a few cores OpenBLAS threads
+// only add synchronisation to it (measured: a 79×79 solve takes 1.2 ms on 2 threads, 0.17 ms on 1; 784×784 44 ms
+// vs 26 ms). Small factorizations, solves and products suffer the same way (a 128×128 dgesv: 8 ms on 2 threads,
+// under 1 ms on 1). openblas_set_num_threads itself costs about 0.2 ms, more than a small call, so the count is
+// changed only when a call needs a different one and is left there afterwards.
+int g_maxThreads = 0;
+int g_currentThreads = 0;
+
+void UseThreads(int n) {
+  if (g_maxThreads == 0) g_maxThreads = g_currentThreads = openblas_get_num_threads();
+  const int want = std::max(1, std::min(n, g_maxThreads));
+  if (want != g_currentThreads) {
+    openblas_set_num_threads(want);
+    g_currentThreads = want;
+  }
+}
+
+// Single-threaded when `active` (a small problem), all threads otherwise.
+class SingleThreadScope {
+ public:
+  explicit SingleThreadScope(bool active = true) { UseThreads(active ? 1 : INT32_MAX); }
+};
+
+// Below this many multiply-adds a product runs on one thread (about 160³).
+constexpr double kSmallProduct = 4.0e6;
+
 // gemm(A, B, transA, transB, alpha, beta, out?) -> out or a new matrix
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -257,6 +283,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     for (size_t i = 0; i < size; ++i) c[i] = beta == 0 ? 0.0 : beta * c[i];
     return result;
   }
+  SingleThreadScope threads(static_cast<double>(m) * n * k < kSmallProduct);
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha,
               A.data, A.cols, B.data, B.cols, beta, c, n);
   return result;
@@ -304,6 +331,7 @@ Napi::Value Syrk(const Napi::CallbackInfo& info) {
       for (size_t j = 0; j <= i; ++j) c[i * D + j] = beta == 0 ? 0.0 : beta * c[i * D + j];
     }
   } else {
+    SingleThreadScope threads(static_cast<double>(d) * d * nrows < kSmallProduct);
     cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, d, nrows, alpha, X.data, d, beta, c, d);
   }
   // Only the lower triangle was updated; mirror it, in tiles to stay cache-friendly.
@@ -321,22 +349,6 @@ Napi::Value Syrk(const Napi::CallbackInfo& info) {
 }
 
 // syevr(S, vectors, lo, hi) -> {values, vectors?}
-// dsyevr's tridiagonal reduction is memory-bound level-2 BLAS; on a few cores OpenBLAS threads only add
-// synchronisation to it (measured: a 79×79 solve takes 1.2 ms on 2 threads, 0.17 ms on 1; 784×784 44 ms vs 26 ms).
-// Small factorizations and solves suffer the same way (a 128×128 dgesv: 8 ms on 2 threads, under 1 ms on 1).
-class SingleThreadScope {
- public:
-  explicit SingleThreadScope(bool active = true) : previous_(active ? openblas_get_num_threads() : 1) {
-    if (previous_ > 1) openblas_set_num_threads(1);
-  }
-  ~SingleThreadScope() {
-    if (previous_ > 1) openblas_set_num_threads(previous_);
-  }
-
- private:
-  int previous_;
-};
-
 constexpr int kSmallFactorization = 512;
 
 Napi::Value Syevr(const Napi::CallbackInfo& info) {
@@ -517,6 +529,7 @@ Napi::Value Matvec(const Napi::CallbackInfo& info) {
   CheckFiniteVec(env, x, static_cast<size_t>(inLen), "x");
   Napi::Float64Array y = NewFloat64(env, static_cast<size_t>(outLen));
   if (A.rows == 0 || A.cols == 0) return y;
+  SingleThreadScope threads(static_cast<double>(A.rows) * A.cols < kSmallProduct);
   cblas_dgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, A.rows, A.cols, 1.0, A.data, A.cols, x, 1, 0.0,
               DataOf(y), 1);
   return y;
@@ -538,11 +551,13 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   const double d = info[0].As<Napi::Number>().DoubleValue();
   if (!(d >= 1) || d > 4096 || std::floor(d) != d) Fail(env, kBadArgument, "setThreads: n must be an integer in [1, 4096]");
   openblas_set_num_threads(static_cast<int>(d));
+  g_maxThreads = g_currentThreads = static_cast<int>(d);
   return env.Undefined();
 }
 
 Napi::Value GetThreads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), openblas_get_num_threads());
+  if (g_maxThreads == 0) g_maxThreads = g_currentThreads = openblas_get_num_threads();
+  return Napi::Number::New(info.Env(), g_maxThreads);
 }
 
 
