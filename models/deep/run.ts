@@ -28,6 +28,7 @@ import { describeSeconds, estimateStep, measureRate, tailFlops, type StepEstimat
 import { accuracy, drawRatios, float32Rtol, sampleRows, type DrawSummary } from './evaluate.js';
 import { planTail, type TailPlan } from './split.js';
 import { TailModel } from './tail.js';
+import { headNullProjector } from './spectral.js';
 import { tailOutputs, trainTail, TRAIN_DEFAULTS, type Evaluation, type TrainReport, type TrainSet } from './train.js';
 import { Trunk, tailShapes, withInitializers, type Activations } from './trunk.js';
 
@@ -261,6 +262,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
           lambdaBenign: opts.lambdaBenign ?? TRAIN_DEFAULTS.lambdaBenign,
           lambdaHarmful: opts.lambdaHarmful ?? TRAIN_DEFAULTS.lambdaHarmful,
           seed: opts.seed ?? 0,
+          headProjector: benignLabels ? headNullProjector(headWeights(graph, plan, D)) : null,
         },
         observe,
         signal,
@@ -444,6 +446,15 @@ function kernelsFor(ops: string[]): string[] {
     Slice: ['StridedSlice'],
   };
   return [...new Set(ops.flatMap((op) => need[op] ?? []))];
+}
+
+/** The classifier's weights as C×D (logits = F·Wᵀ + b), from the head that reads the features. */
+function headWeights(graph: OnnxGraph, plan: TailPlan, dim: number): Mat {
+  const c = graph.locateFeatures(plan.features).classifiers[0];
+  if (!c) return { rows: 0, cols: dim, data: new Float64Array(0) };
+  const W: Mat = { rows: c.classes, cols: dim, data: new Float64Array(c.classes * dim) };
+  for (let k = 0; k < c.classes; k++) for (let d = 0; d < dim; d++) W.data[k * dim + d] = c.transposed ? c.weight[k * dim + d] : c.weight[d * c.classes + k];
+  return W;
 }
 
 function distributionsOf(d: DrawSummary): DeepMetricsExtra['deep']['distributions'] {

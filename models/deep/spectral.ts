@@ -60,6 +60,34 @@ function unitNorm(v: Float64Array): Float64Array {
 }
 
 /**
+ * The projector onto the null space of a linear head's weights W (C×D, as logits = F·Wᵀ + b): I − Wᵀ(WWᵀ)⁺W.
+ * A feature change F·P leaves every logit as it was, so spectral steps projected with it spare the benign task to
+ * first order (the task term corrects the rest). Null when W has no null space (C ≥ D).
+ */
+export function headNullProjector(W: Mat): Mat | null {
+  const C = W.rows;
+  const D = W.cols;
+  if (C >= D) return null;
+  const eig = syevr(gemm(W, W, { transB: true }));
+  const top = eig.values[C - 1];
+  const P: Mat = { rows: D, cols: D, data: new Float64Array(D * D) };
+  for (let i = 0; i < D; i++) P.data[i * D + i] = 1;
+  for (let k = 0; k < C; k++) {
+    const lambda = eig.values[k];
+    if (!(lambda > C * 2.220446049250313e-16 * top)) continue;
+    // Row-space direction r = Wᵀu/√λ (unit norm); P −= r·rᵀ.
+    const r = new Float64Array(D);
+    for (let d = 0; d < D; d++) {
+      let v = 0;
+      for (let c = 0; c < C; c++) v += W.data[c * D + d] * eig.vectors!.data[c * C + k];
+      r[d] = v / Math.sqrt(lambda);
+    }
+    for (let i = 0; i < D; i++) for (let j = 0; j < D; j++) P.data[i * D + j] -= r[i] * r[j];
+  }
+  return P;
+}
+
+/**
  * R(F) as a tfjs scalar with a float64 gradient attached; `timing` collects the engine's share of the time.
  *
  * With `withLogKappa`, the feature-space gradient also carries ∓∂ log κ/∂F (raise κ for the harmful side, lower it
@@ -67,7 +95,12 @@ function unitNorm(v: Float64Array): Float64Array {
  * batch's κ comes from a tiny λ_min, as with uncentred features whose mean dominates, they hardly move it, and the
  * log κ part is what reaches it.
  */
-export function spectralLoss(tf: Tf, kind: SpectralKind, timing: SpectralTiming, opts: { rtol?: number; withLogKappa?: boolean } = {}): (features: TF.Tensor2D) => TF.Scalar {
+export function spectralLoss(
+  tf: Tf,
+  kind: SpectralKind,
+  timing: SpectralTiming,
+  opts: { rtol?: number; withLogKappa?: boolean; projector?: Mat | null } = {},
+): (features: TF.Tensor2D) => TF.Scalar {
   const rtol = opts.rtol;
   return tf.customGrad((...args: unknown[]) => {
     const features = args[0] as TF.Tensor2D;
@@ -84,6 +117,7 @@ export function spectralLoss(tf: Tf, kind: SpectralKind, timing: SpectralTiming,
       const sign = kind === 'ill' ? -1 : 1;
       g = a.map((x, i) => x + sign * b[i]);
     }
+    if (opts.projector) g = gemm({ rows, cols: dim, data: g }, opts.projector).data;
     const grad = Float32Array.from(g);
     return {
       value: tf.scalar(term.value),

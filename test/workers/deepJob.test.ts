@@ -55,7 +55,7 @@ async function resnetJob(): Promise<{ model: string; benign: string; labels: str
 }
 
 describe('last-block jobs', () => {
-  it('ResNet fixture: 20 steps on the cpu backend; the metrics agree with onnxruntime on the exported file', async () => {
+  it('ResNet fixture: 20 steps on the cpu backend immunize the block, keep the head accurate, and the metrics agree with onnxruntime on the exported file', async () => {
     const files = await resnetJob();
     const out = join(dir, 'resnet-out');
     const spec = parseJobSpec({
@@ -77,6 +77,13 @@ describe('last-block jobs', () => {
     assert.equal(d.sampleSize, 100);
     assert.equal(m.attacks.length, 10);
     assert.deepEqual(result.artifacts.map((a) => a.name).sort(), ['curves.json', 'immunized.onnx', 'metrics.json', 'report.html']);
+
+    // The paper's bar over the 20 draws, and at most one point of held-out accuracy lost.
+    assert.ok(d.harmfulRatio.mean >= 2, `mean harmful ratio ${d.harmfulRatio.mean}`);
+    assert.ok(d.benignRatio.mean <= 1, `mean benign ratio ${d.benignRatio.mean}`);
+    assert.ok(d.benignAccuracy.before - d.benignAccuracy.after <= 0.01 + 1e-12, `accuracy ${d.benignAccuracy.before} → ${d.benignAccuracy.after}`);
+    // Over all rows too: κ of the benign features falls, κ of the harmful ones rises.
+    assert.ok(m.kappa.benign.after < m.kappa.benign.before && m.kappa.harmful.after > m.kappa.harmful.before);
 
     // The aggregates are the mean and sample standard deviation of the listed draws.
     for (const key of ['rir', 'harmfulRatio', 'benignRatio'] as const) {

@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spectralLoss, spectralTerm, type SpectralKind } from '../../../models/deep/spectral.js';
+import { headNullProjector, spectralLoss, spectralTerm, type SpectralKind } from '../../../models/deep/spectral.js';
 import { froNorm, gram, jacobi, normals } from '../engine/reference.js';
 import { cpuBackend } from './helpers.js';
 
@@ -48,6 +48,36 @@ describe('deep spectral gradient', () => {
       assert.ok(worst / scale < 1e-6, `max |FD − analytic| / max |FD| = ${worst / scale}`);
     });
   }
+
+  it('the head null-space projector: W·P = 0, P² = P, symmetric, trace D − rank(W)', () => {
+    const C = 4;
+    const D = 9;
+    const next = normals(21);
+    const W = { rows: C, cols: D, data: Float64Array.from({ length: C * D }, () => next()) };
+    // A repeated row makes W rank-deficient (rank 3).
+    for (let d = 0; d < D; d++) W.data[3 * D + d] = 2 * W.data[d];
+    const P = headNullProjector(W)!;
+    let worst = 0;
+    for (let c = 0; c < C; c++) {
+      for (let j = 0; j < D; j++) {
+        let v = 0;
+        for (let k = 0; k < D; k++) v += W.data[c * D + k] * P.data[k * D + j];
+        worst = Math.max(worst, Math.abs(v));
+      }
+    }
+    assert.ok(worst < 1e-12, `|W·P| = ${worst}`);
+    let trace = 0;
+    for (let i = 0; i < D; i++) {
+      trace += P.data[i * D + i];
+      for (let j = 0; j < D; j++) {
+        let pp = 0;
+        for (let k = 0; k < D; k++) pp += P.data[i * D + k] * P.data[k * D + j];
+        assert.ok(Math.abs(pp - P.data[i * D + j]) < 1e-12 && Math.abs(P.data[i * D + j] - P.data[j * D + i]) < 1e-15);
+      }
+    }
+    assert.ok(Math.abs(trace - (D - 3)) < 1e-12, `trace ${trace}`);
+    assert.equal(headNullProjector({ rows: D, cols: D, data: new Float64Array(D * D) }), null);
+  });
 
   it('tfjs sees the same gradient through customGrad', async () => {
     const { tf } = await cpuBackend();
