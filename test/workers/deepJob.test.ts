@@ -17,6 +17,7 @@ import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import { DirectorySink } from '../../workers/artifacts.js';
 import { runImmunizeJob } from '../../workers/immunizeProcessor.js';
 import { describeJobError } from '../../workers/jobErrors.js';
+import { CancelledError } from '../../models/engine/progress.js';
 import { parseJobSpec, SpecError } from '../../workers/jobSpec.js';
 import { patternImages, SIZE, smallResnet, smallVit, withFittedHead } from '../models/deep/helpers.js';
 import { runModel } from '../models/backbones/helpers.js';
@@ -155,6 +156,25 @@ describe('last-block jobs', () => {
     assert.ok(m.checkpoint.passed, `tail feature difference ${m.checkpoint.relTailFeatureDiff}`);
     assert.equal(m.deep.benignAccuracy.before, null);
     assert.ok(m.warnings.some((w: { field: string }) => w.field === 'deep.benignAccuracy'));
+  });
+
+  it('stops at the next step when cancelled', async () => {
+    const benign = patternImages(24, 9, { classes: CLASSES });
+    const model = join(dir, 'vit-cancel.onnx');
+    await writeFile(model, smallVit().model.bytes);
+    const images = await npy('vc.npy', benign.images, [24, 3, SIZE, SIZE], 'f4');
+    const controller = new AbortController();
+    const phases: string[] = [];
+    const err = await runDeep({ backbone: model, benign: { images }, harmful: { images } }, { steps: 50 }, (e) => {
+      phases.push(e.phase);
+      if (e.phase === 'optimize' && e.step === 2) controller.abort();
+    }, controller.signal).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof CancelledError, String(err));
+    assert.ok(phases.includes('statistics') && phases.includes('optimize'));
+    assert.equal(describeJobError(err).code, 'cancelled');
   });
 
   it('refuses a ResNet-18-sized tail on the cpu backend at once, with the estimate and what to install', async () => {
