@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { OnnxGraph } from '../../../models/backbones/graph.js';
 import { isDeepError } from '../../../models/deep/errors.js';
+import { inspectTail } from '../../../models/deep/index.js';
 import { planTail } from '../../../models/deep/split.js';
 import { TailModel } from '../../../models/deep/tail.js';
 import { GraphBuilder, attr } from '../../../scripts/fixtures/onnxBuilder.js';
@@ -90,6 +91,8 @@ describe('deep tail conversion', () => {
     b.renameLast('output');
     const bytes = b.build({ input: 'input', inputShape: ['n', 3, 8, 8], output: 'output', outputShape: ['n', 4] }).bytes;
     const graph = OnnxGraph.parse(bytes, 'odd.onnx');
+    assert.throws(() => inspectTail(bytes, 'odd.onnx'), (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR'));
+    assert.equal(inspectTail(smallResnet().model.bytes, 'r.onnx').cutTensor, '/layer3.0/relu_out/Relu_output_0');
     assert.throws(
       () => planTail(graph),
       (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR') && /HardSigmoid/.test((e as Error).message) && (e as { code: string }).code === 'BAD_FORMAT',
