@@ -8,6 +8,7 @@ import { OnnxGraph } from '../models/backbones/graph.js';
 import { selectBackend, type TfBackend } from '../models/deep/backend.js';
 import { estimateStep, measureRate, tailFlops, describeSeconds } from '../models/deep/estimate.js';
 import { spectralTerm } from '../models/deep/spectral.js';
+import { MemoryCut } from '../models/deep/cutStore.js';
 import { planTail } from '../models/deep/split.js';
 import { TailModel } from '../models/deep/tail.js';
 import { trainTail, TRAIN_DEFAULTS } from '../models/deep/train.js';
@@ -32,7 +33,10 @@ async function fixtureSteps(name: string, bytes: Uint8Array, size: number, backe
   try {
     const run = async (seed: number, shift: number) => {
       const out = await trunk.runBatch(images(n, size, seed, shift), [n, 3, size, size]);
-      return { cut: Float32Array.from(out.cut.data as Float32Array), rows: n, cutShape: [...out.cut.dims.slice(1)] };
+      const shape = [...out.cut.dims.slice(1)];
+      const cut = new MemoryCut(n, shape.reduce((a, b) => a * b, 1));
+      cut.append(out.cut.data as Float32Array);
+      return { cut, rows: n, cutShape: shape };
     };
     const benign = await run(1, 0);
     const harmful = await run(2, 0.5);

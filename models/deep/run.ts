@@ -31,6 +31,7 @@ import { TailModel } from './tail.js';
 import { headNullProjector } from './spectral.js';
 import { tailOutputs, trainTail, TRAIN_DEFAULTS, type Evaluation, type TrainReport, type TrainSet } from './train.js';
 import { Trunk, tailShapes, withInitializers, type Activations } from './trunk.js';
+import { cutSubset, type CutRows } from './cutStore.js';
 
 export interface ImageSetRef {
   images: string;
@@ -60,6 +61,8 @@ export interface DeepOptions {
   /** Seconds the whole training may take by the estimate (default 1800). */
   timeBudgetSeconds?: number;
   kappaBudget?: number;
+  /** Cut activations above this many bytes go to a temporary file (default 2 GiB). */
+  activationMemoryBytes?: number;
   /** Restrict the backend search (tests). */
   backends?: Array<TfBackend['name']>;
   draws?: number;
@@ -89,6 +92,8 @@ export interface DeepMetricsExtra {
     fullData: { harmfulRatio: number; benignRatio: number };
     cut: { tensor: string; source: 'auto' | 'spec'; shape: number[]; tail: string; ops: string[]; trainable: string[]; parameters: number };
     features: { tensor: string; dim: number };
+    /** Where the cut activations were kept between the trunk and training. */
+    activations: 'memory' | 'disk';
     training: { steps: number; accepted: number; batchSize: number; learningRate: number; finalLearningRate: number; evaluation: { start: Evaluation; end: Evaluation } };
     estimate: StepEstimate & { steps: number; totalSeconds: number; budgetSeconds: number };
     stepSeconds: { mean: number; tfjs: number; spectral: number; data: number };
@@ -138,17 +143,17 @@ function classIndices(labels: Float64Array, classes: number, what: string): Int3
   });
 }
 
-function subset(a: Activations, rows: number[]): Activations {
-  const per = a.cutShape.reduce((x, y) => x * y, 1);
-  const cut = new Float32Array(rows.length * per);
+/** Some rows of the activations: a view on the cut, copies of the (small) features and logits. */
+type ActivationRows = Omit<Activations, 'cut'> & { cut: CutRows };
+
+function subset(a: ActivationRows, rows: number[]): ActivationRows {
   const features = new Float32Array(rows.length * a.dim);
   const logits = new Float32Array(rows.length * a.classes);
   rows.forEach((r, i) => {
-    cut.set(a.cut.subarray(r * per, (r + 1) * per), i * per);
     features.set(a.features.subarray(r * a.dim, (r + 1) * a.dim), i * a.dim);
     logits.set(a.logits.subarray(r * a.classes, (r + 1) * a.classes), i * a.classes);
   });
-  return { ...a, rows: rows.length, cut, features, logits };
+  return { ...a, rows: rows.length, cut: cutSubset(a.cut, rows), features, logits };
 }
 
 function asMat(data: ArrayLike<number>, rows: number, dim: number): Mat {
@@ -179,6 +184,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
   const geometry = geometryOf(graph);
   const sets: Record<'benign' | 'harmful' | 'benignTest', LoadedSet | undefined> = { benign: undefined, harmful: undefined, benignTest: undefined };
   const trunk = await Trunk.open(graph, plan, { ...opts.runtime, log });
+  const acts: Partial<Record<'benign' | 'harmful' | 'benignTest', Activations>> = {};
   try {
     sets.benign = await openSet(input.benign, geometry, input.preprocess);
     sets.harmful = await openSet(input.harmful, geometry, input.preprocess);
@@ -208,7 +214,6 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
     }
 
     // The trunk, once per image.
-    const acts: Partial<Record<'benign' | 'harmful' | 'benignTest', Activations>> = {};
     const totalImages = Object.values(sets).reduce((a, s) => a + (s ? s.source.count : 0), 0);
     let done = 0;
     for (const role of ['benign', 'harmful', 'benignTest'] as const) {
@@ -216,7 +221,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       if (!set) continue;
       checkAbort(signal);
       const before = done;
-      acts[role] = await trunk.run(set.source, { signal, progress: (n) => observe?.({ phase: 'statistics', step: before + n, of: totalImages, message: `trunk ${role}` }) });
+      acts[role] = await trunk.run(set.source, { signal, memoryBytes: opts.activationMemoryBytes, progress: (n) => observe?.({ phase: 'statistics', step: before + n, of: totalImages, message: `trunk ${role}` }) });
       done += set.source.count;
     }
     const checkImages = await src.read(0, Math.min(CHECK_ROWS, src.count), new Float32Array(Math.min(CHECK_ROWS, src.count) * src.channels * src.height * src.width));
@@ -230,7 +235,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
     const warnings: Warning[] = [];
     const benignLabels = sets.benign.labels ? classIndices(sets.benign.labels, classes, input.benign.labels ?? input.benign.images) : undefined;
     let trainRows = Array.from({ length: benignAll.rows }, (_, i) => i);
-    let heldOut: { acts: Activations; labels: Int32Array; from: DeepMetricsExtra['deep']['benignAccuracy']['heldOut'] } | null = null;
+    let heldOut: { acts: ActivationRows; labels: Int32Array; from: DeepMetricsExtra['deep']['benignAccuracy']['heldOut'] } | null = null;
     if (acts.benignTest && sets.benignTest?.labels) {
       heldOut = { acts: acts.benignTest, labels: classIndices(sets.benignTest.labels, classes, input.benignTest!.labels ?? input.benignTest!.images), from: 'benignTest' };
     } else if (benignLabels && benignAll.rows >= 2 * HOLD_OUT_EVERY) {
@@ -247,7 +252,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
     // Train the tail.
     const tail = new TailModel(backend.tf, plan);
     try {
-      const setOf = (a: Activations, labels?: Int32Array): TrainSet => ({ cut: a.cut, rows: a.rows, cutShape: a.cutShape, labels });
+      const setOf = (a: ActivationRows, labels?: Int32Array): TrainSet => ({ cut: a.cut, rows: a.rows, cutShape: a.cutShape, labels });
       const trainH = setOf(harmful);
       const trainP = setOf(benignTrain, trainLabels);
       const report: TrainReport = trainTail(
@@ -404,6 +409,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
           fullData: { harmfulRatio: fullHarmful, benignRatio: fullBenign },
           cut: { tensor: plan.cut, source: plan.cutSource, shape: benignAll.cutShape, tail: plan.description, ops: plan.ops, trainable: plan.trainable, parameters: tail.parameterCount() },
           features: { tensor: plan.features, dim: D },
+          activations: Object.values(acts).some((a) => a?.cut.where === 'disk') ? 'disk' : 'memory',
           training: { steps: report.steps, accepted: report.accepted, batchSize, learningRate: opts.learningRate ?? TRAIN_DEFAULTS.learningRate, finalLearningRate: report.finalLearningRate, evaluation: { start: report.start, end: report.end } },
           estimate: { ...estimate, steps, totalSeconds: total, budgetSeconds: budget },
           stepSeconds: { mean: stepMean, tfjs: report.seconds.tfjs / report.steps, spectral: report.seconds.spectral / report.steps, data: report.seconds.data / report.steps },
@@ -429,6 +435,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       tail.dispose();
     }
   } finally {
+    for (const a of Object.values(acts)) a?.cut.close();
     await trunk.close();
     await Promise.all(Object.values(sets).map((s) => s?.source.close().catch(() => undefined)));
   }

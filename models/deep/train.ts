@@ -20,9 +20,10 @@ import { accuracy, sampleKappa, sampleRows } from './evaluate.js';
 import { spectralLoss, type SpectralTiming } from './spectral.js';
 import type { TailModel } from './tail.js';
 import type { Mat } from '../linalg/types.js';
+import type { CutRows } from './cutStore.js';
 
 export interface TrainSet {
-  cut: Float32Array;
+  cut: CutRows;
   rows: number;
   /** One row's cut shape, e.g. [C, H, W]. */
   cutShape: number[];
@@ -84,10 +85,7 @@ export interface TrainReport {
 }
 
 function pick(set: TrainSet, rows: number[]): Float32Array {
-  const per = set.cutShape.reduce((a, b) => a * b, 1);
-  const out = new Float32Array(rows.length * per);
-  rows.forEach((r, i) => out.set(set.cut.subarray(r * per, (r + 1) * per), i * per));
-  return out;
+  return set.cut.read(rows);
 }
 
 function draw(n: number, k: number, next: () => number): number[] {

@@ -10,12 +10,14 @@ import type { ImageSource } from '../backbones/images.js';
 import { createSession, loadOrt, type RuntimeOptions, type Session } from '../backbones/runtime.js';
 import { BackboneError } from '../backbones/errors.js';
 import type { TailPlan } from './split.js';
+import { cutWriter, type CutWriter } from './cutStore.js';
 
 export interface Activations {
   rows: number;
   /** One row's cut activation shape, e.g. [C, H, W]. */
   cutShape: number[];
-  cut: Float32Array;
+  /** In memory, or in a temporary file when over the memory budget; close it when done. */
+  cut: CutWriter;
   features: Float32Array;
   dim: number;
   logits: Float32Array;
@@ -77,7 +79,10 @@ export class Trunk {
   }
 
   /** Every image of `source`, in batches, into memory. */
-  async run(source: ImageSource, opts: { batchSize?: number; signal?: AbortSignal; progress?: (done: number, total: number) => void } = {}): Promise<Activations> {
+  async run(
+    source: ImageSource,
+    opts: { batchSize?: number; signal?: AbortSignal; progress?: (done: number, total: number) => void; memoryBytes?: number } = {},
+  ): Promise<Activations> {
     const total = source.count;
     const batch = Math.max(1, Math.min(opts.batchSize ?? 32, total));
     const per = source.channels * source.height * source.width;
@@ -97,14 +102,14 @@ export class Trunk {
         acts = {
           rows: total,
           cutShape: out.cut.dims.slice(1),
-          cut: new Float32Array(total * cutPer),
+          cut: cutWriter(total, cutPer, opts.memoryBytes),
           features: new Float32Array(total * f.dims[1]),
           dim: f.dims[1],
           logits: new Float32Array(total * classes),
           classes,
         };
       }
-      acts.cut.set((out.cut.data as Float32Array).subarray(0, n * cutPer), at * cutPer);
+      acts.cut.append((out.cut.data as Float32Array).subarray(0, n * cutPer));
       acts.features.set((out.features.data as Float32Array).subarray(0, n * acts.dim), at * acts.dim);
       acts.logits.set((out.logits.data as Float32Array).subarray(0, n * acts.classes), at * acts.classes);
       opts.progress?.(at + n, total);

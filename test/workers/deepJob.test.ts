@@ -150,6 +150,14 @@ describe('last-block jobs', () => {
     });
     await runImmunizeJob(spec, { sink: new DirectorySink(out) });
     const m = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
+    // The same job with the activations cached on disk gives the same numbers.
+    const disk = await runDeep(
+      { backbone: model, benign: { images: join(dir, 'vb.npy') }, harmful: { images: join(dir, 'vh.npy') } },
+      { steps: 2, activationMemoryBytes: 1024 },
+    );
+    assert.equal(disk.metrics.deep.activations, 'disk');
+    assert.equal(m.deep.activations, 'memory');
+    assert.deepEqual(disk.metrics.deep.distributions, m.deep.distributions);
     assert.equal(m.tfjsBackend, 'wasm');
     assert.equal(m.deep.sampleSize, 40);
     assert.match(m.deep.cut.tensor, /encoder_layer_0/);
