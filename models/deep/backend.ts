@@ -94,4 +94,4 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<TfBacken
 
 /** What to install for a fast deep-mode job, in words. */
 export const FAST_BACKEND_ADVICE =
-  'install @tensorflow/tfjs-node-gpu@4.22 on a CUDA 11.8 + cuDNN 8.6 host (or @tensorflow/tfjs-node@4.22 for native CPU kernels); see the README, "Deep mode"';
+  'install @tensorflow/tfjs-node-gpu@4.22.0 on a CUDA host (libtensorflow 2.9.1: CUDA 11.2, cuDNN 8.1), or @tensorflow/tfjs-node@4.22.0 for native CPU kernels; see the README, "Deep mode (last block)"';
