@@ -197,7 +197,9 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
     const shapes = await tailShapes(graph, plan, one, imageShape, { ...opts.runtime, executionProvider: 'cpu' });
     const steps = opts.steps ?? DEEP_DEFAULTS.steps;
     const batchSize = opts.batchSize ?? TRAIN_DEFAULTS.batchSize;
-    const estimate = estimateStep(tailFlops(plan, shapes), batchSize, TRAIN_DEFAULTS.evalRows, measureRate(backend, hasConv));
+    // Batches and evaluation rows are capped by the smaller image set.
+    const fewest = Math.min(sets.benign.source.count, sets.harmful.source.count);
+    const estimate = estimateStep(tailFlops(plan, shapes), Math.min(batchSize, fewest), Math.min(TRAIN_DEFAULTS.evalRows, fewest), measureRate(backend, hasConv));
     const budget = opts.timeBudgetSeconds ?? DEEP_DEFAULTS.timeBudgetSeconds;
     const total = estimate.stepSeconds * steps;
     const estimateText =
