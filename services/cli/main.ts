@@ -64,7 +64,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`artifacts in ${cmd.out}: ${result.artifacts.map((a) => a.name).join(', ')}\n`);
     }
     if (m.verdict !== 'immunized') {
-      process.stderr.write(`WARNING: verdict is ${m.verdict.toUpperCase()}: this θ does not immunize the backbone (${m.verdictReasons.join('; ')})\n`);
+      const what = 'mode' in m && m.mode === 'last-block' ? 'the trained block does' : 'this θ does';
+      process.stderr.write(`WARNING: verdict is ${m.verdict.toUpperCase()}: ${what} not immunize the backbone (${m.verdictReasons.join('; ')})\n`);
       return 3;
     }
     return 0;
