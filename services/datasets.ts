@@ -156,7 +156,8 @@ export class DatasetService implements DatasetResolver {
 
   /** Checks a spec's dataset references against the upload metadata: ownership, columns, labels, and D. */
   async checkSpec(principal: Principal, spec: JobSpec): Promise<void> {
-    const modelInput = spec.backbone ? await this.checkBackbone(principal, spec.backbone, spec.featureTensor) : null;
+    const lastBlock = spec.mode === 'last-block' ? { cutTensor: spec.cutTensor } : undefined;
+    const modelInput = spec.backbone ? await this.checkBackbone(principal, spec.backbone, spec.featureTensor, lastBlock) : null;
     const dims: Array<{ field: string; d: number | string }> = [];
     for (const side of ['benign', 'harmful', 'benignTest'] as const) {
       const ref = spec[side];
@@ -192,15 +193,16 @@ export class DatasetService implements DatasetResolver {
   }
 
   /**
-   * The backbone as a job would find it: its feature tensor (found, or the one named) must exist. Answers the
+   * The backbone as a job would find it: its feature tensor (found, or the one named) must exist, and in last-block
+   * mode its tail must convert (cut tensor found, every operator supported). Answers the
    * model's input shape after the batch axis. Outcomes are remembered per backbone and tensor name.
    */
-  private async checkBackbone(principal: Principal, id: string, featureTensor?: string): Promise<Array<number | string | null> | null> {
+  private async checkBackbone(principal: Principal, id: string, featureTensor?: string, lastBlock?: { cutTensor?: string }): Promise<Array<number | string | null> | null> {
     const r = await this.mustGet(principal, 'backbone', id, 'backbone');
-    const key = `${r.id}\0${featureTensor ?? ''}`;
+    const key = JSON.stringify([r.id, featureTensor ?? null, lastBlock ? (lastBlock.cutTensor ?? '') : null]);
     let check = this.backboneChecks.get(key);
     if (!check) {
-      check = await checkBackboneInThread(this.store.blobPath('backbone', r.id, r.format), r.filename ?? `${r.id}.onnx`, featureTensor);
+      check = await checkBackboneInThread(this.store.blobPath('backbone', r.id, r.format), r.filename ?? `${r.id}.onnx`, featureTensor, lastBlock);
       if (this.backboneChecks.size >= BACKBONE_CHECKS_KEPT) this.backboneChecks.delete(this.backboneChecks.keys().next().value!);
       this.backboneChecks.set(key, check);
     }

@@ -5,6 +5,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { inspectBackbone, isBackboneError, type BackboneSummary } from '../../models/backbones/index.js';
+import { isDeepError } from '../../models/deep/errors.js';
+import { inspectTail } from '../../models/deep/inspect.js';
 import { Worker } from 'node:worker_threads';
 import { prepareCsv, readCsvTable } from '../../models/io/csv.js';
 import { DataError } from '../../models/io/errors.js';
@@ -88,18 +90,22 @@ export type BackboneCheck = { ok: true; summary: BackboneSummary } | { ok: false
  * What a job with this backbone would find before it runs: the feature tensor (found, or the one named) and the
  * model input. A model without a recognisable classifier or an unknown tensor is refused with the candidates.
  */
-export async function checkBackboneFile(path: string, name: string, featureTensor?: string): Promise<BackboneCheck> {
+export async function checkBackboneFile(path: string, name: string, featureTensor?: string, lastBlock?: { cutTensor?: string }): Promise<BackboneCheck> {
   try {
-    return { ok: true, summary: inspectBackbone(await readFile(path), name, featureTensor) };
+    const bytes = await readFile(path);
+    const summary = inspectBackbone(bytes, name, featureTensor);
+    // Last-block mode also converts the tail: its cut tensor must exist and every operator in it be supported.
+    if (lastBlock) inspectTail(bytes, name, { cutTensor: lastBlock.cutTensor, featureTensor });
+    return { ok: true, summary };
   } catch (e) {
-    if (isBackboneError(e)) return { ok: false, code: e.reason.toLowerCase(), message: e.message };
+    if (isBackboneError(e) || isDeepError(e)) return { ok: false, code: e.reason.toLowerCase(), message: e.message };
     throw e;
   }
 }
 
 export type ThreadTask =
   | { task: 'inspect'; path: string; format: 'npy' | 'csv' | 'onnx'; name: string }
-  | { task: 'backbone'; path: string; name: string; featureTensor?: string };
+  | { task: 'backbone'; path: string; name: string; featureTensor?: string; lastBlock?: { cutTensor?: string } };
 
 const THREAD_FILE = new URL('./inspectThread.js', import.meta.url);
 
@@ -109,8 +115,8 @@ export function inspectInThread(path: string, format: 'npy' | 'csv' | 'onnx', na
 }
 
 /** checkBackboneFile in a worker thread: a large model's protobuf is parsed off the event loop. */
-export function checkBackboneInThread(path: string, name: string, featureTensor?: string): Promise<BackboneCheck> {
-  return runInThread<BackboneCheck>({ task: 'backbone', path, name, featureTensor });
+export function checkBackboneInThread(path: string, name: string, featureTensor?: string, lastBlock?: { cutTensor?: string }): Promise<BackboneCheck> {
+  return runInThread<BackboneCheck>({ task: 'backbone', path, name, featureTensor, lastBlock });
 }
 
 function runInThread<T>(workerData: ThreadTask): Promise<T> {

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { encodeNpy } from '../../models/io/npy.js';
+import { attr, GraphBuilder } from '../../scripts/fixtures/onnxBuilder.js';
 import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import { inspectOnnx } from '../../services/storage/onnx.js';
 import type { RunningServer } from '../../services/server.js';
@@ -114,5 +115,39 @@ describe('backbone job', () => {
     const ok = await submit({ backbone: withHead, benign: { dataset: good }, harmful: { dataset: good }, method: 'closed-form' });
     assert.equal(ok.statusCode, 202, ok.body);
     await api.inject({ method: 'DELETE', url: `/v1/jobs/${ok.json().id}`, headers: ALICE });
+  });
+
+  it('refuses a last-block job whose tail cannot be trained, with a 4xx that names the operator or tensor', { timeout: 60_000 }, async () => {
+    const api = srv.api!;
+    const b = new GraphBuilder(3);
+    let x = b.node('Relu', ['input'], '/stem');
+    const skip = x;
+    x = b.node('HardSigmoid', [x], '/block', [attr.float('alpha', 0.2)]);
+    x = b.node('Add', [x, skip], '/block');
+    const pooled = b.node('Flatten', [b.node('GlobalAveragePool', [x], '/pool')], '', [attr.int('axis', 1)]);
+    b.node('Gemm', [pooled, b.random('fc.weight', [4, 3], 0.1), b.random('fc.bias', [4], 0.1)], '/fc', [attr.int('transB', 1)]);
+    b.renameLast('output');
+    const odd = b.build({ input: 'input', inputShape: ['n', 3, 8, 8], output: 'output', outputShape: ['n', 4] }).bytes;
+    const post = async (url: string, name: string, bytes: Uint8Array) => {
+      const body = multipart(name, Buffer.from(bytes));
+      const r = await api.inject({ method: 'POST', url, headers: { ...ALICE, ...body.headers }, payload: body.payload });
+      assert.equal(r.statusCode, 201, r.body);
+      return r.json().id as string;
+    };
+    const backbone = await post('/v1/backbones', 'odd.onnx', odd);
+    const imgs = await post('/v1/datasets', 'imgs.npy', images(4, 8, 5));
+    const submit = (spec: Record<string, unknown>) => api.inject({ method: 'POST', url: '/v1/jobs', headers: ALICE, payload: spec });
+    const linear = await submit({ backbone, benign: { dataset: imgs }, harmful: { dataset: imgs }, method: 'closed-form' });
+    assert.equal(linear.statusCode, 202, linear.body);
+    await api.inject({ method: 'DELETE', url: `/v1/jobs/${linear.json().id}?purge=true`, headers: ALICE });
+    const deep = await submit({ backbone, mode: 'last-block', benign: { dataset: imgs }, harmful: { dataset: imgs } });
+    assert.equal(deep.statusCode, 400, deep.body);
+    assert.equal(deep.json().error.code, 'unsupported_operator');
+    assert.match(deep.json().error.message, /HardSigmoid/);
+    const resnet = await post('/v1/backbones', 'resnet.onnx', resnetFixture({ imageSize: 8, widths: [4, 4, 4, 4], blocks: [1, 1, 1, 1], classes: 3 }).model.bytes);
+    const cut = await submit({ backbone: resnet, mode: 'last-block', cutTensor: 'nope', benign: { dataset: imgs }, harmful: { dataset: imgs } });
+    assert.equal(cut.statusCode, 400, cut.body);
+    assert.equal(cut.json().error.code, 'cut_tensor');
+    assert.match(cut.json().error.message, /"nope"/);
   });
 });
