@@ -27,9 +27,12 @@ let sharpModule: Promise<SharpFactory> | null = null;
 
 export function loadSharp(): Promise<SharpFactory> {
   sharpModule ??= import('sharp').then((m) => {
-    const factory = ((m as unknown as { default?: SharpFactory }).default ?? m) as unknown as SharpFactory & { cache(on: boolean): void };
+    const factory = ((m as unknown as { default?: SharpFactory }).default ?? m) as unknown as SharpFactory & { cache(on: boolean): void; concurrency(n: number): number };
     // Every image is decoded once: libvips's operation cache would only hold memory.
     factory.cache(false);
+    // Images are decoded several at a time while onnxruntime's threads run the previous batch; libvips threads
+    // inside each small image would only compete with those.
+    factory.concurrency(1);
     return factory;
   });
   return sharpModule;
