@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { encodeNpy } from '../../models/io/npy.js';
-import { attr, GraphBuilder } from '../../scripts/fixtures/onnxBuilder.js';
+import { unsupportedTailModel } from '../models/deep/helpers.js';
 import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import { inspectOnnx } from '../../services/storage/onnx.js';
 import type { RunningServer } from '../../services/server.js';
@@ -119,15 +119,7 @@ describe('backbone job', () => {
 
   it('refuses a last-block job whose tail cannot be trained, with a 4xx that names the operator or tensor', { timeout: 60_000 }, async () => {
     const api = srv.api!;
-    const b = new GraphBuilder(3);
-    let x = b.node('Relu', ['input'], '/stem');
-    const skip = x;
-    x = b.node('HardSigmoid', [x], '/block', [attr.float('alpha', 0.2)]);
-    x = b.node('Add', [x, skip], '/block');
-    const pooled = b.node('Flatten', [b.node('GlobalAveragePool', [x], '/pool')], '', [attr.int('axis', 1)]);
-    b.node('Gemm', [pooled, b.random('fc.weight', [4, 3], 0.1), b.random('fc.bias', [4], 0.1)], '/fc', [attr.int('transB', 1)]);
-    b.renameLast('output');
-    const odd = b.build({ input: 'input', inputShape: ['n', 3, 8, 8], output: 'output', outputShape: ['n', 4] }).bytes;
+    const odd = unsupportedTailModel();
     const post = async (url: string, name: string, bytes: Uint8Array) => {
       const body = multipart(name, Buffer.from(bytes));
       const r = await api.inject({ method: 'POST', url, headers: { ...ALICE, ...body.headers }, payload: body.payload });

@@ -1,5 +1,6 @@
 /** Shared by the deep-mode tests: the small fixtures and an onnxruntime run with the cut exposed. */
 import { OnnxGraph } from '../../../models/backbones/graph.js';
+import { attr, GraphBuilder } from '../../../scripts/fixtures/onnxBuilder.js';
 import { selectBackend, type TfBackend } from '../../../models/deep/backend.js';
 import { planTail, type TailPlan } from '../../../models/deep/split.js';
 import { Trunk, withInitializers } from '../../../models/deep/trunk.js';
@@ -9,6 +10,19 @@ import { normals } from '../engine/reference.js';
 import { randomImages, SIZE } from '../backbones/helpers.js';
 
 export { randomImages, SIZE, smallResnet, smallVit } from '../backbones/helpers.js';
+
+/** A ResNet-like model whose last block holds an operator last-block mode does not train (HardSigmoid). */
+export function unsupportedTailModel(): Uint8Array {
+  const b = new GraphBuilder(3);
+  let x = b.node('Relu', ['input'], '/stem');
+  const skip = x;
+  x = b.node('HardSigmoid', [x], '/block', [attr.float('alpha', 0.2)]);
+  x = b.node('Add', [x, skip], '/block');
+  const pooled = b.node('Flatten', [b.node('GlobalAveragePool', [x], '/pool')], '', [attr.int('axis', 1)]);
+  b.node('Gemm', [pooled, b.random('fc.weight', [4, 3], 0.1), b.random('fc.bias', [4], 0.1)], '/fc', [attr.int('transB', 1)]);
+  b.renameLast('output');
+  return b.build({ input: 'input', inputShape: ['n', 3, 8, 8], output: 'output', outputShape: ['n', 4] }).bytes;
+}
 
 let cpu: Promise<TfBackend> | null = null;
 export function cpuBackend(): Promise<TfBackend> {

@@ -10,9 +10,8 @@ import { isDeepError } from '../../../models/deep/errors.js';
 import { inspectTail } from '../../../models/deep/index.js';
 import { planTail } from '../../../models/deep/split.js';
 import { TailModel } from '../../../models/deep/tail.js';
-import { GraphBuilder, attr } from '../../../scripts/fixtures/onnxBuilder.js';
 import { resnetFixture } from '../../../scripts/fixtures/onnxResnet.js';
-import { cpuBackend, maxAbs, maxAbsDiff, reference, smallResnet, smallVit } from './helpers.js';
+import { cpuBackend, maxAbs, maxAbsDiff, reference, smallResnet, smallVit, unsupportedTailModel } from './helpers.js';
 
 async function compare(bytes: Uint8Array): Promise<{ featureErr: number; logitErr: number; cut: string; plan: ReturnType<typeof planTail> }> {
   const ref = await reference(bytes, 6, 11);
@@ -81,15 +80,7 @@ describe('deep tail conversion', () => {
   });
 
   it('refuses a tail with an unsupported operator, naming it', () => {
-    const b = new GraphBuilder(3);
-    let x = b.node('Relu', ['input'], '/stem');
-    const skip = x;
-    x = b.node('HardSigmoid', [x], '/block', [attr.float('alpha', 0.2)]);
-    x = b.node('Add', [x, skip], '/block');
-    const pooled = b.node('Flatten', [b.node('GlobalAveragePool', [x], '/pool')], '', [attr.int('axis', 1)]);
-    b.node('Gemm', [pooled, b.random('fc.weight', [4, 3], 0.1), b.random('fc.bias', [4], 0.1)], '/fc', [attr.int('transB', 1)]);
-    b.renameLast('output');
-    const bytes = b.build({ input: 'input', inputShape: ['n', 3, 8, 8], output: 'output', outputShape: ['n', 4] }).bytes;
+    const bytes = unsupportedTailModel();
     const graph = OnnxGraph.parse(bytes, 'odd.onnx');
     assert.throws(() => inspectTail(bytes, 'odd.onnx'), (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR'));
     assert.equal(inspectTail(smallResnet().model.bytes, 'r.onnx').cutTensor, '/layer3.0/relu_out/Relu_output_0');
