@@ -16,7 +16,7 @@ import { streamToFile, UploadTooLargeError } from './storage/upload.js';
 
 type Kind = 'dataset' | 'backbone';
 
-const ACCEPTED: Record<Kind, BlobFormat[]> = { dataset: ['npy', 'csv'], backbone: ['onnx'] };
+const ACCEPTED: Record<Kind, BlobFormat[]> = { dataset: ['npy', 'csv', 'tar'], backbone: ['onnx'] };
 
 /** The client's file name reduced to something safe to show (it is never used as a path). */
 export function displayName(filename: string | undefined): string {
@@ -30,7 +30,7 @@ function formatOf(filename: string, kind: Kind): BlobFormat {
   const ext = m ? m[1].toLowerCase() : '';
   const accepted = ACCEPTED[kind];
   if ((accepted as string[]).includes(ext)) return ext as BlobFormat;
-  const expected = kind === 'dataset' ? '.npy (numpy.save) or .csv (with a header row)' : '.onnx';
+  const expected = kind === 'dataset' ? '.npy (numpy.save), .csv (with a header row) or .tar (PNG/JPEG images)' : '.onnx';
   throw new ApiError(415, 'unsupported_format', `${filename}: the file name must end in ${expected}; got ${ext ? `.${ext}` : 'no extension'}`);
 }
 
@@ -39,10 +39,14 @@ export interface UploadedFile {
   stream: Readable;
 }
 
-/** The per-image shape (C×H×W) of an image dataset for a backbone job. */
-function imageShape(field: string, ds: DatasetRecord): string {
+/**
+ * The per-image shape (C×H×W) of an image dataset for a backbone job; null for an archive of image files, which are
+ * resized and cropped to the model's input.
+ */
+function imageShape(field: string, ds: DatasetRecord): string | null {
+  if (ds.format === 'tar') return null;
   if (ds.format !== 'npy' || ds.shape?.length !== 4) {
-    throw badRequest('invalid_spec', `${field}: with a backbone the data are images; dataset ${ds.id} is not an N×C×H×W .npy (it is ${ds.format === 'npy' ? `shape (${ds.shape?.join(', ')})` : `.${ds.format}`})`);
+    throw badRequest('invalid_spec', `${field}: with a backbone the data are images; dataset ${ds.id} is not an N×C×H×W .npy or a .tar of images (it is ${ds.format === 'npy' ? `shape (${ds.shape?.join(', ')})` : `.${ds.format}`})`);
   }
   return ds.shape.slice(1).join('×');
 }
@@ -55,6 +59,7 @@ function fitsInput(imageShape: number | string, input: Array<number | string | n
 
 /** The feature dimension a data reference gives, from the upload's metadata. */
 function featureDim(field: string, ref: DataRefSpec, ds: DatasetRecord): number {
+  if (ds.format === 'tar') throw badRequest('invalid_spec', `${field}: dataset ${ds.id} is an archive of images; give the job a backbone`);
   if (ds.format === 'npy') {
     if (ref.labelColumn !== undefined || (ref.dropColumns?.length ?? 0) > 0) {
       throw badRequest('invalid_spec', `${field}: labelColumn and dropColumns apply only to .csv datasets; ${ds.id} is .npy (pass labels as a separate dataset)`);
@@ -120,11 +125,14 @@ export class DatasetService implements DatasetResolver {
       const d = inspected.dataset;
       if (d) {
         record.rows = d.rows;
-        record.cols = d.cols;
         if (d.format === 'npy') {
+          record.cols = d.cols;
           record.dtype = d.dtype;
           record.shape = d.shape;
-        } else record.header = d.header;
+        } else if (d.format === 'csv') {
+          record.cols = d.cols;
+          record.header = d.header;
+        } else if (d.classes) record.classes = d.classes;
       }
       if (inspected.backbone) {
         record.inputs = inspected.backbone.inputs;
@@ -177,6 +185,7 @@ export class DatasetService implements DatasetResolver {
           throw badRequest('label_mismatch', `${side}.labels: ${labels.rows} labels for ${ds.rows} rows in ${side}.dataset; expected one label per row`);
         }
       }
+      if (d === null) continue; // image files: resized and cropped to the model's input by the job
       if (modelInput && !fitsInput(d, modelInput)) {
         throw badRequest('image_size', `${side}.dataset: images of ${d} do not fit the backbone's input ${modelInput.map((x) => x ?? '?').join('×')} (C×H×W after the batch axis); preprocess them to that size`);
       }

@@ -47,7 +47,7 @@ export interface DatasetRecord {
   id: string;
   tenant: string;
   kind: 'dataset' | 'backbone';
-  format: 'npy' | 'csv' | 'onnx';
+  format: 'npy' | 'csv' | 'tar' | 'onnx';
   sha256: string;
   bytes: number;
   createdAt: number;
@@ -55,10 +55,11 @@ export interface DatasetRecord {
   filename: string;
   rows?: number;
   cols?: number;
-  /** npy: dtype and shape; csv: header. */
+  /** npy: dtype and shape; csv: header; tar (images): the class folders, when the images sit in them. */
   dtype?: string;
   shape?: number[];
   header?: string[];
+  classes?: string[];
   inputs?: unknown[];
   outputs?: unknown[];
 }
@@ -304,7 +305,7 @@ export class Records implements WorkerRecords {
     };
     for (const k of ['rows', 'cols'] as const) if (h[k] !== undefined) r[k] = Number(h[k]);
     if (h.dtype !== undefined) r.dtype = h.dtype;
-    for (const k of ['shape', 'header', 'inputs', 'outputs'] as const) if (h[k] !== undefined) (r as unknown as Record<string, unknown>)[k] = json(h[k], undefined);
+    for (const k of ['shape', 'header', 'classes', 'inputs', 'outputs'] as const) if (h[k] !== undefined) (r as unknown as Record<string, unknown>)[k] = json(h[k], undefined);
     return r;
   }
 

@@ -15,7 +15,7 @@ import { DataError, fsError } from '../io/errors.js';
 import { decodeBatch, ItemReader, loadSharp, type EncodedItem, type Preprocess } from './decode.js';
 import type { DecodeReply, DecodeRequest } from './decodeWorker.js';
 import { BackboneError, type BackboneErrorReason } from './errors.js';
-import { indexTar } from './tar.js';
+import { indexTar, type TarEntry } from './tar.js';
 
 export { resizedSize, type Preprocess } from './decode.js';
 
@@ -316,6 +316,34 @@ export interface OpenImagesOptions {
   inThread?: boolean;
 }
 
+/** The PNG/JPEG entries of a tar archive in reading order, with their names relative to the image root. */
+async function tarImages(fh: FileHandle, size: number, label: string, limit?: number): Promise<{ entries: TarEntry[]; names: string[] }> {
+  const all = await indexTar(fh, size, label);
+  const images = all.filter((e) => IMAGE_EXTENSIONS.has(extname(e.path).toLowerCase()) && !e.path.split('/').some((p) => p.startsWith('.')));
+  images.sort((a, b) => compare(a.path, b.path));
+  const entries = limit === undefined ? images : images.slice(0, limit);
+  if (entries.length === 0) throw new BackboneError('IMAGES_EMPTY', `${label}: the archive holds no .png, .jpg or .jpeg images`);
+  // An archive of one folder ("images/cat/1.png") is read as that folder.
+  const paths = entries.map((e) => e.path.replace(/^\.\//, ''));
+  const top = paths[0].split('/')[0];
+  const nested = paths.every((p) => p.split('/').length > 2 && p.split('/')[0] === top);
+  return { entries, names: nested ? paths.map((p) => p.slice(top.length + 1)) : paths };
+}
+
+/**
+ * What an uploaded .tar of images holds, without decoding it: the image count and, when they sit in class folders,
+ * the classes. Throws TAR_MALFORMED or IMAGES_EMPTY as a job would.
+ */
+export async function describeImageArchive(path: string, label: string): Promise<{ images: number; classes: string[] | null }> {
+  const fh = await open(path, 'r');
+  try {
+    const { names } = await tarImages(fh, (await fh.stat()).size, label);
+    return { images: names.length, classes: classLabels(names)?.classes ?? null };
+  } finally {
+    await fh.close();
+  }
+}
+
 export async function openImages(path: string, geometry: InputGeometry, opts: OpenImagesOptions = {}): Promise<ImageSource> {
   let info;
   try {
@@ -341,17 +369,8 @@ export async function openImages(path: string, geometry: InputGeometry, opts: Op
     const pre = resolvePreprocess(opts.preprocess, geometry, path);
     const fh = await open(path, 'r');
     try {
-      const all = await indexTar(fh, info.size, path);
+      const { entries: chosen, names } = await tarImages(fh, info.size, path, opts.limit);
       await fh.close();
-      const images = all.filter((e) => IMAGE_EXTENSIONS.has(extname(e.path).toLowerCase()) && !e.path.split('/').some((p) => p.startsWith('.')));
-      images.sort((a, b) => compare(a.path, b.path));
-      const chosen = take(images);
-      if (chosen.length === 0) throw new BackboneError('IMAGES_EMPTY', `${path}: the archive holds no .png, .jpg or .jpeg images`);
-      // An archive of one folder ("images/cat/1.png") is read as that folder.
-      const paths = chosen.map((e) => e.path.replace(/^\.\//, ''));
-      const top = paths[0].split('/')[0];
-      const nested = paths.every((p) => p.split('/').length > 2 && p.split('/')[0] === top);
-      const names = nested ? paths.map((p) => p.slice(top.length + 1)) : paths;
       const items = chosen.map((e) => ({ name: `${path}:${e.path}`, file: path, offset: e.offset, size: e.size }));
       return new EncodedImages(path, 'tar', names, items, pre, geometry.channels ?? 3, opts.inThread ?? false);
     } catch (err) {

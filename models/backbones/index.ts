@@ -15,7 +15,7 @@ import { createSession, type RuntimeOptions, type Session } from './runtime.js';
 
 export { BackboneError, isBackboneError, type BackboneErrorReason } from './errors.js';
 export { IMMUNIZED_FEATURES, OnnxGraph, type FeatureSite } from './graph.js';
-export { IMAGENET_PREPROCESS, resolvePreprocess, type ImageSource, type Preprocess, type PreprocessSpec } from './images.js';
+export { describeImageArchive, IMAGENET_PREPROCESS, resolvePreprocess, type ImageSource, type Preprocess, type PreprocessSpec } from './images.js';
 export { DEFAULT_BATCH, type Extracted, type FeatureSample } from './extract.js';
 export { LOGIT_TOLERANCE, type CheckpointCheck } from './checkpoint.js';
 export { cudaAvailability, preloadBackboneRuntime, type ProviderChoice, type RuntimeOptions } from './runtime.js';

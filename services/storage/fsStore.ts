@@ -16,8 +16,8 @@ import type { AttemptStore, CommitManifest } from '../../workers/ports.js';
 import { STORED_FILE } from '../../workers/staging.js';
 import { isId, type IdKind } from '../ids.js';
 
-export type BlobFormat = 'npy' | 'csv' | 'onnx';
-const FORMATS: ReadonlySet<string> = new Set(['npy', 'csv', 'onnx']);
+export type BlobFormat = 'npy' | 'csv' | 'tar' | 'onnx';
+const FORMATS: ReadonlySet<string> = new Set(['npy', 'csv', 'tar', 'onnx']);
 const ATTEMPT = /^[0-9]{1,6}-[0-9a-f]{8}$/;
 /** Written by the store itself beside the artifacts; never an artifact name, never served. */
 const MANIFEST = 'manifest.json';

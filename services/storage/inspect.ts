@@ -4,7 +4,7 @@
  * stall the API's event loop.
  */
 import { readFile } from 'node:fs/promises';
-import { inspectBackbone, isBackboneError, type BackboneSummary } from '../../models/backbones/index.js';
+import { describeImageArchive, inspectBackbone, isBackboneError, type BackboneSummary } from '../../models/backbones/index.js';
 import { isDeepError } from '../../models/deep/errors.js';
 import { inspectTail } from '../../models/deep/inspect.js';
 import { Worker } from 'node:worker_threads';
@@ -15,7 +15,8 @@ import { inspectOnnx, OnnxFormatError, type OnnxInfo } from './onnx.js';
 
 export type DatasetInfo =
   | { format: 'npy'; rows: number; cols: number; dtype: string; shape: number[]; kind: 'features' | 'labels' | 'images' }
-  | { format: 'csv'; rows: number; cols: number; header: string[]; kind: 'features' | 'labels' };
+  | { format: 'csv'; rows: number; cols: number; header: string[]; kind: 'features' | 'labels' }
+  | { format: 'tar'; rows: number; classes: string[] | null; kind: 'images' };
 
 export type InspectResult = { ok: true; dataset?: DatasetInfo; backbone?: OnnxInfo } | { ok: false; code: string; message: string };
 
@@ -72,9 +73,21 @@ async function inspectCsv(path: string, name: string): Promise<DatasetInfo> {
 }
 
 /** Parses the file at `path`; `name` stands for it in messages. Never throws for bad content: it says so. */
-export async function inspectFile(path: string, format: 'npy' | 'csv' | 'onnx', name: string): Promise<InspectResult> {
+/** An uploaded .tar of PNG/JPEG images (for backbone jobs): its entries are indexed, the images are not decoded. */
+async function inspectTar(path: string, name: string): Promise<DatasetInfo> {
+  try {
+    const { images, classes } = await describeImageArchive(path, name);
+    return { format: 'tar', rows: images, classes, kind: 'images' };
+  } catch (e) {
+    if (isBackboneError(e)) throw Object.assign(new Error(e.message), { code: e.reason === 'IMAGES_EMPTY' ? 'images_empty' : 'invalid_tar' });
+    throw e;
+  }
+}
+
+export async function inspectFile(path: string, format: 'npy' | 'csv' | 'tar' | 'onnx', name: string): Promise<InspectResult> {
   try {
     if (format === 'onnx') return { ok: true, backbone: inspectOnnx(await readFile(path), name) };
+    if (format === 'tar') return { ok: true, dataset: await inspectTar(path, name) };
     return { ok: true, dataset: format === 'npy' ? await inspectNpy(path, name) : await inspectCsv(path, name) };
   } catch (e) {
     if (e instanceof OnnxFormatError) return { ok: false, code: e.code, message: e.message };
@@ -104,13 +117,13 @@ export async function checkBackboneFile(path: string, name: string, featureTenso
 }
 
 export type ThreadTask =
-  | { task: 'inspect'; path: string; format: 'npy' | 'csv' | 'onnx'; name: string }
+  | { task: 'inspect'; path: string; format: 'npy' | 'csv' | 'tar' | 'onnx'; name: string }
   | { task: 'backbone'; path: string; name: string; featureTensor?: string; lastBlock?: { cutTensor?: string } };
 
 const THREAD_FILE = new URL('./inspectThread.js', import.meta.url);
 
 /** inspectFile in a worker thread. */
-export function inspectInThread(path: string, format: 'npy' | 'csv' | 'onnx', name: string): Promise<InspectResult> {
+export function inspectInThread(path: string, format: 'npy' | 'csv' | 'tar' | 'onnx', name: string): Promise<InspectResult> {
   return runInThread<InspectResult>({ task: 'inspect', path, format, name });
 }
 

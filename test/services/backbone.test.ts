@@ -5,7 +5,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import sharp from 'sharp';
 import { encodeNpy } from '../../models/io/npy.js';
+import { tarOf } from '../models/backbones/helpers.js';
 import { unsupportedTailModel } from '../models/deep/helpers.js';
 import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import { inspectOnnx } from '../../services/storage/onnx.js';
@@ -141,5 +143,60 @@ describe('backbone job', () => {
     assert.equal(cut.statusCode, 400, cut.body);
     assert.equal(cut.json().error.code, 'cut_tensor');
     assert.match(cut.json().error.message, /"nope"/);
+  });
+
+  it('takes image archives: a .tar of PNG files runs a backbone job; an archive without images is refused at upload', { timeout: 120_000 }, async () => {
+    const api = srv.api!;
+    const size = 32;
+    const fixture = resnetFixture({ imageSize: size, widths: [8, 16, 24, 48], blocks: [1, 1, 1, 1], classes: 10, head: 'gemm', seed: 18 });
+    const png = (seed: number) => {
+      const px = Buffer.alloc(40 * 40 * 3);
+      let s = seed;
+      for (let i = 0; i < px.length; i++) px[i] = (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24;
+      return sharp(px, { raw: { width: 40, height: 40, channels: 3 } }).png().toBuffer();
+    };
+    const archive = async (offset: number) =>
+      tarOf(await Promise.all(Array.from({ length: 6 }, async (_, i) => [`set/${i % 2 ? 'cat' : 'dog'}/${i}.png`, await png(offset + i)] as [string, Buffer])));
+    const upload = async (url: string, name: string, bytes: Buffer | Uint8Array) => {
+      const body = multipart(name, Buffer.from(bytes));
+      return api.inject({ method: 'POST', url, headers: { ...ALICE, ...body.headers }, payload: body.payload });
+    };
+    const created = async (url: string, name: string, bytes: Buffer | Uint8Array) => {
+      const r = await upload(url, name, bytes);
+      assert.equal(r.statusCode, 201, r.body);
+      return r.json();
+    };
+    const backbone = await created('/v1/backbones', 'resnet.onnx', fixture.model.bytes);
+    const benign = await created('/v1/datasets', 'benign.tar', await archive(1));
+    assert.equal(benign.format, 'tar');
+    assert.equal(benign.rows, 6);
+    assert.deepEqual(benign.classes, ['cat', 'dog']);
+    const harmful = await created('/v1/datasets', 'harmful.tar', await archive(50));
+
+    const empty = await upload('/v1/datasets', 'empty.tar', tarOf([['set/readme.txt', Buffer.from('no images here')]]));
+    assert.equal(empty.statusCode, 400, empty.body);
+    assert.equal(empty.json().error.code, 'images_empty');
+    assert.match(empty.json().error.message, /no \.png, \.jpg or \.jpeg images/);
+    const junk = await upload('/v1/datasets', 'junk.tar', Buffer.alloc(2048, 7));
+    assert.equal(junk.statusCode, 400, junk.body);
+    assert.equal(junk.json().error.code, 'invalid_tar');
+    const noBackbone = await api.inject({ method: 'POST', url: '/v1/jobs', headers: ALICE, payload: { benign: { dataset: benign.id }, harmful: { dataset: harmful.id } } });
+    assert.equal(noBackbone.statusCode, 400, noBackbone.body);
+    assert.match(noBackbone.json().error.message, /archive of images; give the job a backbone/);
+
+    const r = await api.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: ALICE,
+      payload: { backbone: backbone.id, benign: { dataset: benign.id }, harmful: { dataset: harmful.id }, method: 'closed-form', preprocess: { resize: 36, crop: size } },
+    });
+    assert.equal(r.statusCode, 202, r.body);
+    const doc = await eventually('the archive job', async () => {
+      const d = (await api.inject({ url: `/v1/jobs/${r.json().id}`, headers: ALICE })).json();
+      return ['completed', 'failed'].includes(d.status) ? d : undefined;
+    }, 90_000);
+    assert.equal(doc.status, 'completed', JSON.stringify(doc.error));
+    assert.equal(doc.metrics.dim, fixture.dim);
+    assert.ok(doc.artifacts.some((a: { name: string }) => a.name === 'immunized.onnx'));
   });
 });

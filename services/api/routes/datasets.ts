@@ -48,11 +48,18 @@ export async function datasetRoutes(fastify: FastifyInstance): Promise<void> {
     {
       schema: {
         tags: ['datasets'],
-        summary: 'Upload a dataset: .npy (N×D float32/float64 features, or a label vector) or .csv with a header row',
+        summary: 'Upload a dataset: .npy (N×D float32/float64 features, N×C×H×W float32 images, or a label vector), .csv with a header row, or an uncompressed .tar of PNG/JPEG images',
         consumes,
-        body: uploadBody('the dataset file; its name must end in .npy or .csv'),
+        body: uploadBody('the dataset file; its name must end in .npy, .csv or .tar'),
         response: {
-          201: Type.Object({ id: Type.String(), sha256: Type.String(), format: Type.String(), rows: Type.Integer(), cols: Type.Integer() }),
+          201: Type.Object({
+            id: Type.String(),
+            sha256: Type.String(),
+            format: Type.String(),
+            rows: Type.Integer(),
+            cols: Type.Optional(Type.Integer()),
+            classes: Type.Optional(Type.Array(Type.String())),
+          }),
           ...errorResponses(400, 401, 413, 415, 429, 503),
         },
       },
@@ -60,7 +67,7 @@ export async function datasetRoutes(fastify: FastifyInstance): Promise<void> {
     },
     async (req, reply) => {
       const r = await receiveUpload(app, req, 'dataset');
-      return reply.code(201).send({ id: r.id, sha256: r.sha256, format: r.format, rows: r.rows!, cols: r.cols! });
+      return reply.code(201).send({ id: r.id, sha256: r.sha256, format: r.format, rows: r.rows!, cols: r.cols, ...(r.classes ? { classes: r.classes } : {}) });
     },
   );
 

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { encodeNpy } from '../../../models/io/npy.js';
 import { imageSize } from '../../../models/backbones/decode.js';
 import { openImages, resizedSize, resolvePreprocess, type InputGeometry } from '../../../models/backbones/images.js';
-import { rejects, rejectsData } from './helpers.js';
+import { rejects, rejectsData, tarOf } from './helpers.js';
 
 let dir: string;
 before(async () => {
@@ -29,29 +29,6 @@ function twoTone(width: number, height: number, split: number, left: number[], r
 }
 
 const png = (raw: Buffer, width: number, height: number) => sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer();
-
-/** A ustar archive written by hand (independent of the reader under test). */
-function tarOf(files: Array<[string, Buffer]>): Buffer {
-  const blocks: Buffer[] = [];
-  for (const [name, data] of files) {
-    const h = Buffer.alloc(512);
-    h.write(name, 0, 'utf8');
-    h.write('0000644\0', 100);
-    h.write('0000000\0', 108);
-    h.write('0000000\0', 116);
-    h.write(data.length.toString(8).padStart(11, '0') + '\0', 124);
-    h.write('00000000000\0', 136);
-    h.write('        ', 148);
-    h.write('0', 156);
-    h.write('ustar\0' + '00', 257);
-    let sum = 0;
-    for (const b of h) sum += b;
-    h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-    blocks.push(h, data, Buffer.alloc((512 - (data.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return Buffer.concat(blocks);
-}
 
 describe('ImageNet preprocessing', () => {
   it('defaults: resize 256 / crop 224 with the ImageNet mean and std; scaled for a model fixed at another size', () => {
