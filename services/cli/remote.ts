@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobSpec } from '../../workers/jobSpec.js';
 import { ImmunizeClient, type ClientJob } from '../client.js';
@@ -43,6 +43,9 @@ async function uploadInputs(client: ImmunizeClient, spec: JobSpec): Promise<JobS
   const ids = new Map<string, string>();
   const upload = async (path: string, kind: 'dataset' | 'backbone') => {
     const key = `${kind}:${path}`;
+    if ((await stat(path).catch(() => null))?.isDirectory()) {
+      throw new Error(`${path} is a folder; the service takes files: pack it as an uncompressed archive (tar -cf images.tar -C ${path} .) and submit that`);
+    }
     if (!ids.has(key)) ids.set(key, (await client.upload(path, kind)).id);
     return ids.get(key)!;
   };

@@ -90,3 +90,14 @@ it('gives clear errors without a key or for an unknown job', async () => {
   assert.equal(unknown.code, 1);
   assert.match(unknown.stderr, /no job with id "no-such-job"/);
 });
+
+it('refuses to submit a folder of images and says how to pack it', async () => {
+  const folder = await mkdtemp(join(tmpdir(), 'immunize-images-'));
+  try {
+    const r = await cli(['submit', '--backbone', join(HOUSE, 'D1.csv'), '--benign', folder, '--harmful', folder]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /is a folder; the service takes files: pack it as an uncompressed archive \(tar -cf images\.tar/);
+  } finally {
+    await rm(folder, { recursive: true, force: true });
+  }
+});
