@@ -177,7 +177,7 @@ describe('uploads', () => {
       ['inf in csv', Buffer.from('a,b\n1,2\n3,inf\n'), 'inf.csv', 400, 'non_finite', /"inf" is not a finite number/],
       ['header-only csv', Buffer.from('a,b\n'), 'empty.csv', 400, 'invalid_csv', /no data rows/],
       ['empty file', Buffer.alloc(0), 'zero.csv', 400, 'invalid_csv', /empty/],
-      ['wrong extension', Buffer.from('x'), 'data.txt', 415, 'unsupported_format', /\.npy .* or \.csv/],
+      ['wrong extension', Buffer.from('x'), 'data.txt', 415, 'unsupported_format', /\.npy .*\.csv .* or \.tar/],
       ['truncated onnx', model.subarray(0, model.length - 7), 'cut.onnx', 400, 'invalid_onnx', /truncated|not a readable ONNX/, '/v1/backbones'],
       ['garbage onnx', Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3]), 'junk.onnx', 400, 'invalid_onnx', /ONNX/, '/v1/backbones'],
       ['npy as onnx', good, 'fake.onnx', 400, 'invalid_onnx', /ONNX/, '/v1/backbones'],
