@@ -210,6 +210,40 @@ describe('attacks: curves against the attackers run in the original coordinates'
     assertCurves(run.curve, refCurves[best], 'adam', 1e-6, 1e-9);
   });
 
+  // A long run and an early stop: the first step at which any learning rate reaches the target, the winner (the
+  // first learning rate of the grid at that step) and the curves. Near the optimum Adam's normalized steps amplify
+  // rounding, so curves are compared while they stay above 1e-7.
+  it('adam over thousands of steps matches textbook Adam, early stop included', () => {
+    const { X, Y } = regression(31, 80, 60);
+    const ref = new RefProblem(X, Y);
+    const steps = 6000;
+    const curves = ADAM_LEARNING_RATES.map((lr) => ref.adamCurve(lr, steps));
+    const settled = (c: number[]) => {
+      const k = c.findIndex((v) => v < 1e-7);
+      return k < 0 ? c.length : k;
+    };
+    const full = adamRuns(engineProblem(X, Y), 0, steps);
+    assert.equal(full.curve.length, steps + 1);
+    const g = ADAM_LEARNING_RATES.indexOf(full.learningRate);
+    const n = settled(curves[g]);
+    assert.ok(n > 500, `compared over ${n} steps`);
+    assertCurves(Array.from(full.curve).slice(0, n), curves[g].slice(0, n), `adam lr ${full.learningRate}, to the cap`, 1e-6, 1e-9);
+    // A target first met mid-run by one learning rate, well above the rounding regime.
+    const target = 1e-2;
+    let first = -1;
+    let winner = -1;
+    for (let k = 1; k <= steps && first < 0; k++) {
+      const w = curves.findIndex((c) => c[k] <= target);
+      if (w >= 0) [first, winner] = [k, w];
+    }
+    assert.ok(first > 10, `the target should take a while: step ${first}`);
+    const stopped = adamRuns(engineProblem(X, Y), target, steps);
+    assert.equal(stopped.steps, first);
+    assert.ok(stopped.reached);
+    assert.equal(stopped.learningRate, ADAM_LEARNING_RATES[winner]);
+    assertCurves(stopped.curve, curves[winner].slice(0, first + 1), 'adam, stopped', 1e-6, 1e-9);
+  });
+
   // The native loop has a column kernel and a BLAS path (D ≥ 192 with 9+ columns: outputs × 3 learning rates).
   for (const [N, D, C] of [[60, 7, 3], [260, 200, 2], [260, 200, 3]] as const) {
     it(`adam matches textbook Adam at D = ${D} with ${C} outputs`, () => {
