@@ -40,6 +40,19 @@ function images(n: number, size: number, seed: number): Buffer {
   return encodeNpy({ shape: [n, 3, size, size], data }, 'f4');
 }
 
+/** POSTs one file as the multipart upload the API takes. */
+function upload(url: string, name: string, bytes: Buffer | Uint8Array) {
+  const body = multipart(name, Buffer.from(bytes));
+  return srv.api!.inject({ method: 'POST', url, headers: { ...ALICE, ...body.headers }, payload: body.payload });
+}
+
+/** An upload that must be accepted; its document. */
+async function uploadOk(url: string, name: string, bytes: Buffer | Uint8Array) {
+  const r = await upload(url, name, bytes);
+  assert.equal(r.statusCode, 201, r.body);
+  return r.json();
+}
+
 describe('backbone job', () => {
   it('uploads a backbone and images, runs, and serves immunized.onnx', { timeout: 120_000 }, async () => {
     const api = srv.api!;
@@ -47,17 +60,11 @@ describe('backbone job', () => {
     const fixture = resnetFixture({ imageSize: size, widths: [8, 16, 24, 48], blocks: [1, 1, 1, 1], classes: 10, head: 'gemm', seed: 18 });
     const model = Buffer.from(fixture.model.bytes);
     const info = inspectOnnx(model);
-    const post = async (url: string, name: string, bytes: Buffer) => {
-      const body = multipart(name, bytes);
-      const r = await api.inject({ method: 'POST', url, headers: { ...ALICE, ...body.headers }, payload: body.payload });
-      assert.equal(r.statusCode, 201, r.body);
-      return r.json();
-    };
-    const backbone = await post('/v1/backbones', 'resnet.onnx', model);
+    const backbone = await uploadOk('/v1/backbones', 'resnet.onnx', model);
     assert.deepEqual(backbone.inputs, info.inputs);
     assert.equal(backbone.inputs[0].shape.slice(1).join('×'), `3×${size}×${size}`);
-    const benign = await post('/v1/datasets', 'benign.npy', images(24, size, 1));
-    const harmful = await post('/v1/datasets', 'harmful.npy', images(24, size, 2));
+    const benign = await uploadOk('/v1/datasets', 'benign.npy', images(24, size, 1));
+    const harmful = await uploadOk('/v1/datasets', 'harmful.npy', images(24, size, 2));
     assert.equal(benign.rows, 24);
     const r = await api.inject({
       method: 'POST',
@@ -86,25 +93,16 @@ describe('backbone job', () => {
     const api = srv.api!;
     const size = 32;
     const small = { imageSize: size, widths: [8, 16, 24, 48], blocks: [1, 1, 1, 1], classes: 10, seed: 18 };
-    const upload = async (url: string, name: string, bytes: Buffer | Uint8Array) => {
-      const body = multipart(name, Buffer.from(bytes));
-      return api.inject({ method: 'POST', url, headers: { ...ALICE, ...body.headers }, payload: body.payload });
-    };
-    const created = async (url: string, name: string, bytes: Buffer | Uint8Array) => {
-      const r = await upload(url, name, bytes);
-      assert.equal(r.statusCode, 201, r.body);
-      return r.json().id as string;
-    };
     const submit = (spec: Record<string, unknown>) => api.inject({ method: 'POST', url: '/v1/jobs', headers: ALICE, payload: spec });
     const expect400 = (r: { statusCode: number; json(): { error: { code: string; message: string } } }, code: string, message: RegExp) => {
       assert.equal(r.statusCode, 400, JSON.stringify(r.json()));
       assert.equal(r.json().error.code, code);
       assert.match(r.json().error.message, message);
     };
-    const headless = await created('/v1/backbones', 'headless.onnx', resnetFixture({ ...small, head: 'none' }).model.bytes);
-    const withHead = await created('/v1/backbones', 'resnet.onnx', resnetFixture({ ...small, head: 'gemm' }).model.bytes);
-    const good = await created('/v1/datasets', 'good.npy', images(4, size, 3));
-    const wrongSize = await created('/v1/datasets', 'big.npy', images(4, size + 8, 4));
+    const headless = (await uploadOk('/v1/backbones', 'headless.onnx', resnetFixture({ ...small, head: 'none' }).model.bytes)).id as string;
+    const withHead = (await uploadOk('/v1/backbones', 'resnet.onnx', resnetFixture({ ...small, head: 'gemm' }).model.bytes)).id as string;
+    const good = (await uploadOk('/v1/datasets', 'good.npy', images(4, size, 3))).id as string;
+    const wrongSize = (await uploadOk('/v1/datasets', 'big.npy', images(4, size + 8, 4))).id as string;
 
     expect400(await submit({ backbone: headless, benign: { dataset: good }, harmful: { dataset: good } }), 'no_classifier', /classifier[\s\S]*candidate|Flatten/i);
     expect400(await submit({ backbone: withHead, featureTensor: 'no/such/tensor', benign: { dataset: good }, harmful: { dataset: good } }), 'unknown_tensor', /no\/such\/tensor/);
@@ -122,14 +120,8 @@ describe('backbone job', () => {
   it('refuses a last-block job whose tail cannot be trained, with a 4xx that names the operator or tensor', { timeout: 60_000 }, async () => {
     const api = srv.api!;
     const odd = unsupportedTailModel();
-    const post = async (url: string, name: string, bytes: Uint8Array) => {
-      const body = multipart(name, Buffer.from(bytes));
-      const r = await api.inject({ method: 'POST', url, headers: { ...ALICE, ...body.headers }, payload: body.payload });
-      assert.equal(r.statusCode, 201, r.body);
-      return r.json().id as string;
-    };
-    const backbone = await post('/v1/backbones', 'odd.onnx', odd);
-    const imgs = await post('/v1/datasets', 'imgs.npy', images(4, 8, 5));
+    const backbone = (await uploadOk('/v1/backbones', 'odd.onnx', odd)).id as string;
+    const imgs = (await uploadOk('/v1/datasets', 'imgs.npy', images(4, 8, 5))).id as string;
     const submit = (spec: Record<string, unknown>) => api.inject({ method: 'POST', url: '/v1/jobs', headers: ALICE, payload: spec });
     const linear = await submit({ backbone, benign: { dataset: imgs }, harmful: { dataset: imgs }, method: 'closed-form' });
     assert.equal(linear.statusCode, 202, linear.body);
@@ -138,7 +130,7 @@ describe('backbone job', () => {
     assert.equal(deep.statusCode, 400, deep.body);
     assert.equal(deep.json().error.code, 'unsupported_operator');
     assert.match(deep.json().error.message, /HardSigmoid/);
-    const resnet = await post('/v1/backbones', 'resnet.onnx', resnetFixture({ imageSize: 8, widths: [4, 4, 4, 4], blocks: [1, 1, 1, 1], classes: 3 }).model.bytes);
+    const resnet = (await uploadOk('/v1/backbones', 'resnet.onnx', resnetFixture({ imageSize: 8, widths: [4, 4, 4, 4], blocks: [1, 1, 1, 1], classes: 3 }).model.bytes)).id as string;
     const cut = await submit({ backbone: resnet, mode: 'last-block', cutTensor: 'nope', benign: { dataset: imgs }, harmful: { dataset: imgs } });
     assert.equal(cut.statusCode, 400, cut.body);
     assert.equal(cut.json().error.code, 'cut_tensor');
@@ -157,21 +149,12 @@ describe('backbone job', () => {
     };
     const archive = async (offset: number) =>
       tarOf(await Promise.all(Array.from({ length: 6 }, async (_, i) => [`set/${i % 2 ? 'cat' : 'dog'}/${i}.png`, await png(offset + i)] as [string, Buffer])));
-    const upload = async (url: string, name: string, bytes: Buffer | Uint8Array) => {
-      const body = multipart(name, Buffer.from(bytes));
-      return api.inject({ method: 'POST', url, headers: { ...ALICE, ...body.headers }, payload: body.payload });
-    };
-    const created = async (url: string, name: string, bytes: Buffer | Uint8Array) => {
-      const r = await upload(url, name, bytes);
-      assert.equal(r.statusCode, 201, r.body);
-      return r.json();
-    };
-    const backbone = await created('/v1/backbones', 'resnet.onnx', fixture.model.bytes);
-    const benign = await created('/v1/datasets', 'benign.tar', await archive(1));
+    const backbone = await uploadOk('/v1/backbones', 'resnet.onnx', fixture.model.bytes);
+    const benign = await uploadOk('/v1/datasets', 'benign.tar', await archive(1));
     assert.equal(benign.format, 'tar');
     assert.equal(benign.rows, 6);
     assert.deepEqual(benign.classes, ['cat', 'dog']);
-    const harmful = await created('/v1/datasets', 'harmful.tar', await archive(50));
+    const harmful = await uploadOk('/v1/datasets', 'harmful.tar', await archive(50));
 
     const empty = await upload('/v1/datasets', 'empty.tar', tarOf([['set/readme.txt', Buffer.from('no images here')]]));
     assert.equal(empty.statusCode, 400, empty.body);
