@@ -2,14 +2,14 @@
   "targets": [
     {
       "target_name": "immunize_linalg",
-      "sources": ["models/linalg/native/linalg.cc"],
+      "sources": ["models/linalg/native/linalg.cc", "models/linalg/native/probeKernels.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags": ["-O3", "-fno-math-errno"],
-      "cflags_cc": ["-O3", "-fno-math-errno", "-fexceptions"],
-      "libraries": ["-lopenblas", "-llapacke"]
+      "cflags_cc": ["-O3", "-fno-math-errno", "-fexceptions", "-Wno-psabi"],
+      "libraries": ["-lopenblas", "-llapacke", "-pthread"]
     }
   ]
 }

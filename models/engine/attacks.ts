@@ -1,4 +1,4 @@
-import { adamQuadratic } from '../linalg/index.js';
+import { adamQuadratic, eigenDescent, type DescentRule } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import type { ProbeProblem } from './probe.js';
 
@@ -41,49 +41,16 @@ function iterate(p: ProbeProblem, target: number, cap: number, step: (e: Float64
   return { steps: cap, reached: target <= 0, curve };
 }
 
+function descend(p: ProbeProblem, target: number, cap: number, rule: DescentRule): AttackRun {
+  if (p.lambdas.length === 0) return iterate(p, target, cap, () => 0);
+  return eigenDescent(p.lambdas, initialError(p), p.outputs, { rule, scale: 1 / (2 * p.gap), target, cap });
+}
+
 /** Gradient descent with the classic step 1/L, in the eigenbasis: each error coordinate decays by (1 − λ_i/L). */
-export const gd: Attacker = (p, target, cap) => {
-  const L = p.lambdas[p.lambdas.length - 1];
-  const C = p.outputs;
-  return iterate(p, target, cap, (e) => {
-    let s = 0;
-    for (let i = 0; i < p.lambdas.length; i++) {
-      const f = 1 - p.lambdas[i] / L;
-      for (let k = 0; k < C; k++) {
-        const v = (e[i * C + k] *= f);
-        s += p.lambdas[i] * v * v;
-      }
-    }
-    return s;
-  });
-};
+export const gd: Attacker = (p, target, cap) => descend(p, target, cap, 'fixed');
 
 /** Gradient descent with exact line search on the quadratic (the paper's Fig. 1 attacker). */
-export const gdExact: Attacker = (p, target, cap) => {
-  const C = p.outputs;
-  const lam = p.lambdas;
-  return iterate(p, target, cap, (e) => {
-    let gg = 0;
-    let gHg = 0;
-    for (let i = 0; i < lam.length; i++) {
-      for (let k = 0; k < C; k++) {
-        const g = lam[i] * e[i * C + k];
-        gg += g * g;
-        gHg += lam[i] * g * g;
-      }
-    }
-    const t = gHg > 0 ? gg / gHg : 0;
-    let s = 0;
-    for (let i = 0; i < lam.length; i++) {
-      const f = 1 - t * lam[i];
-      for (let k = 0; k < C; k++) {
-        const v = (e[i * C + k] *= f);
-        s += lam[i] * v * v;
-      }
-    }
-    return s;
-  });
-};
+export const gdExact: Attacker = (p, target, cap) => descend(p, target, cap, 'exact');
 
 /** Newton / whitened GD: one step with H⁺ solves the quadratic whatever its conditioning. */
 export const newton: Attacker = (p, target, cap) => {

@@ -44,6 +44,15 @@ interface NativeAddon {
     target: number,
     cap: number,
   ): { steps: number; winner: number; curves: Float64Array };
+  eigenDescent(
+    lambdas: Float64Array,
+    e0: Float64Array,
+    outputs: number,
+    scale: number,
+    rule: DescentRule,
+    target: number,
+    cap: number,
+  ): { steps: number; reached: boolean; curve: Float64Array };
   corename(): string;
   config(): string;
   setThreads(n: number): void;
@@ -133,6 +142,32 @@ export function adamQuadratic(
   o: AdamQuadraticOptions,
 ): { steps: number; winner: number; curves: Float64Array } {
   return call(() => native.adamQuadratic(H, B, learningRates, o.c, o.fStar, o.gap, o.target, o.cap));
+}
+
+/** Step 1/λ_max ("fixed") or the exact line-search step on the quadratic ("exact"). */
+export type DescentRule = 'fixed' | 'exact';
+
+export interface EigenDescentOptions {
+  rule: DescentRule;
+  /** Turns Σ λ_i·e_i² into the reported suboptimality, usually 1 / (2·gap). */
+  scale: number;
+  /** Stop once the suboptimality reaches this (0: run exactly `cap` steps). */
+  target: number;
+  cap: number;
+}
+
+/**
+ * Gradient descent on a quadratic written in its eigenbasis: `lambdas` (positive, ascending, r of them) and the
+ * starting error e0 (r × outputs, row-major). Returns the steps run, whether the target was reached, and the
+ * suboptimality after each step (index 0 is the start, 1.0).
+ */
+export function eigenDescent(
+  lambdas: Float64Array,
+  e0: Float64Array,
+  outputs: number,
+  o: EigenDescentOptions,
+): { steps: number; reached: boolean; curve: Float64Array } {
+  return call(() => native.eigenDescent(lambdas, e0, outputs, o.scale, o.rule, o.target, o.cap));
 }
 
 export function openblasCore(): string {

@@ -4,6 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
   LinalgError,
+  adamQuadratic,
+  eigenDescent,
   coreSelection,
   gemm,
   gesv,
@@ -493,6 +495,110 @@ describe('matvec', () => {
     expectCode(() => matvec(A, new Float64Array(2), true), 'SIZE_MISMATCH');
     expectCode(() => matvec(A, new Float64Array([1, Number.NaN])), 'NON_FINITE');
     expectCode(() => matvec(A, new Float32Array(2) as unknown as Float64Array), 'BAD_ARGUMENT');
+  });
+});
+
+describe('eigenDescent', () => {
+  const lambdas = Float64Array.from([0.01, 0.3, 1, 4]);
+  const e0 = Float64Array.from([1, -2, 0.5, 3, 1, 1, -1, 0.25]); // 4 rows × 2 outputs
+  const energy = (e: ArrayLike<number>) => {
+    let s = 0;
+    for (let i = 0; i < 4; i++) for (let k = 0; k < 2; k++) s += lambdas[i] * e[i * 2 + k] ** 2;
+    return s;
+  };
+  const scale = 1 / energy(e0);
+
+  it('fixed steps follow the closed form Σ λ·e²·(1 − λ/L)^2k', () => {
+    const r = eigenDescent(lambdas, e0, 2, { rule: 'fixed', scale, target: 0, cap: 300 });
+    assert.equal(r.steps, 300);
+    assert.equal(r.curve.length, 301);
+    for (const k of [0, 1, 7, 150, 300]) {
+      let s = 0;
+      for (let i = 0; i < 4; i++) for (let c = 0; c < 2; c++) s += lambdas[i] * e0[i * 2 + c] ** 2 * (1 - lambdas[i] / 4) ** (2 * k);
+      assert.ok(Math.abs(r.curve[k] - s * scale) <= 1e-13 * (s * scale) + 1e-300, `step ${k}: ${r.curve[k]} vs ${s * scale}`);
+    }
+  });
+
+  it('exact line search matches a plain loop and stops at the target', () => {
+    const e = Float64Array.from(e0);
+    const expected = [1];
+    for (let k = 1; k <= 200; k++) {
+      let gg = 0;
+      let gHg = 0;
+      for (let i = 0; i < 8; i++) {
+        const l = lambdas[i >> 1];
+        gg += (l * e[i]) ** 2;
+        gHg += l * (l * e[i]) ** 2;
+      }
+      for (let i = 0; i < 8; i++) e[i] *= 1 - (gg / gHg) * lambdas[i >> 1];
+      expected.push(energy(e) * scale);
+    }
+    const full = eigenDescent(lambdas, e0, 2, { rule: 'exact', scale, target: 0, cap: 200 });
+    expected.forEach((v, k) => assert.ok(Math.abs(full.curve[k] - v) <= 1e-12 * v, `step ${k}: ${full.curve[k]} vs ${v}`));
+    const target = expected[120];
+    const first = expected.findIndex((v) => v <= target);
+    const stopped = eigenDescent(lambdas, e0, 2, { rule: 'exact', scale, target, cap: 200 });
+    assert.equal(stopped.steps, first);
+    assert.ok(stopped.reached);
+    assert.equal(stopped.curve.length, first + 1);
+    assert.ok(!eigenDescent(lambdas, e0, 2, { rule: 'exact', scale, target: 1e-300, cap: 5 }).reached);
+  });
+
+  it('rejects bad input', () => {
+    const ok = { rule: 'fixed' as const, scale, target: 0, cap: 3 };
+    expectCode(() => eigenDescent(lambdas, e0.subarray(1), 2, ok), 'SIZE_MISMATCH');
+    expectCode(() => eigenDescent(Float64Array.from([1, 0.5]), new Float64Array(2), 1, ok), 'BAD_ARGUMENT');
+    expectCode(() => eigenDescent(Float64Array.from([0, 1]), new Float64Array(2), 1, ok), 'BAD_ARGUMENT');
+    expectCode(() => eigenDescent(lambdas, e0, 2, { ...ok, rule: 'newton' as never }), 'BAD_ARGUMENT');
+    expectCode(() => eigenDescent(lambdas, e0, 2, { ...ok, cap: 1.5 }), 'BAD_ARGUMENT');
+    expectCode(() => eigenDescent(lambdas, e0, 2, { ...ok, cap: 1e8 }), 'BAD_ARGUMENT');
+    expectCode(() => eigenDescent(lambdas, e0, 2, { ...ok, scale: -1 }), 'BAD_ARGUMENT');
+    expectCode(() => eigenDescent(lambdas, e0, 0, ok), 'BAD_ARGUMENT');
+    const bad = Float64Array.from(e0);
+    bad[3] = Number.POSITIVE_INFINITY;
+    expectCode(() => eigenDescent(lambdas, bad, 2, ok), 'NON_FINITE');
+  });
+});
+
+describe('adamQuadratic', () => {
+  const r = rng(12);
+  const D = 37;
+  const X = randMat(60, D, r);
+  const H = naiveMul(X, X, true);
+  for (let i = 0; i < H.data.length; i++) H.data[i] /= 60;
+  const B = randMat(D, 2, r);
+  // f(W) = ½tr(WᵀHW) − tr(BᵀW) + c with f(0) = c and the minimum f* = c − ½tr(BᵀH⁻¹B).
+  const Wstar = gesv(H, B);
+  let half = 0;
+  for (let i = 0; i < B.data.length; i++) half += (B.data[i] * Wstar.data[i]) / 2;
+  const quad = { c: 1, fStar: 1 - half, gap: half };
+  const rates = Float64Array.from([1e-3, 1e-2, 1e-1]);
+
+  // Several learning rates run on separate threads; each one's arithmetic must be exactly that of a run on its own.
+  it('runs each learning rate as it would run alone, and stops at the earliest hit', () => {
+    const cap = 3000;
+    const alone = [...rates].map((lr) => adamQuadratic(H, B, Float64Array.of(lr), { ...quad, target: 0, cap }).curves);
+    const together = adamQuadratic(H, B, rates, { ...quad, target: 0, cap });
+    assert.equal(together.steps, cap);
+    assert.equal(together.winner, -1);
+    alone.forEach((curve, g) => assert.deepEqual(together.curves.subarray(g * (cap + 1), (g + 1) * (cap + 1)), curve, `learning rate ${rates[g]}`));
+    const target = Math.max(...alone.map((c) => c[cap]));
+    const hits = alone.map((c) => c.findIndex((v, k) => k > 0 && v <= target));
+    const first = Math.min(...hits.filter((k) => k > 0));
+    const stopped = adamQuadratic(H, B, rates, { ...quad, target, cap });
+    assert.equal(stopped.steps, first);
+    assert.equal(stopped.winner, hits.indexOf(first));
+    assert.equal(stopped.curves.length, 3 * (first + 1));
+    alone.forEach((curve, g) => assert.deepEqual(stopped.curves.subarray(g * (first + 1), (g + 1) * (first + 1)), curve.subarray(0, first + 1)));
+  });
+
+  it('rejects bad input', () => {
+    const ok = { ...quad, target: 0, cap: 5 };
+    expectCode(() => adamQuadratic(H, randMat(D + 1, 2, r), rates, ok), 'SIZE_MISMATCH');
+    expectCode(() => adamQuadratic(H, B, new Float64Array(0), ok), 'BAD_ARGUMENT');
+    expectCode(() => adamQuadratic(H, B, Float64Array.of(Number.NaN), ok), 'NON_FINITE');
+    expectCode(() => adamQuadratic(H, B, rates, { ...ok, cap: -1 }), 'BAD_ARGUMENT');
+    expectCode(() => adamQuadratic(H, B, rates, { ...ok, gap: 0 }), 'BAD_ARGUMENT');
   });
 });
 

@@ -6,6 +6,8 @@
 
 #include <napi.h>
 
+#include "probeKernels.h"
+
 #include <cblas.h>
 #include <lapacke.h>
 
@@ -159,6 +161,13 @@ double ReadScalar(Napi::Env env, const Napi::Value& v, const char* name, double 
   double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d)) Fail(env, kNonFinite, std::string(name) + " must be finite");
   return d;
+}
+
+// A step cap: an integer in [0, 1e7], so that the curves it sizes stay allocatable.
+int ReadStepCap(Napi::Env env, const Napi::Value& v) {
+  const double cap = ReadScalar(env, v, "cap", 0);
+  if (!(cap >= 0) || cap > 1e7 || std::floor(cap) != cap) Fail(env, kBadArgument, "cap must be an integer in [0, 1e7]");
+  return static_cast<int>(cap);
 }
 
 bool IsAbsent(const Napi::Value& v) { return v.IsUndefined() || v.IsNull(); }
@@ -561,68 +570,9 @@ Napi::Value GetThreads(const Napi::CallbackInfo& info) {
 }
 
 
-// Y[:, c] = H·W[:, c] for `cols` columns stored one after another (length D each), given Ht = Hᵀ row-major. Written
-// as column updates (Y += Ht[j, :]·w_j) so that the inner loop is elementwise and vectorizes without reassociation;
-// with a few columns it beats a BLAS call (2× at D = 256, equal at D = 784 against two BLAS threads).
-template <int W>
-static void MatColsBlock(const double* __restrict Ht, int D, const double* __restrict Wc, double* __restrict Y) {
-  for (int c = 0; c < W; ++c) std::fill(Y + static_cast<size_t>(c) * D, Y + static_cast<size_t>(c + 1) * D, 0.0);
-  for (int j = 0; j < D; ++j) {
-    const double* __restrict row = Ht + static_cast<size_t>(j) * D;
-    double s[W];
-    for (int c = 0; c < W; ++c) s[c] = Wc[static_cast<size_t>(c) * D + j];
-    for (int i = 0; i < D; ++i) {
-      const double r = row[i];
-      for (int c = 0; c < W; ++c) Y[static_cast<size_t>(c) * D + i] += r * s[c];
-    }
-  }
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void MatCols(const double* Ht, int D, const double* Wc, double* Y, int cols) {
-  int c = 0;
-  for (; c + 4 <= cols; c += 4) MatColsBlock<4>(Ht, D, Wc + static_cast<size_t>(c) * D, Y + static_cast<size_t>(c) * D);
-  if (cols - c == 3) MatColsBlock<3>(Ht, D, Wc + static_cast<size_t>(c) * D, Y + static_cast<size_t>(c) * D);
-  if (cols - c == 2) MatColsBlock<2>(Ht, D, Wc + static_cast<size_t>(c) * D, Y + static_cast<size_t>(c) * D);
-  if (cols - c == 1) MatColsBlock<1>(Ht, D, Wc + static_cast<size_t>(c) * D, Y + static_cast<size_t>(c) * D);
-}
-
-// Σ a·b with four partial sums, so the loop is not bound by one add chain's latency.
-static double Dot(const double* a, const double* b, size_t n) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  size_t k = 0;
-  for (; k + 4 <= n; k += 4) {
-    s0 += a[k] * b[k];
-    s1 += a[k + 1] * b[k + 1];
-    s2 += a[k + 2] * b[k + 2];
-    s3 += a[k + 3] * b[k + 3];
-  }
-  for (; k < n; ++k) s0 += a[k] * b[k];
-  return (s0 + s1) + (s2 + s3);
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void AdamUpdate(double* __restrict w, double* __restrict m, double* __restrict v, const double* __restrict hw,
-                       const double* __restrict b, size_t n, double lr, double c1, double c2) {
-  const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  for (size_t k = 0; k < n; ++k) {
-    const double grad = hw[k] - b[k];
-    const double mk = beta1 * m[k] + (1 - beta1) * grad;
-    const double vk = beta2 * v[k] + (1 - beta2) * grad * grad;
-    m[k] = mk;
-    v[k] = vk;
-    w[k] -= lr * (mk * c1) / (std::sqrt(vk * c2) + eps);
-  }
-}
-
-// With many columns (multiclass targets × learning rates) on a large H, one dgemm per step beats the column
-// kernel, which streams H once per block of four columns; with few columns the kernel wins at any D.
-constexpr int kAdamBlasMinDim = 192;
-constexpr int kAdamBlasMinCols = 9;
-
-// Adam on the quadratic f(W) = ½tr(WᵀHW) − tr(BᵀW) + c, several learning rates side by side. Used to simulate a
-// probing attacker; the loop lives here because it runs up to 1e5 small steps. The iterates are kept column by
-// column (learning rate g, output cc → column g·C + cc, D entries each).
+// adamQuadratic(H, B, learningRates, c, fStar, gap, target, cap) -> {steps, winner, curves}: Adam on the quadratic
+// f(W) = ½tr(WᵀHW) − tr(BᵀW) + c, several learning rates side by side, to simulate a probing attacker. The loop
+// lives in native code because it runs up to 1e5 small steps.
 Napi::Value AdamQuadratic(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   MatArg H = ReadMat(env, info[0], "H");
@@ -635,7 +585,7 @@ Napi::Value AdamQuadratic(const Napi::CallbackInfo& info) {
   const double fStar = ReadScalar(env, info[4], "fStar", 0);
   const double gap = ReadScalar(env, info[5], "gap", 1);
   const double target = ReadScalar(env, info[6], "target", 0);
-  const double capD = ReadScalar(env, info[7], "cap", 0);
+  const int cap = ReadStepCap(env, info[7]);
   Resolve(env, H);
   Resolve(env, B);
   CheckSquare(env, H);
@@ -646,71 +596,55 @@ Napi::Value AdamQuadratic(const Napi::CallbackInfo& info) {
   if (G == 0) Fail(env, kBadArgument, "learningRates must not be empty");
   CheckFiniteVec(env, lrArr.Data(), G, "learningRates");
   if (!(gap > 0)) Fail(env, kBadArgument, "gap must be positive");
-  if (!(capD >= 0) || capD > 1e7 || std::floor(capD) != capD) Fail(env, kBadArgument, "cap must be an integer in [0, 1e7]");
-  const int cap = static_cast<int>(capD);
-  const int D = H.rows;
-  const int C = B.cols;
-  const int cols = C * static_cast<int>(G);
-  const size_t Dz = static_cast<size_t>(D);
-  std::vector<double> lrs(lrArr.Data(), lrArr.Data() + G);
-  const size_t n = Dz * cols;
-  const size_t perLr = Dz * C;
-  std::vector<double> W(n, 0.0), m(n, 0.0), v(n, 0.0), HW(n, 0.0), Bc(n), Ht(Dz * Dz);
-  for (int i = 0; i < D; ++i) {
-    for (int j = 0; j < D; ++j) Ht[static_cast<size_t>(j) * D + i] = H.data[static_cast<size_t>(i) * D + j];
-  }
-  for (size_t g = 0; g < G; ++g) {
-    for (int cc = 0; cc < C; ++cc) {
-      for (int i = 0; i < D; ++i) Bc[g * perLr + static_cast<size_t>(cc) * D + i] = B.data[static_cast<size_t>(i) * C + cc];
-    }
-  }
-  const bool useBlas = D >= kAdamBlasMinDim && cols >= kAdamBlasMinCols;
-  const size_t stride = static_cast<size_t>(cap) + 1;
-  std::vector<double> curves(G * stride, 0.0);
-  for (size_t g = 0; g < G; ++g) curves[g * stride] = 1.0;
-  double b1t = 1.0, b2t = 1.0;
-  int stepsRun = cap;
-  int winner = -1;
-  SingleThreadScope singleThread(D < kSmallFactorization);
-  for (int k = 0; k <= cap; ++k) {
-    if (k > 0) {
-      if (useBlas) {
-        // Column-major W (D×cols) is row-major Wᵀ (cols×D): HWᵀ = Wᵀ·Hᵀ.
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cols, D, D, 1.0, W.data(), D, Ht.data(), D, 0.0,
-                    HW.data(), D);
-      } else {
-        MatCols(Ht.data(), D, W.data(), HW.data(), cols);
-      }
-      for (size_t g = 0; g < G; ++g) {
-        const size_t o = g * perLr;
-        const double quad = Dot(W.data() + o, HW.data() + o, perLr);
-        const double lin = Dot(Bc.data() + o, W.data() + o, perLr);
-        const double sub = std::max(0.0, (quad / 2 - lin + c - fStar) / gap);
-        curves[g * stride + k] = sub;
-        if (target > 0 && winner < 0 && sub <= target) winner = static_cast<int>(g);
-      }
-      if (winner >= 0) {
-        stepsRun = k;
-        break;
-      }
-    }
-    if (k == cap) break;
-    b1t *= 0.9;
-    b2t *= 0.999;
-    const double c1 = 1 / (1 - b1t), c2 = 1 / (1 - b2t);
-    for (size_t g = 0; g < G; ++g) {
-      const size_t o = g * perLr;
-      AdamUpdate(W.data() + o, m.data() + o, v.data() + o, HW.data() + o, Bc.data() + o, perLr, lrs[g], c1, c2);
-    }
-  }
-  const size_t kept = static_cast<size_t>(stepsRun) + 1;
-  Napi::Float64Array out = NewFloat64(env, G * kept);
-  double* o = DataOf(out);
-  for (size_t g = 0; g < G; ++g) std::copy(curves.begin() + g * stride, curves.begin() + g * stride + kept, o + g * kept);
+  SingleThreadScope singleThread(H.rows < kSmallFactorization);
+  const probe::AdamProblem problem{H.data, B.data, H.rows, B.cols, c, fStar, gap};
+  const probe::AdamResult r = probe::AdamQuadratic(problem, lrArr.Data(), static_cast<int>(G), target, cap);
+  Napi::Float64Array curves = NewFloat64(env, r.curves.size());
+  std::copy(r.curves.begin(), r.curves.end(), DataOf(curves));
   Napi::Object result = Napi::Object::New(env);
-  result.Set("steps", Napi::Number::New(env, stepsRun));
-  result.Set("winner", Napi::Number::New(env, winner));
-  result.Set("curves", out);
+  result.Set("steps", Napi::Number::New(env, r.steps));
+  result.Set("winner", Napi::Number::New(env, r.winner));
+  result.Set("curves", curves);
+  return result;
+}
+
+// eigenDescent(lambdas, e0, outputs, scale, rule, target, cap) -> {steps, reached, curve}: gradient descent on a
+// quadratic in its eigenbasis, with step 1/λ_max (rule "fixed") or exact line search (rule "exact").
+Napi::Value EigenDescent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    Fail(env, kBadArgument, "lambdas must be a Float64Array");
+  }
+  Napi::Float64Array lambdas = info[0].As<Napi::Float64Array>();
+  const size_t r = lambdas.ElementLength();
+  const double outputsD = ReadScalar(env, info[2], "outputs", 1);
+  if (!(outputsD >= 1) || outputsD > 1e6 || std::floor(outputsD) != outputsD) {
+    Fail(env, kBadArgument, "outputs must be a positive integer");
+  }
+  const int C = static_cast<int>(outputsD);
+  const double* e0 = Float64Data(env, info[1], r * C, "e0", std::to_string(r * C) + " (lambdas × outputs)");
+  const double scale = ReadScalar(env, info[3], "scale", 1);
+  if (!info[4].IsString()) Fail(env, kBadArgument, "rule must be \"fixed\" or \"exact\"");
+  const std::string ruleName = info[4].As<Napi::String>().Utf8Value();
+  if (ruleName != "fixed" && ruleName != "exact") Fail(env, kBadArgument, "rule must be \"fixed\" or \"exact\"");
+  const double target = ReadScalar(env, info[5], "target", 0);
+  const int cap = ReadStepCap(env, info[6]);
+  CheckFiniteVec(env, lambdas.Data(), r, "lambdas");
+  CheckFiniteVec(env, e0, r * C, "e0");
+  for (size_t i = 0; i < r; ++i) {
+    if (!(lambdas[i] > 0)) Fail(env, kBadArgument, "lambdas must be positive");
+    if (i > 0 && lambdas[i] < lambdas[i - 1]) Fail(env, kBadArgument, "lambdas must be ascending");
+  }
+  if (!(scale > 0)) Fail(env, kBadArgument, "scale must be positive");
+  const probe::DescentResult d = probe::EigenDescent(
+      lambdas.Data(), static_cast<int>(r), e0, C, scale,
+      ruleName == "fixed" ? probe::StepRule::kFixedInverseL : probe::StepRule::kExactLineSearch, target, cap);
+  Napi::Float64Array curve = NewFloat64(env, d.curve.size());
+  std::copy(d.curve.begin(), d.curve.end(), DataOf(curve));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("steps", Napi::Number::New(env, d.steps));
+  result.Set("reached", Napi::Boolean::New(env, d.reached));
+  result.Set("curve", curve);
   return result;
 }
 
@@ -740,6 +674,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<Gesv>(env, exports, "gesv");
   Export<Matvec>(env, exports, "matvec");
   Export<AdamQuadratic>(env, exports, "adamQuadratic");
+  Export<EigenDescent>(env, exports, "eigenDescent");
   Export<Corename>(env, exports, "corename");
   Export<Config>(env, exports, "config");
   Export<SetThreads>(env, exports, "setThreads");

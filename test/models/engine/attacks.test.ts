@@ -51,6 +51,20 @@ class RefProblem {
     return G;
   }
 
+  /** H·W − XᵀY/N, summed from the last column of H to the first: the same gradient, rounded differently. */
+  hessianGradient(W: Mat): Mat {
+    const B = mul(tr(this.X), this.Y);
+    const G = mat(this.D, this.C);
+    for (let i = 0; i < this.D; i++) {
+      for (let k = 0; k < this.C; k++) {
+        let s = 0;
+        for (let j = this.D - 1; j >= 0; j--) s += this.H.data[i * this.D + j] * W.data[j * this.C + k];
+        G.data[i * this.C + k] = s - B.data[i * this.C + k] / this.N;
+      }
+    }
+    return G;
+  }
+
   sub(W: Mat): number {
     return (this.f(W) - this.fStar) / (this.f0 - this.fStar);
   }
@@ -85,13 +99,14 @@ class RefProblem {
     return curve;
   }
 
-  adamCurve(lr: number, steps: number): number[] {
+  /** `gradient`: how ∇f is computed; the default goes through X, `hessianGradient` through H in another order. */
+  adamCurve(lr: number, steps: number, gradient: (W: Mat) => Mat = (W) => this.grad(W)): number[] {
     const W = mat(this.D, this.C);
     const m = new Float64Array(W.data.length);
     const v = new Float64Array(W.data.length);
     const curve = [1];
     for (let t = 1; t <= steps; t++) {
-      const G = this.grad(W);
+      const G = gradient(W);
       for (let i = 0; i < W.data.length; i++) {
         m[i] = 0.9 * m[i] + 0.1 * G.data[i];
         v[i] = 0.999 * v[i] + 0.001 * G.data[i] ** 2;
@@ -227,7 +242,21 @@ describe('attacks: curves against the attackers run in the original coordinates'
     const g = ADAM_LEARNING_RATES.indexOf(full.learningRate);
     const n = settled(curves[g]);
     assert.ok(n > 500, `compared over ${n} steps`);
-    assertCurves(Array.from(full.curve).slice(0, n), curves[g].slice(0, n), `adam lr ${full.learningRate}, to the cap`, 1e-6, 1e-9);
+    // Late in the run Adam's normalized steps amplify rounding: the same textbook Adam with the gradient summed in
+    // another order leaves the curve by more than 1e-6 after about 1,400 steps, and by percents soon after. The
+    // curves are compared step by step up to that horizon, and by the steps they need to reach each level beyond.
+    const other = ref.adamCurve(full.learningRate, n, (W) => ref.hessianGradient(W));
+    const horizon = other.findIndex((v, k) => Math.abs(v - curves[g][k]) > 1e-6 * curves[g][k]);
+    const comparable = horizon < 0 ? n : horizon;
+    assert.ok(comparable > 1000, `the references agree for ${comparable} steps`);
+    assertCurves(Array.from(full.curve).slice(0, comparable), curves[g].slice(0, comparable), `adam lr ${full.learningRate}, to the cap`, 1e-6, 1e-9);
+    const stepsTo = (c: ArrayLike<number>, level: number) => Array.from(c).findIndex((v) => v <= level);
+    for (const level of [1e-4, 1e-5, 1e-6]) {
+      const expected = stepsTo(curves[g], level);
+      assert.ok(expected > 0, `the reference reaches ${level}`);
+      const got = stepsTo(full.curve, level);
+      assert.ok(Math.abs(got - expected) <= 0.01 * expected, `steps to ${level}: ${got} vs ${expected}`);
+    }
     // A target first met mid-run by one learning rate, well above the rounding regime.
     const target = 1e-2;
     let first = -1;
