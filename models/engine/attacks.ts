@@ -1,4 +1,4 @@
-import { adamQuadratic, eigenDescent, type DescentRule } from '../linalg/index.js';
+import { eigenDescent, startAdamQuadratic, type DescentRule } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import type { ProbeProblem } from './probe.js';
 
@@ -70,14 +70,24 @@ export const newton: Attacker = (p, target, cap) => {
 
 /** Adam in the original coordinates, all learning rates of the grid side by side; the best run is returned. */
 export function adamRuns(p: ProbeProblem, target: number, cap: number): AttackRun & { learningRate: number } {
+  return startAdamRuns(p, target, cap).join();
+}
+
+/** adamRuns on threads of its own; `join()` waits for the result. */
+function startAdamRuns(p: ProbeProblem, target: number, cap: number): { join(): AttackRun & { learningRate: number } } {
   const G = ADAM_LEARNING_RATES.length;
-  const r = adamQuadratic(p.H, p.B, Float64Array.from(ADAM_LEARNING_RATES), { c: p.c, fStar: p.fStar, gap: p.gap, target, cap });
-  const len = r.steps + 1;
-  const curveOf = (g: number) => r.curves.subarray(g * len, (g + 1) * len);
-  if (r.winner >= 0) return { steps: r.steps, reached: true, curve: curveOf(r.winner), learningRate: ADAM_LEARNING_RATES[r.winner] };
-  let best = 0;
-  for (let g = 1; g < G; g++) if (r.curves[g * len + r.steps] < r.curves[best * len + r.steps]) best = g;
-  return { steps: cap, reached: target <= 0, curve: curveOf(best), learningRate: ADAM_LEARNING_RATES[best] };
+  const pending = startAdamQuadratic(p.H, p.B, Float64Array.from(ADAM_LEARNING_RATES), { c: p.c, fStar: p.fStar, gap: p.gap, target, cap });
+  return {
+    join: () => {
+      const r = pending.join();
+      const len = r.steps + 1;
+      const curveOf = (g: number) => r.curves.subarray(g * len, (g + 1) * len);
+      if (r.winner >= 0) return { steps: r.steps, reached: true, curve: curveOf(r.winner), learningRate: ADAM_LEARNING_RATES[r.winner] };
+      let best = 0;
+      for (let g = 1; g < G; g++) if (r.curves[g * len + r.steps] < r.curves[best * len + r.steps]) best = g;
+      return { steps: cap, reached: target <= 0, curve: curveOf(best), learningRate: ADAM_LEARNING_RATES[best] };
+    },
+  };
 }
 
 export const adam: Attacker = (p, target, cap) => adamRuns(p, target, cap);
@@ -112,6 +122,20 @@ export function simulateAttack(
   /** Stop counting once the immunized side is this many times slower (a yes/no check needs no more). */
   stopAtSlowdown = Infinity,
 ): AttackOutcome {
+  return startAttack(attacker, data, raw, immunized, stopAtSlowdown).finish();
+}
+
+/**
+ * simulateAttack in two halves: the raw side now, and for Adam, whose immunized run is the longest by far, that run
+ * on threads of its own until `finish()`.
+ */
+export function startAttack(
+  attacker: AttackerName,
+  data: 'benign' | 'harmful',
+  raw: ProbeProblem,
+  immunized: ProbeProblem,
+  stopAtSlowdown = Infinity,
+): { finish(): AttackOutcome } {
   const run = attackerFn(attacker);
   const budget = run(raw, 0, RAW_BUDGET_STEPS);
   let reachedInBudget = Infinity;
@@ -122,8 +146,8 @@ export function simulateAttack(
   const stepsRaw = hit > 0 ? hit : RAW_BUDGET_STEPS;
   const fullCap = attacker === 'adam' ? adamCap(immunized) : STEP_CAP;
   const cap = Math.min(fullCap, Math.ceil(stopAtSlowdown * stepsRaw));
-  const immRun = run(immunized, target, cap);
-  return {
+  const pending = attacker === 'adam' ? startAdamRuns(immunized, target, cap) : { join: () => run(immunized, target, cap) };
+  const outcome = (immRun: AttackRun): AttackOutcome => ({
     attacker,
     data,
     target,
@@ -134,7 +158,13 @@ export function simulateAttack(
     cap,
     curveRaw: budget.curve,
     curveImmunized: immRun.curve,
-  };
+  });
+  if (attacker !== 'adam') {
+    const done = outcome(pending.join());
+    return { finish: () => done };
+  }
+  let done: AttackOutcome | null = null;
+  return { finish: () => (done ??= outcome(pending.join())) };
 }
 
 function attackerFn(name: AttackerName): Attacker {

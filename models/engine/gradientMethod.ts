@@ -1,8 +1,8 @@
-import { gemm, identity, potrf, potrs } from '../linalg/index.js';
+import { congruenceExtremes, gemm, identity, potrf, potrs, type CongruenceExtremes } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
-import { axpy, congruence, copyMat, frobenius, mat, symmetrize } from './dense.js';
+import { axpy, column, congruence, copyMat, frobenius, mat, symmetrize } from './dense.js';
 import { preconditionedGradient, rIll, rWell, thetaGradient } from './regularizers.js';
-import { conditioning, extremePairs, matrixCondition } from './spectrum.js';
+import { conditioning, matrixCondition, type ExtremePairs } from './spectrum.js';
 import { checkAbort, type StepObserver } from './progress.js';
 import { gaussian } from './random.js';
 
@@ -104,10 +104,7 @@ export function gradientImmunize(
   while (step < opts.steps) {
     checkAbort(signal);
     step++;
-    const HP = congruence(KP, theta);
-    const HH = congruence(KH, theta);
-    const pairsP = extremePairs(HP, baseP.rank);
-    const pairsH = extremePairs(HH, baseH.rank);
+    const [HP, pairsP, HH, pairsH] = hessiansAndExtremes(KP, KH, theta, baseP.rank, baseH.rank);
     const kP = pairsP.lambdaMax / pairsP.lambdaMin;
     const kH = pairsH.lambdaMax / pairsH.lambdaMin;
     const score = Math.log(kH) - BENIGN_WEIGHT * Math.log(kP);
@@ -163,6 +160,19 @@ export function gradientImmunize(
   return { theta: safe, steps: history, stepsTaken: step, stopReason };
 }
 
+/** θᵀK_Pθ and θᵀK_Hθ with the extreme eigenpairs of each (the smallest within the data's rank). */
+function hessiansAndExtremes(KP: Mat, KH: Mat, theta: Mat, rankP: number, rankH: number): [Mat, ExtremePairs, Mat, ExtremePairs] {
+  const D = KP.rows;
+  const [p, h] = congruenceExtremes(theta, [KP, KH], [Math.max(0, D - rankP), Math.max(0, D - rankH)]);
+  const pairs = (r: CongruenceExtremes): ExtremePairs => ({
+    lambdaMax: r.values[0],
+    uMax: column(r.vectors, 0),
+    lambdaMin: r.values[1],
+    uMin: column(r.vectors, 1),
+  });
+  return [p.S, pairs(p), h.S, pairs(h)];
+}
+
 type Preconditioner = (theta: Mat, gradS: Mat) => Mat;
 
 function makePreconditioner(K: Mat, mode: GradientOptions['precondition']): Preconditioner {
@@ -181,7 +191,10 @@ function combine(gP: Mat, gH: Mat, opts: GradientOptions): Mat {
   const wP = opts.lambdaBenign ?? 1 / (frobenius(gP) || 1);
   const wH = opts.lambdaHarmful ?? 1 / (frobenius(gH) || 1);
   const out = mat(gP.rows, gP.cols);
-  for (let i = 0; i < out.data.length; i++) out.data[i] = wP * gP.data[i] + wH * gH.data[i];
+  const p = gP.data;
+  const h = gH.data;
+  const o = out.data;
+  for (let i = 0; i < o.length; i++) o[i] = wP * p[i] + wH * h[i];
   return out;
 }
 

@@ -1,7 +1,7 @@
 import { gemm, gesv, openblasCore, syevr } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { congruence } from './dense.js';
-import { ATTACKERS, simulateAttack, type AttackOutcome } from './attacks.js';
+import { ATTACKERS, simulateAttack, startAttack, type AttackOutcome } from './attacks.js';
 import { closedFormImmunize, CLOSED_FORM_DEFAULTS, rirBound } from './closedForm.js';
 import { defaultStepCap, GRADIENT_DEFAULTS, gradientImmunize, type StepRecord } from './gradientMethod.js';
 import { paperImmunize } from './paperMethod.js';
@@ -225,30 +225,42 @@ function finish(
   const pH0 = kappaPaperFromSpectrum(sH0);
   const pP1 = kappaPaperFromSpectrum(sP1);
   const pH1 = kappaPaperFromSpectrum(sH1);
-  const thetaCondition = matrixCondition(theta);
-  if (thetaCondition === null) reasons.thetaCondition = 'θ is singular';
-  const bound = rirBound(KP, KH, rtol, opts.kappaBudget, { benign: eigP0, harmful: sH0 });
-
-  const quality = benignQuality(input, prep, theta, warnings);
+  // Adam's immunized runs are the longest simulations by far: they go first, on threads of their own, while the
+  // rest of the metrics and the other attackers run here.
   const attackStart = performance.now();
-  const outcomes: AttackOutcome[] = [];
-  for (const data of ['benign', 'harmful'] as const) {
+  const probes = (['harmful', 'benign'] as const).map((data) => {
     const stats = data === 'benign' ? prep.benignStats : prep.harmfulStats;
-    const after = statsAfter[data];
     const raw = probeProblem(stats, null, false, data === 'benign' ? eigP0 : eigH0);
-    const imm = probeProblem(after, null, false, data === 'benign' ? eigP1 : eigH1);
-    const rawStd = probeProblem(stats, null, true);
-    const immStd = probeProblem(after, null, true);
-    for (const attacker of ATTACKERS) {
-      checkAbort(signal);
-      observe?.({ phase: 'attacks', message: `${attacker} on ${data}` });
-      const standardized = attacker === 'gd-exact-standardized';
-      const outcome = simulateAttack(attacker, data, standardized ? rawStd : raw, standardized ? immStd : imm);
-      if (attacker === 'adam' && outcome.cap < 100_000) {
-        warnings.push({ field: `attacks.adam.${data}`, reason: `Adam's step cap is ${outcome.cap} at D=${D} (flop budget); a capped count is a lower bound` });
+    const imm = probeProblem(statsAfter[data], null, false, data === 'benign' ? eigP1 : eigH1);
+    return { data, stats, raw, imm, adam: startAttack('adam', data, raw, imm) };
+  });
+  const adamRuns = probes.map((p) => p.adam);
+  const outcomes: AttackOutcome[] = [];
+  let thetaCondition: number | null;
+  let bound: number | null;
+  let quality: Metrics['benignQuality'];
+  try {
+    thetaCondition = matrixCondition(theta);
+    if (thetaCondition === null) reasons.thetaCondition = 'θ is singular';
+    bound = rirBound(KP, KH, rtol, opts.kappaBudget, { benign: eigP0, harmful: sH0 });
+    quality = benignQuality(input, prep, theta, warnings);
+    for (const { data, stats, raw, imm, adam } of [...probes].reverse()) {
+      const rawStd = probeProblem(stats, null, true);
+      const immStd = probeProblem(statsAfter[data], null, true);
+      for (const attacker of ATTACKERS) {
+        checkAbort(signal);
+        observe?.({ phase: 'attacks', message: `${attacker} on ${data}` });
+        const standardized = attacker === 'gd-exact-standardized';
+        const outcome = attacker === 'adam' ? adam.finish() : simulateAttack(attacker, data, standardized ? rawStd : raw, standardized ? immStd : imm);
+        if (attacker === 'adam' && outcome.cap < 100_000) {
+          warnings.push({ field: `attacks.adam.${data}`, reason: `Adam's step cap is ${outcome.cap} at D=${D} (flop budget); a capped count is a lower bound` });
+        }
+        outcomes.push(outcome);
       }
-      outcomes.push(outcome);
     }
+  } finally {
+    // Never leave a simulation running behind a thrown error (a cancelled job, say).
+    for (const run of adamRuns) run.finish();
   }
   const attackSeconds = (performance.now() - attackStart) / 1000;
 

@@ -1,6 +1,6 @@
 import { gemm } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
-import { addOuter, frobenius, scaled } from './dense.js';
+import { frobenius, scaledPlusOuter } from './dense.js';
 import type { ExtremePairs } from './spectrum.js';
 
 export interface RegularizerValue {
@@ -14,7 +14,7 @@ export function rWell(S: Mat, pairs: Pick<ExtremePairs, 'lambdaMax' | 'uMax'>): 
   const D = S.rows;
   const fro = frobenius(S);
   const value = (pairs.lambdaMax * pairs.lambdaMax) / 2 - (fro * fro) / (2 * D);
-  const gradS = addOuter(scaled(S, -1 / D), pairs.uMax, pairs.lambdaMax);
+  const gradS = scaledPlusOuter(S, -1 / D, pairs.uMax, pairs.lambdaMax);
   return { value, gradS };
 }
 
@@ -27,7 +27,7 @@ export function rIll(S: Mat, pairs: Pick<ExtremePairs, 'lambdaMin' | 'uMin'>): R
   const fro = frobenius(S);
   const denom = (fro * fro) / (2 * D) - (pairs.lambdaMin * pairs.lambdaMin) / 2;
   const value = 1 / denom;
-  const gradS = addOuter(scaled(S, -(value * value) / D), pairs.uMin, value * value * pairs.lambdaMin);
+  const gradS = scaledPlusOuter(S, -(value * value) / D, pairs.uMin, value * value * pairs.lambdaMin);
   return { value, gradS };
 }
 

@@ -1,4 +1,4 @@
-import { gemm, syevr } from '../linalg/index.js';
+import { eigenpairsAt, gemm, syevr } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { column, symmetrize } from './dense.js';
 
@@ -78,13 +78,13 @@ export interface ExtremePairs {
 export function extremePairs(S: Mat, rank: number): ExtremePairs {
   const n = S.rows;
   const lowIndex = Math.max(0, n - rank);
-  const top = syevr(S, { range: { lo: n - 1, hi: n - 1 } });
-  const low = lowIndex === n - 1 ? top : syevr(S, { range: { lo: lowIndex, hi: lowIndex } });
+  const both = eigenpairsAt(S, lowIndex === n - 1 ? [n - 1] : [n - 1, lowIndex]);
+  const low = both.values.length - 1;
   return {
-    lambdaMax: top.values[0],
-    uMax: column(top.vectors!, 0),
-    lambdaMin: low.values[0],
-    uMin: column(low.vectors!, 0),
+    lambdaMax: both.values[0],
+    uMax: column(both.vectors, 0),
+    lambdaMin: both.values[low],
+    uMin: column(both.vectors, low),
   };
 }
 

@@ -34,7 +34,7 @@ interface NativeAddon {
   potrs(L: Mat, B: Mat): Mat;
   gesv(A: Mat, B: Mat): Mat;
   matvec(A: Mat, x: Float64Array, trans: boolean): Float64Array;
-  adamQuadratic(
+  adamQuadraticStart(
     H: Mat,
     B: Mat,
     learningRates: Float64Array,
@@ -43,7 +43,8 @@ interface NativeAddon {
     gap: number,
     target: number,
     cap: number,
-  ): { steps: number; winner: number; curves: Float64Array };
+  ): unknown;
+  adamQuadraticJoin(job: unknown): AdamQuadraticResult;
   eigenDescent(
     lambdas: Float64Array,
     e0: Float64Array,
@@ -53,6 +54,8 @@ interface NativeAddon {
     target: number,
     cap: number,
   ): { steps: number; reached: boolean; curve: Float64Array };
+  eigenpairsAt(S: Mat, indices: Float64Array): { values: Float64Array; vectors: Mat };
+  congruenceExtremes(theta: Mat, Ks: Mat[], lowIndices: Float64Array): CongruenceExtremes[];
   corename(): string;
   config(): string;
   setThreads(n: number): void;
@@ -100,6 +103,32 @@ export function syevr(S: Mat, opts: SyevrOptions = {}): EigenResult {
   return call(() => native.syevr(S, opts.vectors ?? true, range?.lo ?? null, range?.hi ?? null));
 }
 
+/**
+ * The eigenpairs of a symmetric S at the given positions of its ascending spectrum (0 = smallest), in the order
+ * asked: values[j] and column j of the D×k `vectors`. One tridiagonal reduction serves every index, so two pairs
+ * far apart cost about half of two `syevr` range calls.
+ */
+export function eigenpairsAt(S: Mat, indices: number[]): { values: Float64Array; vectors: Mat } {
+  return call(() => native.eigenpairsAt(S, Float64Array.from(indices)));
+}
+
+export interface CongruenceExtremes {
+  /** θᵀKθ, symmetrized. */
+  S: Mat;
+  /** [λ_max, λ at the requested low index]. */
+  values: Float64Array;
+  /** D×2: the eigenvectors for `values`, as columns. */
+  vectors: Mat;
+}
+
+/**
+ * For each K: S = θᵀKθ and its eigenpairs at the top of the spectrum and at lowIndices[i]. The Gram matrices are
+ * processed side by side on a multi-core host; the results are the same as one at a time.
+ */
+export function congruenceExtremes(theta: Mat, Ks: Mat[], lowIndices: number[]): CongruenceExtremes[] {
+  return call(() => native.congruenceExtremes(theta, Ks, Float64Array.from(lowIndices)));
+}
+
 /** Lower Cholesky factor L of a symmetric positive definite S (S = L·Lᵀ, upper part zero). */
 export function potrf(S: Mat): Mat {
   return call(() => native.potrf(S));
@@ -130,18 +159,31 @@ export interface AdamQuadraticOptions {
   cap: number;
 }
 
+export interface AdamQuadraticResult {
+  steps: number;
+  winner: number;
+  curves: Float64Array;
+}
+
 /**
  * Adam from W = 0 on a quadratic, one run per learning rate side by side. Returns the steps run, the index of the
  * learning rate that reached the target first (−1 if none) and each run's relative suboptimality per step
  * (row-major, learningRates.length × (steps + 1)).
  */
-export function adamQuadratic(
-  H: Mat,
-  B: Mat,
-  learningRates: Float64Array,
-  o: AdamQuadraticOptions,
-): { steps: number; winner: number; curves: Float64Array } {
-  return call(() => native.adamQuadratic(H, B, learningRates, o.c, o.fStar, o.gap, o.target, o.cap));
+export function adamQuadratic(H: Mat, B: Mat, learningRates: Float64Array, o: AdamQuadraticOptions): AdamQuadraticResult {
+  return startAdamQuadratic(H, B, learningRates, o).join();
+}
+
+/**
+ * The same simulation on threads of its own, so that the caller can do other work meanwhile; `join()` waits for
+ * it and returns what adamQuadratic would. Bad input throws here, not at join.
+ */
+export function startAdamQuadratic(H: Mat, B: Mat, learningRates: Float64Array, o: AdamQuadraticOptions): { join(): AdamQuadraticResult } {
+  const job = call(() => native.adamQuadraticStart(H, B, learningRates, o.c, o.fStar, o.gap, o.target, o.cap));
+  let result: AdamQuadraticResult | null = null;
+  return {
+    join: () => (result ??= call(() => native.adamQuadraticJoin(job))),
+  };
 }
 
 /** Step 1/λ_max ("fixed") or the exact line-search step on the quadratic ("exact"). */

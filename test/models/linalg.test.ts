@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 import {
   LinalgError,
   adamQuadratic,
+  congruenceExtremes,
+  eigenpairsAt,
   eigenDescent,
   coreSelection,
   gemm,
@@ -495,6 +497,105 @@ describe('matvec', () => {
     expectCode(() => matvec(A, new Float64Array(2), true), 'SIZE_MISMATCH');
     expectCode(() => matvec(A, new Float64Array([1, Number.NaN])), 'NON_FINITE');
     expectCode(() => matvec(A, new Float32Array(2) as unknown as Float64Array), 'BAD_ARGUMENT');
+  });
+});
+
+describe('eigenpairsAt', () => {
+  const r = rng(21);
+
+  /** Checks pair j against Jacobi's eigenvalue at `index`, by its value and its residual ‖Sv − λv‖. */
+  function assertPair(S: Mat, got: { values: Float64Array; vectors: Mat }, j: number, index: number, what: string): void {
+    const n = S.rows;
+    const expected = jacobiEigenvalues(S)[index];
+    const scale = Math.max(...jacobiEigenvalues(S).map(Math.abs));
+    assert.ok(Math.abs(got.values[j] - expected) <= 1e-12 * n * scale, `${what}: λ ${got.values[j]} vs ${expected}`);
+    const k = got.vectors.cols;
+    let norm = 0;
+    let residual = 0;
+    for (let i = 0; i < n; i++) {
+      let sv = 0;
+      for (let c = 0; c < n; c++) sv += at(S, i, c) * got.vectors.data[c * k + j];
+      residual += (sv - got.values[j] * got.vectors.data[i * k + j]) ** 2;
+      norm += got.vectors.data[i * k + j] ** 2;
+    }
+    assert.ok(Math.abs(norm - 1) < 1e-12, `${what}: unit vector (${norm})`);
+    assert.ok(Math.sqrt(residual) <= 1e-11 * n * scale, `${what}: residual ${Math.sqrt(residual)}`);
+  }
+
+  it('matches Jacobi at the requested indices, in the order asked', () => {
+    for (const n of [1, 2, 9, 40]) {
+      const S = randSym(n, r);
+      const indices = [...new Set([n - 1, 0, Math.floor(n / 2)])];
+      const got = eigenpairsAt(S, indices);
+      assert.equal(got.values.length, indices.length);
+      assert.equal(got.vectors.rows, n);
+      assert.equal(got.vectors.cols, indices.length);
+      indices.forEach((index, j) => assertPair(S, got, j, index, `n=${n} index ${index}`));
+    }
+  });
+
+  it('handles a rank-deficient Gram matrix with a cluster at zero', () => {
+    const G = randMat(5, 20, r);
+    const S = naiveMul(G, G, true);
+    const got = eigenpairsAt(S, [19, 15, 0]);
+    assertPair(S, got, 0, 19, 'top');
+    assertPair(S, got, 1, 15, 'smallest nonzero');
+    assert.ok(Math.abs(got.values[2]) < 1e-12 * got.values[0], `a zero eigenvalue: ${got.values[2]}`);
+  });
+
+  it('rejects bad input', () => {
+    const S = randSym(4, r);
+    expectCode(() => eigenpairsAt(S, [4]), 'BAD_ARGUMENT');
+    expectCode(() => eigenpairsAt(S, [1, 1]), 'BAD_ARGUMENT');
+    expectCode(() => eigenpairsAt(S, [0.5]), 'BAD_ARGUMENT');
+    expectCode(() => eigenpairsAt(randMat(3, 4, r), [0]), 'SIZE_MISMATCH');
+    const asym = randMat(4, 4, r);
+    expectCode(() => eigenpairsAt(asym, [0]), 'BAD_ARGUMENT');
+    S.data[5] = Number.NaN;
+    expectCode(() => eigenpairsAt(S, [0]), 'NON_FINITE');
+  });
+});
+
+describe('congruenceExtremes', () => {
+  const r = rng(22);
+
+  // Below 24 rows the Gram matrices are processed one after the other, from 24 on side by side.
+  for (const n of [7, 60]) {
+    it(`gives θᵀKθ and its extreme pairs for each K (n = ${n})`, () => {
+      const theta = randMat(n, n, r);
+      const Ks = [randSpd(n, r), naiveMul(randMat(n - 2, n, r), randMat(n - 2, n, r), true)];
+      for (const K of Ks) for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) K.data[i * n + j] = K.data[j * n + i] = (K.data[i * n + j] + K.data[j * n + i]) / 2;
+      const lows = [0, 2];
+      const got = congruenceExtremes(theta, Ks, lows);
+      assert.equal(got.length, 2);
+      got.forEach((g, t) => {
+        const S = naiveMul(theta, naiveMul(Ks[t], theta), true);
+        const scale = Math.max(...S.data.map(Math.abs));
+        assertClose(g.S.data, S.data, 1e-13 * n * scale, `S ${t}`);
+        for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) assert.equal(g.S.data[i * n + j], g.S.data[j * n + i]);
+        const alone = eigenpairsAt(g.S, [n - 1, lows[t]]);
+        assert.deepEqual(g.values, alone.values, `pairs ${t} as computed alone`);
+        assert.deepEqual(g.vectors.data, alone.vectors.data);
+      });
+    });
+  }
+
+  it('gives the top pair twice when the low index is the top', () => {
+    const theta = randMat(3, 3, r);
+    const [g] = congruenceExtremes(theta, [randSpd(3, r)], [2]);
+    assert.equal(g.values[0], g.values[1]);
+    assert.deepEqual(Array.from(g.vectors.data.filter((_, i) => i % 2 === 0)), Array.from(g.vectors.data.filter((_, i) => i % 2 === 1)));
+  });
+
+  it('rejects bad input', () => {
+    const theta = randMat(4, 4, r);
+    const K = randSpd(4, r);
+    expectCode(() => congruenceExtremes(theta, [K], [0, 1]), 'SIZE_MISMATCH');
+    expectCode(() => congruenceExtremes(theta, [randSpd(5, r)], [0]), 'SIZE_MISMATCH');
+    expectCode(() => congruenceExtremes(theta, [K], [4]), 'BAD_ARGUMENT');
+    expectCode(() => congruenceExtremes(randMat(4, 3, r), [K], [0]), 'SIZE_MISMATCH');
+    expectCode(() => congruenceExtremes(theta, [randMat(4, 4, r)], [0]), 'BAD_ARGUMENT');
+    expectCode(() => congruenceExtremes(theta, 'K' as never, [0]), 'BAD_ARGUMENT');
   });
 });
 

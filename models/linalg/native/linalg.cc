@@ -7,6 +7,7 @@
 #include <napi.h>
 
 #include "probeKernels.h"
+#include "spectralKernels.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -19,6 +20,8 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -161,6 +164,26 @@ double ReadScalar(Napi::Env env, const Napi::Value& v, const char* name, double 
   double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d)) Fail(env, kNonFinite, std::string(name) + " must be finite");
   return d;
+}
+
+// Eigenvalue positions: a Float64Array of integers in [0, n), without repeats unless allowed.
+std::vector<int> ReadIndices(Napi::Env env, const Napi::Value& v, int n, bool distinct = true) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    Fail(env, kBadArgument, "indices must be a Float64Array");
+  }
+  Napi::Float64Array arr = v.As<Napi::Float64Array>();
+  std::vector<int> out(arr.ElementLength());
+  for (size_t j = 0; j < out.size(); ++j) {
+    const double x = arr[j];
+    if (!(x >= 0) || !(x < n) || std::floor(x) != x) {
+      Fail(env, kBadArgument, "indices must be integers in [0, " + std::to_string(n) + ")");
+    }
+    out[j] = static_cast<int>(x);
+    for (size_t i = 0; distinct && i < j; ++i) {
+      if (out[i] == out[j]) Fail(env, kBadArgument, "indices must not repeat");
+    }
+  }
+  return out;
 }
 
 // A step cap: an integer in [0, 1e7], so that the curves it sizes stay allocatable.
@@ -426,6 +449,84 @@ Napi::Value Syevr(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// eigenpairsAt(S, indices) -> {values, vectors}: the eigenpairs of symmetric S at the given ascending-order indices
+// (any order, no repeats), from one tridiagonal reduction. dsyevr reduces S again for every index range, and for the
+// optimizer's two extreme pairs per Hessian per step that reduction is most of the cost: bisection (dstebz) and
+// inverse iteration (dstein) on the tridiagonal form are O(n) per pair, the back-transform (dormtr) O(n²).
+Napi::Value EigenpairsAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MatArg S = ReadMat(env, info[0], "S");
+  Resolve(env, S);
+  CheckSquare(env, S);
+  const int n = S.rows;
+  const std::vector<int> indices = ReadIndices(env, info[1], n);
+  CheckFinite(env, S);
+  CheckSymmetric(env, S);
+  const size_t k = indices.size();
+  Napi::Float64Array values = NewFloat64(env, k);
+  OutMat vecs = NewMat(env, n, static_cast<int>(k));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("values", values);
+  result.Set("vectors", vecs.obj);
+  if (k == 0) return result;
+  SingleThreadScope singleThread;
+  const std::string failure = spectral::EigenpairsAt(S.data, n, indices.data(), static_cast<int>(k), DataOf(values),
+                                                     DataOf(vecs.arr));
+  if (!failure.empty()) Fail(env, kLapackFailed, failure);
+  return result;
+}
+
+// congruenceExtremes(theta, Ks, lowIndices) -> [{S, values, vectors}]: for each K, S = θᵀKθ (symmetrized) and
+// its eigenpairs at the top of the spectrum and at lowIndices[i] (values [max, low], vectors D×2). The Gram
+// matrices are independent, so on a multi-core host they run side by side, each on one OpenBLAS thread.
+Napi::Value CongruenceExtremes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MatArg theta = ReadMat(env, info[0], "theta");
+  if (!info[1].IsArray()) Fail(env, kBadArgument, "Ks must be an array of matrices");
+  Napi::Array ks = info[1].As<Napi::Array>();
+  const uint32_t count = ks.Length();
+  Resolve(env, theta);
+  CheckSquare(env, theta);
+  CheckFinite(env, theta);
+  const int n = theta.rows;
+  const std::vector<int> lows = ReadIndices(env, info[2], n, false);
+  if (lows.size() != count) Fail(env, kSizeMismatch, "lowIndices must have one entry per K");
+  std::vector<MatArg> K(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    K[i] = ReadMat(env, ks.Get(i), "Ks[" + std::to_string(i) + "]");
+    Resolve(env, K[i]);
+    if (K[i].rows != n || K[i].cols != n) {
+      Fail(env, kSizeMismatch, K[i].name + " must be " + Shape(n, n) + " like theta, got " + Shape(K[i].rows, K[i].cols));
+    }
+    CheckFinite(env, K[i]);
+    CheckSymmetric(env, K[i]);
+  }
+  Napi::Array out = Napi::Array::New(env, count);
+  std::vector<OutMat> S(count), V(count);
+  std::vector<Napi::Float64Array> values(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    S[i] = NewMat(env, n, n);
+    V[i] = NewMat(env, n, 2);
+    values[i] = NewFloat64(env, 2);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("S", S[i].obj);
+    r.Set("values", values[i]);
+    r.Set("vectors", V[i].obj);
+    out.Set(i, r);
+  }
+  if (n == 0) return out;
+  std::vector<spectral::CongruenceTask> tasks(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    tasks[i] = {K[i].data, lows[i], DataOf(S[i].arr), DataOf(values[i]), DataOf(V[i].arr), {}};
+  }
+  SingleThreadScope singleThread;
+  spectral::RunCongruenceTasks(theta.data, n, tasks);
+  for (const auto& t : tasks) {
+    if (!t.failure.empty()) Fail(env, kLapackFailed, t.failure);
+  }
+  return out;
+}
+
 // potrf(S) -> lower Cholesky factor L, S = L·Lᵀ
 Napi::Value Potrf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -570,10 +671,33 @@ Napi::Value GetThreads(const Napi::CallbackInfo& info) {
 }
 
 
-// adamQuadratic(H, B, learningRates, c, fStar, gap, target, cap) -> {steps, winner, curves}: Adam on the quadratic
+// An Adam simulation running on its own threads while JS goes on; the inputs are copied in.
+struct AdamJob {
+  std::vector<double> H, B, learningRates;
+  probe::AdamProblem problem{};
+  double target = 0;
+  int cap = 0;
+  probe::AdamResult result{};
+  std::thread runner;
+  bool collected = false;
+
+  void Run() {
+    result = probe::AdamQuadratic(problem, learningRates.data(), static_cast<int>(learningRates.size()), target, cap);
+  }
+  void Wait() {
+    if (runner.joinable()) runner.join();
+  }
+  ~AdamJob() { Wait(); }
+};
+
+constexpr napi_type_tag kAdamJobTag = {0x6a1d0c3e5b7f4a21ULL, 0x9e42c7d18f3b6a05ULL};
+
+// adamQuadraticStart(H, B, learningRates, c, fStar, gap, target, cap) -> job: Adam on the quadratic
 // f(W) = ½tr(WᵀHW) − tr(BᵀW) + c, several learning rates side by side, to simulate a probing attacker. The loop
-// lives in native code because it runs up to 1e5 small steps.
-Napi::Value AdamQuadratic(const Napi::CallbackInfo& info) {
+// runs up to 1e5 small steps on threads of its own; adamQuadraticJoin(job) waits for it. Where the steps go
+// through OpenBLAS (large H, many columns) it runs before this returns, since OpenBLAS's thread settings are
+// process-wide.
+Napi::Value AdamQuadraticStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   MatArg H = ReadMat(env, info[0], "H");
   MatArg B = ReadMat(env, info[1], "B");
@@ -596,15 +720,46 @@ Napi::Value AdamQuadratic(const Napi::CallbackInfo& info) {
   if (G == 0) Fail(env, kBadArgument, "learningRates must not be empty");
   CheckFiniteVec(env, lrArr.Data(), G, "learningRates");
   if (!(gap > 0)) Fail(env, kBadArgument, "gap must be positive");
-  SingleThreadScope singleThread(H.rows < kSmallFactorization);
-  const probe::AdamProblem problem{H.data, B.data, H.rows, B.cols, c, fStar, gap};
-  const probe::AdamResult r = probe::AdamQuadratic(problem, lrArr.Data(), static_cast<int>(G), target, cap);
-  Napi::Float64Array curves = NewFloat64(env, r.curves.size());
-  std::copy(r.curves.begin(), r.curves.end(), DataOf(curves));
+
+  auto* job = new AdamJob();
+  job->H.assign(H.data, H.data + H.size());
+  job->B.assign(B.data, B.data + B.size());
+  job->learningRates.assign(lrArr.Data(), lrArr.Data() + G);
+  job->problem = {job->H.data(), job->B.data(), H.rows, B.cols, c, fStar, gap};
+  job->target = target;
+  job->cap = cap;
+  Napi::External<AdamJob> handle = Napi::External<AdamJob>::New(env, job, [](Napi::Env, AdamJob* j) { delete j; });
+  handle.TypeTag(&kAdamJobTag);
+  if (probe::AdamUsesBlas(H.rows, B.cols * static_cast<int>(G))) {
+    SingleThreadScope threads(H.rows < kSmallFactorization);
+    job->Run();
+  } else {
+    try {
+      job->runner = std::thread([job] { job->Run(); });
+    } catch (const std::system_error&) {
+      job->Run();
+    }
+  }
+  return handle;
+}
+
+// adamQuadraticJoin(job) -> {steps, winner, curves}
+Napi::Value AdamQuadraticJoin(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsExternal() || !info[0].As<Napi::External<AdamJob>>().CheckTypeTag(&kAdamJobTag)) {
+    Fail(env, kBadArgument, "adamQuadraticJoin needs a job from adamQuadraticStart");
+  }
+  AdamJob* job = info[0].As<Napi::External<AdamJob>>().Data();
+  if (job->collected) Fail(env, kBadArgument, "this Adam job was already joined");
+  job->Wait();
+  job->collected = true;
+  Napi::Float64Array curves = NewFloat64(env, job->result.curves.size());
+  std::copy(job->result.curves.begin(), job->result.curves.end(), DataOf(curves));
   Napi::Object result = Napi::Object::New(env);
-  result.Set("steps", Napi::Number::New(env, r.steps));
-  result.Set("winner", Napi::Number::New(env, r.winner));
+  result.Set("steps", Napi::Number::New(env, job->result.steps));
+  result.Set("winner", Napi::Number::New(env, job->result.winner));
   result.Set("curves", curves);
+  std::vector<double>().swap(job->result.curves);
   return result;
 }
 
@@ -669,11 +824,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<Gemm>(env, exports, "gemm");
   Export<Syrk>(env, exports, "syrk");
   Export<Syevr>(env, exports, "syevr");
+  Export<EigenpairsAt>(env, exports, "eigenpairsAt");
+  Export<CongruenceExtremes>(env, exports, "congruenceExtremes");
   Export<Potrf>(env, exports, "potrf");
   Export<Potrs>(env, exports, "potrs");
   Export<Gesv>(env, exports, "gesv");
   Export<Matvec>(env, exports, "matvec");
-  Export<AdamQuadratic>(env, exports, "adamQuadratic");
+  Export<AdamQuadraticStart>(env, exports, "adamQuadraticStart");
+  Export<AdamQuadraticJoin>(env, exports, "adamQuadraticJoin");
   Export<EigenDescent>(env, exports, "eigenDescent");
   Export<Corename>(env, exports, "corename");
   Export<Config>(env, exports, "config");

@@ -113,20 +113,46 @@ PROBE_INLINE void MatColsBlock(const double* __restrict Ht, int D, int Dp, int i
     for (int c = 0; c < C; ++c) Store(Y + static_cast<size_t>(c) * Dp + i0 + r * kLanes, acc[r][c]);
 }
 
-template <int R, int C>
-PROBE_INLINE void MatColsChunk(const double* Ht, int D, int Dp, const double* W, double* Y) {
-  int i0 = 0;
-  for (; i0 + R * kLanes <= Dp; i0 += R * kLanes) MatColsBlock<R, C>(Ht, D, Dp, i0, W, Y);
-  for (; i0 < Dp; i0 += kLanes) MatColsBlock<1, C>(Ht, D, Dp, i0, W, Y);
+// A block of `r` ≤ R vectors, with r chosen at run time.
+template <int C, int R>
+PROBE_INLINE void MatColsBlockOf(int r, const double* Ht, int D, int Dp, int i0, const double* W, double* Y) {
+  if constexpr (R == 1) {
+    MatColsBlock<1, C>(Ht, D, Dp, i0, W, Y);
+  } else {
+    if (r == R) {
+      MatColsBlock<R, C>(Ht, D, Dp, i0, W, Y);
+    } else {
+      MatColsBlockOf<C, R - 1>(r, Ht, D, Dp, i0, W, Y);
+    }
+  }
 }
 
-template <int R>
+// The Dp/8 row vectors are cut into as few blocks of at most R as possible, of equal size give or take one: a
+// leftover block of one vector would be bound by its loads.
+template <int C, int R>
+PROBE_INLINE void MatColsChunk(const double* Ht, int D, int Dp, const double* W, double* Y) {
+  const int vectors = Dp / kLanes;
+  const int blocks = (vectors + R - 1) / R;
+  int i0 = 0;
+  for (int b = 0; b < blocks; ++b) {
+    const int r = vectors / blocks + (b < vectors % blocks ? 1 : 0);
+    MatColsBlockOf<C, R>(r, Ht, D, Dp, i0, W, Y);
+    i0 += r * kLanes;
+  }
+}
+
+// `Registers`: how many v8 values the register file holds (32 with AVX-512, 8 with AVX2, 4 with SSE2). A block of R
+// row vectors for C columns keeps R·C accumulators and R loaded vectors live.
+template <int Registers>
 PROBE_INLINE void MatCols(const double* Ht, int D, int Dp, const double* W, double* Y, int cols) {
+  constexpr int kFor1 = std::min(12, (Registers - 1) / 2);
+  constexpr int kFor2 = std::max(1, (Registers - 1) / 3);
+  constexpr int kFor3 = std::max(1, (Registers - 1) / 4);
   int c = 0;
   const size_t stride = static_cast<size_t>(Dp);
-  for (; c + 3 <= cols; c += 3) MatColsChunk<R, 3>(Ht, D, Dp, W + c * stride, Y + c * stride);
-  if (cols - c == 2) MatColsChunk<R, 2>(Ht, D, Dp, W + c * stride, Y + c * stride);
-  if (cols - c == 1) MatColsChunk<R, 1>(Ht, D, Dp, W + c * stride, Y + c * stride);
+  for (; c + 3 <= cols; c += 3) MatColsChunk<3, kFor3>(Ht, D, Dp, W + c * stride, Y + c * stride);
+  if (cols - c == 2) MatColsChunk<2, kFor2>(Ht, D, Dp, W + c * stride, Y + c * stride);
+  if (cols - c == 1) MatColsChunk<1, kFor1>(Ht, D, Dp, W + c * stride, Y + c * stride);
 }
 
 PROBE_INLINE void AdamUpdate(double* __restrict w, double* __restrict m, double* __restrict v,
@@ -195,7 +221,7 @@ void PrepareShare(AdamShare& s, const AdamProblem& p) {
       for (int i = 0; i < p.D; ++i) s.Bc[g * perLr + cc * Dp + i] = p.B[static_cast<size_t>(i) * p.C + cc];
 }
 
-template <int R>
+template <int Registers>
 PROBE_INLINE void AdamLoop(AdamShare& s, AdamShared& sh) {
   const AdamProblem& p = *sh.p;
   const size_t stride = static_cast<size_t>(sh.cap) + 1;
@@ -209,7 +235,7 @@ PROBE_INLINE void AdamLoop(AdamShare& s, AdamShared& sh) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.cols, s.Dp, s.Dp, 1.0, s.W.data(), s.Dp,
                     s.Ht.data(), s.Dp, 0.0, s.HW.data(), s.Dp);
       } else {
-        MatCols<R>(s.Ht.data(), s.D, s.Dp, s.W.data(), s.HW.data(), s.cols);
+        MatCols<Registers>(s.Ht.data(), s.D, s.Dp, s.W.data(), s.HW.data(), s.cols);
       }
       for (int g = 0; g < G; ++g) {
         const size_t o = static_cast<size_t>(g) * perLr;
@@ -244,13 +270,11 @@ PROBE_INLINE void AdamLoop(AdamShare& s, AdamShared& sh) {
   }
 }
 
-// The row-block height follows the register file: 4×3 accumulators fill half of AVX-512's 32 registers, 2×3 fit
-// AVX2's 16 (each v8 is two of them).
-__attribute__((target("avx512f"))) void AdamAvx512(AdamShare& s, AdamShared& sh) { AdamLoop<4>(s, sh); }
+__attribute__((target("avx512f"))) void AdamAvx512(AdamShare& s, AdamShared& sh) { AdamLoop<32>(s, sh); }
 
-__attribute__((target("avx2,fma"))) void AdamAvx2(AdamShare& s, AdamShared& sh) { AdamLoop<2>(s, sh); }
+__attribute__((target("avx2,fma"))) void AdamAvx2(AdamShare& s, AdamShared& sh) { AdamLoop<8>(s, sh); }
 
-void AdamBaseline(AdamShare& s, AdamShared& sh) { AdamLoop<1>(s, sh); }
+void AdamBaseline(AdamShare& s, AdamShared& sh) { AdamLoop<4>(s, sh); }
 
 void RunShare(AdamShare& s, AdamShared& sh) {
   PrepareShare(s, *sh.p);
@@ -263,13 +287,15 @@ void RunShare(AdamShare& s, AdamShared& sh) {
   }
 }
 
+}  // namespace
+
+bool AdamUsesBlas(int D, int cols) { return D >= kBlasMinDim && cols >= kBlasMinCols; }
+
 int UsableCpus() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());
 }
-
-}  // namespace
 
 DescentResult EigenDescent(const double* lambdas, int r, const double* e0, int C, double scale, StepRule rule,
                            double target, int cap) {
@@ -308,7 +334,7 @@ AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int 
   sh.learningRates = learningRates;
   sh.target = target;
   sh.cap = cap;
-  sh.useBlas = p.D >= kBlasMinDim && p.C * G >= kBlasMinCols;
+  sh.useBlas = AdamUsesBlas(p.D, p.C * G);
   sh.curves = out.curves.data();
   sh.firstHit.assign(G, cap + 1);
   sh.earliestHit.store(cap + 1);

@@ -43,4 +43,10 @@ struct AdamResult {
 // run reaches `target` (target ≤ 0: run `cap` steps).
 AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int G, double target, int cap);
 
+// Whether AdamQuadratic takes its steps through OpenBLAS (a large H with many columns) rather than its own kernel.
+bool AdamUsesBlas(int D, int cols);
+
+// CPUs this process may run on (its affinity mask), at least 1.
+int UsableCpus();
+
 }  // namespace probe
