@@ -48,27 +48,8 @@ export function axpy(A: Mat, B: Mat, alpha: number): Mat {
   return A;
 }
 
-export function scaled(A: Mat, alpha: number): Mat {
-  const out = mat(A.rows, A.cols);
-  const a = A.data;
-  const o = out.data;
-  for (let i = 0; i < a.length; i++) o[i] = alpha * a[i];
-  return out;
-}
-
 export function copyMat(A: Mat): Mat {
   return { rows: A.rows, cols: A.cols, data: Float64Array.from(A.data) };
-}
-
-/** S ← S + alpha·u·uᵀ (in place). */
-export function addOuter(S: Mat, u: Float64Array, alpha: number): Mat {
-  const n = S.rows;
-  const s = S.data;
-  for (let i = 0; i < n; i++) {
-    const ai = alpha * u[i];
-    for (let j = 0; j < n; j++) s[i * n + j] += ai * u[j];
-  }
-  return S;
 }
 
 /** a·S + b·u·uᵀ as a new matrix. */
