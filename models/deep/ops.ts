@@ -3,7 +3,8 @@
  * trained variable maps back onto its initializer unchanged. Exactly the operators the ResNet and ViT tails use.
  */
 import type * as TF from '@tensorflow/tfjs';
-import { attribute, int, intAttribute, type NodeProto } from '../backbones/onnxProto.js';
+import { attribute, floatValues, int, intAttribute, type NodeProto } from '../backbones/onnxProto.js';
+import { SHAPE_OPS } from './shapeOps.js';
 import type { Tf } from './backend.js';
 import { DeepError } from './errors.js';
 
@@ -17,7 +18,8 @@ export interface OpContext {
   isScalar(name: string): boolean;
 }
 
-type OpFn = (ctx: OpContext, node: NodeProto, x: Array<Tensor | undefined>) => Tensor;
+/** One output, or several (Split). */
+type OpFn = (ctx: OpContext, node: NodeProto, x: Array<Tensor | undefined>) => Tensor | Tensor[];
 
 function ints(node: NodeProto, name: string): number[] | null {
   const a = attribute(node, name);
@@ -202,6 +204,41 @@ const unsqueeze: OpFn = (ctx, node, [x0]) => {
   return x;
 };
 
+const FLOAT_TYPES = new Set([1, 10, 11, 16]); // float, float16, double, bfloat16: all float32 here
+
+/** Cast of a float tensor (Casts of shape values are done on the integers, in shapeOps). */
+const cast: OpFn = (ctx, node, [x0]) => {
+  const x = need(x0, node, 0);
+  return FLOAT_TYPES.has(intAttribute(node, 'to', 1)) ? (x.dtype === 'float32' ? x : ctx.tf.cast(x, 'float32')) : ctx.tf.cast(x, 'int32');
+};
+
+const split: OpFn = (ctx, node, [x0]) => {
+  const x = need(x0, node, 0);
+  const axis = axisOf(intAttribute(node, 'axis', 0), x.rank);
+  const outputs = node.output?.length ?? 1;
+  const sizes = (node.input?.[1] ? constantInts(ctx, node, 1) : null) ?? ints(node, 'split');
+  if (sizes) return ctx.tf.split(x, sizes, axis);
+  const n = x.shape[axis] as number;
+  const each = Math.ceil(n / outputs);
+  return ctx.tf.split(x, Array.from({ length: outputs }, (_, i) => Math.min(each, n - i * each)), axis);
+};
+
+const expand: OpFn = (ctx, node, [x0]) => {
+  const x = need(x0, node, 0);
+  const shape = constantInts(ctx, node, 1);
+  const rank = Math.max(x.rank, shape.length);
+  const a = [...new Array(rank - x.rank).fill(1), ...x.shape] as number[];
+  const b = [...new Array(rank - shape.length).fill(1), ...shape];
+  const out = a.map((d, i) => (d === 1 ? b[i] : d));
+  return ctx.tf.broadcastTo(ctx.tf.reshape(x, a), out);
+};
+
+const constantOfShape: OpFn = (ctx, node) => {
+  const value = attribute(node, 'value')?.t;
+  const fill = value ? (floatValues(value)?.[0] ?? 0) : 0;
+  return ctx.tf.fill(constantInts(ctx, node, 0), fill);
+};
+
 const binary =
   (f: (tf: Tf, a: Tensor, b: Tensor) => Tensor): OpFn =>
   (ctx, node, [a, b]) =>
@@ -225,6 +262,13 @@ export const OPS: Record<string, OpFn> = {
   Sqrt: unary((tf, a) => tf.sqrt(a)),
   Erf: unary((tf, a) => tf.erf(a)),
   Identity: unary((_tf, a) => a),
+  // Exported for inference: dropout is the identity (its mask output, if named, is not used by a tail).
+  Dropout: unary((_tf, a) => a),
+  Reciprocal: unary((tf, a) => tf.reciprocal(a)),
+  Cast: cast,
+  Split: split,
+  Expand: expand,
+  ConstantOfShape: constantOfShape,
   Softmax: (ctx, node, [x0]) => {
     const x = need(x0, node, 0);
     const axis = axisOf(intAttribute(node, 'axis', -1), x.rank);
@@ -248,5 +292,8 @@ export const OPS: Record<string, OpFn> = {
   Unsqueeze: unsqueeze,
 };
 
-/** Constant nodes are handled by the tail itself (their value is an initializer in all but name). */
-export const SUPPORTED_OPS = new Set([...Object.keys(OPS), 'Constant']);
+/**
+ * Constant nodes are handled by the tail itself (their value is an initializer in all but name), Shape and the
+ * integer operators of shape subgraphs by shapeOps.
+ */
+export const SUPPORTED_OPS = new Set([...Object.keys(OPS), ...Object.keys(SHAPE_OPS), 'Constant', 'Shape']);

@@ -7,6 +7,7 @@ import { attribute, dimsOf, DataType, floatValues, intValues, type TensorProto }
 import type { Tf } from './backend.js';
 import { DeepError } from './errors.js';
 import { OPS, type OpContext } from './ops.js';
+import { SHAPE_OPS, shapeValue, type IntValue } from './shapeOps.js';
 import type { TailPlan } from './split.js';
 
 export interface TailOutputs {
@@ -17,7 +18,9 @@ export interface TailOutputs {
 export class TailModel {
   readonly variables = new Map<string, TF.Variable>();
   private readonly constants = new Map<string, TF.Tensor>();
-  private readonly intConstants = new Map<string, { values: number[]; scalar: boolean }>();
+  private readonly intConstants = new Map<string, IntValue>();
+  /** Shape values computed during the current forward pass. */
+  private shapeValues = new Map<string, IntValue>();
   private readonly ctx: OpContext;
 
   constructor(
@@ -35,7 +38,7 @@ export class TailModel {
       } else {
         const values = intValues(t);
         if (!values) throw new DeepError('UNSUPPORTED_OPERATOR', `initializer "${name}" has an element type last-block mode does not read (${t.dataType})`);
-        this.intConstants.set(name, { values, scalar: dims.length === 0 });
+        this.intConstants.set(name, { values, dims });
         this.constants.set(name, tf.tensor(values, dims, 'int32'));
       }
     };
@@ -48,8 +51,8 @@ export class TailModel {
     }
     this.ctx = {
       tf,
-      ints: (name) => this.intConstants.get(name)?.values ?? null,
-      isScalar: (name) => this.intConstants.get(name)?.scalar ?? false,
+      ints: (name) => this.intValue(name)?.values ?? null,
+      isScalar: (name) => this.intValue(name)?.dims.length === 0,
     };
   }
 
@@ -58,12 +61,32 @@ export class TailModel {
     const env = new Map<string, TF.Tensor>([[this.plan.cut, cut]]);
     const lookup = (name: string): TF.Tensor | undefined => (name ? (env.get(name) ?? this.variables.get(name) ?? this.constants.get(name)) : undefined);
     const count = opts.headToo === false ? this.plan.featureNodeCount : this.plan.nodes.length;
+    this.shapeValues = new Map();
     for (let i = 0; i < count; i++) {
       const node = this.plan.nodes[i];
-      if (node.opType === 'Constant') continue;
-      const inputs = (node.input ?? []).map((n) => lookup(n));
-      const y = OPS[node.opType!](this.ctx, node, inputs);
-      env.set(node.output![0], y);
+      const op = node.opType!;
+      if (op === 'Constant') continue;
+      const names = node.input ?? [];
+      const out = node.output![0];
+      if (op === 'Shape') {
+        const x = lookup(names[0] ?? '');
+        if (!x) throw new DeepError('TAIL_SHAPE', `Shape "${node.name ?? ''}": its input is missing`);
+        this.setShapeValue(env, out, shapeValue(node, x.shape));
+        continue;
+      }
+      const asInts = names.map((n) => (n ? this.intValue(n) : undefined));
+      const shapeOp = Object.hasOwn(SHAPE_OPS, op) ? SHAPE_OPS[op] : undefined;
+      const onInts = shapeOp && names.every((n, k) => !n || asInts[k]) ? shapeOp(node, asInts as IntValue[]) : null;
+      if (onInts) {
+        this.setShapeValue(env, out, onInts);
+        continue;
+      }
+      const tensorOp = Object.hasOwn(OPS, op) ? OPS[op] : undefined;
+      if (!tensorOp) throw new DeepError('UNSUPPORTED_OPERATOR', `${op} "${node.name ?? ''}" is supported on shape values only, not on the tensors it gets here`);
+      const inputs = names.map((n) => lookup(n));
+      const y = tensorOp(this.ctx, node, inputs);
+      if (Array.isArray(y)) y.forEach((t, k) => node.output![k] && env.set(node.output![k], t));
+      else env.set(out, y);
     }
     const features = env.get(this.plan.features)!;
     if (features.rank !== 2) {
@@ -71,6 +94,16 @@ export class TailModel {
     }
     const logits = env.get(this.plan.logits);
     return { features: features as TF.Tensor2D, logits: (logits ?? features) as TF.Tensor2D };
+  }
+
+  private intValue(name: string): IntValue | undefined {
+    return this.shapeValues.get(name) ?? this.intConstants.get(name);
+  }
+
+  /** Records a shape value, and keeps it as an int32 tensor too for an operator that reads it as one. */
+  private setShapeValue(env: Map<string, TF.Tensor>, name: string, v: IntValue): void {
+    this.shapeValues.set(name, v);
+    env.set(name, this.tf.tensor(v.values, v.dims, 'int32'));
   }
 
   /** The trained values, by initializer name, as float32 in the initializer's layout. */

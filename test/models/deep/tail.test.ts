@@ -1,6 +1,7 @@
 /**
  * The tail converted to tfjs against onnxruntime on the same cut activations: features and logits agree within
- * float32 rounding, for the ResNet fixture and both ViT layer-norm spellings; the automatic cut is the input of the
+ * float32 rounding, for the ResNet fixture, both ViT layer-norm spellings and both ways of writing attention's
+ * reshapes (Shape subgraphs, as torch exports a dynamic batch, or constants); the automatic cut is the input of the
  * last stage / block; unknown operators and cut tensors are refused with their names.
  */
 import { describe, it } from 'node:test';
@@ -10,6 +11,10 @@ import { isDeepError } from '../../../models/deep/errors.js';
 import { inspectTail } from '../../../models/deep/index.js';
 import { planTail } from '../../../models/deep/split.js';
 import { TailModel } from '../../../models/deep/tail.js';
+import { OPS } from '../../../models/deep/ops.js';
+import type { NodeProto } from '../../../models/backbones/onnxProto.js';
+import { attr } from '../../../scripts/fixtures/onnxBuilder.js';
+import type { Tensor } from '@tensorflow/tfjs';
 import { resnetFixture } from '../../../scripts/fixtures/onnxResnet.js';
 import { cpuBackend, maxAbs, maxAbsDiff, reference, smallResnet, smallVit, unsupportedTailModel } from './helpers.js';
 
@@ -56,6 +61,37 @@ describe('deep tail conversion', () => {
       assert.ok(r.logitErr < 1e-5, `logits differ by ${r.logitErr}`);
     });
   }
+
+  // torch writes the attention's reshapes for a dynamic batch as Shape subgraphs; constant shapes are the other way.
+  it('ViT: attention reshapes computed from Shape at run time, as torch exports them, or constant', async () => {
+    const dynamic = await compare(smallVit('gemm', 'op', 16, 'dynamic').model.bytes);
+    for (const op of ['Shape', 'Cast', 'Unsqueeze', 'Concat', 'Squeeze']) assert.ok(dynamic.plan.ops.includes(op), `the tail has ${op}`);
+    const constant = await compare(smallVit('gemm', 'op', 16, 'static').model.bytes);
+    assert.ok(!constant.plan.ops.includes('Shape'));
+    for (const r of [dynamic, constant]) {
+      assert.ok(r.featureErr < 1e-5, `features differ by ${r.featureErr}`);
+      assert.ok(r.logitErr < 1e-5, `logits differ by ${r.logitErr}`);
+    }
+  });
+
+  it('Split, Expand, Cast, Reciprocal and Dropout on tensors', async () => {
+    const { tf } = await cpuBackend();
+    const ints = new Map<string, number[]>([['sizes', [1, 3]], ['shape', [2, 1, 4]]]);
+    const ctx = { tf, ints: (n: string) => ints.get(n) ?? null, isScalar: () => false };
+    const x = tf.tensor([1, 2, 3, 4, 5, 6, 7, 8], [2, 4]);
+    const split = (inputs: string[], attribute: NodeProto['attribute'], outputs: number) =>
+      OPS.Split(ctx, { name: 's', opType: 'Split', input: inputs, output: Array.from({ length: outputs }, (_, i) => `o${i}`), attribute }, [x]) as Tensor[];
+    assert.deepEqual(split(['x', 'sizes'], [attr.int('axis', 1)], 2).map((t) => t.arraySync()), [[[1], [5]], [[2, 3, 4], [6, 7, 8]]]);
+    assert.deepEqual(split(['x'], [attr.int('axis', 0)], 2).map((t) => t.shape), [[1, 4], [1, 4]]);
+    const row = tf.tensor([1, 2, 3, 4], [1, 4]);
+    const expanded = OPS.Expand(ctx, { name: 'e', opType: 'Expand', input: ['row', 'shape'], output: ['y'] }, [row]) as Tensor;
+    assert.deepEqual(expanded.shape, [2, 1, 4]);
+    const cast = OPS.Cast(ctx, { name: 'c', opType: 'Cast', input: ['x'], output: ['y'], attribute: [attr.int('to', 1)] }, [x]) as Tensor;
+    assert.equal(cast, x);
+    const inv = OPS.Reciprocal(ctx, { name: 'r', opType: 'Reciprocal', input: ['x'], output: ['y'] }, [tf.tensor([2, 4])]) as Tensor;
+    assert.deepEqual(inv.arraySync(), [0.5, 0.25]);
+    assert.equal(OPS.Dropout(ctx, { name: 'd', opType: 'Dropout', input: ['x'], output: ['y'] }, [x]), x);
+  });
 
   it('ResNet with two blocks per stage: the cut is the input of the whole last stage', () => {
     const fx = resnetFixture({ imageSize: 32, widths: [8, 16, 24, 48], blocks: [2, 2, 2, 2], classes: 10 });
