@@ -127,7 +127,8 @@ export async function tailShapes(graph: OnnxGraph, plan: TailPlan, images: Float
   const names = plan.nodes.filter((n) => n.opType !== 'Constant').map((n) => n.output![0]);
   const outputs = graph.graph.output ?? [];
   const have = new Set(outputs.map((v) => v.name));
-  const extra = [plan.cut, ...names].filter((n) => !have.has(n)).map((n) => floatValueInfo(n));
+  // Outputs without a declared type: shape subgraphs produce int64 tensors, and onnxruntime infers each type.
+  const extra = [plan.cut, ...names].filter((n) => !have.has(n)).map((name) => ({ name }));
   const model = encodeModel({ ...graph.model, graph: { ...graph.graph, output: [...outputs, ...extra] } });
   const ort = await loadOrt();
   const session = await createSession(model, opts);

@@ -33,6 +33,19 @@ describe('feature tensor detection', () => {
     assert.equal(site.classifiers[0].op, 'Gemm');
   });
 
+  // torch.onnx.export folds an eval-mode model's BatchNormalization into the convolutions: the same function.
+  it('a ResNet with BatchNormalization folded computes what the unfolded one does, and its features are found', async () => {
+    const folded = smallResnet('gemm', 18, 'folded');
+    const separate = smallResnet();
+    const graph = OnnxGraph.parse(folded.model.bytes, 'resnet.onnx');
+    assert.ok(!graph.graph.node?.some((n) => n.opType === 'BatchNormalization'));
+    assert.equal(graph.locateFeatures().tensor, folded.featureTensor);
+    const images = randomImages(5, 7);
+    const a = await runModel(folded.model.bytes, images, 'output');
+    const b = await runModel(separate.model.bytes, images, 'output');
+    assert.ok(maxRelDiff(a.data, b.data) < 1e-4, `logits differ by ${maxRelDiff(a.data, b.data)}`);
+  });
+
   it('finds the class-token Gather feeding the head of a ViT, also as MatMul plus Add with a decomposed LayerNorm', () => {
     for (const fx of [smallVit(), smallVit('matmul-add', 'decomposed')]) {
       const site = OnnxGraph.parse(fx.model.bytes, 'vit.onnx').locateFeatures();
@@ -91,7 +104,9 @@ describe('immunized export', () => {
   for (const [name, make] of [
     ['ResNet (Gemm head)', () => smallResnet()],
     ['ResNet (MatMul + Add head)', () => smallResnet('matmul-add')],
+    ['ResNet with BatchNormalization folded into the convolutions', () => smallResnet('gemm', 18, 'folded')],
     ['ViT (Gemm head)', () => smallVit()],
+    ['ViT with constant attention shapes', () => smallVit('gemm', 'op', 16, 'static')],
   ] as const) {
     it(`${name}: logits unchanged within 1e-3, features_immunized = F·θ within float32 rounding`, async () => {
       const fx = make();

@@ -14,7 +14,8 @@ import { lcg, normals } from '../engine/reference.js';
 
 export const SIZE = 32;
 
-export const smallResnet = (head: HeadKind = 'gemm', seed = 18) => resnetFixture({ imageSize: SIZE, widths: [8, 16, 24, 48], blocks: [1, 1, 1, 1], classes: 10, head, seed });
+export const smallResnet = (head: HeadKind = 'gemm', seed = 18, batchNorm: 'separate' | 'folded' = 'separate') =>
+  resnetFixture({ imageSize: SIZE, widths: [8, 16, 24, 48], blocks: [1, 1, 1, 1], classes: 10, head, seed, batchNorm });
 
 export const smallVit = (head: HeadKind = 'gemm', layerNorm: 'op' | 'decomposed' = 'op', seed = 16, attention: 'dynamic' | 'static' = 'dynamic') =>
   vitFixture({ imageSize: SIZE, patch: 8, hidden: 32, layers: 2, heads: 4, mlp: 64, classes: 10, head, layerNorm, seed, attention });

@@ -93,6 +93,15 @@ describe('deep tail conversion', () => {
     assert.equal(OPS.Dropout(ctx, { name: 'd', opType: 'Dropout', input: ['x'], output: ['y'] }, [x]), x);
   });
 
+  it('ResNet with BatchNormalization folded into the convolutions (a torch eval-mode export): cut, weights and biases train', async () => {
+    const r = await compare(smallResnet('gemm', 18, 'folded').model.bytes);
+    assert.equal(r.cut, '/layer3.0/relu_out/Relu_output_0');
+    assert.ok(!r.plan.ops.includes('BatchNormalization'));
+    assert.ok(r.plan.trainable.includes('onnx::Conv_layer4.0.1.weight') && r.plan.trainable.includes('onnx::Conv_layer4.0.1.bias'));
+    assert.ok(r.featureErr < 1e-5, `features differ by ${r.featureErr}`);
+    assert.ok(r.logitErr < 1e-5, `logits differ by ${r.logitErr}`);
+  });
+
   it('ResNet with two blocks per stage: the cut is the input of the whole last stage', () => {
     const fx = resnetFixture({ imageSize: 32, widths: [8, 16, 24, 48], blocks: [2, 2, 2, 2], classes: 10 });
     const plan = planTail(OnnxGraph.parse(fx.model.bytes, 'm.onnx'));
