@@ -243,6 +243,12 @@ function finish(
     thetaCondition = matrixCondition(theta);
     if (thetaCondition === null) reasons.thetaCondition = 'θ is singular';
     bound = rirBound(KP, KH, rtol, opts.kappaBudget, { benign: eigP0, harmful: sH0 });
+    if (bound !== null && beforeP.rank < D) {
+      warnings.push({
+        field: 'rirBound',
+        reason: `K_P has rank ${beforeP.rank} of ${D}: RIR* is formed with the ridge 1/budget² and is a reference value, not a bound (RIR can exceed it), so it cannot rule immunization out`,
+      });
+    }
     quality = benignQuality(input, prep, theta, warnings);
     for (const { data, stats, raw, imm, adam } of [...probes].reverse()) {
       const rawStd = probeProblem(stats, null, true);
@@ -264,7 +270,8 @@ function finish(
   }
   const attackSeconds = (performance.now() - attackStart) / 1000;
 
-  const verdict = decideVerdict({ benignRatio, harmfulRatio, rirBound: bound, attacks: outcomes });
+  // RIR ≤ RIR* is proven for a full-rank K_P only (K_H may be rank-deficient); only then may RIR* ≤ 1 say infeasible.
+  const verdict = decideVerdict({ benignRatio, harmfulRatio, rirBound: beforeP.rank === D ? bound : null, attacks: outcomes });
   const engineSeconds = (performance.now() - start) / 1000;
   const raw: Metrics = {
     method: methodLabel ?? opts.method,

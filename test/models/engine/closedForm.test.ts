@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Mat } from '../../../models/linalg/index.js';
+import { mat, type Mat } from '../../../models/linalg/index.js';
 import { closedFormImmunize, generalizedBasis, rirBound, thetaFor } from '../../../models/engine/closedForm.js';
 import { immunize } from '../../../models/engine/immunize.js';
 import {
@@ -164,6 +164,28 @@ describe('closedForm: aligned pairs through immunize()', () => {
       assert.equal(r.metrics.verdict, 'infeasible', `verdict ${r.metrics.verdict}: ${r.metrics.verdictReasons.join('; ')}`);
     },
   );
+
+  it('a rank-deficient K_P: RIR* is only a reference, said so, and never makes the verdict infeasible', () => {
+    const XP0 = mat(N, d);
+    for (let i = 0; i < N; i++) for (let j = 0; j < d - 2; j++) XP0.data[i * d + j] = XP.data[i * d + j];
+    const r = immunize({ benign: { X: XP0, y }, harmful: { X: add(XP0, XP0), y } }, { method: 'gradient', kappaBudget: 1e4, seed: 0 });
+    assert.ok(r.metrics.warnings.some((w) => w.field === 'rirBound' && /rank 4 of 6/.test(w.reason)));
+    assert.notEqual(r.metrics.verdict, 'infeasible');
+    assert.notEqual(r.metrics.verdict, 'immunized');
+    const full = immunize({ benign: { X: XP, y }, harmful: { X: add(XP, XP), y } }, { method: 'gradient', kappaBudget: 1e4, seed: 0 });
+    assert.ok(!full.metrics.warnings.some((w) => w.field === 'rirBound'));
+  });
+
+  // With K_P of full rank the bound holds whatever the rank of K_H: κ⁺(AᵀMA) ≤ κ⁺(M)·κ(AᵀA) for A = K_P^{1/2}θ.
+  it('a full-rank K_P and a rank-deficient K_H (3 harmful rows, 6 features): RIR ≤ RIR*', () => {
+    const XH = randn(3, d, next);
+    for (const method of ['gradient', 'closed-form'] as const) {
+      const r = immunize({ benign: { X: XP, y }, harmful: { X: XH } }, { method, kappaBudget: 1e4, seed: 0 });
+      assert.ok(r.metrics.rirBound !== null && r.metrics.rir !== null);
+      assert.ok(r.metrics.rir! <= r.metrics.rirBound! * (1 + 1e-9), `${method}: RIR ${r.metrics.rir} > RIR* ${r.metrics.rirBound}`);
+      assert.ok(!r.metrics.warnings.some((w) => w.field === 'rirBound'));
+    }
+  });
 
   it('whatever the verdict, an aligned pair is never "immunized" (gradient method)', () => {
     const XH = add(XP, XP);
