@@ -18,6 +18,7 @@ import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { encodeNpy } from '../models/io/npy.js';
 import { deleteByPrefix } from '../services/redis.js';
+import { handleUsage } from './usage.js';
 
 const SERVER = fileURLToPath(new URL('../services/server.js', import.meta.url));
 
@@ -73,7 +74,11 @@ async function measure(label: string, opts: autocannon.Options): Promise<Figures
   };
 }
 
+const USAGE = `usage: npm run bench:api -- [--connections N] [--duration S]
+  starts the API on a free port against Redis (REDIS_URL) and measures GET /v1/jobs/:id and POST /v1/jobs`;
+
 async function main(): Promise<void> {
+  if (!handleUsage(process.argv.slice(2), { values: ['connections', 'duration'] }, USAGE)) return;
   const connections = arg('connections', 100);
   const duration = arg('duration', 10);
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';

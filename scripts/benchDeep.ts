@@ -16,6 +16,7 @@ import { Trunk, tailShapes } from '../models/deep/trunk.js';
 import { gaussian } from '../models/engine/random.js';
 import { resnetFixture } from './fixtures/onnxResnet.js';
 import { vitFixture } from './fixtures/onnxVit.js';
+import { handleUsage } from './usage.js';
 
 const say = (line = '') => process.stdout.write(line + '\n');
 const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
@@ -108,7 +109,11 @@ async function resnet18Tail(cpu: TfBackend): Promise<void> {
   say(`  split per step: tfjs ≈ ${describeSeconds(est.stepSeconds)}, engine spectral ${ms(2 * spectral)} (two terms, D=512, float64), data movement ${ms(2 * data)} (two cut batches in, two feature batches out)`);
 }
 
+const USAGE = `usage: npm run bench:deep
+  prints deep-mode step times for the test fixtures (cpu and wasm backends) and a ResNet-18-sized layer4 tail`;
+
 async function main(): Promise<void> {
+  if (!handleUsage(process.argv.slice(2), {}, USAGE)) return;
   say('deep mode (last block) step times; tfjs-node / tfjs-node-gpu are not installed here');
   const cpu = await selectBackend({ only: ['cpu'] });
   const small = { imageSize: 32, classes: 10 };

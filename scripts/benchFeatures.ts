@@ -124,17 +124,41 @@ function pytorch(model: string, threads: number, batch: number, reps: number): P
   });
 }
 
+const USAGE = `usage: npm run bench:features -- [--threads N] [--batch N] [--models resnet18,vit_b_16] [--rounds N] [--quick] [--json]
+
+  --threads  onnxruntime intra-op threads (default 2)
+  --batch    images per inference batch (default 32)
+  --models   which graphs to time (default resnet18,vit_b_16)
+  --rounds   rounds per measurement, the best counts (default 3, 1 with --quick)
+  --quick    fewer images and rounds
+  --json     print one JSON document instead of the text`;
+
+class UsageError extends Error {}
+
+function options() {
+  try {
+    return parseArgs({
+      options: {
+        threads: { type: 'string', default: '2' },
+        batch: { type: 'string', default: '32' },
+        models: { type: 'string', default: 'resnet18,vit_b_16' },
+        rounds: { type: 'string' },
+        quick: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
+    }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      threads: { type: 'string', default: '2' },
-      batch: { type: 'string', default: '32' },
-      models: { type: 'string', default: 'resnet18,vit_b_16' },
-      rounds: { type: 'string' },
-      quick: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-    },
-  });
+  const values = options();
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
   const threads = Number(values.threads);
   const batch = Number(values.batch);
   const quick = values.quick!;
@@ -242,6 +266,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
+  if (err instanceof UsageError) {
+    process.stderr.write(`bench:features: ${err.message}\n${USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
   process.stderr.write(`bench:features: ${err instanceof Error ? err.stack : String(err)}\n`);
   process.exitCode = 1;
 });

@@ -18,6 +18,7 @@ import { encodeNpy } from '../models/io/npy.js';
 import { createLogger } from '../services/logger.js';
 import { deleteByPrefix } from '../services/redis.js';
 import { startServer, type RunningServer } from '../services/server.js';
+import { handleUsage } from './usage.js';
 
 export interface SoakOptions {
   jobs: number;
@@ -247,8 +248,13 @@ function arg(argv: string[], name: string, fallback: number): number {
   return v;
 }
 
+const USAGE = `usage: npm run soak:jobs -- [--jobs N] [--long-steps N] [--concurrency N] [--lock-ms N] [--timeout-s N]
+  submits N small jobs and one long one to a private queue, SIGKILLs a worker mid-job, and checks that every job
+  completes exactly once (Redis from REDIS_URL, default redis://127.0.0.1:6379)`;
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
+  if (!handleUsage(argv, { values: ['jobs', 'long-steps', 'concurrency', 'lock-ms', 'timeout-s'] }, USAGE)) return;
   const report = await soak({
     jobs: arg(argv, 'jobs', 1000),
     longSteps: arg(argv, 'long-steps', 60_000),
