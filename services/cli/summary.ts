@@ -30,7 +30,8 @@ export function summaryLines(m: Metrics, opts: { paperRow?: boolean } = {}): str
     lines.push(`last block (${deep.draws} draws of ${deep.sampleSize}): harmful ratio ${ms(deep.harmfulRatio)}, benign ratio ${ms(deep.benignRatio)}, RIR ${ms(deep.rir)}`);
     lines.push(`tfjs backend ${extra.tfjsBackend ?? 'n/a'}, ${deep.training.accepted}/${deep.training.steps} steps kept, immunized.onnx vs trained block: max |Δfeature| ${fmt(extra.checkpoint?.maxTailFeatureDiff)}`);
   } else {
-    lines.push(`RIR* bound ${fmt(m.rirBound)}   κ(θ) ${fmt(m.thetaCondition)} (budget ${fmt(m.kappaBudget)})`);
+    const reference = m.warnings.some((w) => w.field === 'rirBound');
+    lines.push(`RIR* ${reference ? '(a reference, K_P is rank-deficient)' : 'bound'} ${fmt(m.rirBound)}   κ(θ) ${fmt(m.thetaCondition)} (budget ${fmt(m.kappaBudget)})`);
   }
   if (m.benignQuality.metric) {
     lines.push(`benign ${m.benignQuality.metric}: before ${fmt(m.benignQuality.before)}, after ${fmt(m.benignQuality.after)}${m.benignQuality.test != null ? `, test ${fmt(m.benignQuality.test)}` : ''}`);

@@ -292,13 +292,13 @@ export function summaryChart(metrics: Metrics, paperRow: boolean): Figure {
     { key: 'ours', label: 'ours (rank-aware κ)', color: COLORS.ours },
     { key: 'rule', label: "ours, paper's κ rule", color: COLORS.oursPaperRule },
     ...(paperRow ? [{ key: 'paper', label: 'paper, Table 1', color: COLORS.paper }] : []),
-    { key: 'bound', label: 'RIR* bound', color: COLORS.bound },
+    { key: 'bound', label: metrics.warnings.some((w) => w.field === 'rirBound') ? 'RIR* (a reference: K_P rank-deficient)' : 'RIR* bound', color: COLORS.bound },
   ];
   const groups: Array<{ label: string; bars: Array<[string, unknown]> }> = [
     { label: 'harmful ratio ↑', bars: [['ours', metrics.harmfulRatio], ['rule', pc.harmfulRatio], ...(paperRow ? [['paper', PAPER_TABLE1_HOUSE_PRICE.harmfulRatio] as [string, number]] : [])] },
     { label: 'benign ratio ↓', bars: [['ours', metrics.benignRatio], ['rule', pc.benignRatio], ...(paperRow ? [['paper', PAPER_TABLE1_HOUSE_PRICE.benignRatio] as [string, number]] : [])] },
     { label: 'RIR ↑', bars: [['ours', metrics.rir], ['rule', pc.rir], ...(paperRow ? [['paper', PAPER_TABLE1_HOUSE_PRICE.rir] as [string, number]] : [])] },
-    { label: 'RIR* (bound)', bars: [['bound', metrics.rirBound]] },
+    { label: metrics.warnings.some((w) => w.field === 'rirBound') ? 'RIR* (reference)' : 'RIR* (bound)', bars: [['bound', metrics.rirBound]] },
   ];
   const rows = groups.flatMap((g, gi) => g.bars.map(([source, value], bi) => ({ id: `${gi}:${bi}`, group: g.label, source, value })));
   const rowHeight = 20;

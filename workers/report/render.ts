@@ -134,7 +134,9 @@ function summarySection(m: Metrics, paperRow: boolean): string {
     ['quantity', 'value'],
     [
       ['RIR', fmt(m.rir)],
-      ['RIR* (bound)', `${fmt(m.rirBound)} <span class="hint">the most any invertible linear θ can reach here</span>`],
+      m.warnings.some((w) => w.field === 'rirBound')
+        ? ['RIR* (a reference)', `${fmt(m.rirBound)} <span class="hint">K_P is rank-deficient, so this is not a bound: RIR can exceed it</span>`]
+        : ['RIR* (bound)', `${fmt(m.rirBound)} <span class="hint">the most any invertible linear θ can reach here</span>`],
       ['κ(θ)', `${fmt(m.thetaCondition)} <span class="hint">budget ${fmt(m.kappaBudget)}</span>`],
       [`benign quality${q?.metric ? ` (${esc(q.metric)})` : ''}, before → after`, quality],
       ['compensated head, max deviation', fmt(q?.headMaxDeviation)],
