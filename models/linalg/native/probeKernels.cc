@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <thread>
-#include <cmath>
-#include <cstring>
 
 namespace probe {
 namespace {
@@ -291,10 +293,38 @@ void RunShare(AdamShare& s, AdamShared& sh) {
 
 bool AdamUsesBlas(int D, int cols) { return D >= kBlasMinDim && cols >= kBlasMinCols; }
 
+namespace {
+
+// The CPUs a CFS quota grants, rounded up (cgroup v2 cpu.max, else v1's cfs_quota_us / cfs_period_us); 0 when
+// there is no quota or no cgroup file to read. A container started with --cpus=2 on a large host sees every host CPU
+// in its affinity mask, but more threads than its quota only get throttled.
+int QuotaCpus() {
+  double quota = -1, period = 0;
+  if (std::FILE* f = std::fopen("/sys/fs/cgroup/cpu.max", "r")) {
+    char max[32] = {0};
+    if (std::fscanf(f, "%31s %lf", max, &period) == 2 && std::strcmp(max, "max") != 0) quota = std::atof(max);
+    std::fclose(f);
+  } else {
+    std::FILE* q = std::fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "r");
+    std::FILE* p = std::fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "r");
+    if (q && p && (std::fscanf(q, "%lf", &quota) != 1 || std::fscanf(p, "%lf", &period) != 1)) quota = -1;
+    if (q) std::fclose(q);
+    if (p) std::fclose(p);
+  }
+  return quota > 0 && period > 0 ? static_cast<int>(std::ceil(quota / period)) : 0;
+}
+
+}  // namespace
+
 int UsableCpus() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
+  static const int cpus = [] {
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : static_cast<int>(std::thread::hardware_concurrency());
+    const int quota = QuotaCpus();
+    if (quota > 0) n = std::min(n, quota);
+    return std::max(1, n);
+  }();
+  return cpus;
 }
 
 DescentResult EigenDescent(const double* lambdas, int r, const double* e0, int C, double scale, StepRule rule,
