@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream, openAsBlob } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -66,6 +66,8 @@ export class ImmunizeClient {
   /** Uploads a dataset (.npy, .csv) or, with kind 'backbone', an .onnx file. */
   async upload(path: string, kind: 'dataset' | 'backbone' = 'dataset'): Promise<Record<string, unknown> & { id: string; sha256: string }> {
     // A file-backed Blob: the body is read from disk as it is sent, not loaded whole (a ViT-B/16 is 346 MB).
+    // openAsBlob's own error names no path, so the file is checked first.
+    if (!(await stat(path)).isFile()) throw new Error(`${path} is not a file`);
     const form = new FormData();
     form.append('file', await openAsBlob(path), basename(path));
     return this.json(`/v1/${kind}s`, { method: 'POST', body: form }, [201]);

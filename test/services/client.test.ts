@@ -54,4 +54,13 @@ describe('REST client', () => {
     await assert.rejects(stranger.submit({}), (e: ApiClientError) => e.status === 401 && e.code === 'unauthorized');
     await assert.rejects(bob.submit({ benign: {} }), (e: ApiClientError) => e.status === 400 && e.code === 'invalid_spec');
   });
+
+  it('uploads stream from disk: a missing file fails before any request, a bad one gets the API error', async () => {
+    const client = new ImmunizeClient({ baseUrl: srv.url!, apiKey: ALICE_KEY });
+    await assert.rejects(client.upload(join(t.dataDir, 'no-such.npy')), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && /no-such\.npy/.test(e.message));
+    await assert.rejects(client.upload(t.dataDir), /is not a file/);
+    const junk = join(t.dataDir, 'junk.npy');
+    await writeFile(junk, Buffer.from('not an npy file'));
+    await assert.rejects(client.upload(junk), (e: ApiClientError) => e.status === 400);
+  });
 });
