@@ -146,7 +146,6 @@ export function startAttack(
   const stepsRaw = hit > 0 ? hit : RAW_BUDGET_STEPS;
   const fullCap = attacker === 'adam' ? adamCap(immunized) : STEP_CAP;
   const cap = Math.min(fullCap, Math.ceil(stopAtSlowdown * stepsRaw));
-  const pending = attacker === 'adam' ? startAdamRuns(immunized, target, cap) : { join: () => run(immunized, target, cap) };
   const outcome = (immRun: AttackRun): AttackOutcome => ({
     attacker,
     data,
@@ -160,9 +159,10 @@ export function startAttack(
     curveImmunized: immRun.curve,
   });
   if (attacker !== 'adam') {
-    const done = outcome(pending.join());
+    const done = outcome(run(immunized, target, cap));
     return { finish: () => done };
   }
+  const pending = startAdamRuns(immunized, target, cap);
   let done: AttackOutcome | null = null;
   return { finish: () => (done ??= outcome(pending.join())) };
 }

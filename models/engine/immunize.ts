@@ -234,7 +234,6 @@ function finish(
     const imm = probeProblem(statsAfter[data], null, false, data === 'benign' ? eigP1 : eigH1);
     return { data, stats, raw, imm, adam: startAttack('adam', data, raw, imm) };
   });
-  const adamRuns = probes.map((p) => p.adam);
   const outcomes: AttackOutcome[] = [];
   let thetaCondition: number | null;
   let bound: number | null;
@@ -250,6 +249,7 @@ function finish(
       });
     }
     quality = benignQuality(input, prep, theta, warnings);
+    // Harmful went first above (its Adam run is the long one); the outcomes are listed benign first.
     for (const { data, stats, raw, imm, adam } of [...probes].reverse()) {
       const rawStd = probeProblem(stats, null, true);
       const immStd = probeProblem(statsAfter[data], null, true);
@@ -266,7 +266,7 @@ function finish(
     }
   } finally {
     // Never leave a simulation running behind a thrown error (a cancelled job, say).
-    for (const run of adamRuns) run.finish();
+    for (const p of probes) p.adam.finish();
   }
   const attackSeconds = (performance.now() - attackStart) / 1000;
 
