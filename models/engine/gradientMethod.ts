@@ -1,8 +1,8 @@
-import { congruenceExtremes, gemm, identity, potrf, potrs, type CongruenceExtremes } from '../linalg/index.js';
+import { congruenceExtremes, gemm, identity, potrf, potrs } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
-import { axpy, column, congruence, copyMat, frobenius, mat, symmetrize } from './dense.js';
+import { axpy, congruence, copyMat, frobenius, mat, symmetrize } from './dense.js';
 import { preconditionedGradient, rIll, rWell, thetaGradient } from './regularizers.js';
-import { conditioning, matrixCondition, type ExtremePairs } from './spectrum.js';
+import { conditioning, matrixCondition, pairsOf, type ExtremePairs } from './spectrum.js';
 import { checkAbort, type StepObserver } from './progress.js';
 import { gaussian } from './random.js';
 
@@ -164,13 +164,7 @@ export function gradientImmunize(
 function hessiansAndExtremes(KP: Mat, KH: Mat, theta: Mat, rankP: number, rankH: number): [Mat, ExtremePairs, Mat, ExtremePairs] {
   const D = KP.rows;
   const [p, h] = congruenceExtremes(theta, [KP, KH], [Math.max(0, D - rankP), Math.max(0, D - rankH)]);
-  const pairs = (r: CongruenceExtremes): ExtremePairs => ({
-    lambdaMax: r.values[0],
-    uMax: column(r.vectors, 0),
-    lambdaMin: r.values[1],
-    uMin: column(r.vectors, 1),
-  });
-  return [p.S, pairs(p), h.S, pairs(h)];
+  return [p.S, pairsOf(p), h.S, pairsOf(h)];
 }
 
 type Preconditioner = (theta: Mat, gradS: Mat) => Mat;

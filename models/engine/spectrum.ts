@@ -78,14 +78,13 @@ export interface ExtremePairs {
 export function extremePairs(S: Mat, rank: number): ExtremePairs {
   const n = S.rows;
   const lowIndex = Math.max(0, n - rank);
-  const both = eigenpairsAt(S, lowIndex === n - 1 ? [n - 1] : [n - 1, lowIndex]);
-  const low = both.values.length - 1;
-  return {
-    lambdaMax: both.values[0],
-    uMax: column(both.vectors, 0),
-    lambdaMin: both.values[low],
-    uMin: column(both.vectors, low),
-  };
+  return pairsOf(eigenpairsAt(S, lowIndex === n - 1 ? [n - 1] : [n - 1, lowIndex]));
+}
+
+/** Extreme pairs from eigenpairs listed top first, the low one last (one pair when they coincide). */
+export function pairsOf(e: { values: Float64Array; vectors: Mat }): ExtremePairs {
+  const low = e.values.length - 1;
+  return { lambdaMax: e.values[0], uMax: column(e.vectors, 0), lambdaMin: e.values[low], uMin: column(e.vectors, low) };
 }
 
 /** κ(θ) from the singular values of θ: sqrt of the eigenvalues of θᵀθ. */
