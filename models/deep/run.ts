@@ -4,7 +4,7 @@
  * paper's deep-mode metrics over random draws, the head's benign accuracy and the attack simulation.
  */
 import { readFile } from 'node:fs/promises';
-import { ATTACKERS, simulateAttack, type AttackOutcome } from '../engine/attacks.js';
+import { startAttackSuite, type AttackOutcome } from '../engine/attacks.js';
 import type { Curves, Metrics } from '../engine/immunize.js';
 import { probeProblem } from '../engine/probe.js';
 import { uniform } from '../engine/random.js';
@@ -350,19 +350,12 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       for (const data of ['benign', 'harmful'] as const) {
         const Y = data === 'benign' ? targetsFor(trainLabels ? Float64Array.from(trainLabels) : undefined, benignTrain.rows, (opts.seed ?? 0) + 1) : targetsFor(harmfulLabels, harmful.rows, (opts.seed ?? 0) + 2);
         const [X0, X1] = data === 'benign' ? [XP0, XP1] : [XH0, XH1];
-        const s0 = statsOf(X0, Y);
-        const s1 = statsOf(X1, Y);
-        for (const attacker of ATTACKERS) {
-          checkAbort(signal);
-          observe?.({ phase: 'attacks', message: `${attacker} on ${data}` });
-          const standardized = attacker === 'gd-exact-standardized';
-          outcomes.push(simulateAttack(attacker, data, probeProblem(s0, null, standardized), probeProblem(s1, null, standardized)));
-        }
+        outcomes.push(...startAttackSuite(data, statsOf(X0, Y), statsOf(X1, Y)).finish(observe, signal));
       }
       if (!harmfulLabels) warnings.push({ field: 'attacks', reason: 'harmful data has no labels: attacks use seeded Gaussian targets' });
       const attackSeconds = (performance.now() - attackStart) / 1000;
 
-      const verdict = decideVerdict({ benignRatio: draws.benignRatio.mean, harmfulRatio: draws.harmfulRatio.mean, rirBound: null, attacks: outcomes });
+      const verdict = decideVerdict({ benignRatio: draws.benignRatio.mean, harmfulRatio: draws.harmfulRatio.mean, harmfulKappaBefore: k(sH0), rtol, rirBound: null, attacks: outcomes });
       const reasons = [...verdict.reasons];
       if (accBefore !== null && accAfter !== null && accAfter < accBefore - 0.01) reasons.push(`benign accuracy of the original head fell from ${accBefore.toFixed(3)} to ${accAfter.toFixed(3)}`);
       if (!checkpoint.passed) reasons.push('immunized.onnx does not reproduce the trained block');
@@ -394,6 +387,8 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
         attacks: outcomes.map(({ curveRaw: _r, curveImmunized: _i, ...rest }) => rest),
         verdict: finalVerdict,
         verdictReasons: reasons,
+        kappaCriterion: verdict.kappaCriterion,
+        verdictNotes: verdict.kappaNote ? [verdict.kappaNote] : [],
         optimizer: { steps: report.steps, stopReason: 'steps', details: { accepted: report.accepted, finalLearningRate: report.finalLearningRate } },
         timings: { engineSeconds, solveSeconds: report.seconds.total, metricsSeconds: (performance.now() - attackStart) / 1000, attackSeconds },
         warnings: [],

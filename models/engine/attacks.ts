@@ -1,16 +1,34 @@
 import { eigenDescent, startAdamQuadratic, type DescentRule } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
-import type { ProbeProblem } from './probe.js';
+import { probeProblem, type Eigen, type ProbeProblem } from './probe.js';
+import { checkAbort, type StepObserver } from './progress.js';
+import type { SufficientStats } from './stats.js';
+import { HARMFUL_SLOWDOWN_THRESHOLD } from './thresholds.js';
 
-export const ATTACKERS = ['gd', 'gd-exact', 'gd-exact-standardized', 'adam', 'newton'] as const;
+export const ATTACKERS = ['gd', 'gd-exact', 'gd-exact-standardized', 'adam', 'adam-standardized', 'newton'] as const;
 export type AttackerName = (typeof ATTACKERS)[number];
+
+/** Every attacker the verdict counts. Newton ignores κ, so it is reported as the limit, never counted. */
+export const FIRST_ORDER_ATTACKERS: readonly AttackerName[] = ['gd', 'gd-exact', 'gd-exact-standardized', 'adam', 'adam-standardized'];
+
+/** Attackers that z-score each feature column (and so fit an intercept) before probing. */
+export function isStandardized(attacker: AttackerName): boolean {
+  return attacker === 'gd-exact-standardized' || attacker === 'adam-standardized';
+}
 
 export const RAW_BUDGET_STEPS = 1000;
 export const TARGET_FLOOR = 1e-6;
 export const STEP_CAP = 100_000;
-export const ADAM_LEARNING_RATES = [1e-3, 1e-2, 1e-1];
-/** Adam runs in the original coordinates (it is not rotation invariant), so its cap is bounded by a flop budget. */
-export const ADAM_FLOP_BUDGET = 1e10;
+/**
+ * Adam's learning rates, as multiples of the RMS of the problem's own optimum: Adam moves each weight by about lr a
+ * step, so a fixed grid would read any θ that merely rescales the optimum as a slowdown (or a speed-up).
+ */
+export const ADAM_LEARNING_RATE_MULTIPLES = [1e-3, 1e-2, 1e-1];
+/** Adam runs in the original coordinates (it is not rotation invariant), so it is the costly one: its immunized run goes this many times the raw steps, enough to show any slowdown the verdict asks for, and a capped run is a lower bound. */
+export const ADAM_CAP_FACTOR = 10;
+
+/** A run that reached its target was measured; one stopped at a cap that already shows the threshold is a lower bound; anything else is unmeasured. */
+export type AttackStatus = 'measured' | 'capped' | 'unmeasured';
 
 export interface AttackRun {
   /** Steps to reach the target, or the cap. */
@@ -73,29 +91,37 @@ export function adamRuns(p: ProbeProblem, target: number, cap: number): AttackRu
   return startAdamRuns(p, target, cap).join();
 }
 
+/** The RMS of the optimum's weights (the basis is orthonormal, so its eigen coordinates have the same norm). */
+export function optimumRms(p: ProbeProblem): number {
+  let s = 0;
+  for (const v of p.optimum) s += v * v;
+  return Math.sqrt(s / Math.max(1, p.dim * p.outputs));
+}
+
+export function adamLearningRates(p: ProbeProblem): Float64Array {
+  const rms = optimumRms(p);
+  return Float64Array.from(ADAM_LEARNING_RATE_MULTIPLES, (m) => m * (rms > 0 ? rms : 1));
+}
+
 /** adamRuns on threads of its own; `join()` waits for the result. */
 function startAdamRuns(p: ProbeProblem, target: number, cap: number): { join(): AttackRun & { learningRate: number } } {
-  const G = ADAM_LEARNING_RATES.length;
-  const pending = startAdamQuadratic(p.H, p.B, Float64Array.from(ADAM_LEARNING_RATES), { c: p.c, fStar: p.fStar, gap: p.gap, target, cap });
+  const rates = adamLearningRates(p);
+  const G = rates.length;
+  const pending = startAdamQuadratic(p.H, p.B, rates, { c: p.c, fStar: p.fStar, gap: p.gap, target, cap });
   return {
     join: () => {
       const r = pending.join();
       const len = r.steps + 1;
       const curveOf = (g: number) => r.curves.subarray(g * len, (g + 1) * len);
-      if (r.winner >= 0) return { steps: r.steps, reached: true, curve: curveOf(r.winner), learningRate: ADAM_LEARNING_RATES[r.winner] };
+      if (r.winner >= 0) return { steps: r.steps, reached: true, curve: curveOf(r.winner), learningRate: rates[r.winner] };
       let best = 0;
       for (let g = 1; g < G; g++) if (r.curves[g * len + r.steps] < r.curves[best * len + r.steps]) best = g;
-      return { steps: cap, reached: target <= 0, curve: curveOf(best), learningRate: ADAM_LEARNING_RATES[best] };
+      return { steps: cap, reached: target <= 0, curve: curveOf(best), learningRate: rates[best] };
     },
   };
 }
 
 export const adam: Attacker = (p, target, cap) => adamRuns(p, target, cap);
-
-export function adamCap(p: ProbeProblem): number {
-  const perStep = 4 * p.dim * p.dim * p.outputs * ADAM_LEARNING_RATES.length;
-  return Math.max(RAW_BUDGET_STEPS, Math.min(STEP_CAP, Math.floor(ADAM_FLOP_BUDGET / perStep)));
-}
 
 export interface AttackOutcome {
   attacker: AttackerName;
@@ -104,7 +130,9 @@ export interface AttackOutcome {
   stepsRaw: number;
   stepsImmunized: number;
   capped: boolean;
-  slowdown: number;
+  /** stepsImmunized / stepsRaw: exact when measured, a lower bound when capped, null when unmeasured. */
+  slowdown: number | null;
+  status: AttackStatus;
   cap: number;
   curveRaw: ArrayLike<number>;
   curveImmunized: ArrayLike<number>;
@@ -144,27 +172,41 @@ export function startAttack(
   let hit = -1;
   for (let k = 1; k < budget.curve.length && hit < 0; k++) if (budget.curve[k] <= target) hit = k;
   const stepsRaw = hit > 0 ? hit : RAW_BUDGET_STEPS;
-  const fullCap = attacker === 'adam' ? adamCap(immunized) : STEP_CAP;
+  const isAdam = attacker === 'adam' || attacker === 'adam-standardized';
+  const fullCap = isAdam ? ADAM_CAP_FACTOR * stepsRaw : STEP_CAP;
   const cap = Math.min(fullCap, Math.ceil(stopAtSlowdown * stepsRaw));
-  const outcome = (immRun: AttackRun): AttackOutcome => ({
-    attacker,
-    data,
-    target,
-    stepsRaw,
-    stepsImmunized: immRun.steps,
-    capped: !immRun.reached,
-    slowdown: immRun.steps / stepsRaw,
-    cap,
-    curveRaw: budget.curve,
-    curveImmunized: immRun.curve,
-  });
-  if (attacker !== 'adam') {
+  const outcome = (immRun: AttackRun): AttackOutcome => {
+    const status = attackStatus(data, immRun.reached, immRun.steps / stepsRaw);
+    return {
+      attacker,
+      data,
+      target,
+      stepsRaw,
+      stepsImmunized: immRun.steps,
+      capped: !immRun.reached,
+      slowdown: status === 'unmeasured' ? null : immRun.steps / stepsRaw,
+      status,
+      cap,
+      curveRaw: budget.curve,
+      curveImmunized: immRun.curve,
+    };
+  };
+  if (!isAdam) {
     const done = outcome(run(immunized, target, cap));
     return { finish: () => done };
   }
   const pending = startAdamRuns(immunized, target, cap);
   let done: AttackOutcome | null = null;
   return { finish: () => (done ??= outcome(pending.join())) };
+}
+
+/**
+ * A capped harmful run still shows the verdict's threshold when its cap lies beyond it (a lower bound); a capped
+ * benign run can only say "slower than the cap", which is no measurement of the benign slowdown.
+ */
+export function attackStatus(data: 'benign' | 'harmful', reached: boolean, stepsRatio: number): AttackStatus {
+  if (reached) return 'measured';
+  return data === 'harmful' && stepsRatio > HARMFUL_SLOWDOWN_THRESHOLD ? 'capped' : 'unmeasured';
 }
 
 function attackerFn(name: AttackerName): Attacker {
@@ -175,8 +217,58 @@ function attackerFn(name: AttackerName): Attacker {
     case 'gd-exact-standardized':
       return gdExact;
     case 'adam':
+    case 'adam-standardized':
       return adam;
     case 'newton':
       return newton;
   }
+}
+
+export interface AttackSuite {
+  /** Runs the remaining attackers here, joins the Adam runs, and returns every outcome in ATTACKERS order. */
+  finish(observe?: StepObserver, signal?: AbortSignal): AttackOutcome[];
+  /** Waits for any Adam run still going, so that no simulation outlives a thrown error. */
+  abandon(): void;
+}
+
+/**
+ * Every attacker on one side (benign or harmful), raw features against immunized ones. The Adam runs (raw and
+ * z-scored), the longest by far, start at once on threads of their own; the rest run at `finish`.
+ */
+export function startAttackSuite(
+  data: 'benign' | 'harmful',
+  rawStats: SufficientStats,
+  immunizedStats: SufficientStats,
+  /** The eigendecompositions of the two K's when the caller has them (they spare two of the four here). */
+  eigen?: { raw: Eigen; immunized: Eigen },
+): AttackSuite {
+  const plain = { raw: probeProblem(rawStats, null, false, eigen?.raw), immunized: probeProblem(immunizedStats, null, false, eigen?.immunized) };
+  const zScored = { raw: probeProblem(rawStats, null, true), immunized: probeProblem(immunizedStats, null, true) };
+  const problemsFor = (attacker: AttackerName) => (isStandardized(attacker) ? zScored : plain);
+  const adamRunsStarted = new Map<AttackerName, { finish(): AttackOutcome }>();
+  for (const attacker of ['adam', 'adam-standardized'] as const) {
+    const p = problemsFor(attacker);
+    adamRunsStarted.set(attacker, startAttack(attacker, data, p.raw, p.immunized));
+  }
+  return {
+    finish: (observe, signal) =>
+      ATTACKERS.map((attacker) => {
+        checkAbort(signal);
+        observe?.({ phase: 'attacks', message: `${attacker} on ${data}` });
+        const started = adamRunsStarted.get(attacker);
+        if (started) return started.finish();
+        const p = problemsFor(attacker);
+        return simulateAttack(attacker, data, p.raw, p.immunized);
+      }),
+    abandon: () => {
+      for (const run of adamRunsStarted.values()) run.finish();
+    },
+  };
+}
+
+/** "×3.20" when measured, "≥10.0" when a capped run gives a lower bound, "unmeasured" otherwise; never a bare ×1 from a cap. */
+export function slowdownText(o: Pick<AttackOutcome, 'slowdown' | 'status'>, digits = 3): string {
+  if (o.status === 'unmeasured' || o.slowdown === null || o.slowdown === undefined) return 'unmeasured';
+  const v = Number(o.slowdown).toPrecision(digits);
+  return o.status === 'capped' ? `≥${v}` : `×${v}`;
 }

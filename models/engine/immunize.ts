@@ -1,7 +1,8 @@
 import { gemm, gesv, openblasCore, syevr } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { congruence } from './dense.js';
-import { ATTACKERS, simulateAttack, startAttack, type AttackOutcome } from './attacks.js';
+import { FIRST_ORDER_ATTACKERS, isStandardized, simulateAttack, startAttackSuite, type AttackOutcome } from './attacks.js';
+import { spectralImmunize } from './spectralMethod.js';
 import { closedFormImmunize, CLOSED_FORM_DEFAULTS, rirBound } from './closedForm.js';
 import { defaultStepCap, GRADIENT_DEFAULTS, gradientImmunize, type StepRecord } from './gradientMethod.js';
 import { paperImmunize } from './paperMethod.js';
@@ -12,9 +13,9 @@ import { sanitize, subsample, type Warning } from './report.js';
 import { conditioningFromSpectrum, conditioningWithRank, defaultRtol, kappaPaperFromSpectrum, matrixCondition } from './spectrum.js';
 import { statsOf, transformStats, type SufficientStats } from './stats.js';
 import { encodeTargets, gaussianTargets, inferTask, type Task } from './targets.js';
-import { decideVerdict, VERDICT_THRESHOLDS, type Verdict } from './verdict.js';
+import { decideVerdict, kappaCeilingNote, VERDICT_THRESHOLDS, type KappaCriterion, type Verdict } from './verdict.js';
 
-export type Method = 'closed-form' | 'gradient' | 'paper';
+export type Method = 'spectral' | 'closed-form' | 'gradient' | 'paper';
 
 export interface LabelledData {
   X: Mat;
@@ -41,7 +42,7 @@ export interface EngineOptions {
   optimizer?: 'gd' | 'adam';
 }
 
-export const ENGINE_DEFAULTS: EngineOptions = { method: 'gradient', kappaBudget: 1e4, seed: 0 };
+export const ENGINE_DEFAULTS: EngineOptions = { method: 'spectral', kappaBudget: 1e4, seed: 0 };
 
 export interface EngineResult {
   theta: Mat;
@@ -68,6 +69,9 @@ export interface Metrics {
   attacks: Array<Omit<AttackOutcome, 'curveRaw' | 'curveImmunized'>>;
   verdict: Verdict;
   verdictReasons: string[];
+  /** 'untestable' when κ(K_H) is so close to float64's ceiling that no θ could double it; the attackers decide then. */
+  kappaCriterion: KappaCriterion;
+  verdictNotes: string[];
   optimizer: { steps: number; stopReason: string; details: Record<string, number> };
   timings: { engineSeconds: number; solveSeconds: number; metricsSeconds: number; attackSeconds: number };
   warnings: Warning[];
@@ -120,16 +124,27 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
   let history: StepRecord[] = [];
   let optimizer: Metrics['optimizer'];
   observe?.({ phase: 'optimize', step: 0, of: opts.steps ?? 0 });
-  if (opts.method === 'closed-form') {
+  if (opts.method === 'spectral') {
+    const screen = screenAgainstVerdict(prep, rtol);
+    const r = spectralImmunize(prep.benignStats, prep.harmfulStats, { kappaBudget: opts.kappaBudget, seed: opts.seed, harmfulLabelled: !!input.harmful.y }, screen);
+    theta = r.theta;
+    optimizer = {
+      steps: r.tried,
+      stopReason: r.passed ? 'passed-screen' : 'best-of-grid',
+      details: { centred: r.centred ? 1 : 0, ridge: r.ridge, benignShare: r.benignShare, harmfulShare: r.harmfulShare, suppressed: r.suppressed, delta: r.delta },
+    };
+  } else if (opts.method === 'closed-form') {
     const rawStd = {
       benign: probeProblem(prep.benignStats, null, true),
       harmful: probeProblem(prep.harmfulStats, null, true),
     };
     // Benign users who z-score their features must not be slowed at all; the harmful side must reach the verdict's bar.
     const passesStandardizedAttack = (candidate: Mat) => {
-      const slow = (data: 'benign' | 'harmful', stopAt: number) =>
-        simulateAttack('gd-exact-standardized', data, rawStd[data], probeProblem(data === 'benign' ? prep.benignStats : prep.harmfulStats, candidate, true), stopAt).slowdown;
-      return slow('benign', 1.01) <= 1 && slow('harmful', VERDICT_THRESHOLDS.harmfulSlowdown) >= VERDICT_THRESHOLDS.harmfulSlowdown;
+      const run = (data: 'benign' | 'harmful', stopAt: number) =>
+        simulateAttack('gd-exact-standardized', data, rawStd[data], probeProblem(data === 'benign' ? prep.benignStats : prep.harmfulStats, candidate, true), stopAt);
+      const benign = run('benign', 1.01);
+      const harmful = run('harmful', VERDICT_THRESHOLDS.harmfulSlowdown);
+      return !benign.capped && benign.stepsImmunized <= benign.stepsRaw && harmful.stepsImmunized >= VERDICT_THRESHOLDS.harmfulSlowdown * harmful.stepsRaw;
     };
     const cf = closedFormImmunize(KP, KH, { ...CLOSED_FORM_DEFAULTS, kappaBudget: opts.kappaBudget, alpha: opts.alpha, rtol, rotationSeed: opts.seed }, passesStandardizedAttack);
     theta = cf.theta;
@@ -164,6 +179,49 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
   }
   const solveSeconds = (performance.now() - start) / 1000;
   return finish(input, opts, prep, theta, history, optimizer, start, solveSeconds, observe, signal);
+}
+
+/**
+ * A quick version of the verdict for a candidate θ: the κ ratios, then every first-order attacker with its run
+ * stopped as soon as the answer is known (benign past 1.25×, harmful past 2×). The score counts the checks passed.
+ */
+function screenAgainstVerdict(prep: Prepared, rtol: number): (theta: Mat) => { passed: boolean; score: number } {
+  const t = VERDICT_THRESHOLDS;
+  const before = {
+    benign: conditioningFromSpectrum(syevr(prep.benignStats.K, { vectors: false }).values, rtol),
+    harmful: conditioningFromSpectrum(syevr(prep.harmfulStats.K, { vectors: false }).values, rtol),
+  };
+  const kappaUntestable = kappaCeilingNote(before.harmful.kappa, rtol) !== undefined;
+  const raw = {
+    benign: { plain: probeProblem(prep.benignStats, null, false), zScored: probeProblem(prep.benignStats, null, true) },
+    harmful: { plain: probeProblem(prep.harmfulStats, null, false), zScored: probeProblem(prep.harmfulStats, null, true) },
+  };
+  return (theta) => {
+    let score = 0;
+    let passed = true;
+    const kAfter = (K: Mat, rank: number) => conditioningWithRank(syevr(congruence(K, theta), { vectors: false }).values, rtol, rank).kappa;
+    const benignRatio = (kAfter(prep.benignStats.K, before.benign.rank) ?? Infinity) / before.benign.kappa!;
+    if (benignRatio <= t.benignRatio) score++;
+    else passed = false;
+    if (!kappaUntestable) {
+      const harmfulRatio = (kAfter(prep.harmfulStats.K, before.harmful.rank) ?? 0) / before.harmful.kappa!;
+      if (harmfulRatio >= t.harmfulRatio) score++;
+      else passed = false;
+    }
+    for (const data of ['benign', 'harmful'] as const) {
+      const stats = transformStats(data === 'benign' ? prep.benignStats : prep.harmfulStats, theta);
+      const imm = { plain: probeProblem(stats, null, false), zScored: probeProblem(stats, null, true) };
+      for (const attacker of FIRST_ORDER_ATTACKERS) {
+        const kind = isStandardized(attacker) ? 'zScored' : 'plain';
+        const stopAt = data === 'benign' ? t.benignSlowdown * 1.01 : t.harmfulSlowdown * 1.1;
+        const o = simulateAttack(attacker, data, raw[data][kind], imm[kind], stopAt);
+        const ok = data === 'benign' ? !o.capped && o.stepsImmunized <= t.benignSlowdown * o.stepsRaw : o.stepsImmunized >= t.harmfulSlowdown * o.stepsRaw;
+        if (ok) score++;
+        else passed = false;
+      }
+    }
+    return { passed, score };
+  };
 }
 
 /** Scores a θ made elsewhere with the same metrics, attacks and verdict. */
@@ -228,12 +286,9 @@ function finish(
   // Adam's immunized runs are the longest simulations by far: they go first, on threads of their own, while the
   // rest of the metrics and the other attackers run here.
   const attackStart = performance.now();
-  const probes = (['harmful', 'benign'] as const).map((data) => {
-    const stats = data === 'benign' ? prep.benignStats : prep.harmfulStats;
-    const raw = probeProblem(stats, null, false, data === 'benign' ? eigP0 : eigH0);
-    const imm = probeProblem(statsAfter[data], null, false, data === 'benign' ? eigP1 : eigH1);
-    return { data, stats, raw, imm, adam: startAttack('adam', data, raw, imm) };
-  });
+  const suites = (['harmful', 'benign'] as const).map((data) =>
+    startAttackSuite(data, data === 'benign' ? prep.benignStats : prep.harmfulStats, statsAfter[data], data === 'benign' ? { raw: eigP0, immunized: eigP1 } : { raw: eigH0, immunized: eigH1 }),
+  );
   const outcomes: AttackOutcome[] = [];
   let thetaCondition: number | null;
   let bound: number | null;
@@ -249,29 +304,16 @@ function finish(
       });
     }
     quality = benignQuality(input, prep, theta, warnings);
-    // Harmful went first above (its Adam run is the long one); the outcomes are listed benign first.
-    for (const { data, stats, raw, imm, adam } of [...probes].reverse()) {
-      const rawStd = probeProblem(stats, null, true);
-      const immStd = probeProblem(statsAfter[data], null, true);
-      for (const attacker of ATTACKERS) {
-        checkAbort(signal);
-        observe?.({ phase: 'attacks', message: `${attacker} on ${data}` });
-        const standardized = attacker === 'gd-exact-standardized';
-        const outcome = attacker === 'adam' ? adam.finish() : simulateAttack(attacker, data, standardized ? rawStd : raw, standardized ? immStd : imm);
-        if (attacker === 'adam' && outcome.cap < 100_000) {
-          warnings.push({ field: `attacks.adam.${data}`, reason: `Adam's step cap is ${outcome.cap} at D=${D} (flop budget); a capped count is a lower bound` });
-        }
-        outcomes.push(outcome);
-      }
-    }
+    // Harmful went first above (its Adam runs are the long ones); the outcomes are listed benign first.
+    for (const suite of [...suites].reverse()) outcomes.push(...suite.finish(observe, signal));
   } finally {
     // Never leave a simulation running behind a thrown error (a cancelled job, say).
-    for (const p of probes) p.adam.finish();
+    for (const suite of suites) suite.abandon();
   }
   const attackSeconds = (performance.now() - attackStart) / 1000;
 
   // RIR ≤ RIR* is proven for a full-rank K_P only (K_H may be rank-deficient); only then may RIR* ≤ 1 say infeasible.
-  const verdict = decideVerdict({ benignRatio, harmfulRatio, rirBound: beforeP.rank === D ? bound : null, attacks: outcomes });
+  const verdict = decideVerdict({ benignRatio, harmfulRatio, harmfulKappaBefore: kH0, rtol, rirBound: beforeP.rank === D ? bound : null, attacks: outcomes });
   const engineSeconds = (performance.now() - start) / 1000;
   const raw: Metrics = {
     method: methodLabel ?? opts.method,
@@ -295,6 +337,8 @@ function finish(
     attacks: outcomes.map(({ curveRaw: _r, curveImmunized: _i, ...rest }) => rest),
     verdict: verdict.verdict,
     verdictReasons: verdict.reasons,
+    kappaCriterion: verdict.kappaCriterion,
+    verdictNotes: verdict.kappaNote ? [verdict.kappaNote] : [],
     optimizer,
     timings: { engineSeconds, solveSeconds, metricsSeconds: (performance.now() - metricsStart) / 1000, attackSeconds },
     warnings: [],

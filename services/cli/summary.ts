@@ -1,4 +1,5 @@
 import type { Metrics } from '../../models/engine/immunize.js';
+import { slowdownText } from '../../models/engine/attacks.js';
 
 const PAPER_TABLE1 = { harmfulRatio: 18.92, benignRatio: 0.053, rir: 356.2 };
 
@@ -36,12 +37,13 @@ export function summaryLines(m: Metrics, opts: { paperRow?: boolean } = {}): str
   if (m.benignQuality.metric) {
     lines.push(`benign ${m.benignQuality.metric}: before ${fmt(m.benignQuality.before)}, after ${fmt(m.benignQuality.after)}${m.benignQuality.test != null ? `, test ${fmt(m.benignQuality.test)}` : ''}`);
   }
-  lines.push('attack steps to target (raw → immunized, slowdown):');
+  lines.push('attack steps to target (raw → immunized, slowdown; ≥ marks a run stopped at its cap, a lower bound):');
   for (const a of m.attacks) {
-    lines.push(`  ${a.attacker.padEnd(22)} ${a.data.padEnd(8)} ${String(a.stepsRaw).padStart(6)} → ${String(a.stepsImmunized).padStart(6)}${a.capped ? ' (cap)' : '      '}  ×${fmt(a.slowdown)}`);
+    lines.push(`  ${a.attacker.padEnd(22)} ${a.data.padEnd(8)} ${String(a.stepsRaw).padStart(6)} → ${String(a.stepsImmunized).padStart(6)}${a.capped ? ' (cap)' : '      '}  ${slowdownText(a).padEnd(10)} ${a.status}`);
   }
   lines.push(`engine time ${m.timings.engineSeconds.toFixed(3)} s (θ ${m.timings.solveSeconds.toFixed(3)} s, attacks ${m.timings.attackSeconds.toFixed(3)} s)`);
   lines.push(`verdict: ${m.verdict.toUpperCase()}`);
   for (const r of m.verdictReasons) lines.push(`  - ${r}`);
+  for (const note of m.verdictNotes ?? []) lines.push(`  note: ${note}`);
   return lines;
 }

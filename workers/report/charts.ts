@@ -3,6 +3,7 @@ import { extent, max, min, quantileSorted } from 'd3-array';
 import { scaleBand, scaleLinear, scaleLog, scalePoint, scaleSymlog } from 'd3-scale';
 import { line } from 'd3-shape';
 import type { Curves, Metrics } from '../../models/engine/immunize.js';
+import { slowdownText } from '../../models/engine/attacks.js';
 import {
   chartSvg,
   COLORS,
@@ -246,7 +247,7 @@ export function attackChart(curve: Curves['attacks'][number], outcome: Metrics['
   if (outcome) {
     notes.push(
       `To reach the target the attacker needs ${plural(outcome.stepsRaw, 'step')} on the raw features and ${outcome.stepsImmunized}` +
-        `${outcome.capped ? ' (stopped at the cap, so at least that many)' : ''} on the immunized ones: ×${fmt(outcome.slowdown)}.`,
+        `${outcome.capped ? ' (stopped at the cap, so at least that many)' : ''} on the immunized ones: ${slowdownText(outcome)}.`,
     );
   }
   notes.push(`${points} points.`);
@@ -254,7 +255,7 @@ export function attackChart(curve: Curves['attacks'][number], outcome: Metrics['
   if (strided > 0) notes.push(`${plural(strided, 'point')} of long curves skipped (evenly strided to ${MAX_ATTACK_POINTS} a curve).`);
   if (missing > 0) notes.push(`${plural(missing, 'point')} with no finite value ${missing === 1 ? 'is' : 'are'} left out.`);
   return {
-    heading: `${curve.data} data` + (outcome ? `: ${outcome.stepsRaw} → ${outcome.stepsImmunized}${outcome.capped ? '+' : ''} steps, ×${fmt(outcome.slowdown)}` : ''),
+    heading: `${curve.data} data` + (outcome ? `: ${outcome.stepsRaw} → ${outcome.stepsImmunized}${outcome.capped ? '+' : ''} steps, ${slowdownText(outcome)}` : ''),
     svg: chartSvg({
       family: 'attacks',
       points,
@@ -275,6 +276,7 @@ export const ATTACKER_LABELS: Record<string, string> = {
   'gd-exact': 'Gradient descent, exact line search',
   'gd-exact-standardized': 'Exact line search on z-scored features',
   adam: 'Adam (best learning rate of the grid)',
+  'adam-standardized': 'Adam on z-scored features',
   newton: 'Newton / whitened gradient descent',
 };
 

@@ -3,6 +3,7 @@
  * no network: the CSS is inline, the charts are SVG rendered here, and a Content-Security-Policy forbids the rest.
  */
 import type { Curves, Metrics } from '../../models/engine/immunize.js';
+import { slowdownText } from '../../models/engine/attacks.js';
 import { VERDICT_THRESHOLDS } from '../../models/engine/verdict.js';
 import {
   attackChart,
@@ -103,8 +104,9 @@ function verdictBlock(m: Metrics): string {
   const explain =
     reasons.length > 0
       ? `<ul class="reasons">${reasons.map((r) => `<li>${esc(r)}</li>`).join('')}</ul>`
-      : `<p>All checks pass: harmful κ ratio ≥ ${t.harmfulRatio}, benign κ ratio ≤ ${t.benignRatio}, and an attacker who z-scores the features is slowed ≥ ${t.harmfulSlowdown}× on the harmful data and at most ${t.benignSlowdown}× on the benign data.</p>`;
-  return `<div class="verdict v-${esc(m.verdict)}"><span class="badge">${esc(String(m.verdict).toUpperCase())}</span>${explain}</div>`;
+      : `<p>All checks pass: harmful κ ratio ≥ ${t.harmfulRatio}, benign κ ratio ≤ ${t.benignRatio}, and every first-order attacker (gradient descent, exact line search and Adam, on raw and on z-scored features) was measured and is slowed ≥ ${t.harmfulSlowdown}× on the harmful data and at most ${t.benignSlowdown}× on the benign data.</p>`;
+  const notes = (m.verdictNotes ?? []).map((n) => `<p class="note">${esc(n)}</p>`).join('');
+  return `<div class="verdict v-${esc(m.verdict)}"><span class="badge">${esc(String(m.verdict).toUpperCase())}</span>${explain}${notes}</div>`;
 }
 
 function summarySection(m: Metrics, paperRow: boolean): string {
@@ -158,12 +160,12 @@ function attacksSection(m: Metrics, curves: Curves): string {
     return `<h3>${esc(attackerLabel(a))} <code>${esc(a)}</code></h3><div class="cards">${charts.join('')}</div>`;
   });
   const steps = table(
-    ['attacker', 'data', 'target', 'steps raw', 'steps immunized', 'slowdown'],
-    (m.attacks ?? []).map((o) => [esc(attackerLabel(o.attacker)), esc(o.data), fmt(o.target), String(o.stepsRaw ?? '—'), `${o.stepsImmunized ?? '—'}${o.capped ? ' (cap)' : ''}`, `×${fmt(o.slowdown)}`]),
+    ['attacker', 'data', 'target', 'steps raw', 'steps immunized', 'slowdown', 'status'],
+    (m.attacks ?? []).map((o) => [esc(attackerLabel(o.attacker)), esc(o.data), fmt(o.target), String(o.stepsRaw ?? '—'), `${o.stepsImmunized ?? '—'}${o.capped ? ' (cap)' : ''}`, esc(slowdownText(o)), esc(o.status ?? '—')]),
   );
   const intro =
     'Each attacker fits a linear probe on the raw and on the immunized features. The target is what it reaches on the raw ones in 1,000 steps (at least 10⁻⁶); ' +
-    'the slowdown is how many more steps it needs on the immunized ones. Newton ignores κ altogether: it is the honest limit of condition-number immunization.';
+    'the slowdown is how many more steps it needs on the immunized ones. A run stopped at its cap gives a lower bound (≥); a run whose cap could not show the verdict\'s threshold (and any capped benign run) is unmeasured, and an unmeasured attacker never counts as a pass. Newton ignores κ altogether: it is the honest limit of condition-number immunization.';
   const body = list.length ? blocks.join('') : '<p class="empty">This job has no attack curves.</p>';
   return `<section id="attacks"><h2>Attacks: suboptimality against the step</h2><p class="intro">${esc(intro)}</p>${steps}${body}</section>`;
 }

@@ -52,8 +52,8 @@ describe('immunize: House Price, gradient method, defaults', () => {
       result.metrics.attacks.find((a) => a.attacker === 'gd-exact-standardized' && a.data === data)!;
     const h = find('harmful');
     const b = find('benign');
-    assert.ok(h.capped || h.slowdown >= 10, `harmful: slowdown ${h.slowdown}, capped ${h.capped}`);
-    assert.ok(b.slowdown <= 1, `benign slowdown ${b.slowdown}`);
+    assert.ok(h.capped || h.slowdown! >= 10, `harmful: slowdown ${h.slowdown}, capped ${h.capped}`);
+    assert.ok(b.slowdown! <= 1, `benign slowdown ${b.slowdown}`);
   });
 
   it('benign quality is unchanged, and equals the least-squares MSE computed independently', () => {
@@ -134,8 +134,8 @@ describe('immunize: House Price, closed form, defaults', () => {
     const tt = jacobi(mul(tr(r.theta), r.theta)).values;
     assert.ok(Math.sqrt(tt[tt.length - 1] / tt[0]) <= 1e4 * (1 + 1e-9), 'κ(θ) within the budget');
     const std = (data: string) => m.attacks.find((a) => a.attacker === 'gd-exact-standardized' && a.data === data)!;
-    assert.ok(std('harmful').capped || std('harmful').slowdown >= 10, `harmful slowdown ${std('harmful').slowdown}`);
-    assert.ok(std('benign').slowdown <= 1, `benign slowdown ${std('benign').slowdown}`);
+    assert.ok(std('harmful').capped || std('harmful').slowdown! >= 10, `harmful slowdown ${std('harmful').slowdown}`);
+    assert.ok(std('benign').slowdown! <= 1, `benign slowdown ${std('benign').slowdown}`);
     assert.equal(m.verdict, 'immunized', m.verdictReasons.join('; '));
   });
 });

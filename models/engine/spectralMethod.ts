@@ -1,0 +1,207 @@
+import { gemm, syevr } from '../linalg/index.js';
+import type { Mat } from '../linalg/types.js';
+import { mat, symmetrize } from './dense.js';
+import { randomRotation } from './closedForm.js';
+import { matrixCondition } from './spectrum.js';
+import type { SufficientStats } from './stats.js';
+
+/**
+ * θ = W·Q·diag(g)·U, aimed at what the verdict checks rather than at κ alone.
+ *
+ * - W whitens the benign second moments (centred or not, with a ridge ε·λ_max): every benign direction becomes
+ *   equally easy, which leaves the benign attackers room to spare.
+ * - Q, m: the eigenvectors and values of W·A_H·W, the harmful second moments in the whitened space. In these
+ *   coordinates the harmful Hessian is diag(m) and the benign one is close to I, so each direction's share of
+ *   each task's starting gap (its "energy") can be read off the sufficient statistics.
+ * - g² is 1, except on the directions that carry much of the harmful task's energy and little of the benign
+ *   task's: there it is δ, as small as the κ(θ) budget allows. An attacker on the harmful data must then converge
+ *   along directions whose curvature is δ·m_j against a step set by the largest m, while the benign task, with less
+ *   than its attackers' target in those directions, never needs them.
+ * - U, a seeded random rotation, keeps the benign side white and spreads the suppressed directions over every
+ *   column, so that a diagonal rescaling (z-scoring, Adam's preconditioner) cannot undo them.
+ *
+ * Without harmful labels the energies are unknown; the harmful variance share m_j stands in for them.
+ */
+export interface SpectralCandidate {
+  theta: Mat;
+  centred: boolean;
+  ridge: number;
+  /** The benign energy share the suppressed directions may hold. */
+  benignShare: number;
+  /** The harmful energy share they do hold. */
+  harmfulShare: number;
+  suppressed: number;
+  delta: number;
+  thetaCondition: number;
+}
+
+export interface SpectralOptions {
+  kappaBudget: number;
+  seed: number;
+  /** Whether the harmful targets are real labels; without them the variance share ranks the directions. */
+  harmfulLabelled: boolean;
+  ridge?: number;
+}
+
+export const SPECTRAL_RIDGE = 1e-4;
+
+/** Benign energy shares tried, from the boldest; the caller's check picks the first that passes. */
+export const BENIGN_SHARES = [1e-2, 1e-3, 1e-4, 1e-5];
+
+interface Geometry {
+  centred: boolean;
+  ridge: number;
+  W: Mat;
+  Q: Mat;
+  m: Float64Array;
+  /** Each direction's share of the benign and harmful starting gaps. */
+  benignEnergy: Float64Array;
+  harmfulEnergy: Float64Array;
+  kappaW: number;
+}
+
+/** n·(second moment) of the features, centred on their mean or not, divided by n. */
+function secondMoment(s: SufficientStats, centred: boolean): Mat {
+  const D = s.dim;
+  const S = mat(D, D);
+  const mu = s.colSum.map((v) => v / s.n);
+  for (let i = 0; i < D; i++) {
+    for (let j = 0; j < D; j++) S.data[i * D + j] = s.K.data[i * D + j] / s.n - (centred ? mu[i] * mu[j] : 0);
+  }
+  return symmetrize(S);
+}
+
+/** Xᵀy / n (centred: (X − μ)ᵀ(y − ȳ) / n), D×C. */
+function crossMoment(s: SufficientStats, centred: boolean): Mat {
+  const D = s.dim;
+  const C = s.XtY!.cols;
+  const out = mat(D, C);
+  for (let i = 0; i < D; i++) {
+    for (let c = 0; c < C; c++) {
+      const corr = centred ? (s.colSum[i] * s.ySum![c]) / s.n : 0;
+      out.data[i * C + c] = (s.XtY!.data[i * C + c] - corr) / s.n;
+    }
+  }
+  return out;
+}
+
+/** Σ_c b_jc² / h_j per direction, normalised to sum to 1. */
+function energyShares(b: Mat, curvature: (j: number) => number): Float64Array {
+  const D = b.rows;
+  const C = b.cols;
+  const e = new Float64Array(D);
+  let total = 0;
+  for (let j = 0; j < D; j++) {
+    const h = curvature(j);
+    if (!(h > 0)) continue;
+    let s = 0;
+    for (let c = 0; c < C; c++) s += b.data[j * C + c] ** 2;
+    e[j] = s / h;
+    total += e[j];
+  }
+  if (total > 0) for (let j = 0; j < D; j++) e[j] /= total;
+  return e;
+}
+
+export function spectralGeometry(benign: SufficientStats, harmful: SufficientStats, centred: boolean, ridge: number, harmfulLabelled: boolean): Geometry {
+  const D = benign.dim;
+  const eig = syevr(secondMoment(benign, centred));
+  const lmax = eig.values[D - 1];
+  const V = eig.vectors!;
+  const scaled = mat(D, D);
+  let pMin = Infinity;
+  let pMax = 0;
+  for (let j = 0; j < D; j++) {
+    const p = Math.max(eig.values[j], 0) + ridge * lmax;
+    pMin = Math.min(pMin, p);
+    pMax = Math.max(pMax, p);
+    for (let i = 0; i < D; i++) scaled.data[i * D + j] = V.data[i * D + j] / Math.sqrt(p);
+  }
+  const W = symmetrize(gemm(scaled, V, { transB: true }));
+  const AH = secondMoment(harmful, centred);
+  const inner = syevr(symmetrize(gemm(gemm(W, AH), W)));
+  const Q = inner.vectors!;
+  const m = inner.values.map((v) => Math.max(v, 0));
+  const project = (s: SufficientStats) => gemm(Q, gemm(W, crossMoment(s, centred)), { transA: true });
+  const benignEnergy = energyShares(project(benign), () => 1);
+  let harmfulEnergy: Float64Array;
+  if (harmfulLabelled) {
+    harmfulEnergy = energyShares(project(harmful), (j) => m[j]);
+  } else {
+    const total = m.reduce((a, b) => a + b, 0);
+    harmfulEnergy = m.map((v) => (total > 0 ? v / total : 0));
+  }
+  return { centred, ridge, W, Q, m, benignEnergy, harmfulEnergy, kappaW: Math.sqrt(pMax / pMin) };
+}
+
+/**
+ * The directions to suppress: by the ratio of harmful to benign energy share, most lopsided first, while the benign
+ * share they hold stays within `benignShare`.
+ */
+export function suppressedSet(g: Geometry, benignShare: number): { indices: number[]; harmfulShare: number } {
+  const D = g.m.length;
+  const order = Array.from({ length: D }, (_, j) => j).filter((j) => g.m[j] > 0 && g.harmfulEnergy[j] > 0);
+  const ratio = (j: number) => g.harmfulEnergy[j] / Math.max(g.benignEnergy[j], 1e-300);
+  order.sort((a, b) => ratio(b) - ratio(a));
+  const indices: number[] = [];
+  let benign = 0;
+  let harmful = 0;
+  for (const j of order) {
+    if (benign + g.benignEnergy[j] > benignShare) continue;
+    // Suppressing the direction the harmful step size comes from would only lower that step's bound.
+    if (ratio(j) <= 1) break;
+    benign += g.benignEnergy[j];
+    harmful += g.harmfulEnergy[j];
+    indices.push(j);
+  }
+  return { indices, harmfulShare: harmful };
+}
+
+export function spectralTheta(g: Geometry, suppressed: number[], delta: number, rotation: Mat): Mat {
+  const D = g.m.length;
+  const scale = new Float64Array(D).fill(1);
+  for (const j of suppressed) scale[j] = Math.sqrt(delta);
+  const QG = mat(D, D);
+  for (let i = 0; i < D; i++) for (let j = 0; j < D; j++) QG.data[i * D + j] = g.Q.data[i * D + j] * scale[j];
+  return gemm(gemm(g.W, QG), rotation);
+}
+
+/**
+ * Candidates from the boldest to the most cautious, for each geometry (centred first: the z-scoring attackers
+ * centre too). `accept` is the caller's check; the first candidate it accepts is returned, or, when it accepts
+ * none, the candidate it scored best.
+ */
+export function spectralImmunize(
+  benign: SufficientStats,
+  harmful: SufficientStats,
+  opts: SpectralOptions,
+  accept: (theta: Mat) => { passed: boolean; score: number },
+): SpectralCandidate & { passed: boolean; tried: number } {
+  const D = benign.dim;
+  const ridge = opts.ridge ?? SPECTRAL_RIDGE;
+  const rotation = randomRotation(D, opts.seed);
+  let best: (SpectralCandidate & { score: number }) | null = null;
+  let tried = 0;
+  for (const centred of [true, false]) {
+    const g = spectralGeometry(benign, harmful, centred, ridge, opts.harmfulLabelled);
+    // κ(θ) ≤ κ(W)/√δ: δ as small as the budget allows, with a margin for the rotation's rounding.
+    const delta = Math.min(1, (g.kappaW / (0.5 * opts.kappaBudget)) ** 2);
+    let previous = -1;
+    for (const benignShare of BENIGN_SHARES) {
+      const set = suppressedSet(g, benignShare);
+      if (set.indices.length === previous) continue;
+      previous = set.indices.length;
+      const theta = spectralTheta(g, set.indices, delta, rotation);
+      const kt = matrixCondition(theta);
+      if (kt === null || kt > opts.kappaBudget) continue;
+      tried++;
+      const verdict = accept(theta);
+      const candidate = { theta, centred, ridge, benignShare, harmfulShare: set.harmfulShare, suppressed: set.indices.length, delta, thetaCondition: kt, score: verdict.score };
+      if (verdict.passed) return { ...candidate, passed: true, tried };
+      if (best === null || candidate.score > best.score) best = candidate;
+    }
+  }
+  if (best === null) throw new Error(`no candidate keeps κ(θ) within the budget ${opts.kappaBudget}`);
+  const { score: _s, ...chosen } = best;
+  return { ...chosen, passed: false, tried };
+}
