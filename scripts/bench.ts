@@ -1,10 +1,11 @@
 /**
- * `npm run bench`: environment header, House Price per method, synthetic kernels against plain JS, and the
- * 784-d pixel problem. Tables go to stdout; `--json` prints one JSON document instead; progress goes to
- * stderr when it is a terminal.
+ * `npm run bench`: environment header, House Price per method, synthetic kernels against plain JS, the 784-d pixel
+ * problem, and the default backbone job on a real trained ResNet-18 (when scripts/fixtures/trainBackbone.py has made
+ * it). Tables go to stdout; `--json` prints one JSON document instead; progress goes to stderr when it is a terminal.
  */
 import os from 'node:os';
 import { ArgsError, parseArgs, USAGE, type Section } from './bench/args.js';
+import { renderBackbone, runBackbone } from './bench/backbone.js';
 import { benchEnvironment, loadNote, renderEnvironment } from './bench/environment.js';
 import { num } from './bench/format.js';
 import { renderHouse, runHouse } from './bench/house.js';
@@ -48,6 +49,10 @@ async function main(argv: string[]): Promise<number> {
         report.kernels = r;
         print(renderKernels(r));
         if (!r.allChecksOk) exitCode = 1;
+      } else if (section === 'backbone') {
+        const r = await runBackbone({ dir: args.backboneDir, progress });
+        report.backbone = r;
+        print(renderBackbone(r));
       } else {
         const r = runPixels({ progress });
         report.pixels = r;
