@@ -35,7 +35,7 @@ export const JobSpecSchema = Type.Object(
     harmful: DataRef,
     benignTest: Type.Optional(DataRef),
     task: Type.Optional(Type.Union([Type.Literal('regression'), Type.Literal('binary'), Type.Literal('multiclass')])),
-    method: Type.Union([Type.Literal('closed-form'), Type.Literal('gradient'), Type.Literal('paper')], { default: 'gradient' }),
+    method: Type.Union([Type.Literal('spectral'), Type.Literal('closed-form'), Type.Literal('gradient'), Type.Literal('paper')], { default: 'spectral' }),
     mode: Type.Union([Type.Literal('linear-head'), Type.Literal('last-block')], {
       default: 'linear-head',
       description: 'linear-head: a linear map θ on the features; last-block: train the backbone\'s last block (needs a backbone)',
@@ -78,12 +78,15 @@ export function parseJobSpec(input: unknown): JobSpec {
     throw new SpecError(`invalid job spec: ${lines.join('; ')}`);
   }
   const spec = withDefaults as JobSpec;
+  const methodGiven = typeof input === 'object' && input !== null && 'method' in input;
   for (const side of ['benign', 'harmful', 'benignTest'] as const) {
     const ref = spec[side];
     if (ref?.labels && ref.labelColumn) throw new SpecError(`${side}: give labels or labelColumn, not both`);
   }
   if (spec.mode === 'last-block') {
     if (!spec.backbone) throw new SpecError('mode last-block trains a block of the backbone: give backbone (--backbone MODEL.onnx)');
+    // Last-block mode trains the block by gradient steps; the linear-head default (spectral) does not apply to it.
+    if (!methodGiven) spec.method = 'gradient';
     if (spec.method !== 'gradient') throw new SpecError(`mode last-block trains by gradient steps; method ${JSON.stringify(spec.method)} applies to linear-head mode only`);
   } else if (spec.cutTensor !== undefined || spec.allowSlowBackend !== undefined || spec.timeBudgetSeconds !== undefined) {
     throw new SpecError('cutTensor, allowSlowBackend and timeBudgetSeconds apply only to mode last-block');

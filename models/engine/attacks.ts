@@ -145,7 +145,7 @@ export interface AttackOutcome {
 export function simulateAttack(
   attacker: AttackerName,
   data: 'benign' | 'harmful',
-  raw: ProbeProblem,
+  raw: ProbeProblem | RawBaseline,
   immunized: ProbeProblem,
   /** Stop counting once the immunized side is this many times slower (a yes/no check needs no more). */
   stopAtSlowdown = Infinity,
@@ -157,21 +157,33 @@ export function simulateAttack(
  * simulateAttack in two halves: the raw side now, and for Adam, whose immunized run is the longest by far, that run
  * on threads of its own until `finish()`.
  */
-export function startAttack(
-  attacker: AttackerName,
-  data: 'benign' | 'harmful',
-  raw: ProbeProblem,
-  immunized: ProbeProblem,
-  stopAtSlowdown = Infinity,
-): { finish(): AttackOutcome } {
-  const run = attackerFn(attacker);
-  const budget = run(raw, 0, RAW_BUDGET_STEPS);
+export interface RawBaseline {
+  /** What the attacker reaches on the raw features within RAW_BUDGET_STEPS (floored at TARGET_FLOOR). */
+  target: number;
+  stepsRaw: number;
+  curve: ArrayLike<number>;
+}
+
+/** The raw side of an attack: it depends on the raw features only, so a caller scoring many θ's can keep it. */
+export function rawBaseline(attacker: AttackerName, raw: ProbeProblem): RawBaseline {
+  const budget = attackerFn(attacker)(raw, 0, RAW_BUDGET_STEPS);
   let reachedInBudget = Infinity;
   for (let k = 1; k < budget.curve.length; k++) reachedInBudget = Math.min(reachedInBudget, budget.curve[k]);
   const target = Math.max(reachedInBudget, TARGET_FLOOR);
   let hit = -1;
   for (let k = 1; k < budget.curve.length && hit < 0; k++) if (budget.curve[k] <= target) hit = k;
-  const stepsRaw = hit > 0 ? hit : RAW_BUDGET_STEPS;
+  return { target, stepsRaw: hit > 0 ? hit : RAW_BUDGET_STEPS, curve: budget.curve };
+}
+
+export function startAttack(
+  attacker: AttackerName,
+  data: 'benign' | 'harmful',
+  raw: ProbeProblem | RawBaseline,
+  immunized: ProbeProblem,
+  stopAtSlowdown = Infinity,
+): { finish(): AttackOutcome } {
+  const run = attackerFn(attacker);
+  const { target, stepsRaw, curve: rawCurve } = 'stepsRaw' in raw ? raw : rawBaseline(attacker, raw);
   const isAdam = attacker === 'adam' || attacker === 'adam-standardized';
   const fullCap = isAdam ? ADAM_CAP_FACTOR * stepsRaw : STEP_CAP;
   const cap = Math.min(fullCap, Math.ceil(stopAtSlowdown * stepsRaw));
@@ -187,7 +199,7 @@ export function startAttack(
       slowdown: status === 'unmeasured' ? null : immRun.steps / stepsRaw,
       status,
       cap,
-      curveRaw: budget.curve,
+      curveRaw: rawCurve,
       curveImmunized: immRun.curve,
     };
   };
@@ -241,13 +253,18 @@ export function startAttackSuite(
   immunizedStats: SufficientStats,
   /** The eigendecompositions of the two K's when the caller has them (they spare two of the four here). */
   eigen?: { raw: Eigen; immunized: Eigen },
+  /** The raw side when the caller already built it (a search that scored several θ's). */
+  rawSide?: RawSide,
 ): AttackSuite {
-  const plain = { raw: probeProblem(rawStats, null, false, eigen?.raw), immunized: probeProblem(immunizedStats, null, false, eigen?.immunized) };
-  const zScored = { raw: probeProblem(rawStats, null, true), immunized: probeProblem(immunizedStats, null, true) };
-  const problemsFor = (attacker: AttackerName) => (isStandardized(attacker) ? zScored : plain);
+  const raw = rawSide ?? new RawSide(rawStats, eigen?.raw);
+  const immunized = { plain: probeProblem(immunizedStats, null, false, eigen?.immunized), zScored: probeProblem(immunizedStats, null, true) };
+  const pair = (attacker: AttackerName) => {
+    const kind = isStandardized(attacker) ? 'zScored' : 'plain';
+    return { raw: raw.baseline(attacker), immunized: immunized[kind] };
+  };
   const adamRunsStarted = new Map<AttackerName, { finish(): AttackOutcome }>();
   for (const attacker of ['adam', 'adam-standardized'] as const) {
-    const p = problemsFor(attacker);
+    const p = pair(attacker);
     adamRunsStarted.set(attacker, startAttack(attacker, data, p.raw, p.immunized));
   }
   return {
@@ -257,13 +274,35 @@ export function startAttackSuite(
         observe?.({ phase: 'attacks', message: `${attacker} on ${data}` });
         const started = adamRunsStarted.get(attacker);
         if (started) return started.finish();
-        const p = problemsFor(attacker);
+        const p = pair(attacker);
         return simulateAttack(attacker, data, p.raw, p.immunized);
       }),
     abandon: () => {
       for (const run of adamRunsStarted.values()) run.finish();
     },
   };
+}
+
+/** The raw features' probing problems (plain and z-scored) and each attacker's raw run, made once and kept. */
+export class RawSide {
+  readonly plain: ProbeProblem;
+  readonly zScored: ProbeProblem;
+  private readonly baselines = new Map<AttackerName, RawBaseline>();
+  constructor(stats: SufficientStats, eigen?: Eigen) {
+    this.plain = probeProblem(stats, null, false, eigen);
+    this.zScored = probeProblem(stats, null, true);
+  }
+  problem(attacker: AttackerName): ProbeProblem {
+    return isStandardized(attacker) ? this.zScored : this.plain;
+  }
+  baseline(attacker: AttackerName): RawBaseline {
+    let b = this.baselines.get(attacker);
+    if (!b) {
+      b = rawBaseline(attacker, this.problem(attacker));
+      this.baselines.set(attacker, b);
+    }
+    return b;
+  }
 }
 
 /** "×3.20" when measured, "≥10.0" when a capped run gives a lower bound, "unmeasured" otherwise; never a bare ×1 from a cap. */

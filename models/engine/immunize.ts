@@ -1,7 +1,7 @@
 import { gemm, gesv, openblasCore, syevr } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { congruence } from './dense.js';
-import { FIRST_ORDER_ATTACKERS, isStandardized, simulateAttack, startAttackSuite, type AttackOutcome } from './attacks.js';
+import { FIRST_ORDER_ATTACKERS, isStandardized, RawSide, simulateAttack, startAttackSuite, type AttackOutcome } from './attacks.js';
 import { spectralImmunize } from './spectralMethod.js';
 import { closedFormImmunize, CLOSED_FORM_DEFAULTS, rirBound } from './closedForm.js';
 import { defaultStepCap, GRADIENT_DEFAULTS, gradientImmunize, type StepRecord } from './gradientMethod.js';
@@ -123,9 +123,11 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
   let theta: Mat;
   let history: StepRecord[] = [];
   let optimizer: Metrics['optimizer'];
+  let rawSides: Record<'benign' | 'harmful', RawSide> | undefined;
   observe?.({ phase: 'optimize', step: 0, of: opts.steps ?? 0 });
   if (opts.method === 'spectral') {
-    const screen = screenAgainstVerdict(prep, rtol);
+    rawSides = { benign: new RawSide(prep.benignStats), harmful: new RawSide(prep.harmfulStats) };
+    const screen = screenAgainstVerdict(prep, rtol, rawSides);
     const r = spectralImmunize(prep.benignStats, prep.harmfulStats, { kappaBudget: opts.kappaBudget, seed: opts.seed, harmfulLabelled: !!input.harmful.y }, screen);
     theta = r.theta;
     optimizer = {
@@ -178,49 +180,42 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
     optimizer = { steps: r.stepsTaken, stopReason: r.stopReason, details: {} };
   }
   const solveSeconds = (performance.now() - start) / 1000;
-  return finish(input, opts, prep, theta, history, optimizer, start, solveSeconds, observe, signal);
+  return finish(input, opts, prep, theta, history, optimizer, start, solveSeconds, observe, signal, undefined, rawSides);
 }
 
 /**
  * A quick version of the verdict for a candidate θ: the κ ratios, then every first-order attacker with its run
  * stopped as soon as the answer is known (benign past 1.25×, harmful past 2×). The score counts the checks passed.
  */
-function screenAgainstVerdict(prep: Prepared, rtol: number): (theta: Mat) => { passed: boolean; score: number } {
+function screenAgainstVerdict(prep: Prepared, rtol: number, rawSides: Record<'benign' | 'harmful', RawSide>): (theta: Mat) => { passed: boolean; score: number } {
   const t = VERDICT_THRESHOLDS;
   const before = {
     benign: conditioningFromSpectrum(syevr(prep.benignStats.K, { vectors: false }).values, rtol),
     harmful: conditioningFromSpectrum(syevr(prep.harmfulStats.K, { vectors: false }).values, rtol),
   };
   const kappaUntestable = kappaCeilingNote(before.harmful.kappa, rtol) !== undefined;
-  const raw = {
-    benign: { plain: probeProblem(prep.benignStats, null, false), zScored: probeProblem(prep.benignStats, null, true) },
-    harmful: { plain: probeProblem(prep.harmfulStats, null, false), zScored: probeProblem(prep.harmfulStats, null, true) },
-  };
   return (theta) => {
+    // Cheapest checks first; the first failure ends the screen, and the score counts the checks passed before it.
     let score = 0;
-    let passed = true;
     const kAfter = (K: Mat, rank: number) => conditioningWithRank(syevr(congruence(K, theta), { vectors: false }).values, rtol, rank).kappa;
-    const benignRatio = (kAfter(prep.benignStats.K, before.benign.rank) ?? Infinity) / before.benign.kappa!;
-    if (benignRatio <= t.benignRatio) score++;
-    else passed = false;
+    if (!((kAfter(prep.benignStats.K, before.benign.rank) ?? Infinity) / before.benign.kappa! <= t.benignRatio)) return { passed: false, score };
+    score++;
     if (!kappaUntestable) {
-      const harmfulRatio = (kAfter(prep.harmfulStats.K, before.harmful.rank) ?? 0) / before.harmful.kappa!;
-      if (harmfulRatio >= t.harmfulRatio) score++;
-      else passed = false;
+      if (!((kAfter(prep.harmfulStats.K, before.harmful.rank) ?? 0) / before.harmful.kappa! >= t.harmfulRatio)) return { passed: false, score };
+      score++;
     }
     for (const data of ['benign', 'harmful'] as const) {
       const stats = transformStats(data === 'benign' ? prep.benignStats : prep.harmfulStats, theta);
       const imm = { plain: probeProblem(stats, null, false), zScored: probeProblem(stats, null, true) };
       for (const attacker of FIRST_ORDER_ATTACKERS) {
-        const kind = isStandardized(attacker) ? 'zScored' : 'plain';
         const stopAt = data === 'benign' ? t.benignSlowdown * 1.01 : t.harmfulSlowdown * 1.1;
-        const o = simulateAttack(attacker, data, raw[data][kind], imm[kind], stopAt);
+        const o = simulateAttack(attacker, data, rawSides[data].baseline(attacker), isStandardized(attacker) ? imm.zScored : imm.plain, stopAt);
         const ok = data === 'benign' ? !o.capped && o.stepsImmunized <= t.benignSlowdown * o.stepsRaw : o.stepsImmunized >= t.harmfulSlowdown * o.stepsRaw;
-        if (ok) score++;
-        else passed = false;
+        if (!ok) return { passed: false, score };
+        score++;
       }
     }
-    return { passed, score };
+    return { passed: true, score };
   };
 }
 
@@ -245,6 +240,7 @@ function finish(
   observe?: StepObserver,
   signal?: AbortSignal,
   methodLabel?: 'evaluate',
+  rawSides?: Record<'benign' | 'harmful', RawSide>,
 ): EngineResult {
   checkAbort(signal);
   observe?.({ phase: 'evaluate' });
@@ -287,7 +283,7 @@ function finish(
   // rest of the metrics and the other attackers run here.
   const attackStart = performance.now();
   const suites = (['harmful', 'benign'] as const).map((data) =>
-    startAttackSuite(data, data === 'benign' ? prep.benignStats : prep.harmfulStats, statsAfter[data], data === 'benign' ? { raw: eigP0, immunized: eigP1 } : { raw: eigH0, immunized: eigH1 }),
+    startAttackSuite(data, data === 'benign' ? prep.benignStats : prep.harmfulStats, statsAfter[data], data === 'benign' ? { raw: eigP0, immunized: eigP1 } : { raw: eigH0, immunized: eigH1 }, rawSides?.[data]),
   );
   const outcomes: AttackOutcome[] = [];
   let thetaCondition: number | null;

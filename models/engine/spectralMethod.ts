@@ -45,6 +45,9 @@ export interface SpectralOptions {
 
 export const SPECTRAL_RIDGE = 1e-4;
 
+/** The milder suppression tried after the boldest one. */
+export const MILD_DELTA = 1e-2;
+
 /** Benign energy shares tried, from the boldest; the caller's check picks the first that passes. */
 export const BENIGN_SHARES = [1e-2, 1e-3, 1e-4, 1e-5];
 
@@ -184,13 +187,16 @@ export function spectralImmunize(
   let tried = 0;
   for (const centred of [true, false]) {
     const g = spectralGeometry(benign, harmful, centred, ridge, opts.harmfulLabelled);
-    // κ(θ) ≤ κ(W)/√δ: δ as small as the budget allows, with a margin for the rotation's rounding.
-    const delta = Math.min(1, (g.kappaW / (0.5 * opts.kappaBudget)) ** 2);
-    let previous = -1;
-    for (const benignShare of BENIGN_SHARES) {
+    // κ(θ) ≤ κ(W)/√δ: δ as small as the budget allows (with a margin for rounding), then a milder one, which costs
+    // the benign side less where the whitening is far from exact (a rank-deficient K_P, few rows).
+    const boldest = Math.min(1, (g.kappaW / (0.5 * opts.kappaBudget)) ** 2);
+    const grid = [...new Set([boldest, Math.max(boldest, MILD_DELTA)])].flatMap((delta) => BENIGN_SHARES.map((benignShare) => ({ delta, benignShare })));
+    const seen = new Set<string>();
+    for (const { delta, benignShare } of grid) {
       const set = suppressedSet(g, benignShare);
-      if (set.indices.length === previous) continue;
-      previous = set.indices.length;
+      const key = `${delta}:${set.indices.length}`;
+      if (set.indices.length === 0 || seen.has(key)) continue;
+      seen.add(key);
       const theta = spectralTheta(g, set.indices, delta, rotation);
       const kt = matrixCondition(theta);
       if (kt === null || kt > opts.kappaBudget) continue;

@@ -8,7 +8,7 @@ export class UsageError extends Error {
 export const USAGE = `usage:
   immunize run --benign DATA --harmful DATA [--benign-labels FILE | --benign-label-column NAME]
                [--harmful-labels FILE | --harmful-label-column NAME] [--drop-columns A,B] [--benign-test FILE]
-               [--task regression|binary|multiclass] [--method closed-form|gradient|paper] [--steps N]
+               [--task regression|binary|multiclass] [--method spectral|closed-form|gradient|paper] [--steps N]
                [--kappa-budget X] [--seed N] [--init identity|random] [--json] [--debug] --out DIR
   immunize run --backbone MODEL.onnx --benign IMAGES --harmful IMAGES [--feature-tensor NAME]
                [--benign-labels FILE] [--harmful-labels FILE] [--resize N] [--crop N] [--mean R,G,B] [--std R,G,B]
@@ -20,7 +20,7 @@ export const USAGE = `usage:
                [--benign-labels FILE] [--steps N] [--seed N] [--allow-slow-backend] [--time-budget SECONDS] --out DIR
       trains the backbone's last block (tfjs) instead of adding θ; immunized.onnx carries the trained weights
   immunize evaluate --benign FILE --harmful FILE --theta theta.safetensors [label options] [--json] --out DIR
-  immunize demo house-price [--method closed-form|gradient|paper] [--json] --out DIR
+  immunize demo house-price [--method spectral|closed-form|gradient|paper] [--json] --out DIR
 
 talking to a running service (--url or IMMUNIZE_URL, default http://127.0.0.1:8080; --api-key or IMMUNIZE_API_KEY):
   immunize submit --benign FILE --harmful FILE [run options] [--idempotency-key KEY] [--watch] [--json]
@@ -118,7 +118,7 @@ export function parseCli(argv: string[]): CliCommand {
   if (command === 'demo') {
     if (rest[0] !== 'house-price') throw new UsageError(`unknown demo ${JSON.stringify(rest[0] ?? '')}: the available demo is house-price`);
     const method = v.method as JobSpec['method'] | undefined;
-    if (method && !['closed-form', 'gradient', 'paper'].includes(method)) throw new UsageError(`--method must be closed-form, gradient or paper`);
+    if (method && !['spectral', 'closed-form', 'gradient', 'paper'].includes(method)) throw new UsageError(`--method must be spectral, closed-form, gradient or paper`);
     return { command, demo: rest[0], method, out: v.out, json, debug };
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
