@@ -195,14 +195,16 @@ function screenAgainstVerdict(prep: Prepared, rtol: number, rawSides: Record<'be
   };
   const kappaUntestable = kappaCeilingNote(before.harmful.kappa, rtol) !== undefined;
   return (theta) => {
-    // Cheapest checks first; the first failure ends the screen, and the score counts the checks passed before it.
+    // The κ checks are cheap and always scored; the attackers follow, and the first one that fails ends the screen.
+    // The score counts the checks passed, so that the best of a failed search is the one closest to passing.
     let score = 0;
+    let kappaOk = true;
     const kAfter = (K: Mat, rank: number) => conditioningWithRank(syevr(congruence(K, theta), { vectors: false }).values, rtol, rank).kappa;
-    if (!((kAfter(prep.benignStats.K, before.benign.rank) ?? Infinity) / before.benign.kappa! <= t.benignRatio)) return { passed: false, score };
-    score++;
+    if ((kAfter(prep.benignStats.K, before.benign.rank) ?? Infinity) / before.benign.kappa! <= t.benignRatio) score++;
+    else kappaOk = false;
     if (!kappaUntestable) {
-      if (!((kAfter(prep.harmfulStats.K, before.harmful.rank) ?? 0) / before.harmful.kappa! >= t.harmfulRatio)) return { passed: false, score };
-      score++;
+      if ((kAfter(prep.harmfulStats.K, before.harmful.rank) ?? 0) / before.harmful.kappa! >= t.harmfulRatio) score++;
+      else kappaOk = false;
     }
     for (const data of ['benign', 'harmful'] as const) {
       const stats = transformStats(data === 'benign' ? prep.benignStats : prep.harmfulStats, theta);
@@ -215,7 +217,7 @@ function screenAgainstVerdict(prep: Prepared, rtol: number, rawSides: Record<'be
         score++;
       }
     }
-    return { passed: true, score };
+    return { passed: kappaOk, score };
   };
 }
 

@@ -43,7 +43,14 @@ export interface SpectralOptions {
   ridge?: number;
 }
 
-export const SPECTRAL_RIDGE = 1e-4;
+/**
+ * Whitening ridges ε (relative to λ_max): near-complete whitening first, then a partial one that leaves the benign
+ * spectrum's tail alone (learned features, whose benign κ is moderate, need the latter).
+ */
+export const SPECTRAL_RIDGES = [1e-4, 1e-1];
+
+/** At most this many candidates get the screen (each costs a few eigendecompositions and attack runs). */
+export const MAX_SCREENED = 16;
 
 /** The milder suppression tried after the boldest one. */
 export const MILD_DELTA = 1e-2;
@@ -160,10 +167,14 @@ export function suppressedSet(g: Geometry, benignShare: number): { indices: numb
   return { indices, harmfulShare: harmful };
 }
 
-export function spectralTheta(g: Geometry, suppressed: number[], delta: number, rotation: Mat): Mat {
+export function spectralTheta(g: Geometry, suppressed: number[], delta: number, rotation: Mat, alpha = 0): Mat {
   const D = g.m.length;
-  const scale = new Float64Array(D).fill(1);
-  for (const j of suppressed) scale[j] = Math.sqrt(delta);
+  // g² = m^α·(δ where suppressed): α > 0 stretches the harmful spectrum (κ(H_H) ∝ κ(M)^{1+α}, κ(H_P) ∝ κ(M)^α).
+  const mMax = g.m[D - 1] > 0 ? g.m[D - 1] : 1;
+  const mFloor = mMax * 1e-12;
+  const scale = new Float64Array(D);
+  for (let j = 0; j < D; j++) scale[j] = alpha === 0 ? 1 : Math.pow(Math.max(g.m[j], mFloor) / mMax, alpha / 2);
+  for (const j of suppressed) scale[j] *= Math.sqrt(delta);
   const QG = mat(D, D);
   for (let i = 0; i < D; i++) for (let j = 0; j < D; j++) QG.data[i * D + j] = g.Q.data[i * D + j] * scale[j];
   return gemm(gemm(g.W, QG), rotation);
@@ -181,11 +192,12 @@ export function spectralImmunize(
   accept: (theta: Mat) => { passed: boolean; score: number },
 ): SpectralCandidate & { passed: boolean; tried: number } {
   const D = benign.dim;
-  const ridge = opts.ridge ?? SPECTRAL_RIDGE;
   const rotation = randomRotation(D, opts.seed);
   let best: (SpectralCandidate & { score: number }) | null = null;
   let tried = 0;
-  for (const centred of [true, false]) {
+  const geometries = [true, false].flatMap((centred) => (opts.ridge !== undefined ? [opts.ridge] : SPECTRAL_RIDGES).map((ridge) => ({ centred, ridge })));
+  for (const { centred, ridge } of geometries) {
+    if (tried >= MAX_SCREENED) break;
     const g = spectralGeometry(benign, harmful, centred, ridge, opts.harmfulLabelled);
     // κ(θ) ≤ κ(W)/√δ: δ as small as the budget allows (with a margin for rounding), then a milder one, which costs
     // the benign side less where the whitening is far from exact (a rank-deficient K_P, few rows).
@@ -195,7 +207,7 @@ export function spectralImmunize(
     for (const { delta, benignShare } of grid) {
       const set = suppressedSet(g, benignShare);
       const key = `${delta}:${set.indices.length}`;
-      if (set.indices.length === 0 || seen.has(key)) continue;
+      if (set.indices.length === 0 || seen.has(key) || tried >= MAX_SCREENED) continue;
       seen.add(key);
       const theta = spectralTheta(g, set.indices, delta, rotation);
       const kt = matrixCondition(theta);
