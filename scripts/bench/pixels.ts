@@ -1,9 +1,10 @@
 import { ENGINE_DEFAULTS, immunize, type Curves, type Method, type Metrics } from '../../models/engine/immunize.js';
 import { pixelPair } from '../fixtures/pixels.js';
+import { slowdownText } from '../../models/engine/attacks.js';
 import { heading, num, seconds, table } from './format.js';
 import { summarizeMethod, type MethodSummary } from './house.js';
 
-export const PIXEL_TARGET = 'gradient: harmful ratio ≥ 10 with benign ratio ≤ 1 within ≤ 5 s of solve time (θ); the whole engine time, attack simulations included, is printed beside it';
+export const PIXEL_TARGET = 'the default method (spectral): verdict immunized, every first-order attacker measured, within ≤ 5 s of engine time (θ and attack simulations together)';
 
 export interface PixelResult {
   dim: number;
@@ -17,6 +18,8 @@ export interface PixelResult {
   targetMisses: string[];
   /** The optimizer's first step with harmful ratio ≥ 10 and benign ratio ≤ 1, and when it got there. */
   reached: { step: number; seconds: number } | null;
+  /** The default method's verdict in full: its reasons and every attacker on both sides. */
+  defaultRun: Pick<Metrics, 'verdict' | 'verdictReasons' | 'verdictNotes' | 'attacks' | 'thetaCondition' | 'harmfulRatio' | 'benignRatio' | 'timings'> | null;
 }
 
 function firstStepMeetingTarget(curves: Curves, m: Metrics): PixelResult['reached'] {
@@ -35,13 +38,15 @@ export function runPixels(opts: { progress: (msg: string) => void }): PixelResul
   const input = { benign: pair.benign, harmful: pair.harmful };
   // One run each: the gradient method alone takes about a minute here.
   let reached: PixelResult['reached'] = null;
-  const methods = (['gradient', 'closed-form'] as Method[]).map((method) => ({
+  let defaultRun: PixelResult['defaultRun'] = null;
+  const methods = ([ENGINE_DEFAULTS.method, 'gradient', 'closed-form'] as Method[]).map((method) => ({
     ...summarizeMethod(
       method,
       1,
       () => {
         const r = immunize(input, { ...ENGINE_DEFAULTS, method });
         if (method === 'gradient') reached = firstStepMeetingTarget(r.curves, r.metrics);
+        if (method === ENGINE_DEFAULTS.method) defaultRun = r.metrics;
         return r.metrics;
       },
       (m) => opts.progress(`pixels: ${m}`),
@@ -49,14 +54,13 @@ export function runPixels(opts: { progress: (msg: string) => void }): PixelResul
     meetsTarget: null as boolean | null,
     solveMeetsTarget: null as boolean | null,
   }));
-  const g = methods.find((m) => m.method === 'gradient');
+  const g = methods.find((m) => m.method === ENGINE_DEFAULTS.method);
   const misses: string[] = [];
   if (g) {
-    if (!(g.harmfulRatio !== null && g.harmfulRatio >= 10)) misses.push(`harmful ratio ${num(g.harmfulRatio)} < 10`);
-    if (!(g.benignRatio !== null && g.benignRatio <= 1)) misses.push(`benign ratio ${num(g.benignRatio)} > 1`);
-    if (!(g.solveSeconds <= 5)) misses.push(`solve time ${num(g.solveSeconds)} s > 5 s`);
+    if (g.verdict !== 'immunized') misses.push(`verdict ${g.verdict}`);
+    if (!(g.engineSeconds <= 5)) misses.push(`engine time ${num(g.engineSeconds)} s > 5 s`);
     g.meetsTarget = misses.length === 0;
-    g.solveMeetsTarget = g.solveSeconds <= 5;
+    g.solveMeetsTarget = g.engineSeconds <= 5;
   }
   return {
     dim: pair.benign.X.cols,
@@ -68,6 +72,7 @@ export function runPixels(opts: { progress: (msg: string) => void }): PixelResul
     targetMet: g ? misses.length === 0 : null,
     targetMisses: misses,
     reached,
+    defaultRun,
   };
 }
 
@@ -101,8 +106,27 @@ export function renderPixels(r: PixelResult): string[] {
       ? `gradient optimizer: harmful ratio ≥ 10 with benign ratio ≤ 1 first at step ${r.reached.step}, ${num(r.reached.seconds, 3)} s after it started`
       : 'gradient optimizer: never reached harmful ratio ≥ 10 with benign ratio ≤ 1',
   );
+  if (r.defaultRun) lines.push('', ...renderVerdict(`default method (${ENGINE_DEFAULTS.method})`, r.defaultRun));
   if (r.targetMet !== null) {
     lines.push('', r.targetMet ? 'target: met' : `target: NOT MET (${r.targetMisses.join('; ')})`);
   }
+  return lines;
+}
+
+/** The verdict with its reasons, κ(θ), the time split and every attacker on both sides, with its status. */
+export function renderVerdict(label: string, m: NonNullable<PixelResult['defaultRun']>): string[] {
+  const lines = [
+    `${label}: verdict ${m.verdict.toUpperCase()}; harmful κ ratio ${num(m.harmfulRatio, 4)}, benign κ ratio ${num(m.benignRatio, 3)}, κ(θ) ${num(m.thetaCondition, 4)}`,
+    `engine ${seconds(m.timings.engineSeconds)} = θ ${seconds(m.timings.solveSeconds)} + metrics ${seconds(m.timings.metricsSeconds)} (attacks ${seconds(m.timings.attackSeconds)})`,
+    ...m.verdictReasons.map((r) => `  - ${r}`),
+    ...(m.verdictNotes ?? []).map((n) => `  note: ${n}`),
+    '',
+  ];
+  const attackers = [...new Set(m.attacks.map((a) => a.attacker))];
+  const cell = (attacker: string, data: string) => {
+    const a = m.attacks.find((o) => o.attacker === attacker && o.data === data);
+    return a ? `${a.stepsRaw} → ${a.stepsImmunized}: ${slowdownText(a)} (${a.status})` : 'not run';
+  };
+  lines.push(...table(['attacker', 'harmful (want ≥ 2×)', 'benign (want ≤ 1.25×)'], attackers.map((a) => [a, cell(a, 'harmful'), cell(a, 'benign')]), ['left', 'left', 'left']));
   return lines;
 }

@@ -271,6 +271,7 @@ function syntheticMetrics(D: number, curves: Curves): Metrics {
     stepsImmunized: 100_000,
     capped: true,
     slowdown: 100,
+    status: 'capped' as const,
     cap: 100_000,
   }));
   const kappa = { benign: { before: 1e4, after: 1e2 }, harmful: { before: 1e5, after: 1e9 } };
@@ -291,6 +292,8 @@ function syntheticMetrics(D: number, curves: Curves): Metrics {
     attacks,
     verdict: 'immunized',
     verdictReasons: [],
+    kappaCriterion: 'tested',
+    verdictNotes: [],
     optimizer: { steps: 5000, stopReason: 'steps', details: {} },
     timings: { engineSeconds: 60, solveSeconds: 40, metricsSeconds: 1, attackSeconds: 19 },
     warnings: [],

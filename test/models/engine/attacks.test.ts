@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mat, type Mat } from '../../../models/linalg/index.js';
-import { adamRuns, adamLearningRates, gd, gdExact, newton, simulateAttack, TARGET_FLOOR, RAW_BUDGET_STEPS } from '../../../models/engine/attacks.js';
+import { ADAM_CAP_FACTOR, adamRuns, adamLearningRates, attackStatus, slowdownText, gd, gdExact, newton, simulateAttack, TARGET_FLOOR, RAW_BUDGET_STEPS } from '../../../models/engine/attacks.js';
 import { probeProblem, relativeSuboptimality, type ProbeProblem } from '../../../models/engine/probe.js';
 import { statsOf } from '../../../models/engine/stats.js';
 import { add, assertRel, eye, gram, jacobi, maxRelDiff, mul, normals, randn, solve, tr } from './reference.js';
@@ -285,6 +285,48 @@ describe('attacks: curves against the attackers run in the original coordinates'
       assertCurves(run.curve, ref.adamCurve(run.learningRate, steps), `adam lr ${run.learningRate}`, 1e-6, 1e-9);
     });
   }
+});
+
+describe('attacks: Adam is fair to a rescaled optimum, and capped runs are marked', () => {
+  it('Adam needs the same steps on X and on X·s: its learning rates follow the optimum', () => {
+    const { X, Y } = regression(41, 60, 6);
+    const s = 37;
+    const theta = eye(6, s);
+    const raw = engineProblem(X, Y);
+    const scaled = engineProblem(X, Y, theta);
+    const a = adamLearningRates(raw);
+    const b = adamLearningRates(scaled);
+    for (let g = 0; g < a.length; g++) assertRel(b[g], a[g] / s, 1e-9, `learning rate ${g}`);
+    const out = simulateAttack('adam', 'harmful', raw, scaled);
+    assert.equal(out.status, 'measured');
+    assert.ok(Math.abs(out.stepsImmunized - out.stepsRaw) <= 1, `steps ${out.stepsRaw} → ${out.stepsImmunized}`);
+  });
+
+  it('status: a reached run is measured; a capped harmful run past 2× is a lower bound; anything else is unmeasured', () => {
+    assert.equal(attackStatus('harmful', true, 0.5), 'measured');
+    assert.equal(attackStatus('benign', true, 3), 'measured');
+    assert.equal(attackStatus('harmful', false, 10), 'capped');
+    assert.equal(attackStatus('harmful', false, 2), 'unmeasured');
+    assert.equal(attackStatus('harmful', false, 1), 'unmeasured');
+    assert.equal(attackStatus('benign', false, 10), 'unmeasured');
+    assert.equal(slowdownText({ status: 'capped', slowdown: 10 }), '≥10.0');
+    assert.equal(slowdownText({ status: 'measured', slowdown: 1.5 }), '×1.50');
+    assert.equal(slowdownText({ status: 'unmeasured', slowdown: null }), 'unmeasured');
+  });
+
+  it('a harmful Adam run that needs more than 10× the raw steps stops at 10× and is a lower bound', () => {
+    const { X, Y } = regression(43, 60, 6);
+    const theta = eye(6);
+    for (let j = 0; j < 6; j++) theta.data[j * 6 + j] = j === 0 ? 1 : 1e-3;
+    const out = simulateAttack('adam', 'harmful', engineProblem(X, Y), engineProblem(X, Y, theta));
+    assert.equal(out.cap, ADAM_CAP_FACTOR * out.stepsRaw);
+    if (out.capped) {
+      assert.equal(out.status, 'capped');
+      assert.equal(out.stepsImmunized, out.cap);
+    } else {
+      assert.equal(out.status, 'measured');
+    }
+  });
 });
 
 describe('attacks: simulateAttack against a reference count', () => {

@@ -3,19 +3,26 @@ import assert from 'node:assert/strict';
 import type { Mat } from '../../../models/linalg/index.js';
 import type { HousePriceData } from '../../../models/io/housePrice.js';
 import { decideVerdict, VERDICT_THRESHOLDS } from '../../../models/engine/verdict.js';
+import { FIRST_ORDER_ATTACKERS, type AttackOutcome } from '../../../models/engine/attacks.js';
 import { evaluateTheta, type EngineOptions } from '../../../models/engine/immunize.js';
 import { add, assertRel, congr, eye, gram, jacobi, kappaWithRank, robustKappa, spectralFn } from './reference.js';
 import { housePrice, zeroColumns } from './housePrice.js';
 
-type AttackLike = { attacker: 'gd-exact-standardized' | 'gd'; data: 'benign' | 'harmful'; slowdown: number };
+type AttackLike = Pick<AttackOutcome, 'attacker' | 'data' | 'slowdown' | 'status'>;
 
+/** Every first-order attacker on both sides; the z-scored exact-line-search one gets the given slowdowns. */
 function attacks(harmful: number, benign: number): AttackLike[] {
-  return [
-    { attacker: 'gd', data: 'harmful', slowdown: 1000 },
-    { attacker: 'gd-exact-standardized', data: 'harmful', slowdown: harmful },
-    { attacker: 'gd', data: 'benign', slowdown: 0.01 },
-    { attacker: 'gd-exact-standardized', data: 'benign', slowdown: benign },
-  ];
+  const out: AttackLike[] = [];
+  for (const attacker of FIRST_ORDER_ATTACKERS) {
+    const std = attacker === 'gd-exact-standardized';
+    out.push({ attacker, data: 'harmful', slowdown: std ? harmful : 1000, status: 'measured' });
+    out.push({ attacker, data: 'benign', slowdown: std ? benign : 0.01, status: 'measured' });
+  }
+  return out;
+}
+
+function patched(list: AttackLike[], attacker: AttackLike['attacker'], data: 'benign' | 'harmful', patch: Partial<AttackLike>): AttackLike[] {
+  return list.map((a) => (a.attacker === attacker && a.data === data ? { ...a, ...patch } : a));
 }
 
 const good = { benignRatio: 0.5, harmfulRatio: 300, rirBound: 1e4, attacks: attacks(50, 0.9) };
@@ -27,6 +34,7 @@ describe('verdict: decideVerdict cases', () => {
     const v = decideVerdict(good);
     assert.equal(v.verdict, 'immunized');
     assert.deepEqual(v.reasons, []);
+    assert.equal(v.kappaCriterion, 'tested');
   });
 
   it('the documented thresholds: harmful ratio ≥ 2, benign ratio ≤ 1, standardized slowdowns ≥ 2 and ≤ 1.25', () => {
@@ -36,6 +44,37 @@ describe('verdict: decideVerdict cases', () => {
     assert.equal(decideVerdict({ ...good, attacks: attacks(1.9, 0.9) }).verdict, 'weak');
     assert.equal(decideVerdict({ ...good, attacks: attacks(2.1, 1.2) }).verdict, 'immunized');
     assert.equal(decideVerdict({ ...good, attacks: attacks(50, 1.3) }).verdict, 'weak');
+  });
+
+  it('every first-order attacker counts: one of them too fast on either side makes it weak, naming it', () => {
+    for (const attacker of FIRST_ORDER_ATTACKERS) {
+      const harmful = decideVerdict({ ...good, attacks: patched(good.attacks, attacker, 'harmful', { slowdown: 1.11 }) });
+      assert.equal(harmful.verdict, 'weak', attacker);
+      assert.ok(harmful.reasons.some((r) => r.startsWith(`${attacker} on the harmful data`)), harmful.reasons.join('; '));
+      const benign = decideVerdict({ ...good, attacks: patched(good.attacks, attacker, 'benign', { slowdown: 1.3 }) });
+      assert.equal(benign.verdict, 'weak', attacker);
+      assert.ok(benign.reasons.some((r) => r.startsWith(`${attacker} on the benign data`)), benign.reasons.join('; '));
+    }
+  });
+
+  it('newton is the reported limit, never counted', () => {
+    const withNewton: AttackLike[] = [...good.attacks, { attacker: 'newton', data: 'harmful', slowdown: 1, status: 'measured' }];
+    assert.equal(decideVerdict({ ...good, attacks: withNewton }).verdict, 'immunized');
+  });
+
+  it('an unmeasured attacker is never a pass, on either side, whatever its slowdown field says', () => {
+    for (const data of ['harmful', 'benign'] as const) {
+      const v = decideVerdict({ ...good, attacks: patched(good.attacks, 'adam', data, { status: 'unmeasured', slowdown: null }) });
+      assert.equal(v.verdict, 'weak');
+      assert.ok(v.reasons.some((r) => r.includes(`adam on the ${data} data is unmeasured`)), v.reasons.join('; '));
+      const stale = decideVerdict({ ...good, attacks: patched(good.attacks, 'adam', data, { status: 'unmeasured', slowdown: data === 'harmful' ? 5 : 1 }) });
+      assert.equal(stale.verdict, 'weak');
+    }
+  });
+
+  it('a capped harmful run beyond the threshold is a lower bound that counts', () => {
+    const v = decideVerdict({ ...good, attacks: patched(good.attacks, 'adam', 'harmful', { status: 'capped', slowdown: 10 }) });
+    assert.equal(v.verdict, 'immunized', v.reasons.join('; '));
   });
 
   it('the boundary values themselves pass (≥ and ≤ are inclusive)', () => {
@@ -48,14 +87,36 @@ describe('verdict: decideVerdict cases', () => {
     assert.equal(v.verdict, 'immunized', v.reasons.join('; '));
   });
 
-  it('RIR* ≤ 1 → infeasible, whatever the other numbers say', () => {
-    assert.equal(decideVerdict({ ...good, rirBound: 1 }).verdict, 'infeasible');
-    assert.equal(decideVerdict({ ...good, rirBound: 0.3 }).verdict, 'infeasible');
+  it('RIR* ≤ 1 → infeasible when the attackers are not slowed either', () => {
+    const slow = attacks(1.5, 0.9);
+    assert.equal(decideVerdict({ ...good, attacks: slow, rirBound: 1 }).verdict, 'infeasible');
+    assert.equal(decideVerdict({ ...good, attacks: slow, rirBound: 0.3 }).verdict, 'infeasible');
     assert.equal(decideVerdict({ ...good, rirBound: 1.5 }).verdict, 'immunized');
+  });
+
+  it('RIR* ≤ 1 with the attackers in fact slowed → weak, not infeasible', () => {
+    const v = decideVerdict({ ...good, harmfulRatio: 1.5, rirBound: 0.5 });
+    assert.equal(v.verdict, 'weak');
+    assert.ok(v.reasons.some((r) => r.includes('RIR*')), v.reasons.join('; '));
   });
 
   it('an unknown RIR* (null) does not make it infeasible', () => {
     assert.equal(decideVerdict({ ...good, rirBound: null }).verdict, 'immunized');
+  });
+
+  it('κ(K_H) within 2× of 1/rtol: the κ criterion is untestable, said so, and the attackers decide', () => {
+    const rtol = 784 * 2.220446049250313e-16;
+    const nearCeiling = 0.6 / rtol;
+    const v = decideVerdict({ ...good, harmfulRatio: 1.01, harmfulKappaBefore: nearCeiling, rtol });
+    assert.equal(v.verdict, 'immunized', v.reasons.join('; '));
+    assert.equal(v.kappaCriterion, 'untestable');
+    assert.match(v.kappaNote ?? '', /untestable at float64 resolution/);
+    const slowOnly = decideVerdict({ ...good, harmfulRatio: 1.01, harmfulKappaBefore: nearCeiling, rtol, attacks: attacks(1.5, 0.9) });
+    assert.equal(slowOnly.verdict, 'weak');
+    // Half the ceiling or less: testable, and the ratio counts again.
+    const testable = decideVerdict({ ...good, harmfulRatio: 1.01, harmfulKappaBefore: 0.4 / rtol, rtol });
+    assert.equal(testable.kappaCriterion, 'tested');
+    assert.equal(testable.verdict, 'weak');
   });
 
   const weakCases: Array<[string, Partial<typeof good>]> = [
@@ -119,8 +180,24 @@ describe('verdict: House Price traps', () => {
     assertRel(m.harmfulRatio, hRatio, 1e-4, 'harmful ratio');
     assert.ok(Math.abs(m.benignRatio! - 1) < 1e-6, `benign ratio ${m.benignRatio}`);
     const std = m.attacks.find((a) => a.attacker === 'gd-exact-standardized' && a.data === 'harmful')!;
-    assert.ok(std.slowdown > 0.5 && std.slowdown < 2, `standardized harmful slowdown ${std.slowdown} should be ~1`);
+    assert.ok(std.slowdown! > 0.5 && std.slowdown! < 2, `standardized harmful slowdown ${std.slowdown} should be ~1`);
     assert.notEqual(m.verdict, 'immunized');
+  });
+
+  it('a θ that stalls the benign attackers past their caps leaves them unmeasured, and the verdict is never immunized', () => {
+    const D = hp.benign.X.cols;
+    const theta = eye(D);
+    // Squeeze every column but the first: the benign probe needs them, so its runs stop at their caps.
+    for (let j = 1; j < D; j++) theta.data[j * D + j] = 1e-3;
+    const m = evaluateTheta(input(), theta, opts).metrics;
+    const unmeasured = m.attacks.filter((a) => a.status === 'unmeasured');
+    assert.ok(unmeasured.length > 0, `statuses: ${m.attacks.map((a) => `${a.attacker}/${a.data}=${a.status}`).join(', ')}`);
+    for (const a of unmeasured) {
+      assert.equal(a.slowdown, null, `${a.attacker} on ${a.data}: an unmeasured run has no slowdown`);
+      assert.ok(a.capped);
+    }
+    assert.notEqual(m.verdict, 'immunized');
+    assert.ok(m.verdictReasons.some((r) => r.includes('is unmeasured')), m.verdictReasons.join('; '));
   });
 
   it('RIR-only trap: whitening K_P (θ = (K_P + 0.1·λ_max·I)^{-1/2}) raises RIR but lowers the harmful κ', () => {
