@@ -255,9 +255,11 @@ export function startAttackSuite(
   eigen?: { raw: Eigen; immunized: Eigen },
   /** The raw side when the caller already built it (a search that scored several θ's). */
   rawSide?: RawSide,
+  /** The immunized probing problems when the caller already built them. */
+  immunizedProblems?: ImmunizedProblems,
 ): AttackSuite {
   const raw = rawSide ?? new RawSide(rawStats, eigen?.raw);
-  const immunized = { plain: probeProblem(immunizedStats, null, false, eigen?.immunized), zScored: probeProblem(immunizedStats, null, true) };
+  const immunized = immunizedProblems ?? { plain: probeProblem(immunizedStats, null, false, eigen?.immunized), zScored: probeProblem(immunizedStats, null, true) };
   const pair = (attacker: AttackerName) => {
     const kind = isStandardized(attacker) ? 'zScored' : 'plain';
     return { raw: raw.baseline(attacker), immunized: immunized[kind] };
@@ -281,6 +283,11 @@ export function startAttackSuite(
       for (const run of adamRunsStarted.values()) run.finish();
     },
   };
+}
+
+export interface ImmunizedProblems {
+  plain: ProbeProblem;
+  zScored: ProbeProblem;
 }
 
 /** The raw features' probing problems (plain and z-scored) and each attacker's raw run, made once and kept. */

@@ -1,12 +1,12 @@
 import { gemm, gesv, openblasCore, syevr } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { congruence } from './dense.js';
-import { FIRST_ORDER_ATTACKERS, isStandardized, RawSide, simulateAttack, startAttackSuite, type AttackOutcome } from './attacks.js';
+import { FIRST_ORDER_ATTACKERS, isStandardized, RawSide, simulateAttack, startAttackSuite, type AttackOutcome, type ImmunizedProblems } from './attacks.js';
 import { spectralImmunize } from './spectralMethod.js';
 import { closedFormImmunize, CLOSED_FORM_DEFAULTS, rirBound } from './closedForm.js';
 import { defaultStepCap, GRADIENT_DEFAULTS, gradientImmunize, type StepRecord } from './gradientMethod.js';
 import { paperImmunize } from './paperMethod.js';
-import { probeProblem } from './probe.js';
+import { probeProblem, type Eigen } from './probe.js';
 import { checkAbort, type StepObserver } from './progress.js';
 import { fitProbe, predict, score, type LinearHead } from './quality.js';
 import { sanitize, subsample, type Warning } from './report.js';
@@ -124,12 +124,16 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
   let history: StepRecord[] = [];
   let optimizer: Metrics['optimizer'];
   let rawSides: Record<'benign' | 'harmful', RawSide> | undefined;
+  let screened: Screened | undefined;
+  let known: Known | undefined;
   observe?.({ phase: 'optimize', step: 0, of: opts.steps ?? 0 });
   if (opts.method === 'spectral') {
-    rawSides = { benign: new RawSide(prep.benignStats), harmful: new RawSide(prep.harmfulStats) };
-    const screen = screenAgainstVerdict(prep, rtol, rawSides);
+    known = { eigP0: fullEigen(KP), eigH0: fullEigen(KH), thetaCondition: undefined };
+    rawSides = { benign: new RawSide(prep.benignStats, known.eigP0), harmful: new RawSide(prep.harmfulStats, known.eigH0) };
+    const screen = screenAgainstVerdict(prep, rtol, rawSides, (s) => (screened = s));
     const r = spectralImmunize(prep.benignStats, prep.harmfulStats, { kappaBudget: opts.kappaBudget, seed: opts.seed, harmfulLabelled: !!input.harmful.y }, screen);
     theta = r.theta;
+    known!.thetaCondition = r.thetaCondition;
     optimizer = {
       steps: r.tried,
       stopReason: r.passed ? 'passed-screen' : 'best-of-grid',
@@ -180,14 +184,39 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
     optimizer = { steps: r.stepsTaken, stopReason: r.stopReason, details: {} };
   }
   const solveSeconds = (performance.now() - start) / 1000;
-  return finish(input, opts, prep, theta, history, optimizer, start, solveSeconds, observe, signal, undefined, rawSides);
+  return finish(input, opts, prep, theta, history, optimizer, start, solveSeconds, observe, signal, undefined, rawSides, screened?.theta === theta ? screened : undefined, known);
 }
 
 /**
  * A quick version of the verdict for a candidate θ: the κ ratios, then every first-order attacker with its run
  * stopped as soon as the answer is known (benign past 1.25×, harmful past 2×). The score counts the checks passed.
  */
-function screenAgainstVerdict(prep: Prepared, rtol: number, rawSides: Record<'benign' | 'harmful', RawSide>): (theta: Mat) => { passed: boolean; score: number } {
+function fullEigen(S: Mat): Eigen {
+  const e = syevr(S);
+  return { values: e.values, vectors: e.vectors! };
+}
+
+/** What the optimizer already computed and the metrics need: the raw K's eigendecompositions and κ(θ). */
+interface Known {
+  eigP0: Eigen;
+  eigH0: Eigen;
+  thetaCondition: number | undefined;
+}
+
+/** What the screen computed for the last candidate it ran every attacker on; the final metrics reuse it. */
+interface Screened {
+  theta: Mat;
+  stats: Record<'benign' | 'harmful', SufficientStats>;
+  eigen: Record<'benign' | 'harmful', Eigen>;
+  immunized: Record<'benign' | 'harmful', ImmunizedProblems>;
+}
+
+function screenAgainstVerdict(
+  prep: Prepared,
+  rtol: number,
+  rawSides: Record<'benign' | 'harmful', RawSide>,
+  keep: (s: Screened) => void,
+): (theta: Mat) => { passed: boolean; score: number } {
   const t = VERDICT_THRESHOLDS;
   const before = {
     benign: conditioningFromSpectrum(syevr(prep.benignStats.K, { vectors: false }).values, rtol),
@@ -206,9 +235,16 @@ function screenAgainstVerdict(prep: Prepared, rtol: number, rawSides: Record<'be
       if ((kAfter(prep.harmfulStats.K, before.harmful.rank) ?? 0) / before.harmful.kappa! >= t.harmfulRatio) score++;
       else kappaOk = false;
     }
+    // Filled side by side below; complete only once both sides ran every attacker.
+    const screened: Screened = { theta, stats: {} as Screened['stats'], eigen: {} as Screened['eigen'], immunized: {} as Screened['immunized'] };
     for (const data of ['benign', 'harmful'] as const) {
       const stats = transformStats(data === 'benign' ? prep.benignStats : prep.harmfulStats, theta);
-      const imm = { plain: probeProblem(stats, null, false), zScored: probeProblem(stats, null, true) };
+      const e = syevr(stats.K);
+      const eigen = { values: e.values, vectors: e.vectors! };
+      const imm = { plain: probeProblem(stats, null, false, eigen), zScored: probeProblem(stats, null, true) };
+      screened.stats[data] = stats;
+      screened.eigen[data] = eigen;
+      screened.immunized[data] = imm;
       for (const attacker of FIRST_ORDER_ATTACKERS) {
         const stopAt = data === 'benign' ? t.benignSlowdown * 1.01 : t.harmfulSlowdown * 1.1;
         const o = simulateAttack(attacker, data, rawSides[data].baseline(attacker), isStandardized(attacker) ? imm.zScored : imm.plain, stopAt);
@@ -217,6 +253,7 @@ function screenAgainstVerdict(prep: Prepared, rtol: number, rawSides: Record<'be
         score++;
       }
     }
+    keep(screened);
     return { passed: kappaOk, score };
   };
 }
@@ -243,6 +280,8 @@ function finish(
   signal?: AbortSignal,
   methodLabel?: 'evaluate',
   rawSides?: Record<'benign' | 'harmful', RawSide>,
+  screened?: Screened,
+  known?: Known,
 ): EngineResult {
   checkAbort(signal);
   observe?.({ phase: 'evaluate' });
@@ -255,15 +294,13 @@ function finish(
   const reasons: Record<string, string> = {};
 
   // Full eigendecompositions, computed once: the κ's, RIR* and the raw and immunized probing problems share them.
-  const eig = (S: Mat) => {
-    const e = syevr(S);
-    return { values: e.values, vectors: e.vectors! };
-  };
-  const statsAfter = { benign: transformStats(prep.benignStats, theta), harmful: transformStats(prep.harmfulStats, theta) };
-  const eigP0 = eig(KP);
-  const eigH0 = eig(KH);
-  const eigP1 = eig(congruence(KP, theta));
-  const eigH1 = eig(congruence(KH, theta));
+  const eig = fullEigen;
+  const statsAfter = screened?.stats ?? { benign: transformStats(prep.benignStats, theta), harmful: transformStats(prep.harmfulStats, theta) };
+  const eigP0 = known?.eigP0 ?? eig(KP);
+  const eigH0 = known?.eigH0 ?? eig(KH);
+  // θᵀKθ is the transformed statistics' K: the screen's eigendecompositions of it serve here too.
+  const eigP1 = screened?.eigen.benign ?? eig(congruence(KP, theta));
+  const eigH1 = screened?.eigen.harmful ?? eig(congruence(KH, theta));
   const sP0 = eigP0.values;
   const sH0 = eigH0.values;
   const sP1 = eigP1.values;
@@ -285,14 +322,14 @@ function finish(
   // rest of the metrics and the other attackers run here.
   const attackStart = performance.now();
   const suites = (['harmful', 'benign'] as const).map((data) =>
-    startAttackSuite(data, data === 'benign' ? prep.benignStats : prep.harmfulStats, statsAfter[data], data === 'benign' ? { raw: eigP0, immunized: eigP1 } : { raw: eigH0, immunized: eigH1 }, rawSides?.[data]),
+    startAttackSuite(data, data === 'benign' ? prep.benignStats : prep.harmfulStats, statsAfter[data], data === 'benign' ? { raw: eigP0, immunized: eigP1 } : { raw: eigH0, immunized: eigH1 }, rawSides?.[data], screened?.immunized[data]),
   );
   const outcomes: AttackOutcome[] = [];
   let thetaCondition: number | null;
   let bound: number | null;
   let quality: Metrics['benignQuality'];
   try {
-    thetaCondition = matrixCondition(theta);
+    thetaCondition = known?.thetaCondition ?? matrixCondition(theta);
     if (thetaCondition === null) reasons.thetaCondition = 'θ is singular';
     bound = rirBound(KP, KH, rtol, opts.kappaBudget, { benign: eigP0, harmful: sH0 });
     if (bound !== null && beforeP.rank < D) {
