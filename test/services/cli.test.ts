@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { readSafetensors, encodeSafetensors } from '../../models/io/safetensors.js';
 import { writeNpy } from '../../models/io/npy.js';
 import { loadHousePrice } from '../../models/io/housePrice.js';
+import { ATTACKERS } from '../../models/engine/attacks.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const CLI = join(ROOT, 'dist', 'services', 'cli', 'main.js');
@@ -39,7 +40,7 @@ test('demo house-price writes the three artifacts and exits 0 when immunized', a
   for (const key of ['rir', 'benignRatio', 'harmfulRatio', 'rirBound', 'thetaCondition', 'openblasCore', 'verdict']) {
     assert.ok(key in metrics, `metrics.json lacks ${key}`);
   }
-  assert.equal(metrics.attacks.length, 10);
+  assert.equal(metrics.attacks.length, ATTACKERS.length * 2);
   assertAllFinite(JSON.parse(JSON.stringify(metrics, (_k, v) => (v === null ? 0 : v))));
   const tensors = await readSafetensors(join(out, 'theta.safetensors'));
   assert.deepEqual(tensors.theta.shape, [79, 79]);

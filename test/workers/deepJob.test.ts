@@ -21,6 +21,7 @@ import { CancelledError } from '../../models/engine/progress.js';
 import { parseJobSpec, SpecError } from '../../workers/jobSpec.js';
 import { patternImages, SIZE, smallResnet, smallVit, withFittedHead } from '../models/deep/helpers.js';
 import { runModel } from '../models/backbones/helpers.js';
+import { ATTACKERS } from '../../models/engine/attacks.js';
 
 let dir: string;
 before(async () => {
@@ -76,7 +77,7 @@ describe('last-block jobs', () => {
     assert.equal(d.training.steps, 20);
     assert.equal(d.draws, 20);
     assert.equal(d.sampleSize, 100);
-    assert.equal(m.attacks.length, 10);
+    assert.equal(m.attacks.length, ATTACKERS.length * 2);
     assert.deepEqual(result.artifacts.map((a) => a.name).sort(), ['curves.json', 'immunized.onnx', 'metrics.json', 'report.html']);
 
     // The paper's bar over the 20 draws, and at most one point of held-out accuracy lost.

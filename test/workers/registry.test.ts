@@ -39,7 +39,9 @@ describe('job registry', () => {
   it('validates payloads with the CLI schema and lists their dataset references', () => {
     const def = JOB_REGISTRY.immunize;
     const spec = def.parse({ benign: { dataset: 'd1', labels: 'd2' }, harmful: { dataset: 'd3' }, benignTest: { dataset: 'd4' } });
-    assert.equal(spec.method, 'gradient');
+    assert.equal(spec.method, 'spectral');
+    assert.equal(def.parse({ mode: 'last-block', backbone: 'b', benign: { dataset: 'd1' }, harmful: { dataset: 'd3' } }).method, 'gradient', 'last-block trains by gradient steps');
+    assert.throws(() => def.parse({ mode: 'last-block', backbone: 'b', method: 'spectral', benign: { dataset: 'd1' }, harmful: { dataset: 'd3' } }), /linear-head mode only/);
     assert.deepEqual(def.datasetRefs(spec), [
       { field: 'benign.dataset', id: 'd1', role: 'features' },
       { field: 'benign.labels', id: 'd2', role: 'labels' },

@@ -1,6 +1,7 @@
 /** report.html: drawn from a job's real metrics and curves, self-contained, honest about what each chart plots. */
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { ATTACKERS } from '../../models/engine/attacks.js';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -123,7 +124,7 @@ describe('report.html of the House Price demo', () => {
     const html = renderReport(metrics, curves, { paperRow: true, title: 'House Price demo' });
     const doc = checkContract(html, metrics, curves, true);
     assert.equal(points(charts(doc, 'spectra')[0]), 4 * 79);
-    assert.equal(charts(doc, 'attacks').length, 10);
+    assert.equal(charts(doc, 'attacks').length, ATTACKERS.length * 2);
     assertSelfContained(html);
     const compare = doc.querySelector('table.with-paper');
     assert.ok(compare, 'no comparison table with the paper');
