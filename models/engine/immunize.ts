@@ -130,9 +130,11 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
   if (opts.method === 'spectral') {
     known = { eigP0: fullEigen(KP), eigH0: fullEigen(KH), thetaCondition: undefined };
     rawSides = { benign: new RawSide(prep.benignStats, known.eigP0), harmful: new RawSide(prep.harmfulStats, known.eigH0) };
-    const screen = screenAgainstVerdict(prep, rtol, rawSides, (s) => (screened = s));
+    const passedScreen = new Map<Mat, Screened>();
+    const screen = screenAgainstVerdict(prep, rtol, rawSides, (s) => passedScreen.set(s.theta, s));
     const r = spectralImmunize(prep.benignStats, prep.harmfulStats, { kappaBudget: opts.kappaBudget, seed: opts.seed, harmfulLabelled: !!input.harmful.y }, screen);
     theta = r.theta;
+    screened = passedScreen.get(theta);
     known!.thetaCondition = r.thetaCondition;
     optimizer = {
       steps: r.tried,
@@ -203,7 +205,7 @@ interface Known {
   thetaCondition: number | undefined;
 }
 
-/** What the screen computed for the last candidate it ran every attacker on; the final metrics reuse it. */
+/** What the screen computed for a candidate that passed it; the final metrics reuse it for the chosen θ. */
 interface Screened {
   theta: Mat;
   stats: Record<'benign' | 'harmful', SufficientStats>;
@@ -216,25 +218,30 @@ function screenAgainstVerdict(
   rtol: number,
   rawSides: Record<'benign' | 'harmful', RawSide>,
   keep: (s: Screened) => void,
-): (theta: Mat) => { passed: boolean; score: number } {
+): (theta: Mat, mustBeat: number) => { passed: boolean; score: number; rir: number } {
   const t = VERDICT_THRESHOLDS;
   const before = {
     benign: conditioningFromSpectrum(syevr(prep.benignStats.K, { vectors: false }).values, rtol),
     harmful: conditioningFromSpectrum(syevr(prep.harmfulStats.K, { vectors: false }).values, rtol),
   };
   const kappaUntestable = kappaCeilingNote(before.harmful.kappa, rtol) !== undefined;
-  return (theta) => {
+  return (theta, mustBeat) => {
     // The κ checks are cheap and always scored; the attackers follow, and the first one that fails ends the screen.
     // The score counts the checks passed, so that the best of a failed search is the one closest to passing.
     let score = 0;
     let kappaOk = true;
     const kAfter = (K: Mat, rank: number) => conditioningWithRank(syevr(congruence(K, theta), { vectors: false }).values, rtol, rank).kappa;
-    if ((kAfter(prep.benignStats.K, before.benign.rank) ?? Infinity) / before.benign.kappa! <= t.benignRatio) score++;
+    const benignRatio = (kAfter(prep.benignStats.K, before.benign.rank) ?? Infinity) / before.benign.kappa!;
+    const harmfulRatio = (kAfter(prep.harmfulStats.K, before.harmful.rank) ?? 0) / before.harmful.kappa!;
+    const rir = harmfulRatio / benignRatio;
+    if (benignRatio <= t.benignRatio) score++;
     else kappaOk = false;
     if (!kappaUntestable) {
-      if ((kAfter(prep.harmfulStats.K, before.harmful.rank) ?? 0) / before.harmful.kappa! >= t.harmfulRatio) score++;
+      if (harmfulRatio >= t.harmfulRatio) score++;
       else kappaOk = false;
     }
+    // A candidate that cannot beat the best one passed so far is not worth its attack runs.
+    if (!(rir > mustBeat)) return { passed: false, score, rir };
     // Filled side by side below; complete only once both sides ran every attacker.
     const screened: Screened = { theta, stats: {} as Screened['stats'], eigen: {} as Screened['eigen'], immunized: {} as Screened['immunized'] };
     for (const data of ['benign', 'harmful'] as const) {
@@ -249,12 +256,12 @@ function screenAgainstVerdict(
         const stopAt = data === 'benign' ? t.benignSlowdown * 1.01 : t.harmfulSlowdown * 1.1;
         const o = simulateAttack(attacker, data, rawSides[data].baseline(attacker), isStandardized(attacker) ? imm.zScored : imm.plain, stopAt);
         const ok = data === 'benign' ? !o.capped && o.stepsImmunized <= t.benignSlowdown * o.stepsRaw : o.stepsImmunized >= t.harmfulSlowdown * o.stepsRaw;
-        if (!ok) return { passed: false, score };
+        if (!ok) return { passed: false, score, rir };
         score++;
       }
     }
-    keep(screened);
-    return { passed: kappaOk, score };
+    if (kappaOk) keep(screened);
+    return { passed: kappaOk, score, rir };
   };
 }
 

@@ -52,6 +52,9 @@ export const SPECTRAL_RIDGES = [1e-4, 1e-1];
 /** At most this many candidates get the screen (each costs a few eigendecompositions and attack runs). */
 export const MAX_SCREENED = 16;
 
+/** Up to this width every candidate is screened, from the largest RIR down (see spectralImmunize). */
+export const EXHAUSTIVE_MAX_DIM = 128;
+
 /** The milder suppression tried after the boldest one. */
 export const MILD_DELTA = 1e-2;
 
@@ -185,39 +188,64 @@ export function spectralTheta(g: Geometry, suppressed: number[], delta: number, 
  * centre too). `accept` is the caller's check; the first candidate it accepts is returned, or, when it accepts
  * none, the candidate it scored best.
  */
+type Candidate = Omit<SpectralCandidate, 'thetaCondition'> & { thetaCondition: number };
+
+/** Every candidate of the grid within the κ(θ) budget, geometry by geometry (centred first: the z-scoring attackers centre too). */
+function* candidates(benign: SufficientStats, harmful: SufficientStats, opts: SpectralOptions, rotation: Mat): Generator<Candidate> {
+  const ridges = opts.ridge !== undefined ? [opts.ridge] : SPECTRAL_RIDGES;
+  for (const centred of [true, false]) {
+    for (const ridge of ridges) {
+      const g = spectralGeometry(benign, harmful, centred, ridge, opts.harmfulLabelled);
+      // κ(θ) ≤ κ(W)/√δ: δ as small as the budget allows (with a margin for rounding), then a milder one, which costs
+      // the benign side less where the whitening is far from exact (a rank-deficient K_P, few rows).
+      const boldest = Math.min(1, (g.kappaW / (0.5 * opts.kappaBudget)) ** 2);
+      const seen = new Set<string>();
+      for (const delta of new Set([boldest, Math.max(boldest, MILD_DELTA)])) {
+        for (const benignShare of BENIGN_SHARES) {
+          const set = suppressedSet(g, benignShare);
+          const key = `${delta}:${set.indices.length}`;
+          if (set.indices.length === 0 || seen.has(key)) continue;
+          seen.add(key);
+          const theta = spectralTheta(g, set.indices, delta, rotation);
+          const kt = matrixCondition(theta);
+          if (kt === null || kt > opts.kappaBudget) continue;
+          yield { theta, centred, ridge, benignShare, harmfulShare: set.harmfulShare, suppressed: set.indices.length, delta, thetaCondition: kt };
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Screens the candidates with the caller's check. Above EXHAUSTIVE_MAX_DIM the first that passes wins (at most
+ * MAX_SCREENED are screened). Below it a screen costs milliseconds: every candidate's RIR is read first (the check
+ * stops there when asked to beat Infinity), and they are screened from the largest RIR down, so that the first
+ * that passes is the passing candidate with the largest RIR. When none passes, the one that passed the most checks
+ * is returned.
+ */
 export function spectralImmunize(
   benign: SufficientStats,
   harmful: SufficientStats,
   opts: SpectralOptions,
-  accept: (theta: Mat) => { passed: boolean; score: number },
+  /** The caller's check; it may stop early (not passed) once it knows the RIR is at most `mustBeat`. */
+  accept: (theta: Mat, mustBeat: number) => { passed: boolean; score: number; rir: number },
 ): SpectralCandidate & { passed: boolean; tried: number } {
   const D = benign.dim;
   const rotation = randomRotation(D, opts.seed);
-  let best: (SpectralCandidate & { score: number }) | null = null;
+  const exhaustive = D <= EXHAUSTIVE_MAX_DIM;
+  let pool: Iterable<Candidate> = candidates(benign, harmful, opts, rotation);
+  if (exhaustive) {
+    const all = [...pool].map((c) => ({ c, rir: accept(c.theta, Infinity).rir }));
+    pool = all.sort((a, b) => b.rir - a.rir).map((x) => x.c);
+  }
+  let best: (Candidate & { score: number }) | null = null;
   let tried = 0;
-  const geometries = [true, false].flatMap((centred) => (opts.ridge !== undefined ? [opts.ridge] : SPECTRAL_RIDGES).map((ridge) => ({ centred, ridge })));
-  for (const { centred, ridge } of geometries) {
-    if (tried >= MAX_SCREENED) break;
-    const g = spectralGeometry(benign, harmful, centred, ridge, opts.harmfulLabelled);
-    // κ(θ) ≤ κ(W)/√δ: δ as small as the budget allows (with a margin for rounding), then a milder one, which costs
-    // the benign side less where the whitening is far from exact (a rank-deficient K_P, few rows).
-    const boldest = Math.min(1, (g.kappaW / (0.5 * opts.kappaBudget)) ** 2);
-    const grid = [...new Set([boldest, Math.max(boldest, MILD_DELTA)])].flatMap((delta) => BENIGN_SHARES.map((benignShare) => ({ delta, benignShare })));
-    const seen = new Set<string>();
-    for (const { delta, benignShare } of grid) {
-      const set = suppressedSet(g, benignShare);
-      const key = `${delta}:${set.indices.length}`;
-      if (set.indices.length === 0 || seen.has(key) || tried >= MAX_SCREENED) continue;
-      seen.add(key);
-      const theta = spectralTheta(g, set.indices, delta, rotation);
-      const kt = matrixCondition(theta);
-      if (kt === null || kt > opts.kappaBudget) continue;
-      tried++;
-      const verdict = accept(theta);
-      const candidate = { theta, centred, ridge, benignShare, harmfulShare: set.harmfulShare, suppressed: set.indices.length, delta, thetaCondition: kt, score: verdict.score };
-      if (verdict.passed) return { ...candidate, passed: true, tried };
-      if (best === null || candidate.score > best.score) best = candidate;
-    }
+  for (const candidate of pool) {
+    if (!exhaustive && tried >= MAX_SCREENED) break;
+    tried++;
+    const verdict = accept(candidate.theta, -Infinity);
+    if (verdict.passed) return { ...candidate, passed: true, tried };
+    if (best === null || verdict.score > best.score) best = { ...candidate, score: verdict.score };
   }
   if (best === null) throw new Error(`no candidate keeps κ(θ) within the budget ${opts.kappaBudget}`);
   const { score: _s, ...chosen } = best;
