@@ -1,8 +1,11 @@
 import { ENGINE_DEFAULTS, immunize, type Curves, type Method, type Metrics } from '../../models/engine/immunize.js';
+import type { Mat } from '../../models/linalg/types.js';
 import { pixelPair } from '../fixtures/pixels.js';
 import { slowdownText } from '../../models/engine/attacks.js';
 import { heading, num, seconds, table } from './format.js';
 import { summarizeMethod, type MethodSummary } from './house.js';
+
+const CROP_DIM = 512;
 
 export const PIXEL_TARGET = 'the default method (spectral): verdict immunized, every first-order attacker measured, within ≤ 5 s of engine time (θ and attack simulations together)';
 
@@ -19,6 +22,8 @@ export interface PixelResult {
   /** The optimizer's first step with harmful ratio ≥ 10 and benign ratio ≤ 1, and when it got there. */
   reached: { step: number; seconds: number } | null;
   /** The default method's verdict in full: its reasons and every attacker on both sides. */
+  /** The default job on the pair's first 512 columns: the attack phase's time at D = 512. */
+  at512: { dim: number; verdict: string; timings: Metrics['timings'] };
   defaultRun: Pick<Metrics, 'verdict' | 'verdictReasons' | 'verdictNotes' | 'attacks' | 'thetaCondition' | 'harmfulRatio' | 'benignRatio' | 'timings'> | null;
 }
 
@@ -54,6 +59,14 @@ export function runPixels(opts: { progress: (msg: string) => void }): PixelResul
     meetsTarget: null as boolean | null,
     solveMeetsTarget: null as boolean | null,
   }));
+  opts.progress('pixels: the default job on the first 512 columns');
+  const crop = (X: Mat): Mat => {
+    const out = { rows: X.rows, cols: CROP_DIM, data: new Float64Array(X.rows * CROP_DIM) };
+    for (let i = 0; i < X.rows; i++) out.data.set(X.data.subarray(i * X.cols, i * X.cols + CROP_DIM), i * CROP_DIM);
+    return out;
+  };
+  const cropped = immunize({ benign: { ...pair.benign, X: crop(pair.benign.X) }, harmful: { ...pair.harmful, X: crop(pair.harmful.X) } }, ENGINE_DEFAULTS).metrics;
+  const at512 = { dim: CROP_DIM, verdict: cropped.verdict, timings: cropped.timings };
   const g = methods.find((m) => m.method === ENGINE_DEFAULTS.method);
   const misses: string[] = [];
   if (g) {
@@ -73,6 +86,7 @@ export function runPixels(opts: { progress: (msg: string) => void }): PixelResul
     targetMisses: misses,
     reached,
     defaultRun,
+    at512,
   };
 }
 
@@ -107,6 +121,14 @@ export function renderPixels(r: PixelResult): string[] {
       : 'gradient optimizer: never reached harmful ratio ≥ 10 with benign ratio ≤ 1',
   );
   if (r.defaultRun) lines.push('', ...renderVerdict(`default method (${ENGINE_DEFAULTS.method})`, r.defaultRun));
+  if (r.defaultRun) {
+    const t = r.at512.timings;
+    lines.push(
+      '',
+      `attack phase (all twelve simulations): D = ${r.dim} ${seconds(r.defaultRun.timings.attackSeconds)}; D = ${r.at512.dim} (the first ${r.at512.dim} pixel columns) ${seconds(t.attackSeconds)} ` +
+        `(engine ${seconds(t.engineSeconds)}, θ ${seconds(t.solveSeconds)}, verdict ${r.at512.verdict})`,
+    );
+  }
   if (r.targetMet !== null) {
     lines.push('', r.targetMet ? 'target: met' : `target: NOT MET (${r.targetMisses.join('; ')})`);
   }
