@@ -312,9 +312,13 @@ export class RawSide {
   }
 }
 
-/** "×3.20" when measured, "≥10.0" when a capped run gives a lower bound, "unmeasured" otherwise; never a bare ×1 from a cap. */
+/**
+ * "×3.20" when measured ("×0.500 (faster)" below 1: a speed-up), "≥ ×10.0" when a capped run gives a lower bound,
+ * "unmeasured" otherwise; never a bare ×1 from a cap.
+ */
 export function slowdownText(o: Pick<AttackOutcome, 'slowdown' | 'status'>, digits = 3): string {
   if (o.status === 'unmeasured' || o.slowdown === null || o.slowdown === undefined) return 'unmeasured';
   const v = Number(o.slowdown).toPrecision(digits);
-  return o.status === 'capped' ? `≥${v}` : `×${v}`;
+  if (o.status === 'capped') return `≥ ×${v}`;
+  return o.slowdown < 1 ? `×${v} (faster)` : `×${v}`;
 }

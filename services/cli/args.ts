@@ -5,10 +5,15 @@ export class UsageError extends Error {
   readonly code = 'USAGE';
 }
 
+/** A missing API key is not a usage mistake worth the whole usage text: one line says what to do. */
+export class MissingApiKeyError extends Error {
+  readonly code = 'NO_API_KEY';
+}
+
 export const USAGE = `usage:
   immunize run --benign DATA --harmful DATA [--benign-labels FILE | --benign-label-column NAME]
-               [--harmful-labels FILE | --harmful-label-column NAME] [--drop-columns A,B] [--benign-test FILE]
-               [--task regression|binary|multiclass] [--method spectral|closed-form|gradient|paper] [--steps N]
+               [--harmful-labels FILE | --harmful-label-column NAME] [--drop-columns A,B] [--benign-test FILE [--benign-test-labels FILE]]
+               [--row-limit N] [--task regression|binary|multiclass] [--method spectral|closed-form|gradient|paper] [--steps N]
                [--kappa-budget X] [--seed N] [--init identity|random] [--json] [--debug] --out DIR
   immunize run --backbone MODEL.onnx --benign IMAGES --harmful IMAGES [--feature-tensor NAME]
                [--benign-labels FILE] [--harmful-labels FILE] [--resize N] [--crop N] [--mean R,G,B] [--std R,G,B]
@@ -39,6 +44,8 @@ const OPTIONS = {
   'harmful-label-column': { type: 'string' },
   'drop-columns': { type: 'string' },
   'benign-test': { type: 'string' },
+  'benign-test-labels': { type: 'string' },
+  'row-limit': { type: 'string' },
   task: { type: 'string' },
   method: { type: 'string' },
   steps: { type: 'string' },
@@ -132,7 +139,7 @@ type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositio
 function parseRemote(command: RemoteCommand, v: Flags, rest: string[], json: boolean, debug: boolean): CliCommand {
   const url = v.url ?? process.env.IMMUNIZE_URL ?? 'http://127.0.0.1:8080';
   const apiKey = v['api-key'] ?? process.env.IMMUNIZE_API_KEY;
-  if (!apiKey) throw new UsageError('an API key is required: --api-key KEY or IMMUNIZE_API_KEY');
+  if (!apiKey) throw new MissingApiKeyError('no API key: pass --api-key KEY or set IMMUNIZE_API_KEY to one of the keys the service was started with (IMMUNIZE_API_KEYS)');
   const remote: RemoteOptions = { url, apiKey, idempotencyKey: v['idempotency-key'], name: v.name, watch: v.watch ?? false };
   if (command === 'submit') {
     if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
@@ -163,6 +170,9 @@ function specFromFlags(v: Flags): JobSpec {
     if (v[flag] !== undefined && !deep) throw new UsageError(`--${flag} needs --mode last-block`);
   }
   if (deep && !v.backbone) throw new UsageError('--mode last-block needs --backbone MODEL.onnx');
+  if (v['benign-test-labels'] && !v['benign-test']) throw new UsageError('--benign-test-labels needs --benign-test FILE');
+  // The same first N rows of each file that REST's rowLimit takes (the House Price demo uses 200).
+  const rowLimit = number('row-limit', v['row-limit']);
   const drop = v['drop-columns'] ? v['drop-columns'].split(',').map((s) => s.trim()).filter(Boolean) : undefined;
   // One --drop-columns list serves both files, so a side's own label column is never dropped from it.
   const dropFor = (label?: string) => drop?.filter((c) => c !== label);
@@ -174,10 +184,15 @@ function specFromFlags(v: Flags): JobSpec {
     allowSlowBackend: v['allow-slow-backend'],
     timeBudgetSeconds: number('time-budget', v['time-budget']),
     preprocess: preprocessFromFlags(v),
-    benign: { dataset: v.benign, labels: v['benign-labels'], labelColumn: v['benign-label-column'], dropColumns: dropFor(v['benign-label-column']) },
-    harmful: { dataset: v.harmful, labels: v['harmful-labels'], labelColumn: v['harmful-label-column'], dropColumns: dropFor(v['harmful-label-column']) },
+    benign: { dataset: v.benign, labels: v['benign-labels'], labelColumn: v['benign-label-column'], dropColumns: dropFor(v['benign-label-column']), rowLimit },
+    harmful: { dataset: v.harmful, labels: v['harmful-labels'], labelColumn: v['harmful-label-column'], dropColumns: dropFor(v['harmful-label-column']), rowLimit },
     benignTest: v['benign-test']
-      ? { dataset: v['benign-test'], labelColumn: v['benign-label-column'], dropColumns: dropFor(v['benign-label-column']) }
+      ? {
+          dataset: v['benign-test'],
+          labels: v['benign-test-labels'],
+          labelColumn: v['benign-test-labels'] ? undefined : v['benign-label-column'],
+          dropColumns: dropFor(v['benign-label-column']),
+        }
       : undefined,
     task: v.task,
     method: v.method,

@@ -116,3 +116,43 @@ test('bad input: clear message on stderr, exit 1, no stack trace', async () => {
   }
   await assert.rejects(stat(join(dir, 'o', 'metrics.json')));
 });
+
+test('run --row-limit 200 reproduces the House Price demo exactly', async () => {
+  const demo = await tmp();
+  const run = await tmp();
+  await cli(['demo', 'house-price', '--out', demo]);
+  const r = await cli([
+    'run', '--benign', join(DATA, 'D1.csv'), '--benign-label-column', 'LotArea', '--harmful', join(DATA, 'D2.csv'),
+    '--harmful-label-column', 'SalePrice', '--drop-columns', 'LotArea,SalePrice', '--row-limit', '200', '--out', run,
+  ]);
+  const a = JSON.parse(await readFile(join(demo, 'metrics.json'), 'utf8'));
+  const b = JSON.parse(await readFile(join(run, 'metrics.json'), 'utf8'));
+  assert.equal(b.rows.benign, 200, r.stderr);
+  assert.equal(b.rows.harmful, 200);
+  assert.equal(b.rir, a.rir);
+  assert.equal(b.verdict, a.verdict);
+  const bad = await cli(['run', '--benign', join(DATA, 'D1.csv'), '--harmful', join(DATA, 'D2.csv'), '--row-limit', 'many', '--out', run]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--row-limit expects a number/);
+});
+
+test('the demo labels each ratio with its κ rule and compares with the paper under the paper\'s rule', async () => {
+  const out = await tmp();
+  const r = await cli(['demo', 'house-price', '--out', out]);
+  const lines = r.stdout.split('\n');
+  const paper = lines.findIndex((l) => l.startsWith('paper Table 1'));
+  assert.ok(paper >= 0, r.stdout);
+  assert.match(lines[paper], /the paper's κ rule/);
+  assert.match(lines[paper + 1], /^ours, same rule .*the paper's κ rule/);
+  assert.match(lines.find((l) => l.startsWith('ours ')) ?? '', /rank-aware κ/);
+  assert.match(r.stdout, /held-out --benign-test rows/);
+  assert.match(r.stdout, /RIR\* \S+: a reference value|RIR\* \S+: the largest RIR/);
+});
+
+test('a missing input file is one line that names it, not a raw ENOENT', async () => {
+  const r = await cli(['run', '--benign', '/nonexistent/benign.npy', '--harmful', '/nonexistent/harmful.npy', '--out', await tmp()]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /\/nonexistent\/benign\.npy/);
+  assert.doesNotMatch(r.stderr, /ENOENT/);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+});

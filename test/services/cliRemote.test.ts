@@ -73,6 +73,17 @@ it('submits local files, watches to the verdict, and downloads verified artifact
   const metrics = JSON.parse(await readFile(join(dir, 'metrics.json'), 'utf8'));
   assert.equal(metrics.verdict, result.metrics.verdict);
 
+  // Without --json: the same summary a local run prints, and a download that says the hashes matched.
+  const plain = await cli(['status', submitted.id]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout, /attack steps to target/);
+  for (const attacker of ['gd-exact-standardized', 'adam-standardized']) assert.match(plain.stdout, new RegExp(`${attacker}\\s+harmful`));
+  assert.match(plain.stdout, /verdict: (IMMUNIZED|WEAK|INFEASIBLE)/);
+  assert.match(plain.stdout, /RIR\* \S+: /);
+  if (result.metrics.verdict !== 'immunized') assert.match(plain.stderr, /^WARNING: verdict is/m);
+  const dl2 = await cli(['download', submitted.id, '--name', 'metrics.json', '--out', join(out, 'again')]);
+  assert.match(dl2.stdout, /metrics\.json\s+\d+ bytes\s+sha256 [0-9a-f]{64}\s+matches the job record/);
+
   const again = await cli(['status', submitted.id], BOB_KEY);
   assert.equal(again.code, 1, 'another tenant cannot see the job');
   assert.match(again.stderr, /no job with id/);
@@ -86,6 +97,7 @@ it('gives clear errors without a key or for an unknown job', async () => {
   });
   assert.equal(noKey.code, 1);
   assert.match(noKey.stderr, /API key/);
+  assert.equal(noKey.stderr.trim().split('\n').length, 1, `one line, not the whole usage: ${noKey.stderr}`);
   const unknown = await cli(['status', 'no-such-job']);
   assert.equal(unknown.code, 1);
   assert.match(unknown.stderr, /no job with id "no-such-job"/);
@@ -100,4 +112,14 @@ it('refuses to submit a folder of images and says how to pack it', async () => {
   } finally {
     await rm(folder, { recursive: true, force: true });
   }
+});
+
+it('names the address and what to do when the service cannot be reached', async () => {
+  const down = await new Promise<{ code: number; stderr: string }>((done) => {
+    execFile(process.execPath, [CLI, 'status', 'job_x', '--url', 'http://127.0.0.1:9', '--api-key', ALICE_KEY], (err, _o, stderr) => done({ code: err ? Number(err.code) : 0, stderr }));
+  });
+  assert.equal(down.code, 1);
+  assert.match(down.stderr, /cannot reach the service at http:\/\/127\.0\.0\.1:9/);
+  assert.match(down.stderr, /npm run serve/);
+  assert.doesNotMatch(down.stderr, /fetch failed/);
 });

@@ -309,8 +309,9 @@ describe('attacks: Adam is fair to a rescaled optimum, and capped runs are marke
     assert.equal(attackStatus('harmful', false, 2), 'unmeasured');
     assert.equal(attackStatus('harmful', false, 1), 'unmeasured');
     assert.equal(attackStatus('benign', false, 10), 'unmeasured');
-    assert.equal(slowdownText({ status: 'capped', slowdown: 10 }), '≥10.0');
+    assert.equal(slowdownText({ status: 'capped', slowdown: 10 }), '≥ ×10.0');
     assert.equal(slowdownText({ status: 'measured', slowdown: 1.5 }), '×1.50');
+    assert.equal(slowdownText({ status: 'measured', slowdown: 0.5 }), '×0.500 (faster)');
     assert.equal(slowdownText({ status: 'unmeasured', slowdown: null }), 'unmeasured');
   });
 
