@@ -91,10 +91,18 @@ function section(id: string, title: string, intro: string, figures: Array<[strin
   return `<section id="${id}"><h2>${esc(title)}</h2><p class="intro">${esc(intro)}</p><div class="cards">${figures.map(([fid, f]) => figure(f, fid)).join('')}</div></section>`;
 }
 
-function table(head: string[], rows: string[][], cls = ''): string {
+/**
+ * A column of a report table: its header and how its cells line up. Numbers (and the ≤/≥ targets, steps and
+ * slowdowns beside them) are right-aligned, so their digits stack; words are left-aligned. The header takes its
+ * column's alignment, so it always stands over its cells.
+ */
+type Column = [head: string, align: 'num' | 'text'];
+
+function table(cols: Column[], rows: string[][], cls = ''): string {
+  const attr = (i: number) => (cols[i]?.[1] === 'num' ? ' class="num"' : '');
   return (
-    `<div class="table-wrap"><table${cls ? ` class="${cls}"` : ''}><thead><tr>${head.map((h) => `<th scope="col">${h}</th>`).join('')}</tr></thead>` +
-    `<tbody>${rows.map((r) => `<tr>${r.map((c, i) => (i === 0 ? `<th scope="row">${c}</th>` : `<td>${c}</td>`)).join('')}</tr>`).join('')}</tbody></table></div>`
+    `<div class="table-wrap"><table${cls ? ` class="${cls}"` : ''}><thead><tr>${cols.map(([h], i) => `<th scope="col"${attr(i)}>${h}</th>`).join('')}</tr></thead>` +
+    `<tbody>${rows.map((r) => `<tr>${r.map((c, i) => (i === 0 ? `<th scope="row"${attr(i)}>${c}</th>` : `<td${attr(i)}>${c}</td>`)).join('')}</tr>`).join('')}</tbody></table></div>`
   );
 }
 
@@ -113,7 +121,7 @@ function summarySection(m: Metrics, paperRow: boolean): string {
   const k = m.kappa;
   const pc = m.paperConvention;
   const kappaTable = table(
-    ['', 'κ before', 'κ after', 'ratio after / before', 'wanted'],
+    [['', 'text'], ['κ before', 'num'], ['κ after', 'num'], ['ratio after / before', 'num'], ['wanted', 'num']],
     [
       ['benign, H_P', fmt(k?.benign?.before), fmt(k?.benign?.after), `<b>${fmt(m.benignRatio)}</b>`, `≤ ${VERDICT_THRESHOLDS.benignRatio}`],
       ['harmful, H_H', fmt(k?.harmful?.before), fmt(k?.harmful?.after), `<b>${fmt(m.harmfulRatio)}</b>`, `≥ ${VERDICT_THRESHOLDS.harmfulRatio}`],
@@ -127,13 +135,13 @@ function summarySection(m: Metrics, paperRow: boolean): string {
     const p = PAPER_TABLE1_HOUSE_PRICE;
     rows.push(['paper, Table 1 (House Price)', fmt(p.harmfulRatio), fmt(p.benignRatio), fmt(p.rir)]);
   }
-  const compare = table(['', 'harmful ratio ↑', 'benign ratio ↓', 'RIR ↑'], rows, paperRow ? 'compare with-paper' : 'compare');
+  const compare = table([['', 'text'], ['harmful ratio ↑', 'num'], ['benign ratio ↓', 'num'], ['RIR ↑', 'num']], rows, paperRow ? 'compare with-paper' : 'compare');
   const q = m.benignQuality;
   const quality = q?.metric
     ? `${fmt(q.before)} → ${fmt(q.after)}${q.test != null ? ` (held-out test: ${fmt(q.test)})` : ''}`
     : 'not scored (no benign labels)';
   const key = table(
-    ['quantity', 'value'],
+    [['quantity', 'text'], ['value', 'text']],
     [
       ['RIR', fmt(m.rir)],
       m.warnings.some((w) => w.field === 'rirBound')
@@ -160,7 +168,7 @@ function attacksSection(m: Metrics, curves: Curves): string {
     return `<h3>${esc(attackerLabel(a))} <code>${esc(a)}</code></h3><div class="cards">${charts.join('')}</div>`;
   });
   const steps = table(
-    ['attacker', 'data', 'target', 'steps raw', 'steps immunized', 'slowdown', 'status'],
+    [['attacker', 'text'], ['data', 'text'], ['target', 'num'], ['steps raw', 'num'], ['steps immunized', 'num'], ['slowdown', 'num'], ['status', 'text']],
     (m.attacks ?? []).map((o) => [esc(attackerLabel(o.attacker)), esc(o.data), fmt(o.target), String(o.stepsRaw ?? '—'), `${o.stepsImmunized ?? '—'}${o.capped ? ' (cap)' : ''}`, esc(slowdownText(o)), esc(o.status ?? '—')]),
   );
   const intro =
@@ -193,7 +201,7 @@ function detailsSection(m: Metrics): string {
   const warn = warnings.length
     ? `<details><summary>${warnings.length} warning${warnings.length === 1 ? '' : 's'}</summary><ul>${warnings.map((w) => `<li><code>${esc(w.field)}</code>: ${esc(w.reason)}</li>`).join('')}</ul></details>`
     : '<p>No warnings.</p>';
-  return `<section id="details"><h2>Details</h2>${table(['item', 'value'], rows, 'key')}${warn}</section>`;
+  return `<section id="details"><h2>Details</h2>${table([['item', 'text'], ['value', 'text']], rows, 'key')}${warn}</section>`;
 }
 
 const CSS = `
@@ -235,10 +243,12 @@ figcaption{font-size:13px;margin-top:4px}
 .sw.dot{width:11px;height:11px;border-radius:50%;background:currentColor}
 .table-wrap{overflow-x:auto;-webkit-overflow-scrolling:touch;max-width:100%}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums;font-size:14px}
-th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
-thead th{font-weight:600;color:var(--muted)}
-tbody th{text-align:left;font-weight:500}
-table.key td{text-align:left}
+th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap;vertical-align:baseline}
+th.num,td.num{text-align:right}
+thead th{font-weight:600;color:var(--muted);vertical-align:bottom}
+tbody th{font-weight:500}
+table.key tbody th{width:1%}
+table.key td{white-space:normal;overflow-wrap:break-word}
 table.with-paper tbody tr:last-child{background:rgba(107,107,107,.12)}
 .hint{font-size:12px;margin-left:.5em}
 .verdict{display:flex;flex-wrap:wrap;align-items:baseline;gap:6px 14px;padding:10px 12px;border-radius:8px;border:1px solid var(--line);margin:.5em 0 1em}
@@ -249,5 +259,5 @@ table.with-paper tbody tr:last-child{background:rgba(107,107,107,.12)}
 code{font-size:.9em}
 details{margin:.6em 0}
 footer{font-size:13px;padding-top:24px;padding-bottom:24px}
-@media (max-width:600px){body{font-size:14px}header,main,footer{padding:0 10px}figure,.panel{padding:6px}th,td{padding:3px 6px}}
+@media (max-width:600px){body{font-size:14px}header,main,footer{padding:0 10px}figure,.panel{padding:6px}th,td{padding:3px 6px}table.key tbody th{white-space:normal;width:auto;min-width:8em}}
 `;
