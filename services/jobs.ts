@@ -109,7 +109,7 @@ export class JobService {
     let recorded = false;
     try {
       await this.datasets.checkSpec(principal, spec);
-      await this.records.createJob({ id, tenant: principal.tenant, name: JOB_NAME, spec, createdAt: Date.now() });
+      await this.records.createJob({ id, tenant: principal.tenant, name: JOB_NAME, spec, createdAt: Date.now(), idemKey: keyHash });
       recorded = true;
       await this.queue.add(JOB_NAME, id, { tenant: principal.tenant, payload: spec });
     } catch (err) {
@@ -161,7 +161,7 @@ export class JobService {
     return { id, status: now?.status ?? 'cancelled', ...(purge && !now ? { purged: true } : {}) };
   }
 
-  /** Removes a job's record, its queue entry and all its files. */
+  /** Removes a job's record, its queue entry and all its files, and frees its Idempotency-Key for a new job. */
   async purge(id: string): Promise<void> {
     const r = await this.records.getJob(id);
     await this.queue.removeUnlessActive(id).catch(() => false);

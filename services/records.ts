@@ -7,7 +7,8 @@
  *   P:finished                 sorted set, score = finish time: what the retention sweep looks at
  *   P:ds:<id>                  hash: a dataset or backbone record
  *   P:datasets:<tenant>        sorted set: the tenant's datasets and backbones
- *   P:idem:<tenant>:<sha256>   string: an Idempotency-Key's body hash and job id
+ *   P:idem:<tenant>:<sha256>   string: an Idempotency-Key's body hash and job id; the job's record names the key
+ *                              (field idemKey) so that deleting the job releases it
  *   P:cancel                   pub/sub channel: ids of jobs to cancel
  *
  * Status changes go through Lua scripts so that a finished job never changes again.
@@ -92,6 +93,20 @@ const REQUEUE = `${TERMINAL_LUA}
 redis.call('HSET', KEYS[1], 'status', 'queued', 'lastError', ARGV[1])
 return 1`;
 
+/**
+ * KEYS: job, tenant's jobs, finished and, when the job was submitted with one, its Idempotency-Key. ARGV: job id.
+ * Deletes the job and releases its Idempotency-Key, unless the key has meanwhile come to stand for another job.
+ */
+const DELETE_JOB = `local v = KEYS[4] and redis.call('GET', KEYS[4])
+if v then
+  local ok, claim = pcall(cjson.decode, v)
+  if ok and type(claim) == 'table' and claim.jobId == ARGV[1] then redis.call('DEL', KEYS[4]) end
+end
+redis.call('UNLINK', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1`;
+
 /** KEYS: job. ARGV: purge flag. Returns the status, or nil when the job is gone. */
 const REQUEST_CANCEL = `local s = redis.call('HGET', KEYS[1], 'status')
 if not s then return nil end
@@ -140,13 +155,17 @@ export class Records implements WorkerRecords {
   private tenantDatasetsKey(tenant: string): string {
     return `${this.prefix}:datasets:${tenant}`;
   }
+  private idempotencyKey(tenant: string, keyHash: string): string {
+    return `${this.prefix}:idem:${tenant}:${keyHash}`;
+  }
   get cancelChannel(): string {
     return `${this.prefix}:cancel`;
   }
 
   // ---- jobs: API side ----------------------------------------------------------------------------------------
 
-  async createJob(r: { id: string; tenant: string; name: string; spec: unknown; createdAt: number }): Promise<void> {
+  /** `idemKey`: the sha256 of the Idempotency-Key the job was submitted with, released when the job is deleted. */
+  async createJob(r: { id: string; tenant: string; name: string; spec: unknown; createdAt: number; idemKey?: string | null }): Promise<void> {
     await this.redis
       .multi()
       .hset(this.jobKey(r.id), {
@@ -159,6 +178,7 @@ export class Records implements WorkerRecords {
         attempts: '0',
         spec: JSON.stringify(r.spec),
         artifacts: '[]',
+        ...(r.idemKey ? { idemKey: r.idemKey } : {}),
       })
       .zadd(this.tenantJobsKey(r.tenant), 0, r.id)
       .exec();
@@ -208,8 +228,15 @@ export class Records implements WorkerRecords {
     return status;
   }
 
+  /**
+   * Deletes the record and releases the Idempotency-Key it was submitted with, so that the same key submits a new
+   * job; a key that stands for another job by now (it expired and was claimed again) is left alone.
+   */
   async deleteJob(id: string, tenant: string): Promise<void> {
-    await this.redis.multi().unlink(this.jobKey(id)).zrem(this.tenantJobsKey(tenant), id).zrem(this.finishedKey, id).exec();
+    const idemKey = await this.redis.hget(this.jobKey(id), 'idemKey');
+    const keys = [this.jobKey(id), this.tenantJobsKey(tenant), this.finishedKey];
+    if (idemKey) keys.push(this.idempotencyKey(tenant, idemKey));
+    await this.redis.eval(DELETE_JOB, keys.length, ...keys, id);
   }
 
   /** Jobs that finished before `before` (ms), oldest first. */
@@ -326,7 +353,7 @@ export class Records implements WorkerRecords {
     jobId: string,
     ttlSeconds: number,
   ): Promise<{ jobId: string; sameBody: boolean } | null> {
-    const key = `${this.prefix}:idem:${tenant}:${keyHash}`;
+    const key = this.idempotencyKey(tenant, keyHash);
     const ok = await this.redis.set(key, JSON.stringify({ bodyHash, jobId }), 'EX', ttlSeconds, 'NX');
     if (ok === 'OK') return null;
     const prior = json<{ bodyHash?: string; jobId?: string }>((await this.redis.get(key)) ?? undefined, {});
@@ -335,7 +362,7 @@ export class Records implements WorkerRecords {
   }
 
   async releaseIdempotencyKey(tenant: string, keyHash: string): Promise<void> {
-    await this.redis.del(`${this.prefix}:idem:${tenant}:${keyHash}`);
+    await this.redis.del(this.idempotencyKey(tenant, keyHash));
   }
 }
 

@@ -406,6 +406,44 @@ describe('jobs', () => {
     assert.ok(!existsSync(join(t.dataDir, 'jobs', id)));
   });
 
+  it('releases the Idempotency-Key of a purged job: the same key and body make a new job', async () => {
+    const spec = { benign: { dataset: benign }, harmful: { dataset: harmful }, method: 'closed-form', seed: 21 };
+    const first = await submit(ALICE, spec, { 'idempotency-key': 'purge-key-1' });
+    assert.equal(first.statusCode, 202, first.body);
+    const purgedId = first.json().id as string;
+    await waitStatus(purgedId, ['completed']);
+    const p = await api.inject({ method: 'DELETE', url: `/v1/jobs/${purgedId}?purge=true`, headers: ALICE });
+    assert.deepEqual(p.json(), { id: purgedId, status: 'completed', purged: true });
+    const keyName = `${t.prefix}:idem:alice:${sha('purge-key-1')}`;
+    assert.equal(await srv.services.redis.exists(keyName), 0, 'the purge released the key');
+
+    const again = await submit(ALICE, spec, { 'idempotency-key': 'purge-key-1' });
+    assert.equal(again.statusCode, 202, again.body);
+    const newId = again.json().id as string;
+    assert.notEqual(newId, purgedId);
+    assert.equal(again.headers['idempotent-replayed'], undefined);
+    assert.equal(again.headers.location, `/v1/jobs/${newId}`);
+    expectError(await api.inject({ url: `/v1/jobs/${purgedId}`, headers: ALICE }), 404, 'not_found');
+    assert.equal((await getJob(ALICE, newId)).id, newId);
+    // The key now stands for the new job, as any key does.
+    const replay = await submit(ALICE, spec, { 'idempotency-key': 'purge-key-1' });
+    assert.equal(replay.json().id, newId);
+    assert.equal(replay.headers['idempotent-replayed'], 'true');
+    await waitStatus(newId, ['completed']);
+
+    // A job whose key expired and was claimed again by a newer job leaves that claim alone when it is purged.
+    const old = (await submit(ALICE, { ...spec, seed: 22 }, { 'idempotency-key': 'purge-key-2' })).json().id as string;
+    await waitStatus(old, ['completed']);
+    await srv.services.redis.del(`${t.prefix}:idem:alice:${sha('purge-key-2')}`);
+    const newer = (await submit(ALICE, spec, { 'idempotency-key': 'purge-key-2' })).json().id as string;
+    assert.notEqual(newer, old);
+    await api.inject({ method: 'DELETE', url: `/v1/jobs/${old}?purge=true`, headers: ALICE });
+    const still = await submit(ALICE, spec, { 'idempotency-key': 'purge-key-2' });
+    assert.equal(still.json().id, newer);
+    assert.equal(still.headers['idempotent-replayed'], 'true');
+    await waitStatus(newer, ['completed']);
+  });
+
   it('keeps job records and artifacts across an API restart', async () => {
     const before = await getJob(ALICE, completed);
     await srv.close();
