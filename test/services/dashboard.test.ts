@@ -1,11 +1,12 @@
 /**
  * The browser side of the API without a browser: session sign-in and sign-out, the cookie accepted where EventSource
- * and links need it, CSRF on cookie-authenticated changes, the report route, the dashboard's files and bull-board
- * behind the admin key.
+ * and links need it, CSRF on cookie-authenticated changes, the report route, the dashboard's files (its script's
+ * job links drawn on a stand-in document) and bull-board behind the admin key.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { createContext, runInContext } from 'node:vm';
 import type { FastifyInstance } from 'fastify';
 import { ApiKeys } from '../../services/auth.js';
 import { ConfigError, loadConfig } from '../../services/config.js';
@@ -64,6 +65,70 @@ async function waitDone(headers: Record<string, string>, id: string) {
     const d = (await api.inject({ url: `/v1/jobs/${id}`, headers })).json() as { status: string; artifacts: Array<{ name: string }> };
     return ['completed', 'failed', 'cancelled'].includes(d.status) ? d : undefined;
   }, 60_000);
+}
+
+/** Just enough of a DOM element for the dashboard script to build a job's entry. */
+class StandInElement {
+  className = '';
+  textContent = '';
+  href = '';
+  target = '';
+  rel = '';
+  download = '';
+  title = '';
+  type = '';
+  value: unknown = '';
+  max = 0;
+  hidden = false;
+  disabled = false;
+  readonly dataset: Record<string, string> = {};
+  readonly attributes: Record<string, string> = {};
+  children: StandInElement[] = [];
+  readonly classList = { toggle: () => undefined, add: () => undefined, remove: () => undefined };
+  constructor(readonly tagName: string) {}
+  append(...nodes: StandInElement[]): void {
+    this.children.push(...nodes);
+  }
+  prepend(...nodes: StandInElement[]): void {
+    this.children.unshift(...nodes);
+  }
+  replaceChildren(...nodes: StandInElement[]): void {
+    this.children = nodes;
+  }
+  get childElementCount(): number {
+    return this.children.length;
+  }
+  setAttribute(name: string, value: string): void {
+    this.attributes[name] = value;
+  }
+  addEventListener(): void {}
+  focus(): void {}
+  querySelector(): StandInElement {
+    return new StandInElement('button');
+  }
+  /** Every element below this one, depth first. */
+  all(): StandInElement[] {
+    return this.children.flatMap((c) => [c, ...c.all()]);
+  }
+}
+
+/**
+ * Loads the served dashboard script into a fresh context with a stand-in document and returns its renderJob. The
+ * script's start-up asks /v1/session, which never answers here, so nothing else runs.
+ */
+async function dashboardRenderer(script: string): Promise<(job: unknown) => StandInElement> {
+  const byId = new Map<string, StandInElement>();
+  const document = {
+    body: new StandInElement('body'),
+    getElementById: (id: string) => byId.get(id) ?? byId.set(id, new StandInElement('div')).get(id)!,
+    createElement: (tag: string) => new StandInElement(tag),
+  };
+  const context = createContext({ document, fetch: () => new Promise(() => undefined), Headers, EventSource: class {}, console });
+  // The compiled file ends with `export {};` (it is served as a module script); a classic script is the same code.
+  runInContext(script.replace(/^export \{\};\s*$/m, ''), context, { filename: 'dashboard.js' });
+  const render = (context as { renderJob?: (job: unknown) => StandInElement }).renderJob;
+  assert.equal(typeof render, 'function', 'the dashboard script has a renderJob');
+  return render!;
 }
 
 describe('sessions', () => {
@@ -197,6 +262,41 @@ describe('the cookie where a browser needs it, and the report', () => {
     expectError(await api.inject({ url: `/v1/jobs/${jobId}/report` }), 401, 'unauthorized');
     assert.equal((await api.inject({ url: `/v1/jobs/${jobId}/report`, headers: ADMIN })).statusCode, 200);
     expectError(await api.inject({ url: '/v1/jobs/j0000000000000000000000000/report', headers: ALICE }), 404, 'not_found');
+  });
+});
+
+describe("the dashboard's job links", () => {
+  it('shows report.html as one Report link, and the other artifacts as downloads', async () => {
+    const benign = (await uploadWith(ALICE, 'links-b.npy', 40, 11)).json().id as string;
+    const harmful = (await uploadWith(ALICE, 'links-h.npy', 45, 12)).json().id as string;
+    const r = await api.inject({ method: 'POST', url: '/v1/jobs', headers: ALICE, payload: { benign: { dataset: benign }, harmful: { dataset: harmful }, method: 'closed-form' } });
+    assert.equal(r.statusCode, 202, r.body);
+    const id = r.json().id as string;
+    const done = await waitDone(ALICE, id);
+    assert.equal(done.status, 'completed');
+    const names = done.artifacts.map((a) => a.name);
+    assert.ok(names.includes('report.html'), `the job lists report.html: ${names.join(', ')}`);
+
+    const renderJob = await dashboardRenderer((await api.inject('/dashboard.js')).body);
+    const job = (await api.inject({ url: `/v1/jobs/${id}`, headers: ALICE })).json() as { artifacts: Array<{ name: string }> };
+    const anchors = renderJob(job).all().filter((e) => e.tagName === 'a');
+    const reports = anchors.filter((a) => /report/i.test(`${a.textContent} ${a.href}`));
+    assert.deepEqual(
+      reports.map((a) => [a.className, a.textContent, a.href]),
+      [['report', 'Report', `/v1/jobs/${id}/report`]],
+      'one link to the report, and no download link to report.html',
+    );
+    assert.equal(reports[0].target, '_blank');
+    const downloads = anchors.filter((a) => a.className === 'artifact');
+    assert.deepEqual(downloads.map((a) => a.textContent), names.filter((n) => n !== 'report.html'));
+    for (const a of downloads) {
+      assert.equal(a.href, `/v1/jobs/${id}/artifacts/${a.textContent}`);
+      assert.equal(a.download, a.textContent);
+    }
+
+    // A job without a report lists every artifact it has, and no Report link.
+    const bare = renderJob({ ...job, artifacts: job.artifacts.filter((a) => a.name !== 'report.html') }).all().filter((e) => e.tagName === 'a');
+    assert.deepEqual(bare.map((a) => a.className), downloads.map(() => 'artifact'));
   });
 });
 

@@ -35,6 +35,7 @@ interface SessionInfo {
 }
 
 const TERMINAL: ReadonlySet<Status> = new Set(['completed', 'failed', 'cancelled']);
+const REPORT_ARTIFACT = 'report.html';
 
 const state = {
   session: null as SessionInfo | null,
@@ -210,7 +211,9 @@ function renderJob(job: Job): HTMLLIElement {
 
   const links = make('div', 'links');
   const base = `/v1/jobs/${encodeURIComponent(job.id)}`;
-  if (job.artifacts.some((a) => a.name === 'report.html')) {
+  // report.html gets one link, "Report", which opens it in the browser; the other artifacts are downloads.
+  const hasReport = job.artifacts.some((a) => a.name === REPORT_ARTIFACT);
+  if (hasReport) {
     const report = make('a', 'report', 'Report');
     report.href = `${base}/report`;
     report.target = '_blank';
@@ -218,6 +221,7 @@ function renderJob(job: Job): HTMLLIElement {
     links.append(report);
   }
   for (const a of job.artifacts) {
+    if (a.name === REPORT_ARTIFACT) continue;
     const link = make('a', 'artifact', a.name);
     link.href = `${base}/artifacts/${encodeURIComponent(a.name)}`;
     link.download = a.name;
