@@ -19,6 +19,7 @@ export interface Config {
   queueName: string;
   dataDir: string;
   apiKeys: TenantKey[];
+  /** Reads every tenant's jobs; the only key that /metrics (API and worker) and /admin/queues accept. */
   adminKey: string | null;
   maxUploadBytes: number;
   /** Finished jobs (records and artifacts) are purged this many days after they end; 0 keeps them. */

@@ -11,8 +11,10 @@ import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { startQueueWorker, type QueueWorkerHandle } from '../workers/queueWorker.js';
 import app, { fastifyOptions } from './api/app.js';
+import { bearerToken } from './auth.js';
 import { ConfigError, loadConfig, type Role } from './config.js';
 import { bullPrefix, createServices, type Services } from './context.js';
+import { errorBody } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { blockingOptions } from './redis.js';
 import { startRetention } from './retention.js';
@@ -56,14 +58,29 @@ export async function buildApi(services: Services, logger?: Logger): Promise<Fas
   return fastify;
 }
 
+const METRICS_NEED_ADMIN = 'IMMUNIZE_ADMIN_KEY is not set: /metrics answers 401 or 403 to every caller until it is';
+
+/** A worker's /metrics (admin key only, as on the API) and /healthz (open). */
 function metricsServer(services: Services, port: number, host: string): Promise<Server> {
   const server = createServer((req, res) => {
-    if (req.url === '/metrics') {
-      services.metrics.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': services.metrics.registry.contentType }).end(text),
-        () => res.writeHead(500).end(),
-      );
-    } else if (req.url === '/healthz') res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    const path = (req.url ?? '').split('?')[0];
+    const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers }).end(JSON.stringify(body));
+    if (path === '/metrics') {
+      const token = bearerToken(req.headers.authorization);
+      const principal = token ? services.keys.verify(token) : null;
+      if (!principal) {
+        const message = token ? 'invalid API key' : 'missing API key: send Authorization: Bearer <admin key>';
+        json(401, errorBody('unauthorized', message), { 'www-authenticate': 'Bearer' });
+      } else if (!principal.admin) {
+        json(403, errorBody('forbidden', '/metrics is for the admin key (IMMUNIZE_ADMIN_KEY) only'));
+      } else {
+        services.metrics.registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': services.metrics.registry.contentType }).end(text),
+          () => res.writeHead(500).end(),
+        );
+      }
+    } else if (path === '/healthz') json(200, { status: 'ok' });
     else res.writeHead(404).end();
   });
   return new Promise((ok) => server.listen(port, host, () => ok(server)));
@@ -86,11 +103,15 @@ export async function startServer(role: Role, env: Record<string, string | undef
       const port = typeof addr === 'object' && addr ? addr.port : config.port;
       url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
       log.info({ url, docs: `${url}/docs` }, 'immunize API listening');
+      if (!config.adminKey) log.warn(METRICS_NEED_ADMIN);
     }
     if (role !== 'api') {
       worker = await startWorker(services, log);
       stopRetention = startRetention(services.redis, services.records, services.jobs, config.retentionDays, log);
-      if (role === 'worker' && config.workerMetricsPort > 0) metricsHttp = await metricsServer(services, config.workerMetricsPort, config.host);
+      if (role === 'worker' && config.workerMetricsPort > 0) {
+        metricsHttp = await metricsServer(services, config.workerMetricsPort, config.host);
+        if (!config.adminKey) log.warn({ port: config.workerMetricsPort }, METRICS_NEED_ADMIN);
+      }
     }
   } catch (err) {
     await api?.close().catch(() => undefined);

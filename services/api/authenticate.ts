@@ -1,7 +1,8 @@
 /**
  * Who is calling: a Bearer API key or the dashboard's session cookie. A request that has an Authorization header is
  * judged by that header alone. A request authenticated by the cookie that changes state must also carry the
- * session's CSRF token, which a page on another site cannot read.
+ * session's CSRF token, which a page on another site cannot read. Operator pages (the Prometheus metrics) take the
+ * admin key only.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { bearerToken } from '../auth.js';
@@ -84,4 +85,13 @@ export async function authenticate(req: FastifyRequest, reply: FastifyReply, mod
   }
   req.principal = session.principal;
   req.session = session;
+}
+
+/**
+ * Lets the admin key through (as a Bearer header or a session signed in with it): 401 without credentials or with a
+ * key that is not configured, 403 with a tenant's key. `what` names the resource in the 403's message.
+ */
+export async function requireAdmin(req: FastifyRequest, reply: FastifyReply, what: string): Promise<void> {
+  await authenticate(req, reply, 'required');
+  if (!req.principal?.admin) throw new ApiError(403, 'forbidden', `${what} is for the admin key (IMMUNIZE_ADMIN_KEY) only`);
 }

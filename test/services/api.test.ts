@@ -12,7 +12,7 @@ import { encodeNpy } from '../../models/io/npy.js';
 import { encodeOnnx } from '../../services/storage/onnx.js';
 import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import type { RunningServer } from '../../services/server.js';
-import { ADMIN, ALICE, BOB, cleanup, eventually, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ADMIN, ADMIN_KEY, ALICE, ALICE_KEY, BOB, cleanup, eventually, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();
@@ -89,15 +89,32 @@ after(async () => {
 });
 
 describe('health, docs and metrics', () => {
-  it('answers /healthz, /readyz, /metrics and /docs without a key', async () => {
+  it('answers /healthz, /readyz and /docs without a key, and /metrics to the admin key only', async () => {
     assert.deepEqual((await api.inject('/healthz')).json(), { status: 'ok' });
     const ready = await api.inject('/readyz');
     assert.equal(ready.statusCode, 200, ready.body);
     assert.equal(ready.json().redis, 'up');
-    const metrics = await api.inject('/metrics');
-    assert.equal(metrics.statusCode, 200);
+    const anon = await api.inject('/metrics');
+    expectError(anon, 401, 'unauthorized');
+    assert.equal(anon.headers['www-authenticate'], 'Bearer');
+    assert.doesNotMatch(anon.body, /immunize_/);
+    expectError(await api.inject({ url: '/metrics', headers: { authorization: 'Bearer not-a-key-0123456789' } }), 401, 'unauthorized');
+    const tenant = await api.inject({ url: '/metrics', headers: ALICE });
+    expectError(tenant, 403, 'forbidden', /admin key/);
+    assert.doesNotMatch(tenant.body, /immunize_/);
+    const metrics = await api.inject({ url: '/metrics', headers: ADMIN });
+    assert.equal(metrics.statusCode, 200, metrics.body);
+    assert.match(String(metrics.headers['content-type']), /^text\/plain/);
     assert.match(metrics.body, /immunize_queue_jobs\{state="waiting"\}/);
     assert.match(metrics.body, /immunize_http_request_duration_seconds/);
+    // A dashboard session signed in with the admin key reads them too; one signed in with a tenant's key does not.
+    const cookieOf = async (apiKey: string) => {
+      const r = await api.inject({ method: 'POST', url: '/v1/session', payload: { apiKey } });
+      assert.equal(r.statusCode, 200, r.body);
+      return /^immunize_session=[^;]+/.exec(String(r.headers['set-cookie']))![0];
+    };
+    assert.equal((await api.inject({ url: '/metrics', headers: { cookie: await cookieOf(ADMIN_KEY) } })).statusCode, 200);
+    expectError(await api.inject({ url: '/metrics', headers: { cookie: await cookieOf(ALICE_KEY) } }), 403, 'forbidden');
     const docs = await api.inject('/docs/json');
     assert.equal(docs.statusCode, 200);
     const spec = docs.json() as { openapi: string; paths: Record<string, unknown> };

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { RunningServer } from '../../services/server.js';
-import { ALICE, cleanup, eventually, multipart, randomNpy, REDIS_URL, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ADMIN, ALICE, cleanup, eventually, multipart, randomNpy, REDIS_URL, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();
@@ -83,9 +83,9 @@ describe('Redis unavailable', () => {
     assert.equal(r.headers['retry-after'], '5');
     const g = await api.inject({ url: '/v1/jobs', headers: ALICE });
     assert.equal(g.statusCode, 503);
-    // Liveness and the metrics page do not depend on Redis.
+    // Liveness and the metrics page do not depend on Redis (a Bearer key is checked in memory).
     assert.equal((await api.inject('/healthz')).statusCode, 200);
-    assert.equal((await api.inject('/metrics')).statusCode, 200);
+    assert.equal((await api.inject({ url: '/metrics', headers: ADMIN })).statusCode, 200);
 
     await relay.open(relay.port);
     await eventually('readyz to recover', async () => ((await api.inject('/readyz')).statusCode === 200 ? true : undefined), 20_000);

@@ -1,8 +1,12 @@
-/** Liveness, readiness and Prometheus metrics; no API key needed. */
+/**
+ * Liveness and readiness, open to anyone (probes carry no key); Prometheus metrics, for the admin key only: they
+ * show every tenant's traffic and the queue.
+ */
 import { Type } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../../errors.js';
+import { requireAdmin } from '../authenticate.js';
 import { errorResponses } from '../schemas.js';
 
 const Healthy = Type.Object({ status: Type.Literal('ok') });
@@ -27,9 +31,21 @@ export async function healthRoutes(fastify: FastifyInstance): Promise<void> {
     },
   );
 
-  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics', security: [] } }, async (_req, reply) => {
-    const registry = app.svc.metrics.registry;
-    const text = await registry.metrics();
-    return reply.type(registry.contentType).send(text);
-  });
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Prometheus metrics, for the admin key only (Authorization: Bearer <IMMUNIZE_ADMIN_KEY>)',
+        produces: ['text/plain'],
+        response: { ...errorResponses(401, 403) },
+      },
+      onRequest: (req, reply) => requireAdmin(req, reply, '/metrics'),
+    },
+    async (_req, reply) => {
+      const registry = app.svc.metrics.registry;
+      const text = await registry.metrics();
+      return reply.type(registry.contentType).send(text);
+    },
+  );
 }
