@@ -138,15 +138,16 @@ function summarySection(m: Metrics, paperRow: boolean): string {
   const compare = table([['', 'text'], ['harmful ratio ↑', 'num'], ['benign ratio ↓', 'num'], ['RIR ↑', 'num']], rows, paperRow ? 'compare with-paper' : 'compare');
   const q = m.benignQuality;
   const quality = q?.metric
-    ? `${fmt(q.before)} → ${fmt(q.after)}${q.test != null ? ` (held-out test: ${fmt(q.test)})` : ''}`
+    ? `${fmt(q.before)} → ${fmt(q.after)} <span class="hint">the best linear probe on the benign training rows</span>` +
+      (q.test != null ? `; ${fmt(q.test)} <span class="hint">on the held-out benign test rows, after θ</span>` : '')
     : 'not scored (no benign labels)';
   const key = table(
     [['quantity', 'text'], ['value', 'text']],
     [
       ['RIR', fmt(m.rir)],
       m.warnings.some((w) => w.field === 'rirBound')
-        ? ['RIR* (a reference)', `${fmt(m.rirBound)} <span class="hint">K_P is rank-deficient, so this is not a bound: RIR can exceed it</span>`]
-        : ['RIR* (bound)', `${fmt(m.rirBound)} <span class="hint">the most any invertible linear θ can reach here</span>`],
+        ? ['RIR* (a reference)', `${fmt(m.rirBound)} <span class="hint">κ(M)·κ(K_P)/κ(K_H), M = K_P^{-1/2}K_HK_P^{-1/2}; K_P is rank-deficient, so this is not a bound: RIR can exceed it</span>`]
+        : ['RIR* (bound)', `${fmt(m.rirBound)} <span class="hint">κ(M)·κ(K_P)/κ(K_H): the most RIR any invertible linear θ can reach here (≤ 1: immunization is impossible)</span>`],
       ['κ(θ)', `${fmt(m.thetaCondition)} <span class="hint">budget ${fmt(m.kappaBudget)}</span>`],
       [`benign quality${q?.metric ? ` (${esc(q.metric)})` : ''}, before → after`, quality],
       ['compensated head, max deviation', fmt(q?.headMaxDeviation)],
