@@ -206,7 +206,9 @@ describe('the dashboard in chromium', () => {
     await shot(page, 'dashboard-completed-1280x800');
 
     const names = await final.locator('a.artifact').allTextContents();
-    for (const n of ['metrics.json', 'curves.json', 'theta.safetensors', 'report.html']) assert.ok(names.includes(n), `no link to ${n} in ${names.join(', ')}`);
+    for (const n of ['metrics.json', 'curves.json', 'theta.safetensors']) assert.ok(names.includes(n), `no link to ${n} in ${names.join(', ')}`);
+    assert.ok(!names.includes('report.html'), `report.html shows as the Report link only, not as a download too: ${names.join(', ')}`);
+    assert.equal(await final.locator('a.report').count(), 1, 'one Report link per job');
     // The links download with the session cookie alone (the context's request client shares the browser's cookies).
     for (const href of await final.locator('a.artifact').evaluateAll((links) => links.map((a) => (a as HTMLAnchorElement).href))) {
       const r = await page.request.get(href);
