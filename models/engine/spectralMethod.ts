@@ -170,14 +170,10 @@ export function suppressedSet(g: Geometry, benignShare: number): { indices: numb
   return { indices, harmfulShare: harmful };
 }
 
-export function spectralTheta(g: Geometry, suppressed: number[], delta: number, rotation: Mat, alpha = 0): Mat {
+export function spectralTheta(g: Geometry, suppressed: number[], delta: number, rotation: Mat): Mat {
   const D = g.m.length;
-  // g² = m^α·(δ where suppressed): α > 0 stretches the harmful spectrum (κ(H_H) ∝ κ(M)^{1+α}, κ(H_P) ∝ κ(M)^α).
-  const mMax = g.m[D - 1] > 0 ? g.m[D - 1] : 1;
-  const mFloor = mMax * 1e-12;
-  const scale = new Float64Array(D);
-  for (let j = 0; j < D; j++) scale[j] = alpha === 0 ? 1 : Math.pow(Math.max(g.m[j], mFloor) / mMax, alpha / 2);
-  for (const j of suppressed) scale[j] *= Math.sqrt(delta);
+  const scale = new Float64Array(D).fill(1);
+  for (const j of suppressed) scale[j] = Math.sqrt(delta);
   const QG = mat(D, D);
   for (let i = 0; i < D; i++) for (let j = 0; j < D; j++) QG.data[i * D + j] = g.Q.data[i * D + j] * scale[j];
   return gemm(gemm(g.W, QG), rotation);
@@ -188,7 +184,7 @@ export function spectralTheta(g: Geometry, suppressed: number[], delta: number, 
  * centre too). `accept` is the caller's check; the first candidate it accepts is returned, or, when it accepts
  * none, the candidate it scored best.
  */
-type Candidate = Omit<SpectralCandidate, 'thetaCondition'> & { thetaCondition: number };
+type Candidate = SpectralCandidate;
 
 /** Every candidate of the grid within the κ(θ) budget, geometry by geometry (centred first: the z-scoring attackers centre too). */
 function* candidates(benign: SufficientStats, harmful: SufficientStats, opts: SpectralOptions, rotation: Mat): Generator<Candidate> {
