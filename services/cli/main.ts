@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { immunize } from '../../models/engine/immunize.js';
@@ -78,7 +79,21 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+/**
+ * True when this module is the program node was asked to run. npx, `npm install -g` and node_modules/.bin reach it
+ * through a symlink, so argv[1] is the link while import.meta.url is the real file: compare real paths.
+ */
+function runAsProgram(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (runAsProgram()) {
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
