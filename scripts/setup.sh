@@ -21,8 +21,11 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# onnxruntime-node would download CUDA binaries at install; CPU hosts don't need them.
-export ONNXRUNTIME_NODE_INSTALL="${ONNXRUNTIME_NODE_INSTALL:-skip}"
+# onnxruntime-node's install script only downloads its CUDA execution provider (the CPU one ships in the package).
+# package.json's allowScripts denies that script (npm >= 11.16); ONNXRUNTIME_NODE_INSTALL=skip stops it under older
+# npm. On a CUDA 12 host run ONNXRUNTIME_NODE_INSTALL=cuda12 scripts/setup.sh and the provider is fetched below.
+ort_install="${ONNXRUNTIME_NODE_INSTALL:-skip}"
+export ONNXRUNTIME_NODE_INSTALL="$ort_install"
 
 stamp=node_modules/.immunize-installed
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -f build/Release/immunize_linalg.node ]; then
@@ -30,3 +33,11 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -f build/Relea
   touch "$stamp"
 fi
 npm run --silent build
+
+if [ "$ort_install" != skip ]; then
+  ort_bin="node_modules/onnxruntime-node/bin/napi-v6/$(node -p 'process.platform + "/" + process.arch')"
+  if [ ! -f "$ort_bin/libonnxruntime_providers_cuda.so" ]; then
+    echo "setup: fetching onnxruntime's execution providers ($ort_install)" >&2
+    node node_modules/onnxruntime-node/script/install
+  fi
+fi
