@@ -29,10 +29,12 @@ export ONNXRUNTIME_NODE_INSTALL="$ort_install"
 
 stamp=node_modules/.immunize-installed
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -f build/Release/immunize_linalg.node ]; then
+  # builds the native addon (install) and dist/ (prepare)
   npm ci --no-audit --no-fund
   touch "$stamp"
+else
+  npm run --silent build
 fi
-npm run --silent build
 
 if [ "$ort_install" != skip ]; then
   ort_bin="node_modules/onnxruntime-node/bin/napi-v6/$(node -p 'process.platform + "/" + process.arch')"
