@@ -97,7 +97,7 @@ export async function createSession(model: Uint8Array, opts: RuntimeOptions = {}
     const why = cuda.installed
       ? 'no NVIDIA GPU is visible'
       : cuda.gpu
-        ? 'a GPU is present but the CUDA execution provider is not installed (reinstall with ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci --allow-scripts=onnxruntime-node)'
+        ? 'a GPU is present but the CUDA execution provider is not installed (install it with ONNXRUNTIME_NODE_INSTALL=cuda12 scripts/setup.sh)'
         : 'no CUDA execution provider installed and no GPU';
     if (choice === 'cuda') opts.log?.(`onnxruntime: CUDA was asked for but ${why}; using the CPU`);
     const session = await ort.InferenceSession.create(model, sessionOptions(['cpu'], threads));

@@ -15,6 +15,14 @@ import { summaryLines } from './summary.js';
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const HOUSE_PRICE_DIR = join(PACKAGE_ROOT, 'data', 'house_price');
 
+/** Node's file errors name the syscall, not what to do. */
+function oneLine(e: Error & { code?: string; path?: string }): string {
+  if (e.code === 'ENOENT' && e.path) return `${e.path}: no such file or folder (check the path)`;
+  if (e.code === 'EACCES' && e.path) return `${e.path}: permission denied`;
+  if (e.code === 'EISDIR' && e.path) return `${e.path} is a folder; a file was expected here`;
+  return e.message;
+}
+
 export async function main(argv: string[]): Promise<number> {
   let debug = argv.includes('--debug');
   try {
@@ -32,6 +40,7 @@ export async function main(argv: string[]): Promise<number> {
         (text) => {
           if (tty) process.stderr.write(`\r\x1b[K${text}`);
         },
+        (line) => process.stderr.write(line + '\n'),
       );
     }
     const mode = cmd.json ? 'json' : process.stderr.isTTY ? 'tty' : 'quiet';
@@ -71,8 +80,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     return 0;
   } catch (err) {
-    const e = err as Error & { code?: string };
-    process.stderr.write(`immunize: ${e.message}\n`);
+    const e = err as Error & { code?: string; path?: string };
+    process.stderr.write(`immunize: ${oneLine(e)}\n`);
     if (err instanceof UsageError) process.stderr.write(USAGE + '\n');
     if (debug && e.stack) process.stderr.write(e.stack + '\n');
     return 1;
