@@ -1,24 +1,33 @@
 /**
  * The dashboard in a real browser: Debian's chromium driven by playwright-core. Sign in with an API key, upload
  * the House Price CSVs through the form, watch the job finish in the live list, open its report and check that
- * every chart drew data, at a desktop and a phone size, with no console errors. The House Price demo's report shows
- * the paper's Table 1 row; a 768-dimensional report stays under 2 MB. Screenshots go to test-artifacts/dashboard/.
+ * every chart drew data, at a desktop and a phone size, with no console errors. A backbone job goes through the
+ * form too (a small generated ResNet, images as an .npy with a labels file and as a .tar with class folders), with
+ * upload progress per file and its phases on the card, and its immunized.onnx is downloaded and checked. The House
+ * Price demo's report shows the paper's Table 1 row; a 768-dimensional report stays under 2 MB. Screenshots go to
+ * test-artifacts/dashboard/.
  *
  * Without /usr/bin/chromium this file fails (it never skips): run scripts/ensure-chromium.sh.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import sharp from 'sharp';
 import { immunize } from '../../models/engine/immunize.js';
+import { encodeNpy } from '../../models/io/npy.js';
 import type { Mat } from '../../models/linalg/types.js';
 import { renderReport } from '../../workers/report/render.js';
+import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import type { RunningServer } from '../../services/server.js';
+import { inspectOnnx } from '../../services/storage/onnx.js';
+import { tarOf } from '../models/backbones/helpers.js';
 import { ADMIN_KEY, ALICE_KEY, cleanup, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -108,6 +117,50 @@ function assertChartsDrawn(list: ChartInfo[], where: string): void {
   });
 }
 
+const FIXTURE_SIZE = 32;
+
+interface JobDoc {
+  spec: Record<string, any>;
+  metrics?: Record<string, unknown>;
+  artifacts: Array<{ name: string; sha256: string; size: number }>;
+}
+
+/** The job's record, read with the browser's session cookie. */
+async function jobDoc(id: string): Promise<JobDoc> {
+  const r = await context.request.get(`${base}/v1/jobs/${id}`);
+  assert.equal(r.status(), 200);
+  const doc = (await r.json()) as JobDoc;
+  await r.dispose();
+  return doc;
+}
+
+/**
+ * The backbone job's files: a small generated ResNet (32×32 input, 48 features), 16 benign images as a float32
+ * .npy with a labels .npy, and 12 harmful PNGs (40×40, so resized and cropped) in two class folders of a .tar.
+ */
+async function backboneFiles(): Promise<{ dir: string; model: string; benign: string; benignLabels: string; harmful: string; inputs: string[] }> {
+  const dir = await mkdtemp(join(tmpdir(), 'immunize-backbone-form-'));
+  const fixture = resnetFixture({ imageSize: FIXTURE_SIZE, widths: [8, 16, 24, 48], blocks: [1, 1, 1, 1], classes: 10, head: 'gemm', seed: 18 });
+  let s = 7;
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  const n = 16;
+  const images = Float64Array.from({ length: n * 3 * FIXTURE_SIZE * FIXTURE_SIZE }, () => next() - 0.5);
+  const labels = Float64Array.from({ length: n }, (_, i) => i % 10);
+  const png = (seed: number) => {
+    const px = Buffer.alloc(40 * 40 * 3);
+    let t = seed;
+    for (let i = 0; i < px.length; i++) px[i] = (t = (Math.imul(t, 1664525) + 1013904223) >>> 0) >>> 24;
+    return sharp(px, { raw: { width: 40, height: 40, channels: 3 } }).png().toBuffer();
+  };
+  const entries = await Promise.all(Array.from({ length: 12 }, async (_, i) => [`${i % 2 ? 'cat' : 'dog'}/${i}.png`, await png(100 + i)] as [string, Buffer]));
+  const paths = { model: join(dir, 'resnet.onnx'), benign: join(dir, 'benign.npy'), benignLabels: join(dir, 'benign-labels.npy'), harmful: join(dir, 'harmful.tar') };
+  await writeFile(paths.model, fixture.model.bytes);
+  await writeFile(paths.benign, encodeNpy({ shape: [n, 3, FIXTURE_SIZE, FIXTURE_SIZE], data: images }, 'f4'));
+  await writeFile(paths.benignLabels, encodeNpy({ shape: [n], data: labels }, 'i4'));
+  await writeFile(paths.harmful, tarOf(entries));
+  return { dir, ...paths, inputs: inspectOnnx(Buffer.from(fixture.model.bytes)).inputs.map((i) => i.name) };
+}
+
 before(async () => {
   await mkdir(SHOTS, { recursive: true });
   t = await testEnv();
@@ -119,7 +172,7 @@ before(async () => {
     headless: true,
     args: CHROMIUM_ARGS,
     viewport: VIEWPORTS[0],
-    acceptDownloads: false,
+    acceptDownloads: true,
   });
   context.setDefaultTimeout(15_000);
   context.on('page', watch);
@@ -217,6 +270,170 @@ describe('the dashboard in chromium', () => {
     }
   });
 
+  it('submits a backbone job from the form, shows upload progress and its phases, and downloads immunized.onnx', { timeout: 120_000 }, async (tc) => {
+    const files = await backboneFiles();
+    try {
+      await page.check('input[name=kind][value=backbone]');
+      for (const id of ['#backbone-file', '#mode', '#pre-resize', '#benign-labels-from']) assert.ok(await page.locator(id).isVisible(), `${id} shows for a backbone job`);
+      for (const id of ['#benign-drop', '#harmful-drop', '#benign-label']) assert.ok(await page.locator(id).isHidden(), `${id} is for .csv features only`);
+      // Last-block mode trains by gradient steps and is cut at a tensor; linear-head mode takes a method and a feature tensor.
+      await page.selectOption('#mode', 'last-block');
+      assert.ok(await page.locator('#cut-tensor').isVisible());
+      assert.ok(await page.locator('#method').isHidden());
+      assert.ok(await page.locator('#feature-tensor').isHidden());
+      await page.selectOption('#mode', 'linear-head');
+      assert.ok(await page.locator('#cut-tensor').isHidden());
+      assert.ok(await page.locator('#method').isVisible());
+
+      await page.setInputFiles('#backbone-file', files.model);
+      assert.equal(await page.inputValue('#benign-labels-from'), 'folders', 'a backbone job reads labels from class folders unless told otherwise');
+      await page.setInputFiles('#benign-file', files.benign);
+      assert.equal(await page.inputValue('#benign-labels-from'), 'none', 'an .npy of images has no class folders');
+      await page.selectOption('#benign-labels-from', 'file');
+      await page.setInputFiles('#benign-labels-file', files.benignLabels);
+      await page.setInputFiles('#harmful-file', files.harmful);
+      assert.equal(await page.inputValue('#harmful-labels-from'), 'folders');
+      await page.selectOption('#method', 'closed-form');
+      await page.fill('#row-limit', '');
+
+      await page.evaluate(() => {
+        const seen: Array<[string, string, string, number]> = [];
+        (window as unknown as { backboneSeen: typeof seen }).backboneSeen = seen;
+        new MutationObserver(() => {
+          for (const li of Array.from(document.querySelectorAll<HTMLElement>('li.job'))) {
+            seen.push([li.dataset.jobId ?? '', li.dataset.status ?? '', li.dataset.phase ?? '', li.querySelector('progress')?.value ?? -1]);
+          }
+        }).observe(document.getElementById('job-list')!, { childList: true, subtree: true, attributes: true });
+      });
+      const before = new Set(await page.locator('li.job').evaluateAll((items) => items.map((li) => (li as HTMLElement).dataset.jobId)));
+      await page.click('#submit-job');
+      const card = page.locator('li.job').first();
+      await page.waitForFunction((known) => {
+        const first = document.querySelector<HTMLElement>('li.job');
+        return first !== null && !known.includes(first.dataset.jobId ?? '');
+      }, [...before] as string[]);
+      const id = (await card.getAttribute('data-job-id'))!;
+      assert.ok(!before.has(id));
+
+      // One line per file, each at 100% and done, with what the service read from it.
+      const uploads = await page.locator('#uploads li.upload').evaluateAll((items) =>
+        items.map((li) => ({
+          file: (li as HTMLElement).dataset.file,
+          state: (li as HTMLElement).dataset.state,
+          value: li.querySelector('progress')?.value,
+          note: li.querySelector('.note')?.textContent ?? '',
+        })),
+      );
+      assert.deepEqual(uploads.map((u) => [u.file, u.state, u.value]), [
+        ['backbone', 'done', 1],
+        ['benign', 'done', 1],
+        ['benign labels', 'done', 1],
+        ['harmful', 'done', 1],
+      ]);
+      assert.match(uploads[0].note, new RegExp(`^uploaded as b\\w+ · input "input" N×3×${FIXTURE_SIZE}×${FIXTURE_SIZE}$`));
+      assert.match(uploads[1].note, /^uploaded as d\w+ · 16 images$/);
+      assert.match(uploads[2].note, /^uploaded as d\w+ · 16 labels$/);
+      assert.match(uploads[3].note, /^uploaded as d\w+ · 12 images · classes cat, dog$/);
+
+      // A picture of the card while it runs, when the job is not done before the page draws a phase.
+      await page
+        .locator(`li.job[data-job-id="${id}"][data-status=running][data-phase]`)
+        .waitFor({ timeout: 20_000 })
+        .then(() => shot(page, 'dashboard-backbone-running-1280x800'), () => undefined);
+      await page.locator(`li.job[data-job-id="${id}"]:is([data-status=completed],[data-status=failed],[data-status=cancelled])`).waitFor({ timeout: 100_000 });
+      const final = page.locator(`li.job[data-job-id="${id}"]`);
+      assert.equal(await final.getAttribute('data-status'), 'completed', (await final.locator('.error').allTextContents()).join(' '));
+      assert.match((await final.locator('.spec').textContent()) ?? '', /^backbone \S+ · linear head · closed-form · benign labels /);
+      assert.match((await final.locator('.summary').textContent()) ?? '', /verdict \w+/);
+      await shot(page, 'dashboard-backbone-1280x800');
+
+      // The phases the card showed, in the order it showed them, never going back.
+      const order = ['features', 'optimise', 'attacks', 'export'];
+      const seen = (await page.evaluate(() => (window as unknown as { backboneSeen: Array<[string, string, string, number]> }).backboneSeen)).filter(([j]) => j === id);
+      const phases = seen.filter(([, s, p]) => s === 'running' && p !== '').map(([, , p]) => p);
+      for (const p of phases) assert.ok(order.includes(p), `unknown phase ${p}`);
+      for (let i = 1; i < phases.length; i++) assert.ok(order.indexOf(phases[i]) >= order.indexOf(phases[i - 1]), `the phases went back: ${phases.join(', ')}`);
+      assert.ok(phases.length > 0, `the card showed no phase while the job ran: ${JSON.stringify(seen)}`);
+      tc.diagnostic(`phases shown: ${phases.filter((p, i) => p !== phases[i - 1]).join(' → ')}`);
+
+      // What the form sent: the backbone, the labels file on the benign side and class folders (nothing to send) on the harmful one.
+      const doc = await jobDoc(id);
+      assert.equal(typeof doc.spec.backbone, 'string');
+      assert.equal(doc.spec.mode, 'linear-head');
+      assert.equal(doc.spec.method, 'closed-form');
+      assert.equal(doc.spec.preprocess, undefined);
+      assert.equal(typeof doc.spec.benign.labels, 'string');
+      assert.deepEqual(Object.keys(doc.spec.harmful), ['dataset']);
+      assert.equal(doc.metrics?.task, 'multiclass', 'the benign labels reached the job');
+
+      // immunized.onnx is one of the downloads; the browser saves it with the session cookie alone.
+      const listed = doc.artifacts.find((a) => a.name === 'immunized.onnx');
+      assert.ok(listed, `the job lists ${doc.artifacts.map((a) => a.name).join(', ')}`);
+      const link = final.locator('a.artifact', { hasText: 'immunized.onnx' });
+      assert.equal(await link.count(), 1);
+      const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+      assert.equal(download.suggestedFilename(), 'immunized.onnx');
+      const bytes = await readFile((await download.path())!);
+      assert.equal(bytes.length, listed.size);
+      assert.equal(createHash('sha256').update(bytes).digest('hex'), listed.sha256);
+      const onnx = inspectOnnx(bytes, 'immunized.onnx');
+      assert.deepEqual(onnx.inputs.map((i) => i.name), files.inputs);
+      assert.ok(onnx.outputs.some((o) => o.name === 'features_immunized'), `outputs: ${onnx.outputs.map((o) => o.name).join(', ')}`);
+      const r = await page.request.get(`${base}/v1/jobs/${id}/artifacts/immunized.onnx`);
+      assert.equal(r.status(), 200);
+      await r.dispose();
+    } finally {
+      await rm(files.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('sends the preprocessing options with image archives, and refuses them for .npy images before uploading', { timeout: 90_000 }, async () => {
+    const files = await backboneFiles();
+    try {
+      const uploads: string[] = [];
+      const onRequest = (r: { method(): string; url(): string }) => {
+        if (r.method() === 'POST' && /\/v1\/(datasets|backbones)$/.test(new URL(r.url()).pathname)) uploads.push(r.url());
+      };
+      page.on('request', onRequest);
+      await page.setInputFiles('#backbone-file', files.model);
+      await page.setInputFiles('#benign-file', files.benign);
+      await page.selectOption('#benign-labels-from', 'file');
+      await page.setInputFiles('#benign-labels-file', files.benignLabels);
+      await page.setInputFiles('#harmful-file', files.harmful);
+      await page.fill('#pre-resize', '36');
+      await page.fill('#pre-crop', String(FIXTURE_SIZE));
+      await page.fill('#pre-mean', '0.5, 0.5, 0.5');
+      await page.fill('#pre-std', '0.25 0.25 0.25');
+      await page.click('#submit-job');
+      await page.locator('#notice.error').waitFor({ state: 'visible' });
+      assert.match((await page.textContent('#notice')) ?? '', /Preprocessing applies to image files only: the benign images \(benign\.npy\) are an \.npy/);
+      assert.deepEqual(uploads, [], 'nothing was uploaded');
+
+      const before = await page.locator('li.job').count();
+      await page.setInputFiles('#benign-file', files.harmful);
+      await page.selectOption('#benign-labels-from', 'folders');
+      await page.click('#submit-job');
+      await page.waitForFunction((n) => document.querySelectorAll('li.job').length > n, before);
+      page.off('request', onRequest);
+      assert.equal(uploads.length, 3, `one upload per file: ${uploads.join(', ')}`);
+      const id = (await page.locator('li.job').first().getAttribute('data-job-id'))!;
+      await page.locator(`li.job[data-job-id="${id}"]:is([data-status=completed],[data-status=failed],[data-status=cancelled])`).waitFor({ timeout: 80_000 });
+      const final = page.locator(`li.job[data-job-id="${id}"]`);
+      assert.equal(await final.getAttribute('data-status'), 'completed', (await final.locator('.error').allTextContents()).join(' '));
+      const doc = await jobDoc(id);
+      assert.deepEqual(doc.spec.preprocess, { resize: 36, crop: FIXTURE_SIZE, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] });
+      assert.deepEqual(Object.keys(doc.spec.benign), ['dataset']);
+      assert.ok(doc.artifacts.some((a) => a.name === 'immunized.onnx'));
+      // The form is left as the first test expects to find the page: a features job.
+      await page.check('input[name=kind][value=features]');
+      assert.ok(await page.locator('#backbone-file').isHidden());
+      assert.ok(await page.locator('#benign-drop').isVisible());
+      assert.equal(await page.inputValue('#benign-labels-from'), 'column');
+    } finally {
+      await rm(files.dir, { recursive: true, force: true });
+    }
+  });
+
   it("opens the job's report with every chart drawn", { timeout: 20_000 }, async () => {
     const [report] = await Promise.all([context.waitForEvent('page'), page.click(`li.job[data-job-id="${jobId}"] a.report`)]);
     await report.waitForLoadState('load');
@@ -237,14 +454,18 @@ describe('the dashboard in chromium', () => {
     await report.close();
   });
 
-  it('fits 1280×800 and 390×844 without horizontal scrolling', { timeout: 20_000 }, async () => {
+  it('fits 1280×800 and 390×844 without horizontal scrolling, with the form for features and for a backbone', { timeout: 20_000 }, async () => {
     for (const v of VIEWPORTS) {
       await page.setViewportSize(v);
-      const o = await overflow(page);
-      assert.ok(o.scrollWidth <= o.innerWidth + 1, `the dashboard overflows at ${v.width}×${v.height}: ${o.scrollWidth} > ${o.innerWidth}`);
-      assert.ok(await page.locator('#submit-job').isVisible());
-      assert.ok(await page.locator(`li.job[data-job-id="${jobId}"] a.report`).isVisible());
-      await shot(page, `dashboard-${v.width}x${v.height}`);
+      for (const kind of ['features', 'backbone']) {
+        await page.check(`input[name=kind][value=${kind}]`);
+        const o = await overflow(page);
+        assert.ok(o.scrollWidth <= o.innerWidth + 1, `the dashboard (${kind}) overflows at ${v.width}×${v.height}: ${o.scrollWidth} > ${o.innerWidth}`);
+        assert.ok(await page.locator('#submit-job').isVisible());
+        assert.ok(await page.locator(`li.job[data-job-id="${jobId}"] a.report`).isVisible());
+        await shot(page, kind === 'features' ? `dashboard-${v.width}x${v.height}` : `dashboard-form-backbone-${v.width}x${v.height}`);
+      }
+      await page.check('input[name=kind][value=features]');
     }
     await page.setViewportSize(VIEWPORTS[0]);
   });

@@ -300,6 +300,70 @@ describe("the dashboard's job links", () => {
   });
 });
 
+describe("the dashboard's job cards", () => {
+  let renderJob: (job: unknown) => StandInElement;
+  const job = (over: Record<string, unknown>) => ({ id: 'j0000000000000000000000001', status: 'running', progress: 0, stage: {}, createdAt: new Date(0).toISOString(), artifacts: [], ...over });
+  const byClass = (root: StandInElement, className: string) => root.all().filter((e) => e.className === className);
+
+  before(async () => {
+    renderJob = await dashboardRenderer((await api.inject('/dashboard.js')).body);
+  });
+
+  it("shows a running job's phase among features, optimise, attacks and export, from the worker's progress events", () => {
+    const card = renderJob(job({ progress: 0.25, stage: { phase: 'optimize', step: 3, of: 20, kappaHarmful: 123456.7 } }));
+    assert.equal(card.dataset.phase, 'optimise');
+    const [steps] = byClass(card, 'phases');
+    assert.deepEqual(steps.children.map((li) => [li.textContent, li.dataset.state]), [
+      ['features', 'done'],
+      ['optimise', 'current'],
+      ['attacks', 'todo'],
+      ['export', 'todo'],
+    ]);
+    assert.equal(steps.children[1].attributes['aria-current'], 'step');
+    const [line] = byClass(card, 'stage');
+    assert.deepEqual(line.children.map((c) => c.textContent), ['optimise', ' · step 3 of 20 · κ harmful 1.23e+5']);
+    // The worker's phases (workers/queueWorker.ts progressTracker) at the fractions it gives them.
+    const cases: Array<[string, number, string, string]> = [
+      ['starting', 0, 'features', ''],
+      ['load', 0.02, 'features', 'loading the backbone'],
+      ['statistics', 0.05, 'features', 'features benign'],
+      ['optimize', 0.7, 'optimise', ''],
+      ['evaluate', 0.72, 'optimise', ''],
+      ['attacks', 0.77, 'attacks', 'gd on harmful'],
+      ['done', 0.99, 'export', ''],
+      ['evaluate', 0.99, 'export', 'checking immunized.onnx against the original'],
+    ];
+    for (const [phase, progress, shown, message] of cases) {
+      const c = renderJob(job({ progress, stage: message ? { phase, message } : { phase } }));
+      assert.equal(c.dataset.phase, shown, `${phase} at ${progress}`);
+      assert.equal(byClass(c, 'phase')[0].textContent, shown);
+      if (message) assert.match(byClass(c, 'details')[0].textContent, new RegExp(message));
+    }
+  });
+
+  it('shows no phases for a queued or finished job', () => {
+    const queued = renderJob(job({ status: 'queued', stage: { phase: 'queued' } }));
+    assert.deepEqual(byClass(queued, 'phases'), []);
+    assert.equal(byClass(queued, 'stage')[0].textContent, 'waiting for a worker');
+    const done = renderJob(job({ status: 'completed', progress: 1, stage: { phase: 'done' }, metrics: { verdict: 'weak', rir: 3, harmfulRatio: 1.5, benignRatio: 0.9 } }));
+    assert.deepEqual(byClass(done, 'phases'), []);
+    assert.equal(done.dataset.phase, undefined);
+    assert.match(byClass(done, 'summary')[0].textContent, /^verdict weak · /);
+  });
+
+  it("offers a backbone job's immunized.onnx as a download and names the backbone and mode", () => {
+    const artifacts = ['metrics.json', 'curves.json', 'theta.safetensors', 'report.html', 'immunized.onnx'].map((name) => ({ name, size: 100, sha256: '0'.repeat(64) }));
+    const spec = { backbone: 'b0000000000000000000000001', mode: 'last-block', method: 'gradient', benign: { dataset: 'd1', labels: 'd2' }, harmful: { dataset: 'd3' } };
+    const card = renderJob(job({ status: 'completed', progress: 1, artifacts, spec }));
+    const downloads = byClass(card, 'artifact');
+    const onnx = downloads.find((a) => a.textContent === 'immunized.onnx');
+    assert.ok(onnx, `downloads: ${downloads.map((a) => a.textContent).join(', ')}`);
+    assert.equal(onnx.href, '/v1/jobs/j0000000000000000000000001/artifacts/immunized.onnx');
+    assert.equal(onnx.download, 'immunized.onnx');
+    assert.equal(byClass(card, 'spec')[0].textContent, 'backbone b0000000000000000000000001 · last block · gradient · benign labels d2');
+  });
+});
+
 describe('the dashboard files', () => {
   it('serves the page, its script and its style sheet without a key, under a CSP that allows only this origin', async () => {
     const page = await api.inject('/');

@@ -40,35 +40,101 @@ export const DASHBOARD_HTML = `<!doctype html>
   <div id="app" hidden>
     <section id="new-job" class="panel">
       <h2>New job</h2>
-      <form id="job-form" novalidate>
+      <form id="job-form" novalidate data-kind="features" data-mode="linear-head">
+        <fieldset class="kind">
+          <legend>What you bring</legend>
+          <label class="choice"><input type="radio" name="kind" value="features" checked> Features <span class="hint">(.csv or .npy, one row per sample)</span></label>
+          <label class="choice"><input type="radio" name="kind" value="backbone"> A backbone <span class="hint">(.onnx) and images</span></label>
+        </fieldset>
+        <div class="sides for-backbone" hidden>
+          <fieldset>
+            <legend>Backbone</legend>
+            <label>Model (.onnx)
+              <input id="backbone-file" name="backboneFile" type="file" accept=".onnx">
+            </label>
+            <label>Mode
+              <select id="mode" name="mode">
+                <option value="linear-head" selected>linear head (θ on the features)</option>
+                <option value="last-block">last block (train the backbone's last block)</option>
+              </select>
+            </label>
+            <label class="for-linear-head">Feature tensor <span class="hint">(empty: the input of the classifier)</span>
+              <input id="feature-tensor" name="featureTensor" spellcheck="false">
+            </label>
+            <label class="for-last-block" hidden>Cut tensor <span class="hint">(empty: the input of the last stage or block)</span>
+              <input id="cut-tensor" name="cutTensor" spellcheck="false">
+            </label>
+            <label class="for-last-block" hidden>Time budget <span class="hint">(seconds; empty: 1800)</span>
+              <input id="time-budget" name="timeBudgetSeconds" type="number" min="1" step="any" inputmode="decimal">
+            </label>
+            <label class="for-last-block check" hidden><input id="allow-slow" name="allowSlowBackend" type="checkbox"> Run even when the estimate exceeds the budget</label>
+          </fieldset>
+          <fieldset>
+            <legend>Preprocessing <span class="hint">(PNG/JPEG in a .tar; .npy images come preprocessed)</span></legend>
+            <label>Resize <span class="hint">(shorter side; empty: 256, or the model's size ×256/224)</span>
+              <input id="pre-resize" name="resize" type="number" min="1" max="4096" step="1" inputmode="numeric">
+            </label>
+            <label>Crop <span class="hint">(centre square; empty: 224, or the model's input size)</span>
+              <input id="pre-crop" name="crop" type="number" min="1" max="4096" step="1" inputmode="numeric">
+            </label>
+            <label>Mean <span class="hint">(per channel, on [0, 1] pixels)</span>
+              <input id="pre-mean" name="mean" placeholder="0.485, 0.456, 0.406" spellcheck="false">
+            </label>
+            <label>Std <span class="hint">(per channel)</span>
+              <input id="pre-std" name="std" placeholder="0.229, 0.224, 0.225" spellcheck="false">
+            </label>
+          </fieldset>
+        </div>
         <div class="sides">
           <fieldset>
             <legend>Benign data <span class="hint">(the task to keep)</span></legend>
-            <label>File (.csv or .npy)
-              <input id="benign-file" name="benignFile" type="file" accept=".csv,.npy" required>
+            <label>File <span class="hint for-features">(.csv or .npy)</span><span class="hint for-backbone" hidden>(.tar of PNG/JPEG, or an N×C×H×W .npy)</span>
+              <input id="benign-file" name="benignFile" type="file" accept=".csv,.npy">
             </label>
-            <label>Label column
+            <label>Labels
+              <select id="benign-labels-from" name="benignLabelsFrom">
+                <option value="column" class="for-features" selected>a column of the .csv</option>
+                <option value="folders" class="for-backbone" hidden disabled>class folders inside the .tar (no file)</option>
+                <option value="file">a labels file (.npy or one-column .csv)</option>
+                <option value="none">none</option>
+              </select>
+            </label>
+            <label class="for-labels-column">Label column
               <input id="benign-label" name="benignLabel" placeholder="e.g. LotArea" spellcheck="false">
             </label>
-            <label>Drop columns
+            <label class="for-labels-file" hidden>Labels file <span class="hint">(one label per row, in the order of the data)</span>
+              <input id="benign-labels-file" name="benignLabelsFile" type="file" accept=".npy,.csv">
+            </label>
+            <label class="for-features">Drop columns
               <input id="benign-drop" name="benignDrop" placeholder="comma-separated, e.g. SalePrice" spellcheck="false">
             </label>
           </fieldset>
           <fieldset>
             <legend>Harmful data <span class="hint">(the task to resist)</span></legend>
-            <label>File (.csv or .npy)
-              <input id="harmful-file" name="harmfulFile" type="file" accept=".csv,.npy" required>
+            <label>File <span class="hint for-features">(.csv or .npy)</span><span class="hint for-backbone" hidden>(.tar of PNG/JPEG, or an N×C×H×W .npy)</span>
+              <input id="harmful-file" name="harmfulFile" type="file" accept=".csv,.npy">
             </label>
-            <label>Label column
+            <label>Labels
+              <select id="harmful-labels-from" name="harmfulLabelsFrom">
+                <option value="column" class="for-features" selected>a column of the .csv</option>
+                <option value="folders" class="for-backbone" hidden disabled>class folders inside the .tar (no file)</option>
+                <option value="file">a labels file (.npy or one-column .csv)</option>
+                <option value="none">none</option>
+              </select>
+            </label>
+            <label class="for-labels-column">Label column
               <input id="harmful-label" name="harmfulLabel" placeholder="e.g. SalePrice" spellcheck="false">
             </label>
-            <label>Drop columns
+            <label class="for-labels-file" hidden>Labels file <span class="hint">(one label per row, in the order of the data)</span>
+              <input id="harmful-labels-file" name="harmfulLabelsFile" type="file" accept=".npy,.csv">
+            </label>
+            <label class="for-features">Drop columns
               <input id="harmful-drop" name="harmfulDrop" placeholder="comma-separated, e.g. LotArea" spellcheck="false">
             </label>
           </fieldset>
           <fieldset>
             <legend>Options</legend>
-            <label>Method
+            <label id="method-field" class="for-linear-head">Method
               <select id="method" name="method">
                 <option value="gradient" selected>gradient</option>
                 <option value="closed-form">closed-form</option>
@@ -83,6 +149,7 @@ export const DASHBOARD_HTML = `<!doctype html>
             </label>
           </fieldset>
         </div>
+        <ol id="uploads" class="uploads" aria-label="Uploads" hidden></ol>
         <div class="actions">
           <button id="submit-job" type="submit">Upload and submit</button>
           <span id="submit-state" class="hint" aria-live="polite"></span>
@@ -175,4 +242,22 @@ legend { font-weight: 600; padding: 0 .3rem; }
 .error { color: var(--bad); }
 .links { display: flex; flex-wrap: wrap; gap: .35rem .9rem; margin-top: .4rem; font-size: .9rem; align-items: center; }
 .links .report { font-weight: 600; }
+fieldset.kind { display: flex; flex-wrap: wrap; gap: .25rem 1.5rem; margin-bottom: 1rem; }
+label.choice, label.check { flex-direction: row; align-items: baseline; gap: .45rem; margin: .2rem 0; }
+label.choice input, label.check input { flex: none; width: auto; }
+.sides + .sides { margin-top: 1rem; }
+.uploads { list-style: none; margin: 1rem 0 0; padding: 0; display: grid; gap: .4rem; }
+.upload { display: grid; grid-template-columns: minmax(0, 14rem) minmax(4rem, 1fr) 3.2rem; gap: .15rem .6rem; align-items: center;
+  font-size: .875rem; }
+.upload .file { overflow-wrap: anywhere; }
+.upload progress { width: 100%; height: .6rem; accent-color: var(--accent); }
+.upload .note { grid-column: 1 / -1; color: var(--muted); overflow-wrap: anywhere; }
+.upload[data-state=failed] .note { color: var(--bad); }
+.upload[data-state=done] .note { color: var(--ok); }
+@media (max-width: 30rem) { .upload { grid-template-columns: minmax(0, 1fr) 3.2rem; } .upload progress { grid-column: 1 / -1; grid-row: 2; } }
+.phases { list-style: none; display: flex; flex-wrap: wrap; gap: .3rem; margin: .4rem 0 .2rem; padding: 0; font-size: .8rem; }
+.phases li { padding: .05rem .5rem; border-radius: 1rem; border: 1px solid var(--line); color: var(--muted); }
+.phases li[data-state=done] { color: var(--ok); border-color: currentColor; }
+.phases li[data-state=current] { color: var(--accent); border-color: currentColor; font-weight: 600; }
+.phase { font-weight: 600; color: var(--ink); }
 `;
