@@ -151,6 +151,24 @@ describe('report.html of the House Price demo', () => {
     assert.ok(doc.querySelectorAll('.table-wrap > table').length >= 3);
   });
 
+  it('prints each attacker with its status: a capped run as a lower bound ≥ ×N, a speed-up as faster, an unmeasured one as such', () => {
+    const rows = (doc: ReturnType<typeof parse>) => doc.querySelectorAll('#attacks table tbody tr').map((tr) => tr.querySelectorAll('th, td').map((c) => c.text.trim()));
+    const doc = parse(renderReport(metrics, curves));
+    const table = rows(doc);
+    assert.equal(table.length, metrics.attacks.length);
+    for (const [i, a] of metrics.attacks.entries()) {
+      const [, , , , , slowdown, status] = table[i];
+      assert.equal(status, a.status);
+      if (a.status === 'capped') assert.match(slowdown, /^≥ ×\d/);
+      else if (a.slowdown! < 1) assert.match(slowdown, /^×[\d.]+ \(faster\)$/);
+      else assert.match(slowdown, /^×\d/);
+    }
+    const unmeasured = { ...metrics, attacks: metrics.attacks.map((a, i) => (i === 0 ? { ...a, status: 'unmeasured' as const, slowdown: null } : a)) };
+    assert.equal(rows(parse(renderReport(unmeasured, curves)))[0][5], 'unmeasured');
+    // RIR* says in one line what it is.
+    assert.match(doc.querySelector('#summary')!.text, /RIR\*[^]*κ\(M\)·κ\(K_P\)\/κ\(K_H\)/);
+  });
+
   it('clamps the non-positive eigenvalues to a floor and says so', () => {
     const negatives = Object.values(curves.spectra).flatMap((s) => [...s.before, ...s.after]).filter((v) => !(v > 0)).length;
     assert.ok(negatives > 0, 'the House Price spectra have rounding-noise eigenvalues ≤ 0');
