@@ -13,12 +13,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, requireChromium } from '../helpers/chromium.js';
 import sharp from 'sharp';
 import { immunize } from '../../models/engine/immunize.js';
 import { encodeNpy } from '../../models/io/npy.js';
@@ -30,13 +30,7 @@ import { inspectOnnx } from '../../services/storage/onnx.js';
 import { tarOf } from '../models/backbones/helpers.js';
 import { ADMIN_KEY, ALICE_KEY, cleanup, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-if (!existsSync(CHROMIUM)) {
-  throw new Error(
-    `${CHROMIUM} is missing: the browser tests drive Debian's chromium package. ` +
-      'Install it with scripts/ensure-chromium.sh (as root: apt-get install chromium).',
-  );
-}
+requireChromium();
 // Without a Redis this file fails too.
 await requireRedis();
 
@@ -47,17 +41,6 @@ const FAMILIES = ['summary', 'spectra', 'kappa-steps', 'attacks'];
 const VIEWPORTS = [
   { width: 1280, height: 800 },
   { width: 390, height: 844 },
-];
-// The machine has no network, and chromium would otherwise try to reach out on its own.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
 ];
 
 let t: TestEnv;

@@ -10,41 +10,24 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, requireChromium } from '../helpers/chromium.js';
 import { immunize } from '../../models/engine/immunize.js';
 import { loadHousePrice } from '../../models/io/housePrice.js';
 import type { Mat } from '../../models/linalg/types.js';
 import { renderReport, type ReportMetrics } from '../../workers/report/render.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-if (!existsSync(CHROMIUM)) {
-  throw new Error(
-    `${CHROMIUM} is missing: the browser tests drive Debian's chromium package. ` +
-      'Install it with scripts/ensure-chromium.sh (as root: apt-get install chromium).',
-  );
-}
+requireChromium();
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const CLI = join(ROOT, 'dist', 'services', 'cli', 'main.js');
 const HOUSE = join(ROOT, 'data', 'house_price');
 const SCREENSHOT = '/tmp/report-1280.png';
 const VIEWPORT = { width: 1280, height: 800 };
-// The machine has no network, and chromium would otherwise try to reach out on its own.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 interface Box {
   left: number;
