@@ -4,16 +4,14 @@
  * paper's deep-mode metrics over random draws, the head's benign accuracy and the attack simulation.
  */
 import { readFile } from 'node:fs/promises';
-import { startAttackSuite, type AttackOutcome } from '../engine/attacks.js';
+import { startAttackSuite } from '../engine/attacks.js';
 import type { Curves, Metrics } from '../engine/immunize.js';
-import { probeProblem } from '../engine/probe.js';
 import { uniform } from '../engine/random.js';
 import { checkAbort, type StepObserver } from '../engine/progress.js';
-import { sanitize, subsample, type Warning } from '../engine/report.js';
-import { conditioningFromSpectrum, kappaPaperFromSpectrum } from '../engine/spectrum.js';
+import { sanitize, type Warning } from '../engine/report.js';
+import { attackRows, conditioningReport, curvesOf, runAttackSuites, verdictFields, type Spectra } from '../engine/scoring.js';
 import { statsOf } from '../engine/stats.js';
 import { encodeTargets, gaussianTargets, inferTask } from '../engine/targets.js';
-import { decideVerdict } from '../engine/verdict.js';
 import { fsError } from '../io/errors.js';
 import { openblasCore, syevr, syrk } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
@@ -156,6 +154,114 @@ function subset(a: ActivationRows, rows: number[]): ActivationRows {
   return { ...a, rows: rows.length, cut: cutSubset(a.cut, rows), features, logits };
 }
 
+/**
+ * The training time, estimated from one image's tail FLOPs and a measured kernel rate; a job over its budget is
+ * refused before the trunk runs, unless allowSlowBackend says to go on.
+ */
+async function estimateOrRefuse(
+  input: DeepInput,
+  opts: DeepOptions,
+  job: {
+    graph: OnnxGraph;
+    plan: TailPlan;
+    backend: Awaited<ReturnType<typeof selectBackend>>;
+    hasConv: boolean;
+    sets: { benign: LoadedSet; harmful: LoadedSet };
+    steps: number;
+    batchSize: number;
+    log: (message: string) => void;
+  },
+): Promise<{ estimate: StepEstimate; total: number; budget: number }> {
+  const { graph, plan, backend, sets, steps, batchSize } = job;
+  const src = sets.benign.source;
+  const imageShape = [1, src.channels, src.height, src.width];
+  const one = await src.read(0, 1, new Float32Array(src.channels * src.height * src.width));
+  const shapes = await tailShapes(graph, plan, one, imageShape, { ...opts.runtime, executionProvider: 'cpu' });
+  // Batches and evaluation rows are capped by the smaller image set.
+  const fewest = Math.min(sets.benign.source.count, sets.harmful.source.count);
+  const estimate = estimateStep(tailFlops(plan, shapes), Math.min(batchSize, fewest), Math.min(TRAIN_DEFAULTS.evalRows, fewest), measureRate(backend, job.hasConv));
+  const budget = opts.timeBudgetSeconds ?? DEEP_DEFAULTS.timeBudgetSeconds;
+  const total = estimate.stepSeconds * steps;
+  const estimateText =
+    `estimated ${describeSeconds(estimate.stepSeconds)} per step × ${steps} steps = ${describeSeconds(total)} on the ${backend.name} backend ` +
+    `(${(estimate.flopsPerStep / 1e9).toFixed(1)} GFLOP per step at a measured ${(estimate.rate / 1e9).toFixed(2)} GFLOP/s, ${estimate.kernel})`;
+  job.log(estimateText);
+  if (total > budget && !opts.allowSlowBackend) {
+    throw new DeepError(
+      'SLOW_BACKEND',
+      `${input.backbone}: this last-block job is too slow for the ${backend.name} backend: ${estimateText}, over the ${describeSeconds(budget)} budget. ` +
+        (backend.native ? 'Use a faster GPU, fewer steps or a later cut tensor' : FAST_BACKEND_ADVICE) +
+        '; or run it anyway with allowSlowBackend (--allow-slow-backend).',
+    );
+  }
+  return { estimate, total, budget };
+}
+
+/**
+ * Runs immunized.onnx (the graph with the trained initializers) on the first benign images in onnxruntime and
+ * compares its features with the tfjs tail's.
+ */
+async function checkExportedTail(
+  opts: DeepOptions,
+  job: { graph: OnnxGraph; plan: TailPlan; tail: TailModel; benign: ActivationRows; checkImages: Float32Array; source: ImageSource },
+): Promise<{ onnx: Uint8Array; checkpoint: DeepMetricsExtra['checkpoint'] }> {
+  const { graph, plan, tail, source: src } = job;
+  const checkStart = performance.now();
+  const trained = tail.trainedValues();
+  const onnx = withInitializers(graph, trained);
+  const checkModel = withInitializers(graph, trained, [plan.features]);
+  const ort = await loadOrt();
+  const rowsChecked = job.checkImages.length / (src.channels * src.height * src.width);
+  let exported: Float32Array;
+  const session = await createSession(checkModel, { ...opts.runtime, executionProvider: 'cpu' });
+  try {
+    const out = await session.session.run({ [graph.input().name]: new ort.Tensor('float32', job.checkImages, [rowsChecked, src.channels, src.height, src.width]) }, [plan.features]);
+    exported = Float32Array.from(out[plan.features].data as Float32Array);
+  } finally {
+    await session.session.release();
+  }
+  const all = Array.from({ length: rowsChecked }, (_, i) => i);
+  const reference = tailOutputs(tail, { cut: job.benign.cut, rows: job.benign.rows, cutShape: job.benign.cutShape }, all).features;
+  let maxDiff = 0;
+  let scale = 0;
+  for (let i = 0; i < reference.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(reference[i] - exported[i]));
+    scale = Math.max(scale, Math.abs(reference[i]));
+  }
+  const relDiff = scale > 0 ? maxDiff / scale : maxDiff;
+  return {
+    onnx,
+    checkpoint: { maxTailFeatureDiff: maxDiff, relTailFeatureDiff: relDiff, rows: rowsChecked, passed: relDiff <= TAIL_FEATURE_TOLERANCE, seconds: (performance.now() - checkStart) / 1000 },
+  };
+}
+
+/**
+ * The shared scoring step on the full-data features before and after the trained tail: κ (as float32 features allow,
+ * no rank rule), linear probing by every attacker on both sides, and the verdict's κ and attacker criteria (on the
+ * draws' mean ratios, the paper's protocol).
+ */
+function scoreTail(
+  features: { benign: { before: Mat; after: Mat }; harmful: { before: Mat; after: Mat } },
+  targets: { benign: Mat; harmful: Mat },
+  ratios: { benign: number; harmful: number },
+  observe?: StepObserver,
+  signal?: AbortSignal,
+) {
+  const D = features.benign.before.cols;
+  const rtol = float32Rtol(D);
+  const spectra: Spectra = {
+    benign: { before: spectrumOf(features.benign.before), after: spectrumOf(features.benign.after) },
+    harmful: { before: spectrumOf(features.harmful.before), after: spectrumOf(features.harmful.after) },
+  };
+  const conditioning = conditioningReport(spectra, rtol, false);
+  observe?.({ phase: 'attacks' });
+  const side = (data: 'benign' | 'harmful') => () =>
+    startAttackSuite(data, statsOf(features[data].before, targets[data]), statsOf(features[data].after, targets[data]));
+  const attacks = runAttackSuites({ benign: side('benign'), harmful: side('harmful') }, observe, signal);
+  const verdict = verdictFields({ ...conditioning, benignRatio: ratios.benign, harmfulRatio: ratios.harmful }, rtol, null, attacks.outcomes);
+  return { rtol, spectra, conditioning, attacks, verdict };
+}
+
 function asMat(data: ArrayLike<number>, rows: number, dim: number): Mat {
   return { rows, cols: dim, data: Float64Array.from(data) };
 }
@@ -175,7 +281,6 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
     throw fsError(err, input.backbone, 'an .onnx backbone');
   }
   const graph = OnnxGraph.parse(bytes, input.backbone);
-  const modelInput = graph.input();
   const plan = planTail(graph, { cutTensor: opts.cutTensor, featureTensor: opts.featureTensor });
   log(`last block: ${plan.description}`);
   const hasConv = plan.ops.includes('Conv');
@@ -192,28 +297,9 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
 
     // The estimate comes first, from one image: a job that would take hours is refused before the trunk runs.
     const src = sets.benign.source;
-    const imageShape = [1, src.channels, src.height, src.width];
-    const one = await src.read(0, 1, new Float32Array(src.channels * src.height * src.width));
-    const shapes = await tailShapes(graph, plan, one, imageShape, { ...opts.runtime, executionProvider: 'cpu' });
     const steps = opts.steps ?? DEEP_DEFAULTS.steps;
     const batchSize = opts.batchSize ?? TRAIN_DEFAULTS.batchSize;
-    // Batches and evaluation rows are capped by the smaller image set.
-    const fewest = Math.min(sets.benign.source.count, sets.harmful.source.count);
-    const estimate = estimateStep(tailFlops(plan, shapes), Math.min(batchSize, fewest), Math.min(TRAIN_DEFAULTS.evalRows, fewest), measureRate(backend, hasConv));
-    const budget = opts.timeBudgetSeconds ?? DEEP_DEFAULTS.timeBudgetSeconds;
-    const total = estimate.stepSeconds * steps;
-    const estimateText =
-      `estimated ${describeSeconds(estimate.stepSeconds)} per step × ${steps} steps = ${describeSeconds(total)} on the ${backend.name} backend ` +
-      `(${(estimate.flopsPerStep / 1e9).toFixed(1)} GFLOP per step at a measured ${(estimate.rate / 1e9).toFixed(2)} GFLOP/s, ${estimate.kernel})`;
-    log(estimateText);
-    if (total > budget && !opts.allowSlowBackend) {
-      throw new DeepError(
-        'SLOW_BACKEND',
-        `${input.backbone}: this last-block job is too slow for the ${backend.name} backend: ${estimateText}, over the ${describeSeconds(budget)} budget. ` +
-          (backend.native ? 'Use a faster GPU, fewer steps or a later cut tensor' : FAST_BACKEND_ADVICE) +
-          '; or run it anyway with allowSlowBackend (--allow-slow-backend).',
-      );
-    }
+    const { estimate, total, budget } = await estimateOrRefuse(input, opts, { graph, plan, backend, hasConv, sets: { benign: sets.benign, harmful: sets.harmful }, steps, batchSize, log });
 
     // The trunk, once per image.
     const totalImages = Object.values(sets).reduce((a, s) => a + (s ? s.source.count : 0), 0);
@@ -284,30 +370,10 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       // The exported checkpoint, checked on the first benign images against the tfjs tail.
       checkAbort(signal);
       observe?.({ phase: 'evaluate', message: 'checking immunized.onnx against the trained block' });
-      const checkStart = performance.now();
-      const trained = tail.trainedValues();
-      const onnx = withInitializers(graph, trained);
-      const checkModel = withInitializers(graph, trained, [plan.features]);
-      const ort = await loadOrt();
-      const rowsChecked = checkImages.length / (src.channels * src.height * src.width);
-      let exported: Float32Array;
-      const session = await createSession(checkModel, { ...opts.runtime, executionProvider: 'cpu' });
-      try {
-        const out = await session.session.run({ [modelInput.name]: new ort.Tensor('float32', checkImages, [rowsChecked, src.channels, src.height, src.width]) }, [plan.features]);
-        exported = Float32Array.from(out[plan.features].data as Float32Array);
-      } finally {
-        await session.session.release();
+      const { onnx, checkpoint } = await checkExportedTail(opts, { graph, plan, tail, benign: benignAll, checkImages, source: src });
+      if (!checkpoint.passed) {
+        warnings.push({ field: 'checkpoint', reason: `immunized.onnx's features differ from the trained block's by ${checkpoint.relTailFeatureDiff.toExponential(2)} (relative), beyond float32 rounding` });
       }
-      const reference = tailOutputs(tail, setOf(benignAll), all(rowsChecked)).features;
-      let maxDiff = 0;
-      let scale = 0;
-      for (let i = 0; i < reference.length; i++) {
-        maxDiff = Math.max(maxDiff, Math.abs(reference[i] - exported[i]));
-        scale = Math.max(scale, Math.abs(reference[i]));
-      }
-      const relDiff = scale > 0 ? maxDiff / scale : maxDiff;
-      const checkpoint = { maxTailFeatureDiff: maxDiff, relTailFeatureDiff: relDiff, rows: rowsChecked, passed: relDiff <= TAIL_FEATURE_TOLERANCE, seconds: (performance.now() - checkStart) / 1000 };
-      if (!checkpoint.passed) warnings.push({ field: 'checkpoint', reason: `immunized.onnx's features differ from the trained block's by ${relDiff.toExponential(2)} (relative), beyond float32 rounding` });
 
       // The paper's protocol: κ ratios over random draws of k rows, same rows before and after.
       observe?.({ phase: 'evaluate', message: 'κ ratios over random draws' });
@@ -327,36 +393,26 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       }
 
       // Full-data spectra, and linear probing on the old and the new features.
-      const XP0 = asMat(benignTrain.features, benignTrain.rows, D);
-      const XH0 = asMat(harmful.features, harmful.rows, D);
-      const XP1 = asMat(newB.features, benignTrain.rows, D);
-      const XH1 = asMat(newH.features, harmful.rows, D);
-      const rtol = float32Rtol(D);
-      const sP0 = spectrumOf(XP0);
-      const sH0 = spectrumOf(XH0);
-      const sP1 = spectrumOf(XP1);
-      const sH1 = spectrumOf(XH1);
-      const k = (s: Float64Array) => conditioningFromSpectrum(s, rtol).kappa;
-      const ratio = (a: number | null, b: number | null) => (a === null || b === null ? NaN : a / b);
-      const fullBenign = ratio(k(sP1), k(sP0));
-      const fullHarmful = ratio(k(sH1), k(sH0));
-
-      observe?.({ phase: 'attacks' });
-      const attackStart = performance.now();
+      const metricsStart = performance.now();
       const task = trainLabels ? inferTask(Float64Array.from(trainLabels)) : null;
       const targetsFor = (labels: Float64Array | undefined, n: number, seed: number) => (labels && task ? encodeTargets(labels, inferTask(labels)).Y : gaussianTargets(n, seed));
       const harmfulLabels = sets.harmful.labels;
-      const outcomes: AttackOutcome[] = [];
-      for (const data of ['benign', 'harmful'] as const) {
-        const Y = data === 'benign' ? targetsFor(trainLabels ? Float64Array.from(trainLabels) : undefined, benignTrain.rows, (opts.seed ?? 0) + 1) : targetsFor(harmfulLabels, harmful.rows, (opts.seed ?? 0) + 2);
-        const [X0, X1] = data === 'benign' ? [XP0, XP1] : [XH0, XH1];
-        outcomes.push(...startAttackSuite(data, statsOf(X0, Y), statsOf(X1, Y)).finish(observe, signal));
-      }
+      const scored = scoreTail(
+        {
+          benign: { before: asMat(benignTrain.features, benignTrain.rows, D), after: asMat(newB.features, benignTrain.rows, D) },
+          harmful: { before: asMat(harmful.features, harmful.rows, D), after: asMat(newH.features, harmful.rows, D) },
+        },
+        {
+          benign: targetsFor(trainLabels ? Float64Array.from(trainLabels) : undefined, benignTrain.rows, (opts.seed ?? 0) + 1),
+          harmful: targetsFor(harmfulLabels, harmful.rows, (opts.seed ?? 0) + 2),
+        },
+        { benign: draws.benignRatio.mean, harmful: draws.harmfulRatio.mean },
+        observe,
+        signal,
+      );
+      const { rtol, spectra, conditioning, attacks, verdict } = scored;
       if (!harmfulLabels) warnings.push({ field: 'attacks', reason: 'harmful data has no labels: attacks use seeded Gaussian targets' });
-      const attackSeconds = (performance.now() - attackStart) / 1000;
-
-      const verdict = decideVerdict({ benignRatio: draws.benignRatio.mean, harmfulRatio: draws.harmfulRatio.mean, harmfulKappaBefore: k(sH0), rtol, rirBound: null, attacks: outcomes });
-      const reasons = [...verdict.reasons];
+      const reasons = [...verdict.verdictReasons];
       if (accBefore !== null && accAfter !== null && accAfter < accBefore - 0.01) reasons.push(`benign accuracy of the original head fell from ${accBefore.toFixed(3)} to ${accAfter.toFixed(3)}`);
       if (!checkpoint.passed) reasons.push('immunized.onnx does not reproduce the trained block');
       const finalVerdict = reasons.length === 0 ? 'immunized' : verdict.verdict === 'infeasible' ? 'infeasible' : 'weak';
@@ -373,24 +429,16 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
         rirBound: null,
         thetaCondition: null,
         kappaBudget: opts.kappaBudget ?? 1e4,
-        kappa: { benign: { before: k(sP0), after: k(sP1) }, harmful: { before: k(sH0), after: k(sH1) } },
-        paperConvention: {
-          rir: ratio(kappaPaperFromSpectrum(sH1), kappaPaperFromSpectrum(sH0)) / ratio(kappaPaperFromSpectrum(sP1), kappaPaperFromSpectrum(sP0)),
-          benignRatio: ratio(kappaPaperFromSpectrum(sP1), kappaPaperFromSpectrum(sP0)),
-          harmfulRatio: ratio(kappaPaperFromSpectrum(sH1), kappaPaperFromSpectrum(sH0)),
-          kappa: {
-            benign: { before: kappaPaperFromSpectrum(sP0), after: kappaPaperFromSpectrum(sP1) },
-            harmful: { before: kappaPaperFromSpectrum(sH0), after: kappaPaperFromSpectrum(sH1) },
-          },
-        },
+        kappa: conditioning.kappa,
+        paperConvention: conditioning.paperConvention,
         benignQuality: { metric: accBefore === null ? null : 'accuracy', before: accBefore, after: accAfter, headMaxDeviation: null },
-        attacks: outcomes.map(({ curveRaw: _r, curveImmunized: _i, ...rest }) => rest),
+        attacks: attackRows(attacks.outcomes),
         verdict: finalVerdict,
         verdictReasons: reasons,
         kappaCriterion: verdict.kappaCriterion,
-        verdictNotes: verdict.kappaNote ? [verdict.kappaNote] : [],
+        verdictNotes: verdict.verdictNotes,
         optimizer: { steps: report.steps, stopReason: 'steps', details: { accepted: report.accepted, finalLearningRate: report.finalLearningRate } },
-        timings: { engineSeconds, solveSeconds: report.seconds.total, metricsSeconds: (performance.now() - attackStart) / 1000, attackSeconds },
+        timings: { engineSeconds, solveSeconds: report.seconds.total, metricsSeconds: (performance.now() - metricsStart) / 1000, attackSeconds: attacks.seconds },
         warnings: [],
         openblasCore: openblasCore(),
         mode: 'last-block',
@@ -403,7 +451,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
           benignRatio: draws.benignRatio,
           benignAccuracy: { before: accBefore, after: accAfter, rows: heldOut ? heldOut.acts.rows : 0, heldOut: heldOut ? heldOut.from : null },
           distributions: distributionsOf(draws),
-          fullData: { harmfulRatio: fullHarmful, benignRatio: fullBenign },
+          fullData: { harmfulRatio: conditioning.harmfulRatio, benignRatio: conditioning.benignRatio },
           cut: { tensor: plan.cut, source: plan.cutSource, shape: benignAll.cutShape, tail: plan.description, ops: plan.ops, trainable: plan.trainable, parameters: tail.parameterCount() },
           features: { tensor: plan.features, dim: D },
           activations: Object.values(acts).some((a) => a?.cut.where === 'disk') ? 'disk' : 'memory',
@@ -418,14 +466,8 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       };
       const metrics = sanitize(raw, warnings);
       metrics.warnings = warnings;
-      const curves: Curves = sanitize(
-        {
-          spectra: { benign: { before: [...sP0], after: [...sP1] }, harmful: { before: [...sH0], after: [...sH1] } },
-          kappaSteps: report.history.map((h) => ({ step: h.step, benign: h.kappaBenign ?? NaN, harmful: h.kappaHarmful ?? NaN, seconds: h.seconds })),
-          attacks: outcomes.map((o) => ({ attacker: o.attacker, data: o.data, raw: subsample(o.curveRaw), immunized: subsample(o.curveImmunized) })),
-        },
-        [],
-      );
+      const kappaSteps = report.history.map((h) => ({ step: h.step, benign: h.kappaBenign ?? NaN, harmful: h.kappaHarmful ?? NaN, seconds: h.seconds }));
+      const curves: Curves = sanitize(curvesOf(spectra, kappaSteps, attacks.outcomes), []);
       observe?.({ phase: 'done' });
       return { metrics, curves, onnx };
     } finally {

@@ -1,5 +1,4 @@
 import { eigenDescent, startAdamQuadratic, type DescentRule } from '../linalg/index.js';
-import type { Mat } from '../linalg/types.js';
 import { probeProblem, type Eigen, type ProbeProblem } from './probe.js';
 import { checkAbort, type StepObserver } from './progress.js';
 import type { SufficientStats } from './stats.js';

@@ -9,11 +9,12 @@ import { paperImmunize } from './paperMethod.js';
 import { probeProblem, type Eigen } from './probe.js';
 import { checkAbort, type StepObserver } from './progress.js';
 import { fitProbe, predict, score, type LinearHead } from './quality.js';
-import { sanitize, subsample, type Warning } from './report.js';
-import { conditioningFromSpectrum, conditioningWithRank, defaultRtol, kappaPaperFromSpectrum, matrixCondition } from './spectrum.js';
+import { sanitize, type Warning } from './report.js';
+import { attackRows, conditioningReport, curvesOf, runAttackSuites, verdictFields, type Spectra } from './scoring.js';
+import { conditioningFromSpectrum, conditioningWithRank, defaultRtol, matrixCondition } from './spectrum.js';
 import { statsOf, transformStats, type SufficientStats } from './stats.js';
 import { encodeTargets, gaussianTargets, inferTask, type Task } from './targets.js';
-import { decideVerdict, kappaCeilingNote, VERDICT_THRESHOLDS, type KappaCriterion, type Verdict } from './verdict.js';
+import { kappaCeilingNote, VERDICT_THRESHOLDS, type KappaCriterion, type Verdict } from './verdict.js';
 
 export type Method = 'spectral' | 'closed-form' | 'gradient' | 'paper';
 
@@ -186,7 +187,7 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
     optimizer = { steps: r.stepsTaken, stopReason: r.stopReason, details: {} };
   }
   const solveSeconds = (performance.now() - start) / 1000;
-  return finish(input, opts, prep, theta, history, optimizer, start, solveSeconds, observe, signal, undefined, rawSides, screened?.theta === theta ? screened : undefined, known);
+  return finish(input, opts, prep, { theta, history, optimizer, start, solveSeconds, rawSides, screened: screened?.theta === theta ? screened : undefined, known }, observe, signal);
 }
 
 /**
@@ -271,27 +272,28 @@ export function evaluateTheta(input: EngineInput, theta: Mat, opts: EngineOption
   if (theta.rows !== D || theta.cols !== D) throw new RangeError(`theta must be ${D}×${D} for these features, got ${theta.rows}×${theta.cols}`);
   const start = performance.now();
   const prep = prepare(input, opts);
-  return finish(input, { ...opts }, prep, theta, [], { steps: 0, stopReason: 'evaluate', details: {} }, start, 0, observe, signal, 'evaluate');
+  return finish(input, { ...opts }, prep, { theta, history: [], optimizer: { steps: 0, stopReason: 'evaluate', details: {} }, start, solveSeconds: 0, methodLabel: 'evaluate' }, observe, signal);
 }
 
-function finish(
-  input: EngineInput,
-  opts: EngineOptions,
-  prep: Prepared,
-  theta: Mat,
-  history: StepRecord[],
-  optimizer: Metrics['optimizer'],
-  start: number,
-  solveSeconds: number,
-  observe?: StepObserver,
-  signal?: AbortSignal,
-  methodLabel?: 'evaluate',
-  rawSides?: Record<'benign' | 'harmful', RawSide>,
-  screened?: Screened,
-  known?: Known,
-): EngineResult {
+/** Everything the scoring step needs besides the data: how θ was made, and what the optimizer already computed. */
+interface Solved {
+  theta: Mat;
+  history: StepRecord[];
+  optimizer: Metrics['optimizer'];
+  /** performance.now() when the engine started, and the seconds the solve took. */
+  start: number;
+  solveSeconds: number;
+  methodLabel?: 'evaluate';
+  rawSides?: Record<'benign' | 'harmful', RawSide>;
+  screened?: Screened;
+  known?: Known;
+}
+
+/** θ → every metric: the κ report, RIR*, κ(θ), benign quality, the attacks, the verdict and the curves. */
+function finish(input: EngineInput, opts: EngineOptions, prep: Prepared, solved: Solved, observe?: StepObserver, signal?: AbortSignal): EngineResult {
   checkAbort(signal);
   observe?.({ phase: 'evaluate' });
+  const { theta, screened, known } = solved;
   const metricsStart = performance.now();
   const KP = prep.benignStats.K;
   const KH = prep.harmfulStats.K;
@@ -301,101 +303,72 @@ function finish(
   const reasons: Record<string, string> = {};
 
   // Full eigendecompositions, computed once: the κ's, RIR* and the raw and immunized probing problems share them.
-  const eig = fullEigen;
   const statsAfter = screened?.stats ?? { benign: transformStats(prep.benignStats, theta), harmful: transformStats(prep.harmfulStats, theta) };
-  const eigP0 = known?.eigP0 ?? eig(KP);
-  const eigH0 = known?.eigH0 ?? eig(KH);
-  // θᵀKθ is the transformed statistics' K: the screen's eigendecompositions of it serve here too.
-  const eigP1 = screened?.eigen.benign ?? eig(congruence(KP, theta));
-  const eigH1 = screened?.eigen.harmful ?? eig(congruence(KH, theta));
-  const sP0 = eigP0.values;
-  const sH0 = eigH0.values;
-  const sP1 = eigP1.values;
-  const sH1 = eigH1.values;
-  const beforeP = conditioningFromSpectrum(sP0, rtol);
-  const beforeH = conditioningFromSpectrum(sH0, rtol);
-  const kP0 = beforeP.kappa;
-  const kH0 = beforeH.kappa;
-  const kP1 = conditioningWithRank(sP1, rtol, beforeP.rank).kappa;
-  const kH1 = conditioningWithRank(sH1, rtol, beforeH.rank).kappa;
-  const ratio = (a: number | null, b: number | null) => (a === null || b === null ? NaN : a / b);
-  const benignRatio = ratio(kP1, kP0);
-  const harmfulRatio = ratio(kH1, kH0);
-  const pP0 = kappaPaperFromSpectrum(sP0);
-  const pH0 = kappaPaperFromSpectrum(sH0);
-  const pP1 = kappaPaperFromSpectrum(sP1);
-  const pH1 = kappaPaperFromSpectrum(sH1);
-  // Adam's immunized runs are the longest simulations by far: they go first, on threads of their own, while the
-  // rest of the metrics and the other attackers run here.
-  const attackStart = performance.now();
-  const suites = (['harmful', 'benign'] as const).map((data) =>
-    startAttackSuite(data, data === 'benign' ? prep.benignStats : prep.harmfulStats, statsAfter[data], data === 'benign' ? { raw: eigP0, immunized: eigP1 } : { raw: eigH0, immunized: eigH1 }, rawSides?.[data], screened?.immunized[data]),
+  const eigen = {
+    benign: { raw: known?.eigP0 ?? fullEigen(KP), immunized: screened?.eigen.benign ?? fullEigen(congruence(KP, theta)) },
+    harmful: { raw: known?.eigH0 ?? fullEigen(KH), immunized: screened?.eigen.harmful ?? fullEigen(congruence(KH, theta)) },
+  };
+  const spectra: Spectra = {
+    benign: { before: eigen.benign.raw.values, after: eigen.benign.immunized.values },
+    harmful: { before: eigen.harmful.raw.values, after: eigen.harmful.immunized.values },
+  };
+  const c = conditioningReport(spectra, rtol);
+  const statsOfSide = { benign: prep.benignStats, harmful: prep.harmfulStats };
+  let thetaCondition: number | null = null;
+  let bound: number | null = null;
+  let quality: Metrics['benignQuality'] | undefined;
+  const attacks = runAttackSuites(
+    {
+      benign: () => startAttackSuite('benign', statsOfSide.benign, statsAfter.benign, eigen.benign, solved.rawSides?.benign, screened?.immunized.benign),
+      harmful: () => startAttackSuite('harmful', statsOfSide.harmful, statsAfter.harmful, eigen.harmful, solved.rawSides?.harmful, screened?.immunized.harmful),
+    },
+    observe,
+    signal,
+    () => {
+      thetaCondition = known?.thetaCondition ?? matrixCondition(theta);
+      if (thetaCondition === null) reasons.thetaCondition = 'θ is singular';
+      bound = rirBound(KP, KH, rtol, opts.kappaBudget, { benign: eigen.benign.raw, harmful: spectra.harmful.before });
+      if (bound !== null && c.rank.benign < D) {
+        warnings.push({
+          field: 'rirBound',
+          reason: `K_P has rank ${c.rank.benign} of ${D}: RIR* is formed with the ridge 1/budget² and is a reference value, not a bound (RIR can exceed it), so it cannot rule immunization out`,
+        });
+      }
+      quality = benignQuality(input, prep, theta, warnings);
+    },
   );
-  const outcomes: AttackOutcome[] = [];
-  let thetaCondition: number | null;
-  let bound: number | null;
-  let quality: Metrics['benignQuality'];
-  try {
-    thetaCondition = known?.thetaCondition ?? matrixCondition(theta);
-    if (thetaCondition === null) reasons.thetaCondition = 'θ is singular';
-    bound = rirBound(KP, KH, rtol, opts.kappaBudget, { benign: eigP0, harmful: sH0 });
-    if (bound !== null && beforeP.rank < D) {
-      warnings.push({
-        field: 'rirBound',
-        reason: `K_P has rank ${beforeP.rank} of ${D}: RIR* is formed with the ridge 1/budget² and is a reference value, not a bound (RIR can exceed it), so it cannot rule immunization out`,
-      });
-    }
-    quality = benignQuality(input, prep, theta, warnings);
-    // Harmful went first above (its Adam runs are the long ones); the outcomes are listed benign first.
-    for (const suite of [...suites].reverse()) outcomes.push(...suite.finish(observe, signal));
-  } finally {
-    // Never leave a simulation running behind a thrown error (a cancelled job, say).
-    for (const suite of suites) suite.abandon();
-  }
-  const attackSeconds = (performance.now() - attackStart) / 1000;
-
   // RIR ≤ RIR* is proven for a full-rank K_P only (K_H may be rank-deficient); only then may RIR* ≤ 1 say infeasible.
-  const verdict = decideVerdict({ benignRatio, harmfulRatio, harmfulKappaBefore: kH0, rtol, rirBound: beforeP.rank === D ? bound : null, attacks: outcomes });
-  const engineSeconds = (performance.now() - start) / 1000;
+  const verdict = verdictFields(c, rtol, c.rank.benign === D ? bound : null, attacks.outcomes);
   const raw: Metrics = {
-    method: methodLabel ?? opts.method,
+    method: solved.methodLabel ?? opts.method,
     task: prep.task,
     dim: D,
     rows: { benign: input.benign.X.rows, harmful: input.harmful.X.rows, benignTest: input.benignTest ? input.benignTest.X.rows : null },
-    rir: harmfulRatio / benignRatio,
-    benignRatio,
-    harmfulRatio,
+    rir: c.rir,
+    benignRatio: c.benignRatio,
+    harmfulRatio: c.harmfulRatio,
     rirBound: bound ?? NaN,
     thetaCondition: thetaCondition ?? Infinity,
     kappaBudget: opts.kappaBudget,
-    kappa: { benign: { before: kP0, after: kP1 }, harmful: { before: kH0, after: kH1 } },
-    paperConvention: {
-      rir: ratio(pH1, pH0) / ratio(pP1, pP0),
-      benignRatio: ratio(pP1, pP0),
-      harmfulRatio: ratio(pH1, pH0),
-      kappa: { benign: { before: pP0, after: pP1 }, harmful: { before: pH0, after: pH1 } },
+    kappa: c.kappa,
+    paperConvention: c.paperConvention,
+    benignQuality: quality!,
+    attacks: attackRows(attacks.outcomes),
+    ...verdict,
+    optimizer: solved.optimizer,
+    timings: {
+      engineSeconds: (performance.now() - solved.start) / 1000,
+      solveSeconds: solved.solveSeconds,
+      metricsSeconds: (performance.now() - metricsStart) / 1000,
+      attackSeconds: attacks.seconds,
     },
-    benignQuality: quality,
-    attacks: outcomes.map(({ curveRaw: _r, curveImmunized: _i, ...rest }) => rest),
-    verdict: verdict.verdict,
-    verdictReasons: verdict.reasons,
-    kappaCriterion: verdict.kappaCriterion,
-    verdictNotes: verdict.kappaNote ? [verdict.kappaNote] : [],
-    optimizer,
-    timings: { engineSeconds, solveSeconds, metricsSeconds: (performance.now() - metricsStart) / 1000, attackSeconds },
     warnings: [],
     openblasCore: openblasCore(),
   };
   const metrics = sanitize(raw, warnings, reasons);
   metrics.warnings = warnings;
-  const curves: Curves = sanitize(
-    {
-      spectra: { benign: { before: [...sP0], after: [...sP1] }, harmful: { before: [...sH0], after: [...sH1] } },
-      kappaSteps: history.map((h) => ({ step: h.step, benign: h.kappaBenign, harmful: h.kappaHarmful, seconds: h.seconds })),
-      attacks: outcomes.map((o) => ({ attacker: o.attacker, data: o.data, raw: subsample(o.curveRaw), immunized: subsample(o.curveImmunized) })),
-    },
-    [],
-  );
+  const kappaSteps = solved.history.map((h) => ({ step: h.step, benign: h.kappaBenign, harmful: h.kappaHarmful, seconds: h.seconds }));
+  const curves: Curves = sanitize(curvesOf(spectra, kappaSteps, attacks.outcomes), []);
   observe?.({ phase: 'done' });
   return { theta, head: compensatedHead(prep, theta), metrics, curves };
 }
