@@ -19,7 +19,8 @@ import sharp from 'sharp';
 import { Backbone } from '../models/backbones/index.js';
 import { encodeNpy } from '../models/io/npy.js';
 import { DirectorySink } from '../workers/artifacts.js';
-import { runImmunizeJob, type LinearJobMetrics } from '../workers/immunizeProcessor.js';
+import { runJob } from '../workers/modes.js';
+import type { LinearJobMetrics } from '../workers/processorDeps.js';
 import { parseJobSpec } from '../workers/jobSpec.js';
 import { resnetFixture, type BackboneFixture } from './fixtures/onnxResnet.js';
 import { vitFixture } from './fixtures/onnxVit.js';
@@ -245,7 +246,7 @@ async function main(): Promise<void> {
     const harmful = await jpegFolder(join(tmp, 'job-harmful'), perSide);
     const spec = parseJobSpec({ backbone: jobModel, benign: { dataset: benign }, harmful: { dataset: harmful } });
     const t = performance.now();
-    const job = await runImmunizeJob(spec, { sink: new DirectorySink(join(tmp, 'job-out')) });
+    const job = await runJob(spec, { sink: new DirectorySink(join(tmp, 'job-out')) });
     const wall = (performance.now() - t) / 1000;
     const linear = job.metrics as LinearJobMetrics;
     const featureSeconds = linear.features!.seconds;

@@ -56,6 +56,41 @@ export const JobSpecSchema = Type.Object(
 );
 
 export type JobSpec = Static<typeof JobSpecSchema>;
+
+/** The fields only a job with a backbone, or only a last-block job, may carry. */
+const BACKBONE_FIELDS = ['backbone', 'featureTensor', 'preprocess'] as const;
+const LAST_BLOCK_FIELDS = ['cutTensor', 'allowSlowBackend', 'timeBudgetSeconds'] as const;
+
+/** A features job: precomputed features, a linear map θ on them. */
+export const FeaturesJobSpecSchema = Type.Composite([
+  Type.Omit(JobSpecSchema, ['mode', ...BACKBONE_FIELDS, ...LAST_BLOCK_FIELDS]),
+  Type.Object({ mode: Type.Literal('linear-head') }),
+], { additionalProperties: false });
+/** A backbone job in linear-head mode: θ on the backbone's features, written into immunized.onnx. */
+export const BackboneJobSpecSchema = Type.Composite([
+  Type.Omit(JobSpecSchema, ['mode', 'backbone', ...LAST_BLOCK_FIELDS]),
+  Type.Object({ mode: Type.Literal('linear-head'), backbone: Type.String({ minLength: 1 }) }),
+], { additionalProperties: false });
+/** A last-block job: the backbone's last block trained, no θ. */
+export const LastBlockJobSpecSchema = Type.Composite([
+  Type.Omit(JobSpecSchema, ['mode', 'backbone']),
+  Type.Object({ mode: Type.Literal('last-block'), backbone: Type.String({ minLength: 1 }) }),
+], { additionalProperties: false });
+/** A parsed spec is exactly one of the three, told apart by its mode and whether it has a backbone. */
+export const ModeJobSpecSchema = Type.Union([FeaturesJobSpecSchema, BackboneJobSpecSchema, LastBlockJobSpecSchema]);
+
+export type FeaturesJobSpec = JobSpec & { mode: 'linear-head'; backbone?: undefined };
+export type BackboneJobSpec = JobSpec & { mode: 'linear-head'; backbone: string };
+export type LastBlockJobSpec = JobSpec & { mode: 'last-block'; backbone: string };
+export type ModeJobSpec = FeaturesJobSpec | BackboneJobSpec | LastBlockJobSpec;
+
+export type JobMode = 'features' | 'backbone' | 'last-block';
+
+/** Which processor runs a parsed spec. */
+export function modeOf(spec: ModeJobSpec): JobMode {
+  if (spec.mode === 'last-block') return 'last-block';
+  return spec.backbone === undefined ? 'features' : 'backbone';
+}
 export type DataRefSpec = Static<typeof DataRef>;
 export type PreprocessSpec = Static<typeof Preprocess>;
 
@@ -70,7 +105,7 @@ export class SpecError extends Error {
 }
 
 /** Fills defaults and validates; the error lists every problem with its path. */
-export function parseJobSpec(input: unknown): JobSpec {
+export function parseJobSpec(input: unknown): ModeJobSpec {
   const withDefaults = Value.Default(JobSpecSchema, structuredClone(input ?? {}));
   const errors = [...Value.Errors(JobSpecSchema, withDefaults)];
   if (errors.length > 0) {
@@ -101,5 +136,7 @@ export function parseJobSpec(input: unknown): JobSpec {
       }
     }
   }
-  return spec;
+  // The checks above leave exactly one of the three shapes; this says so to the type checker and guards the rules.
+  if (!Value.Check(ModeJobSpecSchema, spec)) throw new SpecError(`invalid job spec: it is none of a features, backbone or last-block job`);
+  return spec as ModeJobSpec;
 }

@@ -4,8 +4,9 @@
  * engine thread look processors up in it, and both check it once at startup.
  */
 import type { TSchema } from '@sinclair/typebox';
-import { JobSpecSchema, parseJobSpec, type JobSpec } from './jobSpec.js';
-import { runImmunizeJob, type JobResult, type ProcessorDeps } from './immunizeProcessor.js';
+import { JobSpecSchema, parseJobSpec, type JobSpec, type ModeJobSpec } from './jobSpec.js';
+import { assertModes, runJob } from './modes.js';
+import type { JobResult, ProcessorDeps } from './processorDeps.js';
 import type { DatasetRef } from './ports.js';
 
 export interface JobDefinition<P> {
@@ -33,12 +34,13 @@ function immunizeRefs(spec: JobSpec): DatasetRef[] {
   return refs;
 }
 
-const immunizeJob: JobDefinition<JobSpec> = {
+const immunizeJob: JobDefinition<ModeJobSpec> = {
   description: 'immunize features against linear probing for the harmful task',
   schema: JobSpecSchema,
   parse: parseJobSpec,
   datasetRefs: immunizeRefs,
-  run: (spec, deps, signal) => runImmunizeJob(spec, deps, signal),
+  // One entry for every mode: the spec's mode picks the processor (see modes.ts).
+  run: (spec, deps, signal) => runJob(spec, deps, signal),
 };
 
 export const JOB_REGISTRY = {
@@ -71,6 +73,7 @@ const NAME_PATTERN = /^[a-z][a-z0-9-]{0,31}$/;
  * problems, so that a worker or an API built with a broken registry refuses to start.
  */
 export function assertRegistry(registry: Record<string, JobDefinition<unknown>> = JOB_REGISTRY as unknown as Record<string, JobDefinition<unknown>>): string[] {
+  assertModes();
   const problems: string[] = [];
   const names = Object.keys(registry);
   if (names.length === 0) problems.push('the job registry is empty');

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { createSession, loadOrt } from '../../models/backbones/runtime.js';
 import { readNpy, readNpyLabels } from '../../models/io/npy.js';
 import { DirectorySink } from '../../workers/artifacts.js';
-import { runImmunizeJob } from '../../workers/immunizeProcessor.js';
+import { runJob } from '../../workers/modes.js';
 import { parseJobSpec } from '../../workers/jobSpec.js';
 import { heading, num, seconds, table } from './format.js';
 
@@ -142,7 +142,7 @@ export async function runBackbone(opts: { dir?: string; outDir?: string; progres
   await rm(outDir, { recursive: true, force: true });
   let lastPhase = '';
   const t0 = performance.now();
-  await runImmunizeJob(spec, {
+  await runJob(spec, {
     sink: new DirectorySink(outDir),
     observe: (e) => {
       const what = e.message ? `${e.phase}: ${e.message}` : e.phase;

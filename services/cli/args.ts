@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { parseJobSpec, type JobSpec } from '../../workers/jobSpec.js';
+import { parseJobSpec, type JobSpec, type ModeJobSpec } from '../../workers/jobSpec.js';
 
 export class UsageError extends Error {
   readonly code = 'USAGE';
@@ -88,7 +88,7 @@ export interface RemoteOptions {
 export interface CliCommand {
   command: 'run' | 'evaluate' | 'demo' | 'help' | RemoteCommand;
   remote?: RemoteOptions;
-  spec?: JobSpec;
+  spec?: ModeJobSpec;
   demo?: string;
   method?: JobSpec['method'];
   theta?: string;
@@ -161,7 +161,7 @@ function preprocessFromFlags(v: Flags): Record<string, unknown> | undefined {
   return p;
 }
 
-function specFromFlags(v: Flags): JobSpec {
+function specFromFlags(v: Flags): ModeJobSpec {
   if (!v.benign || !v.harmful) throw new UsageError('--benign FILE and --harmful FILE are required');
   if (v['feature-tensor'] && !v.backbone) throw new UsageError('--feature-tensor needs --backbone');
   if (v.mode !== undefined && v.mode !== 'linear-head' && v.mode !== 'last-block') throw new UsageError(`--mode must be linear-head or last-block, got ${JSON.stringify(v.mode)}`);

@@ -5,7 +5,9 @@ import { dirname, join, resolve } from 'node:path';
 import { immunize } from '../../models/engine/immunize.js';
 import { loadHousePrice } from '../../models/io/housePrice.js';
 import { DirectorySink } from '../../workers/artifacts.js';
-import { runEvaluateJob, runImmunizeJob, writeArtifacts, type JobResult } from '../../workers/immunizeProcessor.js';
+import { runJob } from '../../workers/modes.js';
+import { writeArtifacts, type JobResult } from '../../workers/processorDeps.js';
+import { runEvaluateJob } from '../../workers/processors/evaluate.js';
 import { parseJobSpec } from '../../workers/jobSpec.js';
 import { parseCli, USAGE, UsageError } from './args.js';
 import { progressReporter } from './progress.js';
@@ -63,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
     } else if (cmd.command === 'evaluate') {
       result = await runEvaluateJob(cmd.spec!, cmd.theta!, { sink, observe: (e) => progress.observe(e) });
     } else {
-      result = await runImmunizeJob(cmd.spec!, { sink, observe: (e) => progress.observe(e) });
+      result = await runJob(cmd.spec!, { sink, observe: (e) => progress.observe(e) });
     }
     progress.end();
     const m = result.metrics;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseSafetensors } from '../../models/io/safetensors.js';
 import { DirectorySink } from '../../workers/artifacts.js';
-import { runImmunizeJob } from '../../workers/immunizeProcessor.js';
+import { runJob } from '../../workers/modes.js';
 import { parseJobSpec } from '../../workers/jobSpec.js';
 import type { RunningServer } from '../../services/server.js';
 import { ALICE, cleanup, readSse, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
@@ -103,7 +103,7 @@ describe('House Price over HTTP', () => {
     const thetaFile = await download('theta.safetensors');
 
     // The same job, run in this process the way the CLI runs it.
-    const local = await runImmunizeJob(
+    const local = await runJob(
       parseJobSpec({ benign: { dataset: join(HOUSE, 'D1.csv'), ...sides.benign }, harmful: { dataset: join(HOUSE, 'D2.csv'), ...sides.harmful }, method: 'gradient' }),
       { sink: new DirectorySink(direct) },
     );

@@ -15,7 +15,7 @@ import { isDeepError } from '../../models/deep/errors.js';
 import { runDeep } from '../../models/deep/run.js';
 import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import { DirectorySink } from '../../workers/artifacts.js';
-import { runImmunizeJob } from '../../workers/immunizeProcessor.js';
+import { runJob } from '../../workers/modes.js';
 import { describeJobError } from '../../workers/jobErrors.js';
 import { CancelledError } from '../../models/engine/progress.js';
 import { parseJobSpec, SpecError } from '../../workers/jobSpec.js';
@@ -68,7 +68,7 @@ describe('last-block jobs', () => {
       harmful: { dataset: files.harmful },
       steps: 20,
     });
-    const result = await runImmunizeJob(spec, { sink: new DirectorySink(out) });
+    const result = await runJob(spec, { sink: new DirectorySink(out) });
     const m = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
     const d = m.deep;
     console.log(`# harmful ratio ${d.harmfulRatio.mean} ± ${d.harmfulRatio.std}, benign ratio ${d.benignRatio.mean} ± ${d.benignRatio.std}, RIR ${d.rir.mean}, accuracy ${d.benignAccuracy.before} → ${d.benignAccuracy.after}, accepted ${d.training.accepted}/${d.training.steps}, tail diff ${m.checkpoint.maxTailFeatureDiff}`);
@@ -149,7 +149,7 @@ describe('last-block jobs', () => {
       harmful: { dataset: await npy('vh.npy', harmful.images, [40, 3, SIZE, SIZE], 'f4') },
       steps: 2,
     });
-    await runImmunizeJob(spec, { sink: new DirectorySink(out) });
+    await runJob(spec, { sink: new DirectorySink(out) });
     const m = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
     // The same job with the activations cached on disk gives the same numbers.
     const disk = await runDeep(

@@ -5,10 +5,39 @@ import { CancelledError } from '../../models/engine/progress.js';
 import { DataError } from '../../models/io/errors.js';
 import { LinalgError } from '../../models/linalg/errors.js';
 import { describeJobError } from '../../workers/jobErrors.js';
-import { SpecError } from '../../workers/jobSpec.js';
+import { Value } from '@sinclair/typebox/value';
+import { BackboneJobSpecSchema, FeaturesJobSpecSchema, LastBlockJobSpecSchema, modeOf, parseJobSpec, SpecError } from '../../workers/jobSpec.js';
+import { assertModes, MODE_REGISTRY } from '../../workers/modes.js';
 import { PermanentJobError } from '../../workers/ports.js';
 import { assertRegistry, jobDefinition, JOB_REGISTRY, UnknownJobError, type JobDefinition } from '../../workers/registry.js';
 import { metricsSummary, progressTracker } from '../../workers/queueWorker.js';
+
+describe('job modes', () => {
+  const base = { benign: { dataset: 'd1' }, harmful: { dataset: 'd2' } };
+  const specs = {
+    features: parseJobSpec(base),
+    backbone: parseJobSpec({ ...base, backbone: 'b' }),
+    'last-block': parseJobSpec({ ...base, backbone: 'b', mode: 'last-block' }),
+  };
+  const schemas = { features: FeaturesJobSpecSchema, backbone: BackboneJobSpecSchema, 'last-block': LastBlockJobSpecSchema };
+
+  it('has one processor per mode, each with an object schema, checked at startup', () => {
+    assert.deepEqual(assertModes(), ['features', 'backbone', 'last-block']);
+    for (const [mode, p] of Object.entries(MODE_REGISTRY)) assert.equal(p.schema, schemas[mode as keyof typeof schemas], mode);
+  });
+
+  it('a parsed spec is exactly one of the three shapes, and its mode names the processor', () => {
+    for (const [mode, spec] of Object.entries(specs)) {
+      assert.equal(modeOf(spec), mode);
+      const matching = Object.entries(schemas).filter(([, schema]) => Value.Check(schema, spec)).map(([m]) => m);
+      assert.deepEqual(matching, [mode], `${mode} matches ${matching.join(', ')}`);
+    }
+    // A features spec carries no backbone field at all, and only the last-block one takes the training fields.
+    assert.equal(Value.Check(FeaturesJobSpecSchema, { ...specs.features, backbone: 'b' }), false);
+    assert.equal(Value.Check(BackboneJobSpecSchema, { ...specs.backbone, cutTensor: 'x' }), false);
+    assert.equal(Value.Check(LastBlockJobSpecSchema, { ...specs['last-block'], backbone: undefined }), false);
+  });
+});
 
 describe('job registry', () => {
   it('passes its startup check and names its jobs', () => {

@@ -16,7 +16,7 @@ import { readSafetensors } from '../../../models/io/safetensors.js';
 import { Backbone, IMMUNIZED_FEATURES } from '../../../models/backbones/index.js';
 import { GraphBuilder } from '../../../scripts/fixtures/onnxBuilder.js';
 import { DirectorySink } from '../../../workers/artifacts.js';
-import { runImmunizeJob } from '../../../workers/immunizeProcessor.js';
+import { runJob } from '../../../workers/modes.js';
 import { describeJobError } from '../../../workers/jobErrors.js';
 import { parseJobSpec, SpecError } from '../../../workers/jobSpec.js';
 import { assertFeaturesTimesTheta, maxRelDiff, randomImages, rejects, runModel, SIZE, smallResnet, smallVit } from './helpers.js';
@@ -97,7 +97,7 @@ describe('backbone job through the worker processor', () => {
     });
     const out = join(dir, 'job-resnet');
     const events: StepEvent[] = [];
-    const result = await runImmunizeJob(spec, { sink: new DirectorySink(out), observe: (e) => events.push(e) });
+    const result = await runJob(spec, { sink: new DirectorySink(out), observe: (e) => events.push(e) });
     assert.ok(result.artifacts.some((a) => a.name === 'immunized.onnx'));
     const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
     assert.equal(metrics.features.tensor, fx.featureTensor);
@@ -128,11 +128,11 @@ describe('backbone job through the worker processor', () => {
     await writeFile(model, fx.model.bytes);
     const images = await npyImages('few.npy', 8, 3, 0);
     const spec = parseJobSpec({ backbone: model, benign: { dataset: images }, harmful: { dataset: images }, method: 'closed-form' });
-    const err = await rejects(runImmunizeJob(spec, { sink: new DirectorySink(join(dir, 'never')) }), 'NO_CLASSIFIER');
-    assert.deepEqual(describeJobError(err), { code: 'invalid_data', message: err.message, permanent: true });
+    const err = await rejects(runJob(spec, { sink: new DirectorySink(join(dir, 'never')) }), 'NO_CLASSIFIER');
+    assert.deepEqual(describeJobError(err), { code: 'no_classifier', message: err.message, permanent: true });
     const labelsOff = await labels('off-y.npy', 7, 2);
     const withLabels = parseJobSpec({ backbone: join(dir, 'resnet.onnx'), benign: { dataset: images, labels: labelsOff }, harmful: { dataset: images }, method: 'closed-form' });
-    await rejects(runImmunizeJob(withLabels, { sink: new DirectorySink(join(dir, 'never')) }), 'LABELS', /7 labels for 8 images/);
+    await rejects(runJob(withLabels, { sink: new DirectorySink(join(dir, 'never')) }), 'LABELS', /7 labels for 8 images/);
 
     // A named output that is not N×D is caught on the first batch.
     const b = new GraphBuilder(1);

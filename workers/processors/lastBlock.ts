@@ -2,22 +2,22 @@
  * Last-block jobs (mode "last-block"): the spec's paths resolved, the deep runner in models/deep, and its
  * artifacts (metrics.json, curves.json, report.html, immunized.onnx) written to the sink.
  */
-import { runDeep, type DeepInput, type DeepMetrics } from '../models/deep/run.js';
-import type { ArtifactRecord } from './artifacts.js';
-import type { DataRefSpec, JobSpec } from './jobSpec.js';
-import type { ProcessorDeps } from './immunizeProcessor.js';
-import { renderReport, REPORT_CONTENT_TYPE } from './report/render.js';
+import { runDeep, type DeepInput, type DeepMetrics } from '../../models/deep/run.js';
+import type { ArtifactRecord } from '../artifacts.js';
+import type { DataRefSpec, LastBlockJobSpec } from '../jobSpec.js';
+import type { ProcessorDeps } from '../processorDeps.js';
+import { renderReport, REPORT_CONTENT_TYPE } from '../report/render.js';
 
 export interface DeepJobResult {
   metrics: DeepMetrics;
   artifacts: ArtifactRecord[];
 }
 
-export async function runDeepJob(spec: JobSpec, deps: ProcessorDeps, signal?: AbortSignal): Promise<DeepJobResult> {
+export async function runLastBlockJob(spec: LastBlockJobSpec, deps: ProcessorDeps, signal?: AbortSignal): Promise<DeepJobResult> {
   const resolve = deps.resolve ?? ((p: string) => p);
   const ref = async (r: DataRefSpec) => ({ images: await resolve(r.dataset), labels: r.labels ? await resolve(r.labels) : undefined, limit: r.rowLimit });
   const input: DeepInput = {
-    backbone: await resolve(spec.backbone!),
+    backbone: await resolve(spec.backbone),
     benign: await ref(spec.benign),
     harmful: await ref(spec.harmful),
     benignTest: spec.benignTest ? await ref(spec.benignTest) : undefined,
