@@ -5,9 +5,10 @@
 import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { JobSpec, DataRefSpec } from '../workers/jobSpec.js';
+import { CodedError, type ErrorReason } from '../workers/errorTable.js';
 import { PermanentJobError, type DatasetRef, type DatasetResolver } from '../workers/ports.js';
 import { canAccess, type Principal } from './auth.js';
-import { ApiError, badRequest, notFound } from './errors.js';
+import { ApiError, notFound } from './errors.js';
 import { isId, newId } from './ids.js';
 import type { DatasetRecord, Records } from './records.js';
 import type { BlobFormat, FsStore } from './storage/fsStore.js';
@@ -17,6 +18,14 @@ import { streamToFile, UploadTooLargeError } from './storage/upload.js';
 type Kind = 'dataset' | 'backbone';
 
 const ACCEPTED: Record<Kind, BlobFormat[]> = { dataset: ['npy', 'csv', 'tar'], backbone: ['onnx'] };
+
+/** An empty upload is an invalid file of its format: the reason its format check would give. */
+const EMPTY_UPLOAD: Record<BlobFormat, ErrorReason> = {
+  npy: 'upload.NPY',
+  csv: 'upload.CSV',
+  tar: 'backbone.TAR_MALFORMED',
+  onnx: 'backbone.ONNX_MALFORMED',
+};
 
 /** The client's file name reduced to something safe to show (it is never used as a path). */
 export function displayName(filename: string | undefined): string {
@@ -31,7 +40,7 @@ function formatOf(filename: string, kind: Kind): BlobFormat {
   const accepted = ACCEPTED[kind];
   if ((accepted as string[]).includes(ext)) return ext as BlobFormat;
   const expected = kind === 'dataset' ? '.npy (numpy.save), .csv (with a header row) or .tar (PNG/JPEG images)' : '.onnx';
-  throw new ApiError(415, 'unsupported_format', `${filename}: the file name must end in ${expected}; got ${ext ? `.${ext}` : 'no extension'}`);
+  throw new CodedError('data.UNSUPPORTED_EXTENSION', `${filename}: the file name must end in ${expected}; got ${ext ? `.${ext}` : 'no extension'}`);
 }
 
 export interface UploadedFile {
@@ -46,7 +55,7 @@ export interface UploadedFile {
 function imageShape(field: string, ds: DatasetRecord): string | null {
   if (ds.format === 'tar') return null;
   if (ds.format !== 'npy' || ds.shape?.length !== 4) {
-    throw badRequest('invalid_spec', `${field}: with a backbone the data are images; dataset ${ds.id} is not an N×C×H×W .npy or a .tar of images (it is ${ds.format === 'npy' ? `shape (${ds.shape?.join(', ')})` : `.${ds.format}`})`);
+    throw new CodedError('spec.INVALID', `${field}: with a backbone the data are images; dataset ${ds.id} is not an N×C×H×W .npy or a .tar of images (it is ${ds.format === 'npy' ? `shape (${ds.shape?.join(', ')})` : `.${ds.format}`})`);
   }
   return ds.shape.slice(1).join('×');
 }
@@ -59,14 +68,14 @@ function fitsInput(imageShape: number | string, input: Array<number | string | n
 
 /** The feature dimension a data reference gives, from the upload's metadata. */
 function featureDim(field: string, ref: DataRefSpec, ds: DatasetRecord): number {
-  if (ds.format === 'tar') throw badRequest('invalid_spec', `${field}: dataset ${ds.id} is an archive of images; give the job a backbone`);
+  if (ds.format === 'tar') throw new CodedError('spec.INVALID', `${field}: dataset ${ds.id} is an archive of images; give the job a backbone`);
   if (ds.format === 'npy') {
     if (ref.labelColumn !== undefined || (ref.dropColumns?.length ?? 0) > 0) {
-      throw badRequest('invalid_spec', `${field}: labelColumn and dropColumns apply only to .csv datasets; ${ds.id} is .npy (pass labels as a separate dataset)`);
+      throw new CodedError('spec.INVALID', `${field}: labelColumn and dropColumns apply only to .csv datasets; ${ds.id} is .npy (pass labels as a separate dataset)`);
     }
     if (!ds.shape || ds.shape.length !== 2) {
       const what = ds.shape?.length === 4 ? 'images (give the job a backbone)' : 'a label vector';
-      throw badRequest('invalid_spec', `${field}: dataset ${ds.id} of shape (${ds.shape?.join(', ')}) is ${what}; expected a 2-D N×D feature array`);
+      throw new CodedError('spec.INVALID', `${field}: dataset ${ds.id} of shape (${ds.shape?.join(', ')}) is ${what}; expected a 2-D N×D feature array`);
     }
     return ds.cols!;
   }
@@ -75,11 +84,11 @@ function featureDim(field: string, ref: DataRefSpec, ds: DatasetRecord): number 
   for (const col of named) {
     if (!header.includes(col)) {
       const shown = header.length > 12 ? `${header.slice(0, 12).join(', ')}, …` : header.join(', ');
-      throw badRequest('missing_column', `${field}: dataset ${ds.id} has no column named ${JSON.stringify(col)}; its columns are ${shown}`);
+      throw new CodedError('data.MISSING_COLUMN', `${field}: dataset ${ds.id} has no column named ${JSON.stringify(col)}; its columns are ${shown}`);
     }
   }
   const d = header.length - new Set(named).size;
-  if (d < 1) throw badRequest('invalid_spec', `${field}: no feature columns are left in dataset ${ds.id} once the label and dropped columns are removed`);
+  if (d < 1) throw new CodedError('spec.INVALID', `${field}: no feature columns are left in dataset ${ds.id} once the label and dropped columns are removed`);
   return d;
 }
 
@@ -107,9 +116,9 @@ export class DatasetService implements DatasetResolver {
         if (err instanceof UploadTooLargeError) throw new ApiError(413, 'payload_too_large', `${name}: ${err.message}`);
         throw err;
       }
-      if (streamed.bytes === 0) throw badRequest(`invalid_${format}`, `${name} is empty`);
+      if (streamed.bytes === 0) throw new CodedError(EMPTY_UPLOAD[format], `${name} is empty`);
       const inspected = await inspectInThread(temp, format, name);
-      if (!inspected.ok) throw badRequest(inspected.code, inspected.message);
+      if (!inspected.ok) throw new CodedError(inspected.reason, inspected.message);
       const id = newId(kind);
       adopted = await this.store.adoptUpload(temp, kind, id, format);
       const record: DatasetRecord = {
@@ -174,20 +183,20 @@ export class DatasetService implements DatasetResolver {
       // With a backbone, D is the backbone's feature size: the images must at least share their shape.
       const d = spec.backbone ? imageShape(`${side}.dataset`, ds) : featureDim(`${side}.dataset`, ref, ds);
       const rows = Math.min(ds.rows ?? 0, ref.rowLimit ?? Number.POSITIVE_INFINITY);
-      if (rows < 2) throw badRequest('too_few_rows', `${side}.dataset: ${rows} row${rows === 1 ? '' : 's'} would be used; at least 2 are needed`);
+      if (rows < 2) throw new CodedError('data.TOO_FEW_ROWS', `${side}.dataset: ${rows} row${rows === 1 ? '' : 's'} would be used; at least 2 are needed`);
       if (ref.labels) {
         const labels = await this.mustGet(principal, 'dataset', ref.labels, `${side}.labels`);
         const vector = labels.format === 'npy' ? labels.shape?.length === 1 || labels.shape?.[1] === 1 : labels.cols === 1;
         if (!vector) {
-          throw badRequest('invalid_labels', `${side}.labels: dataset ${labels.id} is not a label vector; expected a 1-D .npy, an N×1 .npy or a single-column .csv`);
+          throw new CodedError('labels.NOT_VECTOR', `${side}.labels: dataset ${labels.id} is not a label vector; expected a 1-D .npy, an N×1 .npy or a single-column .csv`);
         }
         if (labels.rows !== ds.rows) {
-          throw badRequest('label_mismatch', `${side}.labels: ${labels.rows} labels for ${ds.rows} rows in ${side}.dataset; expected one label per row`);
+          throw new CodedError('labels.COUNT', `${side}.labels: ${labels.rows} labels for ${ds.rows} rows in ${side}.dataset; expected one label per row`);
         }
       }
       if (d === null) continue; // image files: resized and cropped to the model's input by the job
       if (modelInput && !fitsInput(d, modelInput)) {
-        throw badRequest('image_size', `${side}.dataset: images of ${d} do not fit the backbone's input ${modelInput.map((x) => x ?? '?').join('×')} (C×H×W after the batch axis); preprocess them to that size`);
+        throw new CodedError('backbone.IMAGE_SIZE', `${side}.dataset: images of ${d} do not fit the backbone's input ${modelInput.map((x) => x ?? '?').join('×')} (C×H×W after the batch axis); preprocess them to that size`);
       }
       dims.push({ field: `${side}.dataset`, d });
     }
@@ -196,7 +205,7 @@ export class DatasetService implements DatasetResolver {
       if (o.d !== benign.d) {
         const what = spec.backbone ? 'image shape mismatch' : 'feature dimension mismatch';
         const unit = spec.backbone ? 'images of ' : 'D=';
-        throw badRequest('dimension_mismatch', `${what}: ${benign.field} has ${unit}${benign.d} but ${o.field} has ${unit}${o.d}; both must be the same`);
+        throw new CodedError('data.DIM_MISMATCH', `${what}: ${benign.field} has ${unit}${benign.d} but ${o.field} has ${unit}${o.d}; both must be the same`);
       }
     }
   }
@@ -215,7 +224,7 @@ export class DatasetService implements DatasetResolver {
       if (this.backboneChecks.size >= BACKBONE_CHECKS_KEPT) this.backboneChecks.delete(this.backboneChecks.keys().next().value!);
       this.backboneChecks.set(key, check);
     }
-    if (!check.ok) throw badRequest(check.code, `backbone ${r.id}: ${check.message}`);
+    if (!check.ok) throw new CodedError(check.reason, `backbone ${r.id}: ${check.message}`);
     return check.summary.input.shape?.slice(1) ?? null;
   }
 

@@ -1,11 +1,10 @@
 /**
  * How a failure inside a job is reported: a stable lower_snake_case code, a message for people, and whether a
- * retry could help. Bad input is permanent (no retry); I/O hiccups and crashes are transient.
+ * retry could help. The code and the retry class come from the error table (errorTable.ts), the same one the API
+ * answers from at submit: bad input is permanent (no retry: the queue worker throws a bullmq UnrecoverableError),
+ * I/O hiccups and crashes are transient.
  */
-import { CancelledError } from '../models/engine/progress.js';
-import { DataError, type DataErrorCode } from '../models/io/errors.js';
-import { LinalgError } from '../models/linalg/errors.js';
-import { SpecError } from './jobSpec.js';
+import { errorClass, reasonOf, type ErrorReason } from './errorTable.js';
 import { PermanentJobError } from './ports.js';
 import { UnknownJobError } from './registry.js';
 
@@ -15,29 +14,15 @@ export interface DescribedError {
   permanent: boolean;
 }
 
-const DATA_CODES: Record<DataErrorCode, string> = {
-  BAD_FORMAT: 'invalid_data',
-  TRUNCATED: 'truncated_data',
-  BAD_DTYPE: 'invalid_dtype',
-  NON_FINITE: 'non_finite',
-  BAD_SHAPE: 'invalid_shape',
-  DIM_MISMATCH: 'dimension_mismatch',
-  TOO_FEW_ROWS: 'too_few_rows',
-  MISSING_COLUMN: 'missing_column',
-  UNSUPPORTED_EXTENSION: 'unsupported_format',
-  NOT_FOUND: 'not_found',
-  BAD_ARGUMENT: 'invalid_argument',
-  IO_ERROR: 'io_error',
-};
+/** The table's reason for an error a job can raise; job.INTERNAL for anything unexpected. */
+export function jobErrorReason(err: unknown): ErrorReason {
+  return reasonOf(err) ?? (err instanceof UnknownJobError ? 'job.UNKNOWN' : 'job.INTERNAL');
+}
 
 export function describeJobError(err: unknown): DescribedError {
   const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof CancelledError) return { code: 'cancelled', message, permanent: true };
-  if (err instanceof DataError) return { code: DATA_CODES[err.code] ?? 'invalid_data', message, permanent: err.code !== 'IO_ERROR' };
-  if (err instanceof SpecError) return { code: 'invalid_spec', message, permanent: true };
-  if (err instanceof UnknownJobError) return { code: 'unknown_job', message, permanent: true };
+  // Raised with a code of its own (a missing upload, a payload that does not parse); never worth a retry.
   if (err instanceof PermanentJobError) return { code: err.code, message, permanent: true };
-  // The engine is deterministic: a numerical failure on this input happens again on a retry.
-  if (err instanceof LinalgError) return { code: 'numerical_error', message, permanent: true };
-  return { code: 'internal', message, permanent: false };
+  const c = errorClass(jobErrorReason(err));
+  return { code: c.code, message, permanent: c.permanent };
 }

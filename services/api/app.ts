@@ -12,7 +12,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { Principal } from '../auth.js';
 import type { Services } from '../context.js';
-import { ApiError, errorBody, isRedisUnavailable } from '../errors.js';
+import { ApiError, errorAnswer, errorBody, isRedisUnavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { SESSION_COOKIE, SessionStore } from '../sessions.js';
 import { authenticate } from './authenticate.js';
@@ -100,9 +100,11 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
   });
 
   fastify.setErrorHandler((err: FastifyError, req, reply) => {
-    if (err instanceof ApiError) {
-      if (err.statusCode === 401) void reply.header('www-authenticate', 'Bearer');
-      return reply.code(err.statusCode).send(errorBody(err.code, err.message));
+    // An ApiError as raised; a domain failure (bad data, backbone or spec) by the error table, with a job's code.
+    const known = errorAnswer(err);
+    if (known) {
+      if (known.status === 401) void reply.header('www-authenticate', 'Bearer');
+      return reply.code(known.status).send(errorBody(known.code, known.message));
     }
     if (err.validation) {
       return reply.code(400).send(errorBody('invalid_request', `${err.validationContext ?? 'request'} ${err.message.replace(/^(body|querystring|params|headers)\/?\s*/, '')}`.trim()));

@@ -11,6 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { prepareCsv, readCsvTable } from '../../models/io/csv.js';
 import { DataError } from '../../models/io/errors.js';
 import { formatShape, readNpy } from '../../models/io/npy.js';
+import { CodedError, errorClass, reasonOf, type ErrorReason } from '../../workers/errorTable.js';
 import { inspectOnnx, OnnxFormatError, type OnnxInfo } from './onnx.js';
 
 export type DatasetInfo =
@@ -18,12 +19,28 @@ export type DatasetInfo =
   | { format: 'csv'; rows: number; cols: number; header: string[]; kind: 'features' | 'labels' }
   | { format: 'tar'; rows: number; classes: string[] | null; kind: 'images' };
 
-export type InspectResult = { ok: true; dataset?: DatasetInfo; backbone?: OnnxInfo } | { ok: false; code: string; message: string };
+/**
+ * Why an upload or a backbone is refused: a reason of the error table (its code is there for reading). Plain data,
+ * so that it crosses the thread boundary; the caller raises `new CodedError(reason, message)`.
+ */
+export interface Refusal {
+  ok: false;
+  reason: ErrorReason;
+  code: string;
+  message: string;
+}
+
+function refusal(reason: ErrorReason, message: string): Refusal {
+  return { ok: false, reason, code: errorClass(reason).code, message };
+}
+
+export type InspectResult = { ok: true; dataset?: DatasetInfo; backbone?: OnnxInfo } | Refusal;
 
 const NPY_EXPECTED = 'expected a 2-D N×D float32/float64 feature array, a 4-D N×C×H×W image array, or a 1-D label vector';
 
-function npyCode(e: DataError): string {
-  return e.code === 'NON_FINITE' ? 'non_finite' : 'invalid_npy';
+/** A bad number is the same failure wherever it is found; anything else makes the file an invalid upload of its format. */
+function uploadReason(e: DataError, format: 'upload.NPY' | 'upload.CSV'): ErrorReason {
+  return e.code === 'NON_FINITE' ? 'data.NON_FINITE' : format;
 }
 
 async function inspectNpy(path: string, name: string): Promise<DatasetInfo> {
@@ -31,13 +48,13 @@ async function inspectNpy(path: string, name: string): Promise<DatasetInfo> {
   try {
     arr = await readNpy(path, { allowInt: true });
   } catch (e) {
-    if (e instanceof DataError) throw Object.assign(new Error(e.message.split(path).join(name)), { code: npyCode(e) });
+    if (e instanceof DataError) throw new CodedError(uploadReason(e, 'upload.NPY'), e.message.split(path).join(name), { cause: e });
     throw e;
   }
   const { shape, dtype } = arr;
   const integer = dtype !== 'f4' && dtype !== 'f8';
   if (shape.length === 1 || (shape.length === 2 && shape[1] === 1 && integer)) {
-    if (shape[0] < 1) throw Object.assign(new Error(`${name}: the label vector is empty`), { code: 'invalid_npy' });
+    if (shape[0] < 1) throw new CodedError('upload.NPY', `${name}: the label vector is empty`);
     return { format: 'npy', rows: shape[0], cols: 1, dtype, shape, kind: 'labels' };
   }
   if (shape.length === 4 && !integer && shape.every((d) => d > 0)) {
@@ -45,13 +62,13 @@ async function inspectNpy(path: string, name: string): Promise<DatasetInfo> {
     return { format: 'npy', rows: shape[0], cols: shape[1] * shape[2] * shape[3], dtype, shape, kind: 'images' };
   }
   if (shape.length !== 2) {
-    throw Object.assign(new Error(`${name}: shape ${formatShape(shape)} (${shape.length}-D); ${NPY_EXPECTED}`), { code: 'invalid_npy' });
+    throw new CodedError('upload.NPY', `${name}: shape ${formatShape(shape)} (${shape.length}-D); ${NPY_EXPECTED}`);
   }
   if (integer) {
-    throw Object.assign(new Error(`${name}: integer dtype ${dtype} is accepted only for label vectors; ${NPY_EXPECTED}`), { code: 'invalid_npy' });
+    throw new CodedError('upload.NPY', `${name}: integer dtype ${dtype} is accepted only for label vectors; ${NPY_EXPECTED}`);
   }
   if (shape[0] < 1 || shape[1] < 1) {
-    throw Object.assign(new Error(`${name}: shape ${formatShape(shape)} holds no values; ${NPY_EXPECTED}`), { code: 'invalid_npy' });
+    throw new CodedError('upload.NPY', `${name}: shape ${formatShape(shape)} holds no values; ${NPY_EXPECTED}`);
   }
   return { format: 'npy', rows: shape[0], cols: shape[1], dtype, shape, kind: shape[1] === 1 ? 'labels' : 'features' };
 }
@@ -66,38 +83,39 @@ async function inspectCsv(path: string, name: string): Promise<DatasetInfo> {
     return { format: 'csv', rows: table.rows.length, cols: table.header.length, header: table.header, kind: table.header.length === 1 ? 'labels' : 'features' };
   } catch (e) {
     if (e instanceof DataError) {
-      throw Object.assign(new Error(e.message.split(path).join(name)), { code: e.code === 'NON_FINITE' ? 'non_finite' : 'invalid_csv' });
+      throw new CodedError(uploadReason(e, 'upload.CSV'), e.message.split(path).join(name), { cause: e });
     }
     throw e;
   }
 }
 
-/** Parses the file at `path`; `name` stands for it in messages. Never throws for bad content: it says so. */
 /** An uploaded .tar of PNG/JPEG images (for backbone jobs): its entries are indexed, the images are not decoded. */
 async function inspectTar(path: string, name: string): Promise<DatasetInfo> {
   try {
     const { images, classes } = await describeImageArchive(path, name);
     return { format: 'tar', rows: images, classes, kind: 'images' };
   } catch (e) {
-    if (isBackboneError(e)) throw Object.assign(new Error(e.message), { code: e.reason === 'IMAGES_EMPTY' ? 'images_empty' : 'invalid_tar' });
+    // TAR_MALFORMED (invalid_tar) or IMAGES_EMPTY (images_empty): the codes a job reading the archive would give.
+    if (isBackboneError(e)) throw new CodedError(reasonOf(e)!, e.message, { cause: e });
     throw e;
   }
 }
 
+/** Parses the file at `path`; `name` stands for it in messages. Never throws for bad content: it says so. */
 export async function inspectFile(path: string, format: 'npy' | 'csv' | 'tar' | 'onnx', name: string): Promise<InspectResult> {
   try {
     if (format === 'onnx') return { ok: true, backbone: inspectOnnx(await readFile(path), name) };
     if (format === 'tar') return { ok: true, dataset: await inspectTar(path, name) };
     return { ok: true, dataset: format === 'npy' ? await inspectNpy(path, name) : await inspectCsv(path, name) };
   } catch (e) {
-    if (e instanceof OnnxFormatError) return { ok: false, code: e.code, message: e.message };
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /^[a-z_]+$/.test(code)) return { ok: false, code, message: (e as Error).message };
+    // Not an ONNX model at all: the reason a job loading it would give (invalid_onnx).
+    if (e instanceof OnnxFormatError) return refusal('backbone.ONNX_MALFORMED', e.message);
+    if (e instanceof CodedError) return refusal(e.reason, e.message);
     throw e;
   }
 }
 
-export type BackboneCheck = { ok: true; summary: BackboneSummary } | { ok: false; code: string; message: string };
+export type BackboneCheck = { ok: true; summary: BackboneSummary } | Refusal;
 
 /**
  * What a job with this backbone would find before it runs: the feature tensor (found, or the one named) and the
@@ -111,7 +129,8 @@ export async function checkBackboneFile(path: string, name: string, featureTenso
     if (lastBlock) inspectTail(bytes, name, { cutTensor: lastBlock.cutTensor, featureTensor });
     return { ok: true, summary };
   } catch (e) {
-    if (isBackboneError(e) || isDeepError(e)) return { ok: false, code: e.reason.toLowerCase(), message: e.message };
+    // The reason (and so the code) a job meeting this backbone would fail with.
+    if (isBackboneError(e) || isDeepError(e)) return refusal(reasonOf(e)!, e.message);
     throw e;
   }
 }
