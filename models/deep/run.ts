@@ -154,6 +154,79 @@ function subset(a: ActivationRows, rows: number[]): ActivationRows {
   return { ...a, rows: rows.length, cut: cutSubset(a.cut, rows), features, logits };
 }
 
+type HeldOut = { acts: ActivationRows; labels: Int32Array; from: DeepMetricsExtra['deep']['benignAccuracy']['heldOut'] };
+
+/**
+ * The benign labels as class indices, and the rows that train the tail against those held out for the accuracy
+ * check: the benign test set when it has labels, otherwise a seeded random fifth of the benign images.
+ */
+function splitBenign(
+  input: DeepInput,
+  sets: Record<'benign' | 'harmful' | 'benignTest', LoadedSet | undefined>,
+  acts: Partial<Record<'benign' | 'harmful' | 'benignTest', Activations>>,
+  seed: number,
+): { benignLabels?: Int32Array; benignTrain: ActivationRows; trainLabels?: Int32Array; heldOut: HeldOut | null } {
+  const benignAll = acts.benign!;
+  const classes = benignAll.classes;
+  const benignLabels = sets.benign!.labels ? classIndices(sets.benign!.labels, classes, input.benign.labels ?? input.benign.images) : undefined;
+  let trainRows = Array.from({ length: benignAll.rows }, (_, i) => i);
+  let heldOut: HeldOut | null = null;
+  if (acts.benignTest && sets.benignTest?.labels && input.benignTest) {
+    heldOut = { acts: acts.benignTest, labels: classIndices(sets.benignTest.labels, classes, input.benignTest.labels ?? input.benignTest.images), from: 'benignTest' };
+  } else if (benignLabels && benignAll.rows >= 2 * HOLD_OUT_EVERY) {
+    // A seeded random fifth: a regular stride could line up with the order of the classes in the file.
+    const held = sampleRows(benignAll.rows, Math.floor(benignAll.rows / HOLD_OUT_EVERY), uniform(seed + 17));
+    const isHeld = new Set(held);
+    trainRows = trainRows.filter((r) => !isHeld.has(r));
+    heldOut = { acts: subset(benignAll, held), labels: Int32Array.from(held, (r) => benignLabels[r]), from: 'a random fifth of the benign images' };
+  }
+  const trainLabels = benignLabels ? Int32Array.from(trainRows, (r) => benignLabels[r]) : undefined;
+  return { benignLabels, benignTrain: subset(benignAll, trainRows), trainLabels, heldOut };
+}
+
+/** Reads the backbone, plans the tail (the block to train) and picks the tfjs backend. */
+async function openBackbone(input: DeepInput, opts: DeepOptions, observe: StepObserver | undefined, log: (message: string) => void) {
+  observe?.({ phase: 'load', message: 'loading the backbone' });
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(input.backbone);
+  } catch (err) {
+    throw fsError(err, input.backbone, 'an .onnx backbone');
+  }
+  const graph = OnnxGraph.parse(bytes, input.backbone);
+  const plan = planTail(graph, { cutTensor: opts.cutTensor, featureTensor: opts.featureTensor });
+  log(`last block: ${plan.description}`);
+  const backend = await selectBackend({ kernels: kernelsFor(plan.ops), only: opts.backends, log });
+  return { graph, plan, backend, hasConv: plan.ops.includes('Conv') };
+}
+
+/** The trunk (onnxruntime) once per image of each set, its activations at the cut kept in memory or on disk. */
+async function runTrunk(
+  trunk: Trunk,
+  sets: Record<'benign' | 'harmful' | 'benignTest', LoadedSet | undefined>,
+  opts: DeepOptions,
+  observe?: StepObserver,
+  signal?: AbortSignal,
+): Promise<Partial<Record<'benign' | 'harmful' | 'benignTest', Activations>>> {
+  const acts: Partial<Record<'benign' | 'harmful' | 'benignTest', Activations>> = {};
+  const totalImages = Object.values(sets).reduce((a, s) => a + (s ? s.source.count : 0), 0);
+  let done = 0;
+  try {
+    for (const role of ['benign', 'harmful', 'benignTest'] as const) {
+      const set = sets[role];
+      if (!set) continue;
+      checkAbort(signal);
+      const before = done;
+      acts[role] = await trunk.run(set.source, { signal, memoryBytes: opts.activationMemoryBytes, progress: (n) => observe?.({ phase: 'statistics', step: before + n, of: totalImages, message: `trunk ${role}` }) });
+      done += set.source.count;
+    }
+  } catch (err) {
+    for (const a of Object.values(acts)) a?.cut.close();
+    throw err;
+  }
+  return acts;
+}
+
 /**
  * The training time, estimated from one image's tail FLOPs and a measured kernel rate; a job over its budget is
  * refused before the trunk runs, unless allowSlowBackend says to go on.
@@ -273,18 +346,7 @@ function spectrumOf(X: Mat): Float64Array {
 export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?: StepObserver, signal?: AbortSignal): Promise<DeepResult> {
   const started = performance.now();
   const log = (message: string) => observe?.({ phase: 'load', message });
-  observe?.({ phase: 'load', message: 'loading the backbone' });
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(input.backbone);
-  } catch (err) {
-    throw fsError(err, input.backbone, 'an .onnx backbone');
-  }
-  const graph = OnnxGraph.parse(bytes, input.backbone);
-  const plan = planTail(graph, { cutTensor: opts.cutTensor, featureTensor: opts.featureTensor });
-  log(`last block: ${plan.description}`);
-  const hasConv = plan.ops.includes('Conv');
-  const backend = await selectBackend({ kernels: kernelsFor(plan.ops), only: opts.backends, log });
+  const { graph, plan, backend, hasConv } = await openBackbone(input, opts, observe, log);
 
   const geometry = geometryOf(graph);
   const sets: Record<'benign' | 'harmful' | 'benignTest', LoadedSet | undefined> = { benign: undefined, harmful: undefined, benignTest: undefined };
@@ -302,16 +364,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
     const { estimate, total, budget } = await estimateOrRefuse(input, opts, { graph, plan, backend, hasConv, sets: { benign: sets.benign, harmful: sets.harmful }, steps, batchSize, log });
 
     // The trunk, once per image.
-    const totalImages = Object.values(sets).reduce((a, s) => a + (s ? s.source.count : 0), 0);
-    let done = 0;
-    for (const role of ['benign', 'harmful', 'benignTest'] as const) {
-      const set = sets[role];
-      if (!set) continue;
-      checkAbort(signal);
-      const before = done;
-      acts[role] = await trunk.run(set.source, { signal, memoryBytes: opts.activationMemoryBytes, progress: (n) => observe?.({ phase: 'statistics', step: before + n, of: totalImages, message: `trunk ${role}` }) });
-      done += set.source.count;
-    }
+    Object.assign(acts, await runTrunk(trunk, sets, opts, observe, signal));
     const checkImages = await src.read(0, Math.min(CHECK_ROWS, src.count), new Float32Array(Math.min(CHECK_ROWS, src.count) * src.channels * src.height * src.width));
     const benignAll = acts.benign!;
     const harmful = acts.harmful!;
@@ -321,21 +374,8 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
 
     // Labels and the held-out benign rows for the accuracy check.
     const warnings: Warning[] = [];
-    const benignLabels = sets.benign.labels ? classIndices(sets.benign.labels, classes, input.benign.labels ?? input.benign.images) : undefined;
-    let trainRows = Array.from({ length: benignAll.rows }, (_, i) => i);
-    let heldOut: { acts: ActivationRows; labels: Int32Array; from: DeepMetricsExtra['deep']['benignAccuracy']['heldOut'] } | null = null;
-    if (acts.benignTest && sets.benignTest?.labels) {
-      heldOut = { acts: acts.benignTest, labels: classIndices(sets.benignTest.labels, classes, input.benignTest!.labels ?? input.benignTest!.images), from: 'benignTest' };
-    } else if (benignLabels && benignAll.rows >= 2 * HOLD_OUT_EVERY) {
-      // A seeded random fifth: a regular stride could line up with the order of the classes in the file.
-      const held = sampleRows(benignAll.rows, Math.floor(benignAll.rows / HOLD_OUT_EVERY), uniform((opts.seed ?? 0) + 17));
-      const isHeld = new Set(held);
-      trainRows = trainRows.filter((r) => !isHeld.has(r));
-      heldOut = { acts: subset(benignAll, held), labels: Int32Array.from(held, (r) => benignLabels[r]), from: 'a random fifth of the benign images' };
-    }
+    const { benignLabels, benignTrain, trainLabels, heldOut } = splitBenign(input, sets, acts, opts.seed ?? 0);
     if (!benignLabels) warnings.push({ field: 'deep.benignAccuracy', reason: 'no benign labels: no task term in training and no accuracy to report' });
-    const benignTrain = subset(benignAll, trainRows);
-    const trainLabels = benignLabels ? Int32Array.from(trainRows, (r) => benignLabels[r]) : undefined;
 
     // Train the tail.
     const tail = new TailModel(backend.tf, plan);
@@ -343,23 +383,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       const setOf = (a: ActivationRows, labels?: Int32Array): TrainSet => ({ cut: a.cut, rows: a.rows, cutShape: a.cutShape, labels });
       const trainH = setOf(harmful);
       const trainP = setOf(benignTrain, trainLabels);
-      const report: TrainReport = trainTail(
-        tail,
-        trainH,
-        trainP,
-        {
-          ...TRAIN_DEFAULTS,
-          steps,
-          batchSize,
-          learningRate: opts.learningRate ?? TRAIN_DEFAULTS.learningRate,
-          lambdaBenign: opts.lambdaBenign ?? TRAIN_DEFAULTS.lambdaBenign,
-          lambdaHarmful: opts.lambdaHarmful ?? TRAIN_DEFAULTS.lambdaHarmful,
-          seed: opts.seed ?? 0,
-          headProjector: benignLabels ? headNullProjector(headWeights(graph, plan, D)) : null,
-        },
-        observe,
-        signal,
-      );
+      const report = trainBlock(tail, trainH, trainP, { opts, steps, batchSize, headProjector: benignLabels ? headNullProjector(headWeights(graph, plan, D)) : null }, observe, signal);
 
       // New features for every row, through the trained tail.
       observe?.({ phase: 'evaluate', message: 'features through the trained block' });
@@ -415,10 +439,94 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       const reasons = [...verdict.verdictReasons];
       if (accBefore !== null && accAfter !== null && accAfter < accBefore - 0.01) reasons.push(`benign accuracy of the original head fell from ${accBefore.toFixed(3)} to ${accAfter.toFixed(3)}`);
       if (!checkpoint.passed) reasons.push('immunized.onnx does not reproduce the trained block');
-      const finalVerdict = reasons.length === 0 ? 'immunized' : verdict.verdict === 'infeasible' ? 'infeasible' : 'weak';
-      const engineSeconds = (performance.now() - started) / 1000;
-      const stepMean = report.seconds.total / Math.max(1, report.steps);
-      const raw: DeepMetrics = {
+      const raw = deepMetrics({
+        started, metricsStart, task, D, benignTrain, harmful, heldOut, opts, draws, conditioning, accBefore, accAfter, attacks, reasons, verdict,
+        report, rtol, plan, benignAll, tail, acts, batchSize, estimate, steps, total, budget, checkpoint, backend, trunk,
+      });
+      const metrics = sanitize(raw, warnings);
+      metrics.warnings = warnings;
+      const kappaSteps = report.history.map((h) => ({ step: h.step, benign: h.kappaBenign ?? NaN, harmful: h.kappaHarmful ?? NaN, seconds: h.seconds }));
+      const curves: Curves = sanitize(curvesOf(spectra, kappaSteps, attacks.outcomes), []);
+      observe?.({ phase: 'done' });
+      return { metrics, curves, onnx };
+    } finally {
+      tail.dispose();
+    }
+  } finally {
+    for (const a of Object.values(acts)) a?.cut.close();
+    await trunk.close();
+    await Promise.all(Object.values(sets).map((s) => s?.source.close().catch(() => undefined)));
+  }
+}
+
+/** The tail's training, with the job's options over the defaults. */
+function trainBlock(
+  tail: TailModel,
+  harmful: TrainSet,
+  benign: TrainSet,
+  o: { opts: DeepOptions; steps: number; batchSize: number; headProjector: ReturnType<typeof headNullProjector> | null },
+  observe?: StepObserver,
+  signal?: AbortSignal,
+): TrainReport {
+  const { opts } = o;
+  return trainTail(
+    tail,
+    harmful,
+    benign,
+    {
+      ...TRAIN_DEFAULTS,
+      steps: o.steps,
+      batchSize: o.batchSize,
+      learningRate: opts.learningRate ?? TRAIN_DEFAULTS.learningRate,
+      lambdaBenign: opts.lambdaBenign ?? TRAIN_DEFAULTS.lambdaBenign,
+      lambdaHarmful: opts.lambdaHarmful ?? TRAIN_DEFAULTS.lambdaHarmful,
+      seed: opts.seed ?? 0,
+      headProjector: o.headProjector,
+    },
+    observe,
+    signal,
+  );
+}
+
+/** metrics.json of a last-block job, from the pieces its phases produced. */
+function deepMetrics(p: {
+  started: number;
+  metricsStart: number;
+  task: ReturnType<typeof inferTask> | null;
+  D: number;
+  benignTrain: ActivationRows;
+  harmful: Activations;
+  heldOut: HeldOut | null;
+  opts: DeepOptions;
+  draws: DrawSummary;
+  conditioning: ReturnType<typeof scoreTail>['conditioning'];
+  accBefore: number | null;
+  accAfter: number | null;
+  attacks: ReturnType<typeof scoreTail>['attacks'];
+  reasons: string[];
+  verdict: ReturnType<typeof scoreTail>['verdict'];
+  report: TrainReport;
+  rtol: number;
+  plan: TailPlan;
+  benignAll: Activations;
+  tail: TailModel;
+  acts: Partial<Record<'benign' | 'harmful' | 'benignTest', Activations>>;
+  batchSize: number;
+  estimate: StepEstimate;
+  steps: number;
+  total: number;
+  budget: number;
+  checkpoint: DeepMetricsExtra['checkpoint'];
+  backend: Awaited<ReturnType<typeof selectBackend>>;
+  trunk: Trunk;
+}): DeepMetrics {
+  const { task, D, benignTrain, harmful, heldOut, opts, draws, conditioning, accBefore, accAfter, attacks, reasons, verdict } = p;
+  const { report, rtol, plan, benignAll, tail, acts, batchSize, estimate, steps, total, budget, checkpoint, backend, trunk } = p;
+  const finalVerdict = reasons.length === 0 ? 'immunized' : verdict.verdict === 'infeasible' ? 'infeasible' : 'weak';
+  const engineSeconds = (performance.now() - p.started) / 1000;
+  const metricsStart = p.metricsStart;
+  const stepMean = report.seconds.total / Math.max(1, report.steps);
+  return {
         method: 'gradient',
         task,
         dim: D,
@@ -464,20 +572,6 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
         tfjsBackendNote: backend.note,
         executionProvider: trunk.runtime.provider,
       };
-      const metrics = sanitize(raw, warnings);
-      metrics.warnings = warnings;
-      const kappaSteps = report.history.map((h) => ({ step: h.step, benign: h.kappaBenign ?? NaN, harmful: h.kappaHarmful ?? NaN, seconds: h.seconds }));
-      const curves: Curves = sanitize(curvesOf(spectra, kappaSteps, attacks.outcomes), []);
-      observe?.({ phase: 'done' });
-      return { metrics, curves, onnx };
-    } finally {
-      tail.dispose();
-    }
-  } finally {
-    for (const a of Object.values(acts)) a?.cut.close();
-    await trunk.close();
-    await Promise.all(Object.values(sets).map((s) => s?.source.close().catch(() => undefined)));
-  }
 }
 
 /** Forward and gradient kernels the tail's operators need on a backend. */
