@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
-import { encodeNpy } from '../models/io/npy.js';
+import { encodeNpy } from '../models/io/index.js';
 import { deleteByPrefix } from '../services/redis.js';
 import { handleUsage } from './usage.js';
 

@@ -13,7 +13,7 @@ import { planTail } from '../models/deep/split.js';
 import { TailModel } from '../models/deep/tail.js';
 import { trainTail, TRAIN_DEFAULTS } from '../models/deep/train.js';
 import { Trunk, tailShapes } from '../models/deep/trunk.js';
-import { gaussian } from '../models/engine/random.js';
+import { gaussian } from '../models/engine/index.js';
 import { resnetFixture } from './fixtures/onnxResnet.js';
 import { vitFixture } from './fixtures/onnxVit.js';
 import { handleUsage } from './usage.js';

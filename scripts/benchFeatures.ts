@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { Backbone } from '../models/backbones/index.js';
-import { encodeNpy } from '../models/io/npy.js';
+import { encodeNpy } from '../models/io/index.js';
 import { DirectorySink } from '../workers/artifacts.js';
 import { runJob } from '../workers/modes.js';
 import type { LinearJobMetrics } from '../workers/processorDeps.js';

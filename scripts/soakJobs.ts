@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { encodeNpy } from '../models/io/npy.js';
+import { encodeNpy } from '../models/io/index.js';
 import { createLogger } from '../services/logger.js';
 import { deleteByPrefix } from '../services/redis.js';
 import { startServer, type RunningServer } from '../services/server.js';

@@ -30,3 +30,23 @@ test('imports only go models ← workers ← services', () => {
   }
   assert.deepEqual(violations, []);
 });
+
+/** Folders whose modules the rest of the project reaches only through the folder's index.ts. */
+const SURFACES = ['models/engine', 'models/io'];
+
+test('models/engine and models/io are used through their index only', () => {
+  const violations: string[] = [];
+  for (const layer of [...ORDER, 'scripts']) {
+    for (const file of sources(join(ROOT, layer))) {
+      const from = relative(ROOT, dirname(file)).split(/[\\/]/).join('/');
+      for (const m of readFileSync(file, 'utf8').matchAll(/from\s+'(\.[^']+)'/g)) {
+        const target = relative(ROOT, resolve(dirname(file), m[1])).split(/[\\/]/).join('/');
+        for (const surface of SURFACES) {
+          const inside = target.startsWith(surface + '/');
+          if (inside && from !== surface && target !== `${surface}/index.js`) violations.push(`${relative(ROOT, file)} imports ${m[1]}`);
+        }
+      }
+    }
+  }
+  assert.deepEqual(violations, []);
+});

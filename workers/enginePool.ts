@@ -3,7 +3,7 @@
  * completed, failed or cancelled; one that crashed or had to be terminated is replaced.
  */
 import { Worker } from 'node:worker_threads';
-import type { StepEvent } from '../models/engine/progress.js';
+import type { StepEvent } from '../models/engine/index.js';
 import type { DescribedError } from './jobErrors.js';
 import type { ThreadMessage, ThreadRequest } from './engineProtocol.js';
 import type { StoredArtifact } from './staging.js';

@@ -1,5 +1,5 @@
 /** Messages between a queue worker and its engine threads. */
-import type { StepEvent } from '../models/engine/progress.js';
+import type { StepEvent } from '../models/engine/index.js';
 import type { DescribedError } from './jobErrors.js';
 import type { StoredArtifact } from './staging.js';
 

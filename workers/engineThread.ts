@@ -7,8 +7,8 @@
  * between steps, turns it into an abort of the engine's AbortSignal.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { StepEvent } from '../models/engine/progress.js';
-import { DataError } from '../models/io/errors.js';
+import type { StepEvent } from '../models/engine/index.js';
+import { DataError } from '../models/io/index.js';
 import { describeJobError } from './jobErrors.js';
 import { jobDefinition } from './registry.js';
 import { StagingSink } from './staging.js';

@@ -10,8 +10,8 @@
  */
 import { BackboneError, type BackboneErrorReason } from '../models/backbones/errors.js';
 import { DeepError, type DeepErrorReason } from '../models/deep/errors.js';
-import { CancelledError } from '../models/engine/progress.js';
-import { DataError, type DataErrorCode } from '../models/io/errors.js';
+import { CancelledError } from '../models/engine/index.js';
+import { DataError, type DataErrorCode } from '../models/io/index.js';
 import { LinalgError } from '../models/linalg/errors.js';
 import type { LinalgErrorCode } from '../models/linalg/types.js';
 import { SpecError } from './jobSpec.js';

@@ -5,11 +5,11 @@
 import type { CheckpointCheck } from '../models/backbones/index.js';
 import type { ImageSetSummary } from '../models/backbones/features.js';
 import type { DeepMetrics } from '../models/deep/run.js';
-import type { EngineInput, EngineOptions, EngineResult, LabelledData, Metrics } from '../models/engine/immunize.js';
-import type { StepObserver } from '../models/engine/progress.js';
-import { checkPair, loadDataset } from '../models/io/dataset.js';
-import { DataError } from '../models/io/errors.js';
-import { encodeSafetensors } from '../models/io/safetensors.js';
+import type { EngineInput, EngineOptions, EngineResult, LabelledData, Metrics } from '../models/engine/index.js';
+import type { StepObserver } from '../models/engine/index.js';
+import { checkPair, loadDataset } from '../models/io/index.js';
+import { DataError } from '../models/io/index.js';
+import { encodeSafetensors } from '../models/io/index.js';
 import type { ArtifactRecord, ArtifactSink } from './artifacts.js';
 import type { DataRefSpec, JobSpec } from './jobSpec.js';
 import { renderReport, REPORT_CONTENT_TYPE, type ReportOptions } from './report/render.js';

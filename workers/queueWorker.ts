@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import type { StepEvent } from '../models/engine/progress.js';
+import type { StepEvent } from '../models/engine/index.js';
 import { EngineJobError, EnginePool } from './enginePool.js';
 import { describeJobError, type DescribedError } from './jobErrors.js';
 import {

@@ -4,7 +4,7 @@
  * Batch buffers travel by transfer, never by copy.
  */
 import { parentPort } from 'node:worker_threads';
-import { DataError } from '../io/errors.js';
+import { DataError } from '../io/index.js';
 import { decodeBatch, ItemReader, type EncodedItem, type Preprocess } from './decode.js';
 import { BackboneError } from './errors.js';
 

@@ -1,4 +1,4 @@
-import { DataError, type DataErrorCode } from '../io/errors.js';
+import { DataError, type DataErrorCode } from '../io/index.js';
 
 /**
  * Stable reasons for a backbone job's bad input. Each maps onto the DataError code the job machinery already

@@ -4,9 +4,9 @@
  * plus, only when asked, the N×D float64 feature matrix.
  */
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
-import { checkAbort } from '../engine/progress.js';
-import { StatsAccumulator, type SufficientStats } from '../engine/stats.js';
-import { DataError } from '../io/errors.js';
+import { checkAbort } from '../engine/index.js';
+import { StatsAccumulator, type SufficientStats } from '../engine/index.js';
+import { DataError } from '../io/index.js';
 import type { Mat } from '../linalg/types.js';
 import { BackboneError } from './errors.js';
 import type { ImageSource } from './images.js';

@@ -2,10 +2,10 @@
  * The feature phase of a backbone job: every image set goes through the backbone once, in batches, into the
  * engine's statistics; labels come from a labels file or from class folders.
  */
-import type { LabelledData } from '../engine/immunize.js';
-import { checkAbort } from '../engine/progress.js';
-import type { SufficientStats } from '../engine/stats.js';
-import { DataError } from '../io/errors.js';
+import type { LabelledData } from '../engine/index.js';
+import { checkAbort } from '../engine/index.js';
+import type { SufficientStats } from '../engine/index.js';
+import { DataError } from '../io/index.js';
 import type { Backbone } from './index.js';
 import type { FeatureSample } from './extract.js';
 import { BackboneError } from './errors.js';

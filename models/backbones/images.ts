@@ -11,7 +11,7 @@ import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { extname, join, relative, sep } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { DataError, fsError } from '../io/errors.js';
+import { DataError, fsError } from '../io/index.js';
 import { decodeBatch, ItemReader, loadSharp, type EncodedItem, type Preprocess } from './decode.js';
 import type { DecodeReply, DecodeRequest } from './decodeWorker.js';
 import { BackboneError, type BackboneErrorReason } from './errors.js';

@@ -4,7 +4,7 @@
  * checkpoint.ts (the in-job check of the exported file).
  */
 import { readFile } from 'node:fs/promises';
-import { fsError } from '../io/errors.js';
+import { fsError } from '../io/index.js';
 import type { Mat } from '../linalg/types.js';
 import { checkCheckpoint, type CheckpointCheck } from './checkpoint.js';
 import { BackboneError } from './errors.js';

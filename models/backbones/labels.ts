@@ -1,7 +1,7 @@
 import { extname } from 'node:path';
-import { readCsvTable } from '../io/csv.js';
-import { DataError } from '../io/errors.js';
-import { readNpyLabels } from '../io/npy.js';
+import { readCsvTable } from '../io/index.js';
+import { DataError } from '../io/index.js';
+import { readNpyLabels } from '../io/index.js';
 
 /** A labels file for image inputs: .npy (N or N×1) or a one-column .csv with a header, one label per image. */
 export async function readLabelFile(path: string): Promise<Float64Array> {

@@ -1,4 +1,4 @@
-import { DataError, type DataErrorCode } from '../io/errors.js';
+import { DataError, type DataErrorCode } from '../io/index.js';
 
 /**
  * Why a deep-mode (last-block) job cannot run. Each reason maps onto a DataError code, which the job machinery

@@ -3,8 +3,8 @@
  * mean and standard deviation, and the accuracy of the original head.
  */
 import { syevr, syrk } from '../linalg/index.js';
-import { conditioningFromSpectrum } from '../engine/spectrum.js';
-import { uniform } from '../engine/random.js';
+import { conditioningFromSpectrum } from '../engine/index.js';
+import { uniform } from '../engine/index.js';
 
 export interface FeatureRows {
   data: ArrayLike<number>;

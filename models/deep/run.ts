@@ -4,15 +4,15 @@
  * paper's deep-mode metrics over random draws, the head's benign accuracy and the attack simulation.
  */
 import { readFile } from 'node:fs/promises';
-import { startAttackSuite } from '../engine/attacks.js';
-import type { Curves, Metrics } from '../engine/immunize.js';
-import { uniform } from '../engine/random.js';
-import { checkAbort, type StepObserver } from '../engine/progress.js';
-import { sanitize, type Warning } from '../engine/report.js';
-import { attackRows, conditioningReport, curvesOf, runAttackSuites, verdictFields, type Spectra } from '../engine/scoring.js';
-import { statsOf } from '../engine/stats.js';
-import { encodeTargets, gaussianTargets, inferTask } from '../engine/targets.js';
-import { fsError } from '../io/errors.js';
+import { startAttackSuite } from '../engine/index.js';
+import type { Curves, Metrics } from '../engine/index.js';
+import { uniform } from '../engine/index.js';
+import { checkAbort, type StepObserver } from '../engine/index.js';
+import { sanitize, type Warning } from '../engine/index.js';
+import { attackRows, conditioningReport, curvesOf, runAttackSuites, verdictFields, type Spectra } from '../engine/index.js';
+import { statsOf } from '../engine/index.js';
+import { encodeTargets, gaussianTargets, inferTask } from '../engine/index.js';
+import { fsError } from '../io/index.js';
 import { openblasCore, syevr, syrk } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { OnnxGraph } from '../backbones/graph.js';

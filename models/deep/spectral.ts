@@ -4,9 +4,9 @@
  * ∂R/∂F = 2·F·G. tfjs sees R as a scalar whose gradient with respect to F is that matrix (customGrad).
  */
 import type * as TF from '@tensorflow/tfjs';
-import { column } from '../engine/dense.js';
-import { rIll, rWell } from '../engine/regularizers.js';
-import { conditioningFromSpectrum } from '../engine/spectrum.js';
+import { column } from '../engine/index.js';
+import { rIll, rWell } from '../engine/index.js';
+import { conditioningFromSpectrum } from '../engine/index.js';
 import { float32Rtol } from './evaluate.js';
 import { gemm, syevr, syrk } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';

@@ -14,8 +14,8 @@
  * (the linear engine's rule, with the task check added since a trained block, unlike an invertible θ, can lose it).
  */
 import type * as TF from '@tensorflow/tfjs';
-import { checkAbort, type StepObserver } from '../engine/progress.js';
-import { uniform } from '../engine/random.js';
+import { checkAbort, type StepObserver } from '../engine/index.js';
+import { uniform } from '../engine/index.js';
 import { accuracy, sampleKappa, sampleRows } from './evaluate.js';
 import { spectralLoss, type SpectralTiming } from './spectral.js';
 import type { TailModel } from './tail.js';

@@ -3,7 +3,7 @@
  * original features and the original logits are kept in memory as float32.
  */
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
-import { checkAbort } from '../engine/progress.js';
+import { checkAbort } from '../engine/index.js';
 import type { OnnxGraph } from '../backbones/graph.js';
 import { encodeModel, floatValueInfo, type TensorProto } from '../backbones/onnxProto.js';
 import type { ImageSource } from '../backbones/images.js';

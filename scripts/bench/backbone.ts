@@ -8,7 +8,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createSession, loadOrt } from '../../models/backbones/runtime.js';
-import { readNpy, readNpyLabels } from '../../models/io/npy.js';
+import { readNpy, readNpyLabels } from '../../models/io/index.js';
 import { DirectorySink } from '../../workers/artifacts.js';
 import { runJob } from '../../workers/modes.js';
 import { parseJobSpec } from '../../workers/jobSpec.js';

@@ -1,5 +1,5 @@
-import { GRADIENT_DEFAULTS, gradientImmunize } from '../../models/engine/gradientMethod.js';
-import { gaussian } from '../../models/engine/random.js';
+import { GRADIENT_DEFAULTS, gradientImmunize } from '../../models/engine/index.js';
+import { gaussian } from '../../models/engine/index.js';
 import { gemm, gesv, potrf, potrs, syevr, syrk, type Mat } from '../../models/linalg/index.js';
 import { heading, ms, num, sci, seconds, table } from './format.js';
 import { jsCholesky, jsCholeskySolve, jsGaussSolve, jsGemm, jsSyrk } from './naive.js';

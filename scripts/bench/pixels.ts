@@ -1,7 +1,7 @@
-import { ENGINE_DEFAULTS, immunize, type Curves, type Method, type Metrics } from '../../models/engine/immunize.js';
+import { ENGINE_DEFAULTS, immunize, type Curves, type Method, type Metrics } from '../../models/engine/index.js';
 import type { Mat } from '../../models/linalg/types.js';
 import { pixelPair } from '../fixtures/pixels.js';
-import { slowdownText } from '../../models/engine/attacks.js';
+import { slowdownText } from '../../models/engine/index.js';
 import { heading, num, seconds, table } from './format.js';
 import { summarizeMethod, type MethodSummary } from './house.js';
 

@@ -2,8 +2,8 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
-import { immunize } from '../../models/engine/immunize.js';
-import { loadHousePrice } from '../../models/io/housePrice.js';
+import { immunize } from '../../models/engine/index.js';
+import { loadHousePrice } from '../../models/io/index.js';
 import { DirectorySink } from '../../workers/artifacts.js';
 import { runJob } from '../../workers/modes.js';
 import { writeArtifacts, type JobResult } from '../../workers/processorDeps.js';

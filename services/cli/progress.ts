@@ -1,4 +1,4 @@
-import type { StepEvent } from '../../models/engine/progress.js';
+import type { StepEvent } from '../../models/engine/index.js';
 
 /** A one-line progress bar on a TTY, JSON lines with --json, and nothing otherwise. */
 export function progressReporter(mode: 'tty' | 'json' | 'quiet', stream: NodeJS.WriteStream = process.stderr) {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { JobSpec } from '../../workers/jobSpec.js';
 import { ImmunizeClient, type ClientJob } from '../client.js';
-import type { Metrics } from '../../models/engine/immunize.js';
+import type { Metrics } from '../../models/engine/index.js';
 import type { CliCommand } from './args.js';
 import { summaryLines } from './summary.js';
 

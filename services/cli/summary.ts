@@ -1,5 +1,5 @@
-import type { Metrics } from '../../models/engine/immunize.js';
-import { slowdownText } from '../../models/engine/attacks.js';
+import type { Metrics } from '../../models/engine/index.js';
+import { slowdownText } from '../../models/engine/index.js';
 
 const PAPER_TABLE1 = { harmfulRatio: 18.92, benignRatio: 0.053, rir: 356.2 };
 

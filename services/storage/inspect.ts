@@ -8,9 +8,9 @@ import { describeImageArchive, inspectBackbone, isBackboneError, type BackboneSu
 import { isDeepError } from '../../models/deep/errors.js';
 import { inspectTail } from '../../models/deep/inspect.js';
 import { Worker } from 'node:worker_threads';
-import { prepareCsv, readCsvTable } from '../../models/io/csv.js';
-import { DataError } from '../../models/io/errors.js';
-import { formatShape, readNpy } from '../../models/io/npy.js';
+import { prepareCsv, readCsvTable } from '../../models/io/index.js';
+import { DataError } from '../../models/io/index.js';
+import { formatShape, readNpy } from '../../models/io/index.js';
 import { CodedError, errorClass, reasonOf, type ErrorReason } from '../../workers/errorTable.js';
 import { inspectOnnx, OnnxFormatError, type OnnxInfo } from './onnx.js';
 

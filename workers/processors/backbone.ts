@@ -1,8 +1,8 @@
 /** A backbone job in linear-head mode: images → features (streamed into K) → engine → artifacts, immunized.onnx among them. */
 import { Backbone } from '../../models/backbones/index.js';
 import { extractImageSets, type ImageSet } from '../../models/backbones/features.js';
-import { immunize, type EngineInput } from '../../models/engine/immunize.js';
-import { checkPair } from '../../models/io/dataset.js';
+import { immunize, type EngineInput } from '../../models/engine/index.js';
+import { checkPair } from '../../models/io/index.js';
 import type { BackboneJobSpec } from '../jobSpec.js';
 import { engineOptions, writeArtifacts, type BackboneMetrics, type JobResult, type ProcessorDeps } from '../processorDeps.js';
 

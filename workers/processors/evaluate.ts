@@ -1,7 +1,7 @@
 /** evaluate: scores an existing θ (from a theta.safetensors file) with the same metrics, attacks and verdict. */
-import { evaluateTheta } from '../../models/engine/immunize.js';
-import { DataError } from '../../models/io/errors.js';
-import { readSafetensors } from '../../models/io/safetensors.js';
+import { evaluateTheta } from '../../models/engine/index.js';
+import { DataError } from '../../models/io/index.js';
+import { readSafetensors } from '../../models/io/index.js';
 import type { Mat } from '../../models/linalg/types.js';
 import type { JobSpec } from '../jobSpec.js';
 import { engineOptions, loadInput, writeArtifacts, type JobResult, type ProcessorDeps } from '../processorDeps.js';

@@ -1,5 +1,5 @@
 /** A features job: precomputed feature matrices (.npy or .csv) in, θ and its report out. */
-import { immunize } from '../../models/engine/immunize.js';
+import { immunize } from '../../models/engine/index.js';
 import type { FeaturesJobSpec } from '../jobSpec.js';
 import { engineOptions, loadInput, writeArtifacts, type JobResult, type ProcessorDeps } from '../processorDeps.js';
 

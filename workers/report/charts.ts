@@ -2,8 +2,8 @@
 import { extent, max, min, quantileSorted } from 'd3-array';
 import { scaleBand, scaleLinear, scaleLog, scalePoint, scaleSymlog } from 'd3-scale';
 import { line } from 'd3-shape';
-import type { Curves, Metrics } from '../../models/engine/immunize.js';
-import { slowdownText } from '../../models/engine/attacks.js';
+import type { Curves, Metrics } from '../../models/engine/index.js';
+import { slowdownText } from '../../models/engine/index.js';
 import {
   chartSvg,
   COLORS,

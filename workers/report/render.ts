@@ -2,9 +2,9 @@
  * report.html: one self-contained page per job, drawn from its metrics.json and curves.json. No scripts, no fonts,
  * no network: the CSS is inline, the charts are SVG rendered here, and a Content-Security-Policy forbids the rest.
  */
-import type { Curves, Metrics } from '../../models/engine/immunize.js';
-import { slowdownText } from '../../models/engine/attacks.js';
-import { VERDICT_THRESHOLDS } from '../../models/engine/verdict.js';
+import type { Curves, Metrics } from '../../models/engine/index.js';
+import { slowdownText } from '../../models/engine/index.js';
+import { VERDICT_THRESHOLDS } from '../../models/engine/index.js';
 import {
   attackChart,
   attackerLabel,
