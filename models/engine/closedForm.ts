@@ -129,10 +129,6 @@ export function closedFormImmunize(
   const kP0 = before.benign.kappa;
   const kH0 = before.harmful.kappa;
   if (kP0 === null || kH0 === null) throw new Error('a Gram matrix is zero; there is nothing to immunize');
-  // As in the reported metrics: θ cannot add rank, so κ after θ counts rank(K) eigenvalues. Rounding noise in K's
-  // null space, amplified by a small ridge, would otherwise pass for signal and hide the ridges that work best.
-  const kappaAfter = (K: Mat, theta: Mat, rank: number) =>
-    conditioningWithRank(syevr(congruence(K, theta), { vectors: false }).values, rtol, rank).kappa;
   let best: ClosedFormResult | null = null;
   let bestPasses = false;
   const rotation = opts.rotationSeed === null ? undefined : randomRotation(KP.rows, opts.rotationSeed ?? 0);
@@ -141,93 +137,132 @@ export function closedFormImmunize(
   for (const ridge of ridges) {
     if (bestPasses) break;
     const basis = generalizedBasis(KP, KH, ridge, rtol, before.harmful.rank);
-    const evaluate = (alpha: number) => {
-      try {
-        return evaluateAt(alpha);
-      } catch {
-        return { theta: thetaFor(basis, 0), kt: Infinity, benignRatio: Infinity, harmfulRatio: 0, ok: false };
-      }
+    const evaluate = candidateScorer(KP, KH, basis, rotation, { rtol, kappaBudget: opts.kappaBudget, kP0, kH0, ranks: { benign: before.benign.rank, harmful: before.harmful.rank } });
+    const found = alphaFor(basis, evaluate, acceptable, { alpha: opts.alpha, kP0, kappaBudget: opts.kappaBudget });
+    if (!found) continue;
+    const candidate: ClosedFormResult = {
+      theta: found.r.theta,
+      alpha: found.alpha,
+      ridge,
+      kappaM: basis.kappaM,
+      thetaCondition: found.r.kt,
+      benignRatio: found.r.benignRatio,
+      harmfulRatio: found.r.harmfulRatio,
     };
-    const evaluateAt = (alpha: number) => {
-      const theta = thetaFor(basis, alpha, rotation);
-      if (!theta.data.every(Number.isFinite)) return { theta, kt: Infinity, benignRatio: Infinity, harmfulRatio: 0, ok: false };
-      const kt = matrixCondition(theta);
-      const kp = kappaAfter(KP, theta, before.benign.rank);
-      const kh = kappaAfter(KH, theta, before.harmful.rank);
-      const ok = kt !== null && kp !== null && kh !== null && kt <= opts.kappaBudget && kp <= kP0;
-      return { theta, kt: kt ?? Infinity, benignRatio: (kp ?? Infinity) / kP0, harmfulRatio: (kh ?? 0) / kH0, ok };
-    };
-    let chosen: { alpha: number; r: ReturnType<typeof evaluate> } | null = null;
-    if (opts.alpha !== undefined) {
-      chosen = { alpha: opts.alpha, r: evaluate(opts.alpha) };
-    } else {
-      let lo = 0;
-      let r0 = evaluate(0);
-      if (!r0.ok) continue;
-      // Past this α the diagonal alone would exceed the κ(θ) budget.
-      const logM = Math.log(basis.kappaM);
-      let hi = logM > 1e-9 ? Math.min(Math.max((2 * Math.log(kP0)) / logM, 1), (2 * Math.log(opts.kappaBudget)) / logM) : 0;
-      const rHi = evaluate(hi);
-      if (rHi.ok) {
-        lo = hi;
-        r0 = rHi;
-      } else {
-        for (let i = 0; i < ALPHA_SEARCH_STEPS; i++) {
-          const mid = (lo + hi) / 2;
-          const r = evaluate(mid);
-          if (r.ok) {
-            lo = mid;
-            r0 = r;
-          } else hi = mid;
-        }
-      }
-      chosen = { alpha: lo, r: r0 };
+    // Among candidates that fail, a larger RIR could come from whitening both sides: the harmful ratio decides.
+    if (best === null || (found.passes && !bestPasses) || (!found.passes && !bestPasses && candidate.harmfulRatio > best.harmfulRatio)) {
+      best = candidate;
+      bestPasses = found.passes;
     }
-    const consider = (alpha: number, r: ReturnType<typeof evaluate>, passes: boolean) => {
-      const candidate: ClosedFormResult = {
-        theta: r.theta,
-        alpha,
-        ridge,
-        kappaM: basis.kappaM,
-        thetaCondition: r.kt,
-        benignRatio: r.benignRatio,
-        harmfulRatio: r.harmfulRatio,
-      };
-      // Among candidates that fail, a larger RIR could come from whitening both sides: the harmful ratio decides.
-      if (best === null || (passes && !bestPasses) || (!passes && !bestPasses && candidate.harmfulRatio > best.harmfulRatio)) {
-        best = candidate;
-        bestPasses = passes;
-      }
-    };
-    if (opts.alpha !== undefined || !chosen.r.ok) {
-      consider(chosen.alpha, chosen.r, chosen.r.ok && acceptable(chosen.r.theta));
-      continue;
-    }
-    if (acceptable(chosen.r.theta)) {
-      consider(chosen.alpha, chosen.r, true);
-      continue;
-    }
-    // The largest admissible α fails the attack check: search below it for the largest α that passes.
-    let lo = 0;
-    let hi = chosen.alpha;
-    let found: { alpha: number; r: ReturnType<typeof evaluate> } | null = null;
-    const r0 = evaluate(0);
-    if (r0.ok && acceptable(r0.theta)) {
-      found = { alpha: 0, r: r0 };
-      for (let i = 0; i < ATTACK_SEARCH_STEPS; i++) {
-        const mid = (lo + hi) / 2;
-        const r = evaluate(mid);
-        if (r.ok && acceptable(r.theta)) {
-          lo = mid;
-          found = { alpha: mid, r };
-        } else hi = mid;
-      }
-    }
-    if (found) consider(found.alpha, found.r, true);
-    else consider(chosen.alpha, chosen.r, false);
   }
   if (best === null) throw new Error(`no ridge keeps κ(θ) within the budget ${opts.kappaBudget}`);
   return best;
+}
+
+interface Scored {
+  theta: Mat;
+  kt: number;
+  benignRatio: number;
+  harmfulRatio: number;
+  /** Within the κ(θ) budget and not lifting the benign κ. */
+  ok: boolean;
+}
+
+/**
+ * θ at a given α, with its κ(θ) and κ ratios. As in the reported metrics, κ after θ counts rank(K) eigenvalues: θ
+ * cannot add rank, and rounding noise in K's null space, amplified by a small ridge, would otherwise pass for signal
+ * and hide the ridges that work best.
+ */
+function candidateScorer(
+  KP: Mat,
+  KH: Mat,
+  basis: ReturnType<typeof generalizedBasis>,
+  rotation: Mat | undefined,
+  c: { rtol: number; kappaBudget: number; kP0: number; kH0: number; ranks: { benign: number; harmful: number } },
+): (alpha: number) => Scored {
+  const kappaAfter = (K: Mat, theta: Mat, rank: number) => conditioningWithRank(syevr(congruence(K, theta), { vectors: false }).values, c.rtol, rank).kappa;
+  const score = (alpha: number): Scored => {
+    const theta = thetaFor(basis, alpha, rotation);
+    if (!theta.data.every(Number.isFinite)) return { theta, kt: Infinity, benignRatio: Infinity, harmfulRatio: 0, ok: false };
+    const kt = matrixCondition(theta);
+    const kp = kappaAfter(KP, theta, c.ranks.benign);
+    const kh = kappaAfter(KH, theta, c.ranks.harmful);
+    const ok = kt !== null && kp !== null && kh !== null && kt <= c.kappaBudget && kp <= c.kP0;
+    return { theta, kt: kt ?? Infinity, benignRatio: (kp ?? Infinity) / c.kP0, harmfulRatio: (kh ?? 0) / c.kH0, ok };
+  };
+  return (alpha) => {
+    try {
+      return score(alpha);
+    } catch {
+      return { theta: thetaFor(basis, 0), kt: Infinity, benignRatio: Infinity, harmfulRatio: 0, ok: false };
+    }
+  };
+}
+
+/**
+ * The α for one ridge: the given one, or the largest admissible (benign ratio ≤ 1, κ(θ) within budget); when that
+ * one fails `acceptable`, the largest α below it that passes. Null when even α = 0 is not admissible.
+ */
+function alphaFor(
+  basis: ReturnType<typeof generalizedBasis>,
+  evaluate: (alpha: number) => Scored,
+  acceptable: (theta: Mat) => boolean,
+  o: { alpha?: number; kP0: number; kappaBudget: number },
+): { alpha: number; r: Scored; passes: boolean } | null {
+  if (o.alpha !== undefined) {
+    const r = evaluate(o.alpha);
+    return { alpha: o.alpha, r, passes: r.ok && acceptable(r.theta) };
+  }
+  const admissible = largestAdmissibleAlpha(basis, evaluate, o.kP0, o.kappaBudget);
+  if (!admissible) return null;
+  if (acceptable(admissible.r.theta)) return { ...admissible, passes: true };
+  const passing = largestPassingAlpha(evaluate, acceptable, admissible.alpha);
+  return passing ? { ...passing, passes: true } : { ...admissible, passes: false };
+}
+
+/** Bisection for the largest α that keeps the benign ratio ≤ 1 and κ(θ) within budget. */
+function largestAdmissibleAlpha(
+  basis: ReturnType<typeof generalizedBasis>,
+  evaluate: (alpha: number) => Scored,
+  kP0: number,
+  kappaBudget: number,
+): { alpha: number; r: Scored } | null {
+  let lo = 0;
+  let r0 = evaluate(0);
+  if (!r0.ok) return null;
+  // Past this α the diagonal alone would exceed the κ(θ) budget.
+  const logM = Math.log(basis.kappaM);
+  let hi = logM > 1e-9 ? Math.min(Math.max((2 * Math.log(kP0)) / logM, 1), (2 * Math.log(kappaBudget)) / logM) : 0;
+  const rHi = evaluate(hi);
+  if (rHi.ok) return { alpha: hi, r: rHi };
+  for (let i = 0; i < ALPHA_SEARCH_STEPS; i++) {
+    const mid = (lo + hi) / 2;
+    const r = evaluate(mid);
+    if (r.ok) {
+      lo = mid;
+      r0 = r;
+    } else hi = mid;
+  }
+  return { alpha: lo, r: r0 };
+}
+
+/** The largest admissible α fails the attack check: search below it for the largest α that passes. */
+function largestPassingAlpha(evaluate: (alpha: number) => Scored, acceptable: (theta: Mat) => boolean, below: number): { alpha: number; r: Scored } | null {
+  const passes = (r: Scored) => r.ok && acceptable(r.theta);
+  const r0 = evaluate(0);
+  if (!passes(r0)) return null;
+  let found = { alpha: 0, r: r0 };
+  let lo = 0;
+  let hi = below;
+  for (let i = 0; i < ATTACK_SEARCH_STEPS; i++) {
+    const mid = (lo + hi) / 2;
+    const r = evaluate(mid);
+    if (passes(r)) {
+      lo = mid;
+      found = { alpha: mid, r };
+    } else hi = mid;
+  }
+  return found;
 }
 
 /**
