@@ -4,6 +4,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { StepEvent } from '../models/engine/index.js';
+import { errorClass, type ErrorReason } from './errorTable.js';
 import type { DescribedError } from './jobErrors.js';
 import type { ThreadMessage, ThreadRequest } from './engineProtocol.js';
 import type { StoredArtifact } from './staging.js';
@@ -32,6 +33,12 @@ export class EngineJobError extends Error {
   constructor(readonly described: DescribedError) {
     super(described.message);
     this.name = 'EngineJobError';
+  }
+
+  /** A failure of the job machinery itself (a crash, a cancel): its code and retry class come from the error table. */
+  static of(reason: ErrorReason, message: string): EngineJobError {
+    const c = errorClass(reason);
+    return new EngineJobError({ code: c.code, message, permanent: c.permanent });
   }
 }
 
@@ -139,13 +146,13 @@ export class EnginePool {
         const onError = (e: Error) => {
           cleanup();
           slot.dead = true;
-          reject(new EngineJobError({ code: 'engine_crashed', message: `the engine thread crashed: ${e.message}`, permanent: false }));
+          reject(EngineJobError.of('job.ENGINE_CRASHED', `the engine thread crashed: ${e.message}`));
         };
         const onExit = (code: number) => {
           cleanup();
           slot.dead = true;
-          if (signal?.aborted) reject(new EngineJobError({ code: 'cancelled', message: 'the job was cancelled (the engine was stopped)', permanent: true }));
-          else reject(new EngineJobError({ code: 'engine_crashed', message: `the engine thread exited with code ${code}`, permanent: false }));
+          if (signal?.aborted) reject(EngineJobError.of('job.CANCELLED', 'the job was cancelled (the engine was stopped)'));
+          else reject(EngineJobError.of('job.ENGINE_CRASHED', `the engine thread exited with code ${code}`));
         };
         slot.worker.on('message', onMessage);
         slot.worker.once('error', onError);

@@ -10,21 +10,22 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type ConnectionOptions, type Job, type WorkerOptions } from 'bullmq';
 import type { StepEvent } from '../models/engine/index.js';
-import { EngineJobError, EnginePool } from './enginePool.js';
+import { EngineJobError, EnginePool, type EngineOutput } from './enginePool.js';
+import { CodedError, errorClass } from './errorTable.js';
 import { describeJobError, type DescribedError } from './jobErrors.js';
 import {
-  PermanentJobError,
   TERMINAL_STATUSES,
   type AttemptStore,
   type DatasetResolver,
   type JobProgress,
+  type JobRecordView,
   type WorkerLogger,
   type WorkerMetrics,
   type WorkerRecords,
 } from './ports.js';
-import { assertRegistry, isJobName, jobDefinition } from './registry.js';
+import { assertRegistry, isJobName, jobDefinition, type JobDefinition, type JobName } from './registry.js';
 
 /** What a job carries in the queue. The job id is the record id. */
 export interface QueuedJobData {
@@ -99,157 +100,287 @@ function scrubPaths(message: string, paths: Record<string, string>): string {
   return out;
 }
 
-export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueWorkerHandle> {
-  assertRegistry();
-  // Loading the BLAS binding on the main thread first fixes the OpenBLAS kernel for every engine thread.
-  await import('../models/linalg/index.js');
-  const workerId = opts.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
-  const pool = new EnginePool({ size: opts.concurrency, cancelGraceMs: opts.cancelGraceMs });
-  const running = new Map<string, AbortController>();
-  const { records, store, datasets, logger, metrics } = opts;
+/** The codes the worker itself tells apart; the error table has them, as it has every other. */
+const CANCELLED = errorClass('job.CANCELLED').code;
+const INTERNAL = errorClass('job.INTERNAL').code;
 
-  const processor = async (job: Job<QueuedJobData>, _token?: string, bullSignal?: AbortSignal): Promise<{ artifacts: number } | { skipped: string }> => {
+/**
+ * Progress goes to the record and to the queue's event stream at most once per interval; the latest value of a
+ * quiet spell is written when the interval ends. One throttle per attempt.
+ */
+export class ProgressThrottle {
+  private lastWrite = 0;
+  private writing: Promise<void> | null = null;
+  private latest: JobProgress | null = null;
+  private trailing: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly write: (progress: JobProgress) => Promise<unknown>,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  push(progress: JobProgress): void {
+    this.latest = progress;
+    if (this.stopped) return;
+    const wait = this.lastWrite + this.intervalMs - performance.now();
+    if (this.writing || wait > 0) {
+      this.trailing ??= setTimeout(() => {
+        this.trailing = null;
+        if (this.latest) this.push(this.latest);
+      }, Math.max(wait, 10));
+      return;
+    }
+    this.lastWrite = performance.now();
+    this.writing = this.write(this.latest)
+      .then(() => undefined, this.onError)
+      .finally(() => {
+        this.writing = null;
+      });
+  }
+
+  /** Writes nothing more; resolves once the write in flight, if any, has landed. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.trailing) clearTimeout(this.trailing);
+    this.trailing = null;
+    await this.writing;
+  }
+}
+
+/**
+ * Turns a cancel request into an abort of one attempt's signal. Three paths lead to it: bullmq's own signal, the
+ * pub/sub message (the fast path: the worker calls abort()) and a poll of the record (in case the message was missed).
+ */
+export class CancelWatch {
+  private readonly controller = new AbortController();
+  private readonly poll: NodeJS.Timeout;
+  private readonly onQueueAbort = () => this.abort();
+
+  constructor(
+    isRequested: () => Promise<boolean>,
+    pollMs: number,
+    private readonly queueSignal?: AbortSignal,
+  ) {
+    queueSignal?.addEventListener('abort', this.onQueueAbort, { once: true });
+    this.poll = setInterval(() => {
+      isRequested().then(
+        (yes) => {
+          if (yes) this.abort();
+        },
+        () => undefined,
+      );
+    }, pollMs);
+    this.poll.unref();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  abort(): void {
+    this.controller.abort();
+  }
+
+  stop(): void {
+    clearInterval(this.poll);
+    this.queueSignal?.removeEventListener('abort', this.onQueueAbort);
+  }
+}
+
+type Outcome = { artifacts: number } | { skipped: string };
+
+/** One attempt at a job, from its start on this worker to its commit or its failure. */
+interface Attempt {
+  job: Job<QueuedJobData>;
+  jobId: string;
+  name: JobName;
+  tenant: string;
+  /** The attempt's number (attempts started so far, this one included) and its staging id. */
+  number: number;
+  id: string;
+  started: number;
+  log: { jobId: string; worker: string; attempt: number };
+  /** Dataset id → local path, once resolved; error messages name the ids instead. */
+  paths: Record<string, string>;
+  /** True once this attempt's files are the job's artifacts: they are kept whatever happens next. */
+  committed: boolean;
+}
+
+/** What the queue hands to a bullmq Worker: runs each job in phases (admit, start, execute, commit or fail). */
+class QueueJobProcessor {
+  private readonly running = new Map<string, CancelWatch>();
+
+  constructor(
+    private readonly opts: QueueWorkerOptions,
+    private readonly workerId: string,
+    private readonly pool: EnginePool,
+  ) {}
+
+  /** A cancel request for a job this worker may be running (the pub/sub fast path). */
+  cancel(jobId: string): void {
+    this.running.get(jobId)?.abort();
+  }
+
+  readonly process = async (job: Job<QueuedJobData>, _token?: string, queueSignal?: AbortSignal): Promise<Outcome> => {
+    const admitted = await this.admit(job);
+    if ('settled' in admitted) return admitted.settled;
+    const attempt = await this.start(job, admitted.name, admitted.record);
+    const { records, logger } = this.opts;
+    const watch = new CancelWatch(() => records.isCancelRequested(attempt.jobId), this.opts.cancelPollMs, queueSignal);
+    this.running.set(attempt.jobId, watch);
+    const progress = new ProgressThrottle(
+      this.opts.progressIntervalMs,
+      (p) => Promise.all([records.progress(attempt.jobId, p), job.updateProgress({ ...p })]),
+      (err) => logger.warn({ jobId: attempt.jobId, worker: this.workerId, err: String(err) }, 'progress update failed'),
+    );
+    try {
+      const out = await this.execute(attempt, watch.signal, progress);
+      await progress.stop();
+      return await this.commit(attempt, out);
+    } catch (err) {
+      await progress.stop();
+      return await this.fail(attempt, err, watch.signal);
+    } finally {
+      void progress.stop();
+      watch.stop();
+      this.running.delete(attempt.jobId);
+      if (!attempt.committed) await this.opts.store.discard(attempt.jobId, attempt.id).catch(() => undefined);
+    }
+  };
+
+  /**
+   * Before any work: a job with no record, or one cancelled before it started, fails for good; one already finished
+   * is skipped; one an earlier attempt committed but did not record is recorded now, not run again.
+   */
+  private async admit(job: Job<QueuedJobData>): Promise<{ name: JobName; record: JobRecordView } | { settled: Outcome }> {
+    const { records, store, logger } = this.opts;
     const jobId = job.id!;
-    const log = { jobId, worker: workerId };
     if (!isJobName(job.name)) throw new UnrecoverableError(`unknown job name ${job.name}`);
-    const def = jobDefinition(job.name);
     const record = await records.get(jobId);
     if (!record) throw new UnrecoverableError(`job ${jobId} has no record (purged?)`);
-    if (TERMINAL_STATUSES.has(record.status)) return { skipped: `already ${record.status}` };
+    if (TERMINAL_STATUSES.has(record.status)) return { settled: { skipped: `already ${record.status}` } };
     if (record.cancelRequested) {
       await records.cancelled(jobId);
       throw new UnrecoverableError('cancelled before it started');
     }
-    // An earlier attempt committed but died before recording it: record that result, do not run again.
     const prior = await store.committed(jobId);
     if (prior) {
       await records.complete(jobId, prior.metrics, prior.artifacts);
-      logger.info(log, 'job completed by an earlier attempt; recorded now');
-      return { artifacts: prior.artifacts.length };
+      logger.info({ jobId, worker: this.workerId }, 'job completed by an earlier attempt; recorded now');
+      return { settled: { artifacts: prior.artifacts.length } };
     }
-    const attempt = await records.startAttempt(jobId, workerId);
-    const attemptId = `${attempt}-${randomBytes(4).toString('hex')}`;
-    const started = performance.now();
-    logger.info({ ...log, attempt }, 'job started');
+    return { name: job.name, record };
+  }
 
-    const controller = new AbortController();
-    running.set(jobId, controller);
-    const abort = () => controller.abort();
-    bullSignal?.addEventListener('abort', abort, { once: true });
-    const poll = setInterval(() => {
-      records.isCancelRequested(jobId).then(
-        (yes) => {
-          if (yes) controller.abort();
-        },
-        () => undefined,
-      );
-    }, opts.cancelPollMs);
-    poll.unref();
+  /** Marks the job running for a new attempt, with a staging id of its own. */
+  private async start(job: Job<QueuedJobData>, name: JobName, record: JobRecordView): Promise<Attempt> {
+    const jobId = job.id!;
+    const number = await this.opts.records.startAttempt(jobId, this.workerId);
+    const log = { jobId, worker: this.workerId, attempt: number };
+    this.opts.logger.info(log, 'job started');
+    return {
+      job,
+      jobId,
+      name,
+      tenant: record.tenant,
+      number,
+      id: `${number}-${randomBytes(4).toString('hex')}`,
+      started: performance.now(),
+      log,
+      paths: {},
+      committed: false,
+    };
+  }
 
-    let committed = false;
-    let paths: Record<string, string> = {};
+  /**
+   * Parses the payload (bytes from Redis: untrusted), resolves its datasets and runs it in an engine thread. A job
+   * that finished just as its cancel arrived counts as cancelled.
+   */
+  private async execute(a: Attempt, signal: AbortSignal, progress: ProgressThrottle): Promise<EngineOutput> {
+    const { records, store, datasets } = this.opts;
+    const def = jobDefinition(a.name);
+    const payload = parsePayload(def, a.job.data.payload);
+    a.paths = await datasets.resolve(a.tenant, def.datasetRefs(payload));
+    const stagingDir = await store.stagingDir(a.jobId, a.id);
     const track = progressTracker();
-    // Progress goes to the record and to the queue's event stream at most once per interval; the latest value
-    // of a quiet spell is written when the interval ends.
-    let lastWrite = 0;
-    let writing: Promise<void> | null = null;
-    let latest: JobProgress | null = null;
-    let trailing: NodeJS.Timeout | null = null;
-    let finished = false;
-    const writeProgress = (p: JobProgress) => {
-      latest = p;
-      if (finished) return;
-      const wait = lastWrite + opts.progressIntervalMs - performance.now();
-      if (writing || wait > 0) {
-        trailing ??= setTimeout(() => {
-          trailing = null;
-          if (latest) writeProgress(latest);
-        }, Math.max(wait, 10));
-        return;
-      }
-      lastWrite = performance.now();
-      const value = latest;
-      writing = Promise.all([records.progress(jobId, value), job.updateProgress({ ...value })])
-        .then(() => undefined, (err: unknown) => logger.warn({ ...log, err: String(err) }, 'progress update failed'))
-        .finally(() => {
-          writing = null;
-        });
-    };
-    const stopProgress = async () => {
-      finished = true;
-      if (trailing) clearTimeout(trailing);
-      await writing;
-    };
-    try {
-      let payload: unknown;
-      try {
-        payload = def.parse(job.data.payload);
-      } catch (err) {
-        throw new PermanentJobError('invalid_spec', err instanceof Error ? err.message : String(err));
-      }
-      paths = await datasets.resolve(record.tenant, def.datasetRefs(payload));
-      const dir = await store.stagingDir(jobId, attemptId);
-      const out = await pool.run(
-        { name: job.name, payload, paths, stagingDir: dir },
-        {
-          onEvent: (e) => writeProgress(track(e)),
-          onTimings: (t) => {
-            if (!metrics) return;
-            const byPhase = new Map<string, number[]>();
-            for (const [phase, s] of t) byPhase.set(phase, [...(byPhase.get(phase) ?? []), s]);
-            for (const [phase, s] of byPhase) metrics.engineSteps(phase, s);
-          },
-        },
-        controller.signal,
-      );
-      if (controller.signal.aborted && (await records.isCancelRequested(jobId).catch(() => false))) {
-        // It finished as the cancel arrived: honour the cancel, keep nothing.
-        throw new EngineJobError({ code: 'cancelled', message: 'the job was cancelled', permanent: true });
-      }
-      await stopProgress();
-      const summary = metricsSummary(out.metrics);
-      committed = await store.commit(jobId, attemptId, { metrics: summary, artifacts: out.artifacts });
-      if (!committed) {
-        // Another attempt got there first: its artifacts are the job's, recorded once.
-        logger.warn({ ...log, attempt }, 'another attempt already committed this job; dropping this one');
-        const first = await store.committed(jobId);
-        if (first) await records.complete(jobId, first.metrics, first.artifacts);
-        return { skipped: 'another attempt committed first' };
-      }
-      await records.complete(jobId, summary, out.artifacts);
-      await store.discard(jobId).catch(() => undefined);
-      metrics?.jobFinished('completed', (performance.now() - started) / 1000);
-      logger.info({ ...log, attempt, seconds: (performance.now() - started) / 1000 }, 'job completed');
-      return { artifacts: out.artifacts.length };
-    } catch (err) {
-      await stopProgress();
-      const d: DescribedError = err instanceof EngineJobError ? err.described : describeJobError(err);
-      // Unexpected errors may name local paths: the record gets a plain message, the log the details.
-      const message = d.code === 'internal' ? 'internal error in the worker; its log has the details' : scrubPaths(d.message, paths);
-      const seconds = (performance.now() - started) / 1000;
-      if (d.code === 'cancelled' || controller.signal.aborted) {
-        await records.cancelled(jobId);
-        metrics?.jobFinished('cancelled', seconds);
-        logger.info({ ...log, attempt }, 'job cancelled');
-        throw new UnrecoverableError('cancelled');
-      }
-      const final = d.permanent || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      await records.fail(jobId, { code: d.code, message }, final);
-      metrics?.jobFinished(final ? 'failed' : 'retried', seconds);
-      logger.warn({ ...log, attempt, code: d.code, final }, `job failed: ${d.message}`);
-      if (d.permanent) throw new UnrecoverableError(message);
-      throw new Error(message);
-    } finally {
-      finished = true;
-      if (trailing) clearTimeout(trailing);
-      clearInterval(poll);
-      bullSignal?.removeEventListener('abort', abort);
-      running.delete(jobId);
-      if (!committed) await store.discard(jobId, attemptId).catch(() => undefined);
+    const out = await this.pool.run(
+      { name: a.name, payload, paths: a.paths, stagingDir },
+      { onEvent: (e) => progress.push(track(e)), onTimings: (t) => this.recordTimings(t) },
+      signal,
+    );
+    if (signal.aborted && (await records.isCancelRequested(a.jobId).catch(() => false))) {
+      // It finished as the cancel arrived: honour the cancel, keep nothing.
+      throw EngineJobError.of('job.CANCELLED', 'the job was cancelled');
     }
-  };
+    return out;
+  }
 
-  const worker = new Worker<QueuedJobData>(opts.queueName, processor, {
+  private recordTimings(timings: Array<[string, number]>): void {
+    const metrics = this.opts.metrics;
+    if (!metrics) return;
+    const byPhase = new Map<string, number[]>();
+    for (const [phase, s] of timings) byPhase.set(phase, [...(byPhase.get(phase) ?? []), s]);
+    for (const [phase, s] of byPhase) metrics.engineSteps(phase, s);
+  }
+
+  /** Makes the attempt's files the job's artifacts in one step, then records the completion. */
+  private async commit(a: Attempt, out: EngineOutput): Promise<Outcome> {
+    const { records, store, logger, metrics } = this.opts;
+    const summary = metricsSummary(out.metrics);
+    a.committed = await store.commit(a.jobId, a.id, { metrics: summary, artifacts: out.artifacts });
+    if (!a.committed) {
+      // Another attempt got there first: its artifacts are the job's, recorded once.
+      logger.warn(a.log, 'another attempt already committed this job; dropping this one');
+      const first = await store.committed(a.jobId);
+      if (first) await records.complete(a.jobId, first.metrics, first.artifacts);
+      return { skipped: 'another attempt committed first' };
+    }
+    await records.complete(a.jobId, summary, out.artifacts);
+    await store.discard(a.jobId).catch(() => undefined);
+    const seconds = (performance.now() - a.started) / 1000;
+    metrics?.jobFinished('completed', seconds);
+    logger.info({ ...a.log, seconds }, 'job completed');
+    return { artifacts: out.artifacts.length };
+  }
+
+  /**
+   * Records a failed attempt and tells bullmq what to do next: a cancel or a permanent failure ends the job (an
+   * UnrecoverableError), anything else is retried while attempts are left.
+   */
+  private async fail(a: Attempt, err: unknown, signal: AbortSignal): Promise<never> {
+    const { records, logger, metrics } = this.opts;
+    const d: DescribedError = err instanceof EngineJobError ? err.described : describeJobError(err);
+    // Unexpected errors may name local paths: the record gets a plain message, the log the details.
+    const message = d.code === INTERNAL ? 'internal error in the worker; its log has the details' : scrubPaths(d.message, a.paths);
+    const seconds = (performance.now() - a.started) / 1000;
+    if (d.code === CANCELLED || signal.aborted) {
+      await records.cancelled(a.jobId);
+      metrics?.jobFinished('cancelled', seconds);
+      logger.info(a.log, 'job cancelled');
+      throw new UnrecoverableError('cancelled');
+    }
+    const final = d.permanent || a.job.attemptsMade + 1 >= (a.job.opts.attempts ?? 1);
+    await records.fail(a.jobId, { code: d.code, message }, final);
+    metrics?.jobFinished(final ? 'failed' : 'retried', seconds);
+    logger.warn({ ...a.log, code: d.code, final }, `job failed: ${d.message}`);
+    if (d.permanent) throw new UnrecoverableError(message);
+    throw new Error(message);
+  }
+}
+
+/** A payload that does not parse fails for good, as invalid_spec. */
+function parsePayload(def: JobDefinition<unknown>, payload: unknown): unknown {
+  try {
+    return def.parse(payload);
+  } catch (err) {
+    throw new CodedError('spec.INVALID', err instanceof Error ? err.message : String(err), { cause: err });
+  }
+}
+
+function workerOptions(opts: QueueWorkerOptions): WorkerOptions {
+  return {
     connection: opts.connection,
     prefix: opts.prefix,
     concurrency: opts.concurrency,
@@ -257,9 +388,20 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     stalledInterval: opts.stalledIntervalMs,
     maxStalledCount: opts.maxStalledCount,
     autorun: false,
-  });
+  };
+}
+
+export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueWorkerHandle> {
+  assertRegistry();
+  // Loading the BLAS binding on the main thread first fixes the OpenBLAS kernel for every engine thread.
+  await import('../models/linalg/index.js');
+  const workerId = opts.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const { records, logger } = opts;
+  const pool = new EnginePool({ size: opts.concurrency, cancelGraceMs: opts.cancelGraceMs });
+  const processor = new QueueJobProcessor(opts, workerId, pool);
+  const worker = new Worker<QueuedJobData>(opts.queueName, processor.process, workerOptions(opts));
   worker.on('error', (err) => logger.warn({ worker: workerId, err: err.message }, 'queue worker error'));
-  const unsubscribe = await records.onCancel((jobId) => running.get(jobId)?.abort());
+  const unsubscribe = await records.onCancel((jobId) => processor.cancel(jobId));
   void worker.run();
   await worker.waitUntilReady();
   logger.info({ worker: workerId, concurrency: opts.concurrency, queue: opts.queueName }, 'queue worker started');
