@@ -3,9 +3,10 @@
  * artifact store.
  */
 import { createHash } from 'node:crypto';
-import { jobDefinition } from '../workers/registry.js';
-import type { JobSpec } from '../workers/jobSpec.js';
+import type { Static } from '@sinclair/typebox';
+import type { ModeJobSpec } from '../workers/jobSpec.js';
 import { TERMINAL_STATUSES, type JobStatus } from '../workers/ports.js';
+import type { JobDocSchema } from './api/schemas.js';
 import { canAccess, type Principal } from './auth.js';
 import type { DatasetService } from './datasets.js';
 import { ApiError, badRequest, conflict, notFound } from './errors.js';
@@ -34,21 +35,15 @@ export function canonicalJson(value: unknown): string {
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
-export interface JobDoc {
-  id: string;
-  status: JobStatus;
-  progress: number;
-  stage: Record<string, unknown>;
-  attempts: number;
-  createdAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  metrics?: Record<string, unknown>;
-  artifacts: Array<{ name: string; size: number; sha256: string; contentType: string }>;
-  error?: { code: string; message: string };
-  lastError?: { code: string; message: string };
-  cancelRequested?: boolean;
-  spec: unknown;
+/** A job as the API shows it (GET /v1/jobs/:id, the list, the event stream). */
+export type JobDoc = Static<typeof JobDocSchema>;
+
+/** A job spec at submit: parsed at the edge (the route), with the body it came from. */
+export interface Submission {
+  spec: ModeJobSpec;
+  /** The request body as sent: an Idempotency-Key is bound to it. */
+  body: unknown;
+  idempotencyKey?: string;
 }
 
 export function jobDoc(r: JobRecord): JobDoc {
@@ -81,15 +76,13 @@ export class JobService {
     private readonly logger?: Logger,
   ) {}
 
-  async submit(principal: Principal, body: unknown, idempotencyKey?: string): Promise<{ id: string; status: JobStatus; created: boolean }> {
+  /** The admin key reads and cancels every tenant's jobs but submits none: jobs belong to a tenant. */
+  assertMaySubmit(principal: Principal): void {
     if (principal.admin) throw new ApiError(403, 'forbidden', 'the admin key can read and cancel jobs; submit with a tenant key');
-    const def = jobDefinition(JOB_NAME);
-    let spec: JobSpec;
-    try {
-      spec = def.parse(body) as JobSpec;
-    } catch (err) {
-      throw badRequest('invalid_spec', err instanceof Error ? err.message : String(err));
-    }
+  }
+
+  async submit(principal: Principal, { spec, body, idempotencyKey }: Submission): Promise<{ id: string; status: JobStatus; created: boolean }> {
+    this.assertMaySubmit(principal);
     const id = newId('job');
     let keyHash: string | null = null;
     if (idempotencyKey !== undefined) {

@@ -1,13 +1,17 @@
-/** Jobs: submit, read, list, cancel/purge, follow (SSE) and download artifacts. */
+/** Jobs: submit, read, list, cancel/purge, follow (SSE) and download artifacts. One function per route. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
-import { JobSpecSchema } from '../../../workers/jobSpec.js';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest, FastifySchemaCompiler, RawServerDefault } from 'fastify';
+import { CodedError } from '../../../workers/errorTable.js';
+import { JobSpecSchema, parseJobSpec, type ModeJobSpec } from '../../../workers/jobSpec.js';
 import { TERMINAL_STATUSES, type JobStatus } from '../../../workers/ports.js';
 import { isArtifactName, ARTIFACT_TYPES } from '../../../workers/staging.js';
 import { badRequest, notFound } from '../../errors.js';
 import { jobDoc } from '../../jobs.js';
 import { errorResponses, IdParams, JobDocSchema, JobStatusSchema } from '../schemas.js';
+
+type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
 
 const SubmitAnswer = Type.Object({ id: Type.String(), status: JobStatusSchema });
 const CancelAnswer = Type.Object({ id: Type.String(), status: JobStatusSchema, purged: Type.Optional(Type.Boolean()) });
@@ -19,9 +23,26 @@ function eventName(status: JobStatus): string {
   return status === 'completed' || status === 'failed' || status === 'cancelled' ? status : 'progress';
 }
 
-export async function jobRoutes(fastify: FastifyInstance): Promise<void> {
-  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+/**
+ * The body of POST /jobs is validated by parseJobSpec, the parser the CLI uses too (its messages, invalid_spec on
+ * failure); the JSON schema documents the body. A valid body is replaced by the parsed spec, defaults filled.
+ * The headers are read by the handler as they are.
+ */
+const specValidator: FastifySchemaCompiler<unknown> = ({ httpPart }) => {
+  if (httpPart !== 'body') return () => true;
+  return (body: unknown) => {
+    try {
+      return { value: parseJobSpec(body) };
+    } catch (err) {
+      return { error: new CodedError('spec.INVALID', err instanceof Error ? err.message : String(err), { cause: err }) };
+    }
+  };
+};
 
+/** Each submission's body as sent (before parsing filled in the defaults): its Idempotency-Key is bound to it. */
+const bodiesAsSent = new WeakMap<FastifyRequest, unknown>();
+
+function submitJob(app: App): void {
   app.post(
     '/jobs',
     {
@@ -32,18 +53,28 @@ export async function jobRoutes(fastify: FastifyInstance): Promise<void> {
         body: JobSpecSchema,
         response: { 202: SubmitAnswer, ...errorResponses(400, 401, 404, 409, 429, 503) },
       },
-      // The job spec is validated by the same parser as the CLI's and the worker's (parseJobSpec); the schema
-      // above documents it.
-      validatorCompiler: () => () => true,
+      validatorCompiler: specValidator,
+      // The admin key is refused before its body is looked at.
+      preValidation: async (req) => {
+        app.svc.jobs.assertMaySubmit(req.principal!);
+        bodiesAsSent.set(req, req.body);
+      },
     },
     async (req, reply) => {
       const key = req.headers['idempotency-key'];
-      const r = await app.svc.jobs.submit(req.principal!, req.body, typeof key === 'string' ? key : undefined);
+      const r = await app.svc.jobs.submit(req.principal!, {
+        // specValidator has parsed it.
+        spec: req.body as ModeJobSpec,
+        body: bodiesAsSent.get(req),
+        idempotencyKey: typeof key === 'string' ? key : undefined,
+      });
       if (!r.created) void reply.header('idempotent-replayed', 'true');
       return reply.code(202).header('location', `/v1/jobs/${r.id}`).send({ id: r.id, status: r.status });
     },
   );
+}
 
+function listJobs(app: App): void {
   app.get(
     '/jobs',
     {
@@ -55,18 +86,32 @@ export async function jobRoutes(fastify: FastifyInstance): Promise<void> {
           cursor: Type.Optional(Type.String({ maxLength: 64 })),
           tenant: Type.Optional(Type.String({ maxLength: 64, description: 'admin key only' })),
         }),
-        response: { 200: Type.Object({ items: Type.Array(Type.Ref(JobDocSchema)), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses(400, 401, 503) },
+        response: {
+          200: Type.Object({ items: Type.Array(Type.Ref(JobDocSchema)), nextCursor: Type.Union([Type.String(), Type.Null()]) }),
+          ...errorResponses(400, 401, 503),
+        },
       },
     },
     async (req) => app.svc.jobs.list(req.principal!, req.query.limit, req.query.cursor, req.query.tenant),
   );
+}
 
+function getJob(app: App): void {
   app.get(
     '/jobs/:id',
-    { schema: { tags: ['jobs'], summary: 'A job: status, progress, metrics summary, artifacts', params: IdParams, response: { 200: Type.Ref(JobDocSchema), ...errorResponses(401, 404, 503) } } },
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'A job: status, progress, metrics summary, artifacts',
+        params: IdParams,
+        response: { 200: Type.Ref(JobDocSchema), ...errorResponses(401, 404, 503) },
+      },
+    },
     async (req) => jobDoc(await app.svc.jobs.mustGet(req.principal!, req.params.id)),
   );
+}
 
+function cancelJob(app: App): void {
   app.delete(
     '/jobs/:id',
     {
@@ -80,7 +125,54 @@ export async function jobRoutes(fastify: FastifyInstance): Promise<void> {
     },
     async (req, reply) => reply.code(202).send(await app.svc.jobs.cancel(req.principal!, req.params.id, req.query.purge)),
   );
+}
 
+/**
+ * Writes a job's document to an open event stream each time it changes (on the queue's events, and on a poll in
+ * case one is missed) until the job ends, is purged or the client goes.
+ */
+function streamJobEvents(app: App, id: string, res: ServerResponse): void {
+  res.write(': connected\n\n');
+  let last = '';
+  let done = false;
+  let chain: Promise<void> = Promise.resolve();
+  const finish = () => {
+    if (done) return;
+    done = true;
+    off();
+    clearInterval(poll);
+    clearInterval(beat);
+    res.end();
+  };
+  const push = async () => {
+    if (done) return;
+    const r = await app.svc.records.getJob(id).catch(() => undefined);
+    if (r === undefined || done) return; // Redis hiccup: the next event or poll tries again
+    if (r === null) {
+      res.write(`event: cancelled\ndata: ${JSON.stringify({ id, status: 'cancelled', purged: true })}\n\n`);
+      finish();
+      return;
+    }
+    const data = JSON.stringify(jobDoc(r));
+    if (data !== last) {
+      last = data;
+      res.write(`event: ${eventName(r.status)}\ndata: ${data}\n\n`);
+    }
+    if (TERMINAL_STATUSES.has(r.status)) finish();
+  };
+  const schedule = () => {
+    chain = chain.then(push, push);
+  };
+  const off = app.svc.queue.onJob(id, schedule);
+  const poll = setInterval(schedule, SSE_POLL_MS);
+  const beat = setInterval(() => {
+    if (!done) res.write(': keep-alive\n\n');
+  }, SSE_HEARTBEAT_MS);
+  res.on('close', finish);
+  schedule();
+}
+
+function followJob(app: App): void {
   app.get(
     '/jobs/:id/events',
     {
@@ -96,55 +188,19 @@ export async function jobRoutes(fastify: FastifyInstance): Promise<void> {
       const id = req.params.id;
       await app.svc.jobs.mustGet(req.principal!, id);
       reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, {
+      reply.raw.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
         'x-request-id': req.id,
       });
-      res.write(': connected\n\n');
-      let last = '';
-      let done = false;
-      let chain: Promise<void> = Promise.resolve();
-      const finish = () => {
-        if (done) return;
-        done = true;
-        off();
-        clearInterval(poll);
-        clearInterval(beat);
-        res.end();
-      };
-      const push = async () => {
-        if (done) return;
-        const r = await app.svc.records.getJob(id).catch(() => undefined);
-        if (r === undefined || done) return; // Redis hiccup: the next event or poll tries again
-        if (r === null) {
-          res.write(`event: cancelled\ndata: ${JSON.stringify({ id, status: 'cancelled', purged: true })}\n\n`);
-          finish();
-          return;
-        }
-        const data = JSON.stringify(jobDoc(r));
-        if (data !== last) {
-          last = data;
-          res.write(`event: ${eventName(r.status)}\ndata: ${data}\n\n`);
-        }
-        if (TERMINAL_STATUSES.has(r.status)) finish();
-      };
-      const schedule = () => {
-        chain = chain.then(push, push);
-      };
-      const off = app.svc.queue.onJob(id, schedule);
-      const poll = setInterval(schedule, SSE_POLL_MS);
-      const beat = setInterval(() => {
-        if (!done) res.write(': keep-alive\n\n');
-      }, SSE_HEARTBEAT_MS);
-      res.on('close', finish);
-      schedule();
+      streamJobEvents(app, id, reply.raw);
     },
   );
+}
 
+function downloadArtifact(app: App): void {
   app.get(
     '/jobs/:id/artifacts/:name',
     {
@@ -158,7 +214,10 @@ export async function jobRoutes(fastify: FastifyInstance): Promise<void> {
     async (req, reply) => {
       const { id, name } = req.params;
       if (!isArtifactName(name)) {
-        throw badRequest('invalid_artifact_name', `${JSON.stringify(name)} is not an artifact name; artifacts are named ${Object.keys(ARTIFACT_TYPES).join(', ')}`);
+        throw badRequest(
+          'invalid_artifact_name',
+          `${JSON.stringify(name)} is not an artifact name; artifacts are named ${Object.keys(ARTIFACT_TYPES).join(', ')}`,
+        );
       }
       const r = await app.svc.jobs.mustGet(req.principal!, id);
       const artifact = r.artifacts.find((a) => a.name === name);
@@ -180,4 +239,9 @@ export async function jobRoutes(fastify: FastifyInstance): Promise<void> {
         .send(opened.stream);
     },
   );
+}
+
+export async function jobRoutes(fastify: FastifyInstance): Promise<void> {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  for (const route of [submitJob, listJobs, getJob, cancelJob, followJob, downloadArtifact]) route(app);
 }
