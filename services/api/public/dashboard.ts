@@ -637,70 +637,87 @@ function planSide(side: Side, kind: Kind): SidePlan {
 
 // ---- submitting ----
 
-async function submitJob(event: SubmitEvent): Promise<void> {
-  event.preventDefault();
-  const button = el<HTMLButtonElement>('submit-job');
-  const said = el('submit-state');
-  const kind = formKind();
-  const spec: Record<string, unknown> = {};
-  let sides: SidePlan[];
-  let backboneFile: File | undefined;
-  let rowLimit: number | undefined;
-  // Everything the form can check is checked before the first byte goes out.
-  try {
-    if (kind === 'backbone') {
-      backboneFile = el<HTMLInputElement>('backbone-file').files?.[0];
-      if (!backboneFile) throw new Error('Choose the backbone (.onnx).');
-      requireExtension(backboneFile, ['onnx'], 'backbone');
-      const mode = el<HTMLSelectElement>('mode').value;
-      spec.mode = mode;
-      if (mode === 'last-block') {
-        const cut = el<HTMLInputElement>('cut-tensor').value.trim();
-        if (cut) spec.cutTensor = cut;
-        const budget = el<HTMLInputElement>('time-budget').value.trim();
-        if (budget) {
-          const seconds = Number(budget);
-          if (!(seconds > 0) || !Number.isFinite(seconds)) throw new Error('Time budget must be a positive number of seconds');
-          spec.timeBudgetSeconds = seconds;
-        }
-        if (el<HTMLInputElement>('allow-slow').checked) spec.allowSlowBackend = true;
-      } else {
-        const tensor = el<HTMLInputElement>('feature-tensor').value.trim();
-        if (tensor) spec.featureTensor = tensor;
-      }
-      const preprocess: Record<string, unknown> = {};
-      const resize = positiveInt(el<HTMLInputElement>('pre-resize'), 'Resize', 1, 4096);
-      const crop = positiveInt(el<HTMLInputElement>('pre-crop'), 'Crop', 1, 4096);
-      const mean = numberList(el<HTMLInputElement>('pre-mean'), 'Mean', false);
-      const std = numberList(el<HTMLInputElement>('pre-std'), 'Std', true);
-      if (resize !== undefined) preprocess.resize = resize;
-      if (crop !== undefined) preprocess.crop = crop;
-      if (mean) preprocess.mean = mean;
-      if (std) preprocess.std = std;
-      if (Object.keys(preprocess).length > 0) spec.preprocess = preprocess;
-    }
-    // Last-block mode trains by gradient steps only; the service fills that in.
-    if (spec.mode !== 'last-block') spec.method = el<HTMLSelectElement>('method').value;
-    rowLimit = positiveInt(el<HTMLInputElement>('row-limit'), 'Row limit', 2);
-    const steps = positiveInt(el<HTMLInputElement>('steps'), 'Steps', 1, 1_000_000);
-    if (steps !== undefined) spec.steps = steps;
-    sides = [planSide('benign', kind), planSide('harmful', kind)];
-    const npy = sides.find((p) => extension(p.data) === 'npy');
-    if (spec.preprocess && npy) {
-      throw new Error(
-        `Preprocessing applies to image files only: the ${npy.side} images (${npy.data.name}) are an .npy, which comes preprocessed. ` +
-          'Clear resize, crop, mean and std, or upload a .tar of images.',
-      );
-    }
-  } catch (err) {
-    notify((err as Error).message, true);
-    return;
-  }
+/** What the form asks for, checked before the first byte goes out. */
+interface JobPlan {
+  kind: Kind;
+  /** The spec so far; the uploads add the backbone and dataset ids. */
+  spec: Record<string, unknown>;
+  backbone?: File;
+  sides: SidePlan[];
+  rowLimit?: number;
+}
 
+/** The image preprocessing fields, or undefined when all are left empty. */
+function planPreprocess(): Record<string, unknown> | undefined {
+  const preprocess: Record<string, unknown> = {};
+  const resize = positiveInt(el<HTMLInputElement>('pre-resize'), 'Resize', 1, 4096);
+  const crop = positiveInt(el<HTMLInputElement>('pre-crop'), 'Crop', 1, 4096);
+  const mean = numberList(el<HTMLInputElement>('pre-mean'), 'Mean', false);
+  const std = numberList(el<HTMLInputElement>('pre-std'), 'Std', true);
+  if (resize !== undefined) preprocess.resize = resize;
+  if (crop !== undefined) preprocess.crop = crop;
+  if (mean) preprocess.mean = mean;
+  if (std) preprocess.std = std;
+  return Object.keys(preprocess).length > 0 ? preprocess : undefined;
+}
+
+/** A backbone job's own fields (the mode and its options, the preprocessing) into `spec`; returns the backbone file. */
+function planBackbone(spec: Record<string, unknown>): File {
+  const file = el<HTMLInputElement>('backbone-file').files?.[0];
+  if (!file) throw new Error('Choose the backbone (.onnx).');
+  requireExtension(file, ['onnx'], 'backbone');
+  const mode = el<HTMLSelectElement>('mode').value;
+  spec.mode = mode;
+  if (mode === 'last-block') {
+    const cut = el<HTMLInputElement>('cut-tensor').value.trim();
+    if (cut) spec.cutTensor = cut;
+    const budget = el<HTMLInputElement>('time-budget').value.trim();
+    if (budget) {
+      const seconds = Number(budget);
+      if (!(seconds > 0) || !Number.isFinite(seconds)) throw new Error('Time budget must be a positive number of seconds');
+      spec.timeBudgetSeconds = seconds;
+    }
+    if (el<HTMLInputElement>('allow-slow').checked) spec.allowSlowBackend = true;
+  } else {
+    const tensor = el<HTMLInputElement>('feature-tensor').value.trim();
+    if (tensor) spec.featureTensor = tensor;
+  }
+  const preprocess = planPreprocess();
+  if (preprocess) spec.preprocess = preprocess;
+  return file;
+}
+
+/** Reads and checks the whole form; throws an Error that says what to fix. */
+function planJob(kind: Kind): JobPlan {
+  const spec: Record<string, unknown> = {};
+  const backbone = kind === 'backbone' ? planBackbone(spec) : undefined;
+  // Last-block mode trains by gradient steps only; the service fills that in.
+  if (spec.mode !== 'last-block') spec.method = el<HTMLSelectElement>('method').value;
+  const rowLimit = positiveInt(el<HTMLInputElement>('row-limit'), 'Row limit', 2);
+  const steps = positiveInt(el<HTMLInputElement>('steps'), 'Steps', 1, 1_000_000);
+  if (steps !== undefined) spec.steps = steps;
+  const sides = [planSide('benign', kind), planSide('harmful', kind)];
+  const npy = sides.find((p) => extension(p.data) === 'npy');
+  if (spec.preprocess && npy) {
+    throw new Error(
+      `Preprocessing applies to image files only: the ${npy.side} images (${npy.data.name}) are an .npy, which comes preprocessed. ` +
+        'Clear resize, crop, mean and std, or upload a .tar of images.',
+    );
+  }
+  return { kind, spec, backbone, sides, rowLimit };
+}
+
+/** One upload row per file of the plan, shown in the uploads list in the order they go out. */
+interface PlanRows {
+  backbone: UploadRow | null;
+  sides: Array<{ data: UploadRow; labels: UploadRow | null }>;
+}
+
+function showUploads(plan: JobPlan): PlanRows {
   const rows: UploadRow[] = [];
-  const backboneRow = backboneFile ? new UploadRow('backbone', backboneFile) : null;
-  if (backboneRow) rows.push(backboneRow);
-  const sideRows = sides.map((p) => {
+  const backbone = plan.backbone ? new UploadRow('backbone', plan.backbone) : null;
+  if (backbone) rows.push(backbone);
+  const sides = plan.sides.map((p) => {
     const data = new UploadRow(p.side, p.data);
     const labels = p.labels ? new UploadRow(`${p.side} labels`, p.labels) : null;
     rows.push(data, ...(labels ? [labels] : []));
@@ -709,43 +726,82 @@ async function submitJob(event: SubmitEvent): Promise<void> {
   const list = el('uploads');
   list.replaceChildren(...rows.map((r) => r.item));
   list.hidden = false;
+  return { backbone, sides };
+}
 
+/**
+ * Where a submission stands: the file going out, or the last one sent (a failure found in its answer shows on its
+ * row), and the status line.
+ */
+class SubmitProgress {
+  current: UploadRow | null = null;
+
+  constructor(private readonly said: HTMLElement) {}
+
+  async upload(row: UploadRow, url: string, what: Parameters<typeof uploadNote>[1]): Promise<UploadAnswer> {
+    this.current = row;
+    this.said.textContent = `Uploading ${row.file.name}…`;
+    const answer = await sendFile(url, row);
+    row.done(uploadNote(answer, what));
+    return answer;
+  }
+
+  submitting(): void {
+    this.current = null;
+    this.said.textContent = 'Submitting…';
+  }
+}
+
+/** Uploads the plan's files, completes the spec with their ids and submits it; returns the new job's id. */
+async function uploadAndSubmit(plan: JobPlan, rows: PlanRows, progress: SubmitProgress): Promise<string> {
+  const { spec } = plan;
+  if (rows.backbone) spec.backbone = (await progress.upload(rows.backbone, '/v1/backbones', 'backbone')).id;
+  for (const [i, side] of plan.sides.entries()) {
+    const answer = await progress.upload(rows.sides[i].data, '/v1/datasets', plan.kind === 'backbone' ? 'images' : 'features');
+    if (side.labelsFrom === 'folders' && !answer.classes?.length) {
+      throw new Error(`${side.data.name} has no class folders (two or more folders of images); choose a labels file or none for the ${side.side} labels`);
+    }
+    const ref: Record<string, unknown> = { dataset: answer.id };
+    const labels = rows.sides[i].labels;
+    if (labels) ref.labels = (await progress.upload(labels, '/v1/datasets', 'labels')).id;
+    if (side.labelColumn) ref.labelColumn = side.labelColumn;
+    if (side.dropColumns) ref.dropColumns = side.dropColumns;
+    if (plan.rowLimit !== undefined) ref.rowLimit = plan.rowLimit;
+    spec[side.side] = ref;
+  }
+  progress.submitting();
+  const submitted = await api<{ id: string }>('/v1/jobs', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'idempotency-key': randomKey() },
+    body: JSON.stringify(spec),
+  });
+  return submitted.id;
+}
+
+async function submitJob(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  const button = el<HTMLButtonElement>('submit-job');
+  const said = el('submit-state');
+  const kind = formKind();
+  let plan: JobPlan;
+  // Everything the form can check is checked before the first byte goes out.
+  try {
+    plan = planJob(kind);
+  } catch (err) {
+    notify((err as Error).message, true);
+    return;
+  }
+  const rows = showUploads(plan);
   button.disabled = true;
   notify('');
-  let current: UploadRow | null = null;
+  const progress = new SubmitProgress(said);
   try {
-    const upload = async (row: UploadRow, url: string, what: Parameters<typeof uploadNote>[1]): Promise<UploadAnswer> => {
-      current = row;
-      said.textContent = `Uploading ${row.file.name}…`;
-      const answer = await sendFile(url, row);
-      row.done(uploadNote(answer, what));
-      return answer;
-    };
-    if (backboneRow) spec.backbone = (await upload(backboneRow, '/v1/backbones', 'backbone')).id;
-    for (const [i, plan] of sides.entries()) {
-      const answer = await upload(sideRows[i].data, '/v1/datasets', kind === 'backbone' ? 'images' : 'features');
-      if (plan.labelsFrom === 'folders' && !answer.classes?.length) {
-        throw new Error(`${plan.data.name} has no class folders (two or more folders of images); choose a labels file or none for the ${plan.side} labels`);
-      }
-      const ref: Record<string, unknown> = { dataset: answer.id };
-      if (sideRows[i].labels) ref.labels = (await upload(sideRows[i].labels!, '/v1/datasets', 'labels')).id;
-      if (plan.labelColumn) ref.labelColumn = plan.labelColumn;
-      if (plan.dropColumns) ref.dropColumns = plan.dropColumns;
-      if (rowLimit !== undefined) ref.rowLimit = rowLimit;
-      spec[plan.side] = ref;
-    }
-    current = null;
-    said.textContent = 'Submitting…';
-    const submitted = await api<{ id: string }>('/v1/jobs', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': randomKey() },
-      body: JSON.stringify(spec),
-    });
-    said.textContent = `Submitted ${submitted.id}.`;
-    upsert(await api<Job>(`/v1/jobs/${encodeURIComponent(submitted.id)}`), true);
+    const id = await uploadAndSubmit(plan, rows, progress);
+    said.textContent = `Submitted ${id}.`;
+    upsert(await api<Job>(`/v1/jobs/${encodeURIComponent(id)}`), true);
   } catch (err) {
     const message = (err as Error).message;
-    (current as UploadRow | null)?.failed(message);
+    progress.current?.failed(message);
     said.textContent = '';
     notify(`Could not submit the job: ${message}`, true);
   } finally {
