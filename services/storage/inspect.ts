@@ -12,7 +12,7 @@ import { prepareCsv, readCsvTable } from '../../models/io/index.js';
 import { DataError } from '../../models/io/index.js';
 import { formatShape, readNpy } from '../../models/io/index.js';
 import { CodedError, errorClass, reasonOf, type ErrorReason } from '../../workers/errorTable.js';
-import { inspectOnnx, OnnxFormatError, type OnnxInfo } from './onnx.js';
+import { inspectOnnx, type OnnxInfo } from './onnx.js';
 
 export type DatasetInfo =
   | { format: 'npy'; rows: number; cols: number; dtype: string; shape: number[]; kind: 'features' | 'labels' | 'images' }
@@ -108,8 +108,7 @@ export async function inspectFile(path: string, format: 'npy' | 'csv' | 'tar' | 
     if (format === 'tar') return { ok: true, dataset: await inspectTar(path, name) };
     return { ok: true, dataset: format === 'npy' ? await inspectNpy(path, name) : await inspectCsv(path, name) };
   } catch (e) {
-    // Not an ONNX model at all: the reason a job loading it would give (invalid_onnx).
-    if (e instanceof OnnxFormatError) return refusal('backbone.ONNX_MALFORMED', e.message);
+    // Not an ONNX model at all (inspectOnnx: backbone.ONNX_MALFORMED, the reason a job loading it would give).
     if (e instanceof CodedError) return refusal(e.reason, e.message);
     throw e;
   }

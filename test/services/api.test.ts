@@ -9,7 +9,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { encodeNpy } from '../../models/io/npy.js';
-import { encodeOnnx } from '../../services/storage/onnx.js';
+import { encodeOnnx } from '../../scripts/fixtures/onnxMinimal.js';
 import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import type { RunningServer } from '../../services/server.js';
 import { ADMIN, ADMIN_KEY, ALICE, ALICE_KEY, BOB, cleanup, eventually, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
