@@ -12,7 +12,7 @@ import { encodeNpy } from '../../models/io/npy.js';
 import { encodeOnnx } from '../../scripts/fixtures/onnxMinimal.js';
 import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import type { RunningServer } from '../../services/server.js';
-import { ADMIN, ADMIN_KEY, ALICE, ALICE_KEY, BOB, cleanup, eventually, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ADMIN, ADMIN_KEY, ALICE, ALICE_KEY, BOB, cleanup, eventually, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();

@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import { encodeNpy } from '../../models/io/npy.js';
-import { tarOf } from '../models/backbones/helpers.js';
-import { unsupportedTailModel } from '../models/deep/helpers.js';
+import { tarOf } from '../helpers/backbones.js';
+import { unsupportedTailModel } from '../helpers/deep.js';
 import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import { inspectOnnx } from '../../services/storage/onnx.js';
 import type { RunningServer } from '../../services/server.js';
-import { ALICE, cleanup, eventually, multipart, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ALICE, cleanup, eventually, multipart, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();

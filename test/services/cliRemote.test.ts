@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunningServer } from '../../services/server.js';
-import { ALICE_KEY, BOB_KEY, cleanup, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ALICE_KEY, BOB_KEY, cleanup, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 await requireRedis();
 

@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApiClientError, ImmunizeClient } from '../../services/client.js';
 import type { RunningServer } from '../../services/server.js';
-import { ALICE_KEY, BOB_KEY, cleanup, randomNpy, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ALICE_KEY, BOB_KEY, cleanup, randomNpy, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();

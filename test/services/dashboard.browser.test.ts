@@ -27,8 +27,8 @@ import { renderReport } from '../../workers/report/render.js';
 import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import type { RunningServer } from '../../services/server.js';
 import { inspectOnnx } from '../../services/storage/onnx.js';
-import { tarOf } from '../models/backbones/helpers.js';
-import { ADMIN_KEY, ALICE_KEY, cleanup, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { tarOf } from '../helpers/backbones.js';
+import { ADMIN_KEY, ALICE_KEY, cleanup, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 requireChromium();
 // Without a Redis this file fails too.

@@ -13,7 +13,7 @@ import { ConfigError, loadConfig } from '../../services/config.js';
 import type { RunningServer } from '../../services/server.js';
 import { SessionStore } from '../../services/sessions.js';
 import { REPORT_CSP } from '../../services/api/routes/report.js';
-import { ADMIN, ADMIN_KEY, ALICE, ALICE_KEY, BOB, BOB_KEY, cleanup, eventually, multipart, randomNpy, readSse, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ADMIN, ADMIN_KEY, ALICE, ALICE_KEY, BOB, BOB_KEY, cleanup, eventually, multipart, randomNpy, readSse, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();

@@ -18,7 +18,7 @@ import { checkBackboneFile } from '../../services/storage/inspect.js';
 import { codeClass, CodedError } from '../../workers/errorTable.js';
 import { describeJobError } from '../../workers/jobErrors.js';
 import { SpecError } from '../../workers/jobSpec.js';
-import { ALICE, cleanup, eventually, multipart, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ALICE, cleanup, eventually, multipart, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();

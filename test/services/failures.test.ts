@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { sweepOnce } from '../../services/retention.js';
 import { StagingSink } from '../../workers/staging.js';
 import type { RunningServer } from '../../services/server.js';
-import { ALICE, cleanup, eventually, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ALICE, cleanup, eventually, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();

@@ -14,7 +14,7 @@ import { DirectorySink } from '../../workers/artifacts.js';
 import { runJob } from '../../workers/modes.js';
 import { parseJobSpec } from '../../workers/jobSpec.js';
 import type { RunningServer } from '../../services/server.js';
-import { ALICE, cleanup, readSse, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ALICE, cleanup, readSse, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();

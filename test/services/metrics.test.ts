@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import type { RunningServer } from '../../services/server.js';
-import { ADMIN, ALICE, cleanup, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ADMIN, ALICE, cleanup, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();

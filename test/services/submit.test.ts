@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FastifyInstance } from 'fastify';
 import type { RunningServer } from '../../services/server.js';
-import { ADMIN, ALICE, cleanup, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from './helpers.js';
+import { ADMIN, ALICE, cleanup, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 await requireRedis();
 

@@ -19,8 +19,8 @@ import { runJob } from '../../workers/modes.js';
 import { describeJobError } from '../../workers/jobErrors.js';
 import { CancelledError } from '../../models/engine/progress.js';
 import { parseJobSpec, SpecError } from '../../workers/jobSpec.js';
-import { patternImages, SIZE, smallResnet, smallVit, withFittedHead } from '../models/deep/helpers.js';
-import { runModel } from '../models/backbones/helpers.js';
+import { patternImages, SIZE, smallResnet, smallVit, withFittedHead } from '../helpers/deep.js';
+import { runModel } from '../helpers/backbones.js';
 import { ATTACKERS } from '../../models/engine/attacks.js';
 
 let dir: string;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StepEvent } from '../../models/engine/progress.js';
 import { EngineJobError, EnginePool } from '../../workers/enginePool.js';
-import { randomNpy } from '../services/helpers.js';
+import { randomNpy } from '../helpers/service.js';
 
 let dir: string;
 let pool: EnginePool;

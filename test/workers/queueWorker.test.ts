@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobProgress } from '../../workers/ports.js';
 import { CancelWatch, ProgressThrottle } from '../../workers/queueWorker.js';
-import { eventually } from '../services/helpers.js';
+import { eventually } from '../helpers/service.js';
 
 const at = (fraction: number): JobProgress => ({ fraction, phase: 'optimize' });
 

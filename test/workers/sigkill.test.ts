@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { soak } from '../../scripts/soakJobs.js';
-import { REDIS_URL, requireRedis } from '../services/helpers.js';
+import { REDIS_URL, requireRedis } from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();

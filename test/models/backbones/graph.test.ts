@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Backbone, IMMUNIZED_FEATURES, inspectBackbone, OnnxGraph } from '../../../models/backbones/index.js';
 import { decodeModel, encodeModel, floatValues, type ModelProto } from '../../../models/backbones/onnxProto.js';
 import type { Mat } from '../../../models/linalg/types.js';
-import { assertFeaturesTimesTheta, maxRelDiff, randomImages, rejects, runModel, smallResnet, smallVit, testTheta } from './helpers.js';
+import { assertFeaturesTimesTheta, maxRelDiff, randomImages, rejects, runModel, smallResnet, smallVit, testTheta } from '../../helpers/backbones.js';
 
 /** The exported graph against the untouched original (logits) and the fixture's own feature graph (F·θ). */
 async function checkExport(fx: ReturnType<typeof smallResnet>, theta: Mat, exported: Uint8Array, logits = true): Promise<void> {

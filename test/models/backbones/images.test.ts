@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { encodeNpy } from '../../../models/io/npy.js';
 import { imageSize } from '../../../models/backbones/decode.js';
 import { openImages, resizedSize, resolvePreprocess, type InputGeometry } from '../../../models/backbones/images.js';
-import { rejects, rejectsData, tarOf } from './helpers.js';
+import { rejects, rejectsData, tarOf } from '../../helpers/backbones.js';
 
 let dir: string;
 before(async () => {

@@ -19,8 +19,8 @@ import { DirectorySink } from '../../../workers/artifacts.js';
 import { runJob } from '../../../workers/modes.js';
 import { describeJobError } from '../../../workers/jobErrors.js';
 import { parseJobSpec, SpecError } from '../../../workers/jobSpec.js';
-import { assertFeaturesTimesTheta, maxRelDiff, randomImages, rejects, runModel, SIZE, smallResnet, smallVit } from './helpers.js';
-import { lcg } from '../engine/reference.js';
+import { assertFeaturesTimesTheta, maxRelDiff, randomImages, rejects, runModel, SIZE, smallResnet, smallVit } from '../../helpers/backbones.js';
+import { lcg } from '../../helpers/reference.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
 const CLI = join(ROOT, 'dist', 'services', 'cli', 'main.js');

@@ -1,7 +1,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSession, cudaAvailability } from '../../../models/backbones/runtime.js';
-import { smallResnet } from './helpers.js';
+import { smallResnet } from '../../helpers/backbones.js';
 
 it('picks the CPU when CUDA is not installed, says why, and falls back when CUDA is asked for', async (t) => {
   const cuda = cudaAvailability();

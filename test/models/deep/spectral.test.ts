@@ -5,8 +5,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { headNullProjector, spectralLoss, spectralTerm, type SpectralKind } from '../../../models/deep/spectral.js';
-import { froNorm, gram, jacobi, normals } from '../engine/reference.js';
-import { cpuBackend } from './helpers.js';
+import { froNorm, gram, jacobi, normals } from '../../helpers/reference.js';
+import { cpuBackend } from '../../helpers/deep.js';
 
 /** R from scratch: R_ill = 1/(‖S‖²/2D − λ_min²/2), R_well = λ_max²/2 − ‖S‖²/2D, S = FᵀF (full rank here). */
 function referenceR(F: Float64Array, rows: number, dim: number, kind: SpectralKind): number {

@@ -16,7 +16,7 @@ import type { NodeProto } from '../../../models/backbones/onnxProto.js';
 import { attr } from '../../../scripts/fixtures/onnxBuilder.js';
 import type { Tensor } from '@tensorflow/tfjs';
 import { resnetFixture } from '../../../scripts/fixtures/onnxResnet.js';
-import { cpuBackend, maxAbs, maxAbsDiff, reference, smallResnet, smallVit, unsupportedTailModel } from './helpers.js';
+import { cpuBackend, maxAbs, maxAbsDiff, reference, smallResnet, smallVit, unsupportedTailModel } from '../../helpers/deep.js';
 
 async function compare(bytes: Uint8Array): Promise<{ featureErr: number; logitErr: number; cut: string; plan: ReturnType<typeof planTail> }> {
   const ref = await reference(bytes, 6, 11);

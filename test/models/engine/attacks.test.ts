@@ -4,7 +4,7 @@ import { mat, type Mat } from '../../../models/linalg/index.js';
 import { ADAM_CAP_FACTOR, adamRuns, adamLearningRates, attackStatus, slowdownText, gd, gdExact, newton, simulateAttack, TARGET_FLOOR, RAW_BUDGET_STEPS } from '../../../models/engine/attacks.js';
 import { probeProblem, relativeSuboptimality, type ProbeProblem } from '../../../models/engine/probe.js';
 import { statsOf } from '../../../models/engine/stats.js';
-import { add, assertRel, eye, gram, jacobi, maxRelDiff, mul, normals, randn, solve, tr } from './reference.js';
+import { add, assertRel, eye, gram, jacobi, maxRelDiff, mul, normals, randn, solve, tr } from '../../helpers/reference.js';
 
 /** A least-squares problem f(W) = ‖XW − Y‖²/(2N), everything computed from X and Y directly. */
 class RefProblem {

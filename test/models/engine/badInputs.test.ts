@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { LinalgError, syrk, type Mat } from '../../../models/linalg/index.js';
 import { evaluateTheta, immunize, type EngineOptions } from '../../../models/engine/immunize.js';
 import { statsOf } from '../../../models/engine/stats.js';
-import { assertJsonClean, eye, normals, numbersIn, randn } from './reference.js';
-import { housePrice } from './housePrice.js';
+import { assertJsonClean, eye, normals, numbersIn, randn } from '../../helpers/reference.js';
+import { housePrice } from '../../helpers/housePrice.js';
 
 const opts: EngineOptions = { method: 'gradient', kappaBudget: 1e4, seed: 0 };
 

@@ -18,7 +18,7 @@ import {
   robustKappa,
   spectralFn,
   tr,
-} from './reference.js';
+} from '../../helpers/reference.js';
 
 const D = 12;
 

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mat, type Mat } from '../../../models/linalg/index.js';
 import type { HousePriceData } from '../../../models/io/housePrice.js';
 import { immunize, type EngineResult } from '../../../models/engine/immunize.js';
-import { assertJsonClean, assertRel, congr, gram, jacobi, kappaWithRank, mul, project, robustKappa, tr } from './reference.js';
-import { housePrice } from './housePrice.js';
+import { assertJsonClean, assertRel, congr, gram, jacobi, kappaWithRank, mul, project, robustKappa, tr } from '../../helpers/reference.js';
+import { housePrice } from '../../helpers/housePrice.js';
 
 describe('immunize: House Price, gradient method, defaults', () => {
   let hp: HousePriceData;

@@ -18,7 +18,7 @@ import {
   randomSpd,
   solve,
   sym,
-} from './reference.js';
+} from '../../helpers/reference.js';
 
 // Independent definitions of the two regularizers, from a full (Jacobi) eigendecomposition.
 function wellRef(S: Mat): number {

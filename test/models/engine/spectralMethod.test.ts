@@ -5,7 +5,7 @@ import { randomRotation } from '../../../models/engine/closedForm.js';
 import { immunize } from '../../../models/engine/immunize.js';
 import { spectralGeometry, spectralTheta, suppressedSet } from '../../../models/engine/spectralMethod.js';
 import { statsOf } from '../../../models/engine/stats.js';
-import { add, assertRel, congr, eye, gram, jacobi, mul, normals, randn, spectralFn, tr } from './reference.js';
+import { add, assertRel, congr, eye, gram, jacobi, mul, normals, randn, spectralFn, tr } from '../../helpers/reference.js';
 
 const D = 6;
 const N = 40;

@@ -22,7 +22,7 @@ import {
   robustKappa,
   tr,
   withSpectrum,
-} from './reference.js';
+} from '../../helpers/reference.js';
 
 function zeroColumnsGram(N: number, D: number, zero: number[], next: () => number): Mat {
   const X = randn(N, D, next);

@@ -5,8 +5,8 @@ import type { HousePriceData } from '../../../models/io/housePrice.js';
 import { decideVerdict, VERDICT_THRESHOLDS } from '../../../models/engine/verdict.js';
 import { FIRST_ORDER_ATTACKERS, type AttackOutcome } from '../../../models/engine/attacks.js';
 import { evaluateTheta, type EngineOptions } from '../../../models/engine/immunize.js';
-import { add, assertRel, congr, eye, gram, jacobi, kappaWithRank, robustKappa, spectralFn } from './reference.js';
-import { housePrice, zeroColumns } from './housePrice.js';
+import { add, assertRel, congr, eye, gram, jacobi, kappaWithRank, robustKappa, spectralFn } from '../../helpers/reference.js';
+import { housePrice, zeroColumns } from '../../helpers/housePrice.js';
 
 type AttackLike = Pick<AttackOutcome, 'attacker' | 'data' | 'slowdown' | 'status'>;
 

@@ -1,10 +1,10 @@
 /** Shared House Price fixture for the engine tests (not a test file itself). */
 import { fileURLToPath } from 'node:url';
-import { loadHousePrice, type HousePriceData } from '../../../models/io/housePrice.js';
-import type { Mat } from '../../../models/linalg/index.js';
+import { loadHousePrice, type HousePriceData } from '../../models/io/housePrice.js';
+import type { Mat } from '../../models/linalg/index.js';
 
 // dist/test/models/engine/ → repository root
-export const HOUSE_PRICE_DIR = fileURLToPath(new URL('../../../../data/house_price', import.meta.url));
+export const HOUSE_PRICE_DIR = fileURLToPath(new URL('../../../data/house_price', import.meta.url));
 
 let cached: Promise<HousePriceData> | null = null;
 

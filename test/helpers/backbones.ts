@@ -4,13 +4,13 @@
  */
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
-import { DataError } from '../../../models/io/errors.js';
-import { BackboneError, type BackboneErrorReason } from '../../../models/backbones/errors.js';
-import type { Mat } from '../../../models/linalg/types.js';
-import { resnetFixture } from '../../../scripts/fixtures/onnxResnet.js';
-import { vitFixture } from '../../../scripts/fixtures/onnxVit.js';
-import type { HeadKind } from '../../../scripts/fixtures/onnxBuilder.js';
-import { lcg, normals } from '../engine/reference.js';
+import { DataError } from '../../models/io/errors.js';
+import { BackboneError, type BackboneErrorReason } from '../../models/backbones/errors.js';
+import type { Mat } from '../../models/linalg/types.js';
+import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
+import { vitFixture } from '../../scripts/fixtures/onnxVit.js';
+import type { HeadKind } from '../../scripts/fixtures/onnxBuilder.js';
+import { lcg, normals } from './reference.js';
 
 export const SIZE = 32;
 

@@ -3,7 +3,7 @@
  * (Not a test file itself; the *.test.ts files import it.)
  */
 import assert from 'node:assert/strict';
-import { mat, type Mat } from '../../../models/linalg/index.js';
+import { mat, type Mat } from '../../models/linalg/index.js';
 
 export const EPS = 2.220446049250313e-16;
 

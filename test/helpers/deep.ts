@@ -1,15 +1,15 @@
 /** Shared by the deep-mode tests: the small fixtures and an onnxruntime run with the cut exposed. */
-import { OnnxGraph } from '../../../models/backbones/graph.js';
-import { attr, GraphBuilder } from '../../../scripts/fixtures/onnxBuilder.js';
-import { selectBackend, type TfBackend } from '../../../models/deep/backend.js';
-import { planTail, type TailPlan } from '../../../models/deep/split.js';
-import { Trunk, withInitializers } from '../../../models/deep/trunk.js';
-import { fitProbe } from '../../../models/engine/quality.js';
-import { statsOf } from '../../../models/engine/stats.js';
-import { normals } from '../engine/reference.js';
-import { randomImages, SIZE } from '../backbones/helpers.js';
+import { OnnxGraph } from '../../models/backbones/graph.js';
+import { attr, GraphBuilder } from '../../scripts/fixtures/onnxBuilder.js';
+import { selectBackend, type TfBackend } from '../../models/deep/backend.js';
+import { planTail, type TailPlan } from '../../models/deep/split.js';
+import { Trunk, withInitializers } from '../../models/deep/trunk.js';
+import { fitProbe } from '../../models/engine/quality.js';
+import { statsOf } from '../../models/engine/stats.js';
+import { normals } from './reference.js';
+import { randomImages, SIZE } from './backbones.js';
 
-export { randomImages, SIZE, smallResnet, smallVit } from '../backbones/helpers.js';
+export { randomImages, SIZE, smallResnet, smallVit } from './backbones.js';
 
 /** A ResNet-like model whose last block holds an operator last-block mode does not train (HardSigmoid). */
 export function unsupportedTailModel(): Uint8Array {
