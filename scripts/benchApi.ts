@@ -108,7 +108,10 @@ async function main(): Promise<void> {
   try {
     const until = Date.now() + 30_000;
     for (;;) {
-      const ready = await fetch(`${url}/readyz`).then((r) => r.status === 200, () => false);
+      const ready = await fetch(`${url}/readyz`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
       if (ready) break;
       if (child.exitCode !== null) throw new Error(`the API exited with code ${child.exitCode}`);
       if (Date.now() > until) throw new Error('the API did not become ready in 30 s (is Redis running?)');

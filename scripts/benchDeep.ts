@@ -35,7 +35,10 @@ async function fixtureSteps(name: string, bytes: Uint8Array, size: number, backe
     const run = async (seed: number, shift: number) => {
       const out = await trunk.runBatch(images(n, size, seed, shift), [n, 3, size, size]);
       const shape = [...out.cut.dims.slice(1)];
-      const cut = new MemoryCut(n, shape.reduce((a, b) => a * b, 1));
+      const cut = new MemoryCut(
+        n,
+        shape.reduce((a, b) => a * b, 1),
+      );
       cut.append(out.cut.data as Float32Array);
       return { cut, rows: n, cutShape: shape };
     };
@@ -86,9 +89,13 @@ async function resnet18Tail(cpu: TfBackend): Promise<void> {
   const rate = convFlops / seconds;
   say(`  measured: one 3×3 512→512 conv on 7×7, batch 1, forward+backward: ${ms(seconds)} → ${(rate / 1e9).toFixed(2)} GFLOP/s`);
   const est = estimateStep(flops, 64, TRAIN_DEFAULTS.evalRows, { rate, kernel: 'layer4 conv' });
-  say(`  extrapolated step (3 passes × forward+backward at batch 64, plus ${TRAIN_DEFAULTS.evalRows}+${TRAIN_DEFAULTS.evalRows} evaluation forwards): ${(est.flopsPerStep / 1e9).toFixed(0)} GFLOP → ${describeSeconds(est.stepSeconds)} per step, ${describeSeconds(20 * est.stepSeconds)} for 20 steps (not run)`);
+  say(
+    `  extrapolated step (3 passes × forward+backward at batch 64, plus ${TRAIN_DEFAULTS.evalRows}+${TRAIN_DEFAULTS.evalRows} evaluation forwards): ${(est.flopsPerStep / 1e9).toFixed(0)} GFLOP → ${describeSeconds(est.stepSeconds)} per step, ${describeSeconds(20 * est.stepSeconds)} for 20 steps (not run)`,
+  );
   const small = measureRate(cpu, true);
-  say(`  the job's own pre-start probe (${small.kernel}): ${(small.rate / 1e9).toFixed(2)} GFLOP/s → estimate ${describeSeconds(estimateStep(flops, 64, TRAIN_DEFAULTS.evalRows, small).stepSeconds)} per step`);
+  say(
+    `  the job's own pre-start probe (${small.kernel}): ${(small.rate / 1e9).toFixed(2)} GFLOP/s → estimate ${describeSeconds(estimateStep(flops, 64, TRAIN_DEFAULTS.evalRows, small).stepSeconds)} per step`,
+  );
 
   // The other two shares of a step at this size, measured directly.
   const next = gaussian(5);
@@ -106,7 +113,9 @@ async function resnet18Tail(cpu: TfBackend): Promise<void> {
     f.dispose();
   }
   const data = (performance.now() - t) / 3000;
-  say(`  split per step: tfjs ≈ ${describeSeconds(est.stepSeconds)}, engine spectral ${ms(2 * spectral)} (two terms, D=512, float64), data movement ${ms(2 * data)} (two cut batches in, two feature batches out)`);
+  say(
+    `  split per step: tfjs ≈ ${describeSeconds(est.stepSeconds)}, engine spectral ${ms(2 * spectral)} (two terms, D=512, float64), data movement ${ms(2 * data)} (two cut batches in, two feature batches out)`,
+  );
 }
 
 const USAGE = `usage: npm run bench:deep

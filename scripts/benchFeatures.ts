@@ -66,7 +66,12 @@ async function jpegFolder(dir: string, count: number): Promise<string> {
         px[o + 2] = ((x + y + i * 37) % 256) / 2 + grain;
       }
     }
-    await writeFile(join(dir, `${String(i).padStart(5, '0')}.jpg`), await sharp(px, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer());
+    await writeFile(
+      join(dir, `${String(i).padStart(5, '0')}.jpg`),
+      await sharp(px, { raw: { width, height, channels: 3 } })
+        .jpeg({ quality: 90 })
+        .toBuffer(),
+    );
   }
   return dir;
 }
@@ -75,7 +80,12 @@ type Throughput = { imagesPerSecond: number; readWait: number; inference: number
 
 /** Times inference alone on one fixed batch, `reps` batches per round; the best round counts. */
 async function bareOrt(bytes: Uint8Array, threads: number, batch: number) {
-  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders: ['cpu'] });
+  const session = await ort.InferenceSession.create(bytes, {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    executionProviders: ['cpu'],
+  });
   const x = new Float32Array(batch * 3 * 224 * 224);
   for (let i = 0; i < x.length; i++) x[i] = Math.sin(i);
   const feed = { [session.inputNames[0]]: new ort.Tensor('float32', x, [batch, 3, 224, 224]) };
@@ -117,11 +127,16 @@ const best = (a: Throughput | null, b: Throughput) => (a && a.imagesPerSecond >=
 function pytorch(model: string, threads: number, batch: number, reps: number): Promise<number | null> {
   const script = join(ROOT, 'scripts', 'benchFeaturesTorch.py');
   return new Promise((done) => {
-    execFile('python3', [script, '--model', model, '--threads', String(threads), '--batch', String(batch), '--reps', String(reps)], { timeout: 600_000 }, (err, stdout) => {
-      if (err) return done(null);
-      const m = /images_per_second=([0-9.]+)/.exec(stdout);
-      done(m ? Number(m[1]) : null);
-    });
+    execFile(
+      'python3',
+      [script, '--model', model, '--threads', String(threads), '--batch', String(batch), '--reps', String(reps)],
+      { timeout: 600_000 },
+      (err, stdout) => {
+        if (err) return done(null);
+        const m = /images_per_second=([0-9.]+)/.exec(stdout);
+        done(m ? Number(m[1]) : null);
+      },
+    );
   });
 }
 
@@ -171,8 +186,12 @@ async function main(): Promise<void> {
   const tmp = await mkdtemp(join(os.tmpdir(), 'immunize-bench-features-'));
   const results: ModelResult[] = [];
   try {
-    say(`CPU ${os.cpus()[0]?.model ?? 'unknown'}, ${os.availableParallelism()} logical CPUs, load average ${os.loadavg()[0].toFixed(2)}; node ${process.version}; onnxruntime-node ${ort.env.versions.node}; CPU execution provider`);
-    say(`${threads} intra-op threads, batch ${batch}, best of ${rounds} round(s); images: 500×375 JPEG (quality 90) → resize 256, centre crop 224, ImageNet normalization`);
+    say(
+      `CPU ${os.cpus()[0]?.model ?? 'unknown'}, ${os.availableParallelism()} logical CPUs, load average ${os.loadavg()[0].toFixed(2)}; node ${process.version}; onnxruntime-node ${ort.env.versions.node}; CPU execution provider`,
+    );
+    say(
+      `${threads} intra-op threads, batch ${batch}, best of ${rounds} round(s); images: 500×375 JPEG (quality 90) → resize 256, centre crop 224, ImageNet normalization`,
+    );
     for (const name of values.models!.split(',')) {
       const ref = REFERENCE_FIGURES[name];
       if (!ref) throw new Error(`unknown model ${name}; expected resnet18 or vit_b_16`);
@@ -180,7 +199,7 @@ async function main(): Promise<void> {
       const fx: BackboneFixture = name === 'resnet18' ? resnetFixture() : vitFixture();
       const modelPath = join(tmp, `${name}.onnx`);
       await writeFile(modelPath, fx.model.bytes);
-      const count = (name === 'resnet18' ? 6 : 2) * batch / (quick ? 2 : 1);
+      const count = ((name === 'resnet18' ? 6 : 2) * batch) / (quick ? 2 : 1);
       progress(`${name}: ${count} images`);
       const jpegs = await jpegFolder(join(tmp, `${name}-jpeg`), count);
       const npy = join(tmp, `${name}.npy`);
@@ -217,7 +236,11 @@ async function main(): Promise<void> {
         pytorch:
           torch !== null
             ? { imagesPerSecond: torch, source: 'measured' }
-            : { imagesPerSecond: ref.pytorch, source: 'reference figures', note: `PyTorch not installed here; reference machine: PyTorch ${ref.pytorch}, bare onnxruntime-node ${ref.bareOrt} images/s` },
+            : {
+                imagesPerSecond: ref.pytorch,
+                source: 'reference figures',
+                note: `PyTorch not installed here; reference machine: PyTorch ${ref.pytorch}, bare onnxruntime-node ${ref.bareOrt} images/s`,
+              },
         ratio: torch !== null ? fromJpeg.imagesPerSecond / torch : keep * (ref.bareOrt / ref.pytorch),
         ratioKind: torch !== null ? 'measured' : 'projected',
         wanted: ref.wanted,
@@ -228,7 +251,9 @@ async function main(): Promise<void> {
       say(`${name} (features ${fx.dim} wide, ${count} images)`);
       say(`  bare onnxruntime-node (inference only)      ${fmt(bare).padStart(7)} images/s`);
       say(`  pipeline, .npy input                         ${fmt(fromNpy.imagesPerSecond).padStart(7)} images/s  (${share(fromNpy)})`);
-      say(`  pipeline, JPEG folder (end to end)           ${fmt(fromJpeg.imagesPerSecond).padStart(7)} images/s  (${share(fromJpeg)}); keeps ${fmt(100 * keep)}% of bare`);
+      say(
+        `  pipeline, JPEG folder (end to end)           ${fmt(fromJpeg.imagesPerSecond).padStart(7)} images/s  (${share(fromJpeg)}); keeps ${fmt(100 * keep)}% of bare`,
+      );
       if (torch !== null) say(`  PyTorch CPU, same architecture               ${fmt(torch).padStart(7)} images/s (measured)`);
       else say(`  PyTorch CPU: ${result.pytorch.source === 'reference figures' ? result.pytorch.note : ''}`);
       say(
@@ -253,13 +278,17 @@ async function main(): Promise<void> {
     const engineSeconds = linear.timings.engineSeconds;
     const checkSeconds = 'seconds' in linear.checkpoint! ? linear.checkpoint.seconds : 0;
     say('');
-    say(`full job: ResNet-18-sized backbone, ${perSide} + ${perSide} JPEG images, method ${job.metrics.method}, D=${job.metrics.dim}, default onnxruntime threads`);
+    say(
+      `full job: ResNet-18-sized backbone, ${perSide} + ${perSide} JPEG images, method ${job.metrics.method}, D=${job.metrics.dim}, default onnxruntime threads`,
+    );
     say(
       `  wall ${fmt(wall, 2)} s: features ${fmt(featureSeconds, 2)} s (${fmt((100 * featureSeconds) / wall)}%), engine ${fmt(engineSeconds, 2)} s (${fmt((100 * engineSeconds) / wall)}%), ` +
         `checkpoint export + check ${fmt(checkSeconds, 2)} s, the rest (loading, artifacts) ${fmt(wall - featureSeconds - engineSeconds - checkSeconds, 2)} s`,
     );
     if (values.json) {
-      process.stdout.write(JSON.stringify({ threads, batch, results, job: { wall, featureSeconds, engineSeconds, checkSeconds, imagesPerSide: perSide } }, null, 2) + '\n');
+      process.stdout.write(
+        JSON.stringify({ threads, batch, results, job: { wall, featureSeconds, engineSeconds, checkSeconds, imagesPerSide: perSide } }, null, 2) + '\n',
+      );
     }
   } finally {
     await rm(tmp, { recursive: true, force: true });

@@ -6,4 +6,5 @@ bash scripts/setup.sh
 bash scripts/ensure-redis.sh
 bash scripts/ensure-chromium.sh
 npm run --silent check:cycles
+npm run --silent lint
 npm test

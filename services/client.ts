@@ -135,7 +135,8 @@ export class ImmunizeClient {
     try {
       await pipeline(Readable.fromWeb(res.body as Parameters<typeof Readable.fromWeb>[0]), meter, createWriteStream(temp));
       const sha256 = hash.digest('hex');
-      if (sha256 !== listed.sha256) throw new ApiClientError(502, 'checksum_mismatch', `${name}: sha256 ${sha256} does not match the job record's ${listed.sha256}`);
+      if (sha256 !== listed.sha256)
+        throw new ApiClientError(502, 'checksum_mismatch', `${name}: sha256 ${sha256} does not match the job record's ${listed.sha256}`);
       await rename(temp, dest);
       return { bytes, sha256 };
     } finally {

@@ -100,9 +100,10 @@ export async function createServices(config: Config, logger: Logger, opts: Servi
     keys,
     metrics,
     async ready(ms = 1000) {
-      const ping = redis.status === 'ready'
-        ? Promise.race([redis.ping().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]).catch(() => false)
-        : Promise.resolve(false);
+      const ping =
+        redis.status === 'ready'
+          ? Promise.race([redis.ping().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]).catch(() => false)
+          : Promise.resolve(false);
       const [ok, storage] = await Promise.all([ping, store.writable()]);
       return { redis: ok, storage };
     },

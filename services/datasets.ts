@@ -55,7 +55,10 @@ export interface UploadedFile {
 function imageShape(field: string, ds: DatasetRecord): string | null {
   if (ds.format === 'tar') return null;
   if (ds.format !== 'npy' || ds.shape?.length !== 4) {
-    throw new CodedError('spec.INVALID', `${field}: with a backbone the data are images; dataset ${ds.id} is not an N×C×H×W .npy or a .tar of images (it is ${ds.format === 'npy' ? `shape (${ds.shape?.join(', ')})` : `.${ds.format}`})`);
+    throw new CodedError(
+      'spec.INVALID',
+      `${field}: with a backbone the data are images; dataset ${ds.id} is not an N×C×H×W .npy or a .tar of images (it is ${ds.format === 'npy' ? `shape (${ds.shape?.join(', ')})` : `.${ds.format}`})`,
+    );
   }
   return ds.shape.slice(1).join('×');
 }
@@ -71,7 +74,10 @@ function featureDim(field: string, ref: DataRefSpec, ds: DatasetRecord): number 
   if (ds.format === 'tar') throw new CodedError('spec.INVALID', `${field}: dataset ${ds.id} is an archive of images; give the job a backbone`);
   if (ds.format === 'npy') {
     if (ref.labelColumn !== undefined || (ref.dropColumns?.length ?? 0) > 0) {
-      throw new CodedError('spec.INVALID', `${field}: labelColumn and dropColumns apply only to .csv datasets; ${ds.id} is .npy (pass labels as a separate dataset)`);
+      throw new CodedError(
+        'spec.INVALID',
+        `${field}: labelColumn and dropColumns apply only to .csv datasets; ${ds.id} is .npy (pass labels as a separate dataset)`,
+      );
     }
     if (!ds.shape || ds.shape.length !== 2) {
       const what = ds.shape?.length === 4 ? 'images (give the job a backbone)' : 'a label vector';
@@ -188,7 +194,10 @@ export class DatasetService implements DatasetResolver {
         const labels = await this.mustGet(principal, 'dataset', ref.labels, `${side}.labels`);
         const vector = labels.format === 'npy' ? labels.shape?.length === 1 || labels.shape?.[1] === 1 : labels.cols === 1;
         if (!vector) {
-          throw new CodedError('labels.NOT_VECTOR', `${side}.labels: dataset ${labels.id} is not a label vector; expected a 1-D .npy, an N×1 .npy or a single-column .csv`);
+          throw new CodedError(
+            'labels.NOT_VECTOR',
+            `${side}.labels: dataset ${labels.id} is not a label vector; expected a 1-D .npy, an N×1 .npy or a single-column .csv`,
+          );
         }
         if (labels.rows !== ds.rows) {
           throw new CodedError('labels.COUNT', `${side}.labels: ${labels.rows} labels for ${ds.rows} rows in ${side}.dataset; expected one label per row`);
@@ -196,7 +205,10 @@ export class DatasetService implements DatasetResolver {
       }
       if (d === null) continue; // image files: resized and cropped to the model's input by the job
       if (modelInput && !fitsInput(d, modelInput)) {
-        throw new CodedError('backbone.IMAGE_SIZE', `${side}.dataset: images of ${d} do not fit the backbone's input ${modelInput.map((x) => x ?? '?').join('×')} (C×H×W after the batch axis); preprocess them to that size`);
+        throw new CodedError(
+          'backbone.IMAGE_SIZE',
+          `${side}.dataset: images of ${d} do not fit the backbone's input ${modelInput.map((x) => x ?? '?').join('×')} (C×H×W after the batch axis); preprocess them to that size`,
+        );
       }
       dims.push({ field: `${side}.dataset`, d });
     }
@@ -215,7 +227,12 @@ export class DatasetService implements DatasetResolver {
    * mode its tail must convert (cut tensor found, every operator supported). Answers the
    * model's input shape after the batch axis. Outcomes are remembered per backbone and tensor name.
    */
-  private async checkBackbone(principal: Principal, id: string, featureTensor?: string, lastBlock?: { cutTensor?: string }): Promise<Array<number | string | null> | null> {
+  private async checkBackbone(
+    principal: Principal,
+    id: string,
+    featureTensor?: string,
+    lastBlock?: { cutTensor?: string },
+  ): Promise<Array<number | string | null> | null> {
     const r = await this.mustGet(principal, 'backbone', id, 'backbone');
     const key = JSON.stringify([r.id, featureTensor ?? null, lastBlock ? (lastBlock.cutTensor ?? '') : null]);
     let check = this.backboneChecks.get(key);

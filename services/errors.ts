@@ -24,8 +24,7 @@ export const unauthorized = (message: string) => new ApiError(401, 'unauthorized
 export const notFound = (message: string) => new ApiError(404, 'not_found', message);
 export const conflict = (code: string, message: string) => new ApiError(409, code, message);
 export const payloadTooLarge = (message: string) => new ApiError(413, 'payload_too_large', message);
-export const redisUnavailable = (message = 'the job store (Redis) is not answering; try again shortly') =>
-  new ApiError(503, 'redis_unavailable', message);
+export const redisUnavailable = (message = 'the job store (Redis) is not answering; try again shortly') => new ApiError(503, 'redis_unavailable', message);
 
 export interface ErrorAnswer {
   status: number;

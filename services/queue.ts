@@ -56,13 +56,15 @@ export class JobQueue {
   }
 
   async add(name: string, jobId: string, data: QueuedJobData): Promise<void> {
-    await this.guarded(() => this.queue.add(name, data, {
-      jobId,
-      attempts: this.settings.attempts,
-      backoff: { type: 'exponential', delay: 1000 },
-      removeOnComplete: { age: this.settings.keepFinishedSeconds },
-      removeOnFail: { age: this.settings.keepFinishedSeconds },
-    }));
+    await this.guarded(() =>
+      this.queue.add(name, data, {
+        jobId,
+        attempts: this.settings.attempts,
+        backoff: { type: 'exponential', delay: 1000 },
+        removeOnComplete: { age: this.settings.keepFinishedSeconds },
+        removeOnFail: { age: this.settings.keepFinishedSeconds },
+      }),
+    );
   }
 
   /** Removes the job if no worker holds it (waiting, delayed or finished); false when it is running. */

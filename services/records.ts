@@ -15,14 +15,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { StoredArtifact } from '../workers/staging.js';
-import {
-  TERMINAL_STATUSES,
-  type JobError,
-  type JobProgress,
-  type JobRecordView,
-  type JobStatus,
-  type WorkerRecords,
-} from '../workers/ports.js';
+import { TERMINAL_STATUSES, type JobError, type JobProgress, type JobRecordView, type JobStatus, type WorkerRecords } from '../workers/ports.js';
 
 export interface JobRecord {
   id: string;
@@ -332,7 +325,8 @@ export class Records implements WorkerRecords {
     };
     for (const k of ['rows', 'cols'] as const) if (h[k] !== undefined) r[k] = Number(h[k]);
     if (h.dtype !== undefined) r.dtype = h.dtype;
-    for (const k of ['shape', 'header', 'classes', 'inputs', 'outputs'] as const) if (h[k] !== undefined) (r as unknown as Record<string, unknown>)[k] = json(h[k], undefined);
+    for (const k of ['shape', 'header', 'classes', 'inputs', 'outputs'] as const)
+      if (h[k] !== undefined) (r as unknown as Record<string, unknown>)[k] = json(h[k], undefined);
     return r;
   }
 

@@ -40,7 +40,9 @@ test('models/engine and models/io are used through their index only', () => {
     for (const file of sources(join(ROOT, layer))) {
       const from = relative(ROOT, dirname(file)).split(/[\\/]/).join('/');
       for (const m of readFileSync(file, 'utf8').matchAll(/from\s+'(\.[^']+)'/g)) {
-        const target = relative(ROOT, resolve(dirname(file), m[1])).split(/[\\/]/).join('/');
+        const target = relative(ROOT, resolve(dirname(file), m[1]))
+          .split(/[\\/]/)
+          .join('/');
         for (const surface of SURFACES) {
           const inside = target.startsWith(surface + '/');
           if (inside && from !== surface && target !== `${surface}/index.js`) violations.push(`${relative(ROOT, file)} imports ${m[1]}`);

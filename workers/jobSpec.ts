@@ -17,10 +17,16 @@ const DataRef = Type.Object(
 
 const Preprocess = Type.Object(
   {
-    resize: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'shorter side after resizing (default 256, or round(S·256/224) for a model fixed at S×S)' })),
-    crop: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'centre crop side (default 224, or the model\'s fixed input size)' })),
-    mean: Type.Optional(Type.Array(Type.Number(), { minItems: 1, maxItems: 4, description: 'per channel, on [0, 1] pixels (default ImageNet 0.485, 0.456, 0.406)' })),
-    std: Type.Optional(Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: 4, description: 'per channel (default ImageNet 0.229, 0.224, 0.225)' })),
+    resize: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 4096, description: 'shorter side after resizing (default 256, or round(S·256/224) for a model fixed at S×S)' }),
+    ),
+    crop: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: "centre crop side (default 224, or the model's fixed input size)" })),
+    mean: Type.Optional(
+      Type.Array(Type.Number(), { minItems: 1, maxItems: 4, description: 'per channel, on [0, 1] pixels (default ImageNet 0.485, 0.456, 0.406)' }),
+    ),
+    std: Type.Optional(
+      Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: 4, description: 'per channel (default ImageNet 0.229, 0.224, 0.225)' }),
+    ),
   },
   { additionalProperties: false, description: 'how image files become the backbone input; .npy images come preprocessed' },
 );
@@ -29,7 +35,9 @@ const Preprocess = Type.Object(
 export const JobSpecSchema = Type.Object(
   {
     backbone: Type.Optional(Type.String({ minLength: 1, description: 'an ONNX backbone (opset 17, input N×C×H×W); benign and harmful are then images' })),
-    featureTensor: Type.Optional(Type.String({ minLength: 1, description: 'the backbone tensor to take features from (default: the input of the final classifier)' })),
+    featureTensor: Type.Optional(
+      Type.String({ minLength: 1, description: 'the backbone tensor to take features from (default: the input of the final classifier)' }),
+    ),
     preprocess: Type.Optional(Preprocess),
     benign: DataRef,
     harmful: DataRef,
@@ -38,11 +46,17 @@ export const JobSpecSchema = Type.Object(
     method: Type.Union([Type.Literal('spectral'), Type.Literal('closed-form'), Type.Literal('gradient'), Type.Literal('paper')], { default: 'spectral' }),
     mode: Type.Union([Type.Literal('linear-head'), Type.Literal('last-block')], {
       default: 'linear-head',
-      description: 'linear-head: a linear map θ on the features; last-block: train the backbone\'s last block (needs a backbone)',
+      description: "linear-head: a linear map θ on the features; last-block: train the backbone's last block (needs a backbone)",
     }),
-    cutTensor: Type.Optional(Type.String({ minLength: 1, description: 'last-block: the tensor the trained tail starts from (default: the input of the last stage or encoder block)' })),
-    allowSlowBackend: Type.Optional(Type.Boolean({ description: 'last-block: run even when the step-time estimate exceeds timeBudgetSeconds on the available tfjs backend' })),
-    timeBudgetSeconds: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'last-block: the estimated training time above which a job is refused (default 1800)' })),
+    cutTensor: Type.Optional(
+      Type.String({ minLength: 1, description: 'last-block: the tensor the trained tail starts from (default: the input of the last stage or encoder block)' }),
+    ),
+    allowSlowBackend: Type.Optional(
+      Type.Boolean({ description: 'last-block: run even when the step-time estimate exceeds timeBudgetSeconds on the available tfjs backend' }),
+    ),
+    timeBudgetSeconds: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, description: 'last-block: the estimated training time above which a job is refused (default 1800)' }),
+    ),
     steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
     kappaBudget: Type.Number({ exclusiveMinimum: 1, default: 1e4 }),
     seed: Type.Integer({ minimum: 0, default: 0 }),
@@ -62,20 +76,23 @@ const BACKBONE_FIELDS = ['backbone', 'featureTensor', 'preprocess'] as const;
 const LAST_BLOCK_FIELDS = ['cutTensor', 'allowSlowBackend', 'timeBudgetSeconds'] as const;
 
 /** A features job: precomputed features, a linear map θ on them. */
-export const FeaturesJobSpecSchema = Type.Composite([
-  Type.Omit(JobSpecSchema, ['mode', ...BACKBONE_FIELDS, ...LAST_BLOCK_FIELDS]),
-  Type.Object({ mode: Type.Literal('linear-head') }),
-], { additionalProperties: false });
+export const FeaturesJobSpecSchema = Type.Composite(
+  [Type.Omit(JobSpecSchema, ['mode', ...BACKBONE_FIELDS, ...LAST_BLOCK_FIELDS]), Type.Object({ mode: Type.Literal('linear-head') })],
+  { additionalProperties: false },
+);
 /** A backbone job in linear-head mode: θ on the backbone's features, written into immunized.onnx. */
-export const BackboneJobSpecSchema = Type.Composite([
-  Type.Omit(JobSpecSchema, ['mode', 'backbone', ...LAST_BLOCK_FIELDS]),
-  Type.Object({ mode: Type.Literal('linear-head'), backbone: Type.String({ minLength: 1 }) }),
-], { additionalProperties: false });
+export const BackboneJobSpecSchema = Type.Composite(
+  [
+    Type.Omit(JobSpecSchema, ['mode', 'backbone', ...LAST_BLOCK_FIELDS]),
+    Type.Object({ mode: Type.Literal('linear-head'), backbone: Type.String({ minLength: 1 }) }),
+  ],
+  { additionalProperties: false },
+);
 /** A last-block job: the backbone's last block trained, no θ. */
-export const LastBlockJobSpecSchema = Type.Composite([
-  Type.Omit(JobSpecSchema, ['mode', 'backbone']),
-  Type.Object({ mode: Type.Literal('last-block'), backbone: Type.String({ minLength: 1 }) }),
-], { additionalProperties: false });
+export const LastBlockJobSpecSchema = Type.Composite(
+  [Type.Omit(JobSpecSchema, ['mode', 'backbone']), Type.Object({ mode: Type.Literal('last-block'), backbone: Type.String({ minLength: 1 }) })],
+  { additionalProperties: false },
+);
 /** A parsed spec is exactly one of the three, told apart by its mode and whether it has a backbone. */
 export const ModeJobSpecSchema = Type.Union([FeaturesJobSpecSchema, BackboneJobSpecSchema, LastBlockJobSpecSchema]);
 
@@ -122,12 +139,14 @@ export function parseJobSpec(input: unknown): ModeJobSpec {
     if (!spec.backbone) throw new SpecError('mode last-block trains a block of the backbone: give backbone (--backbone MODEL.onnx)');
     // Last-block mode trains the block by gradient steps; the linear-head default (spectral) does not apply to it.
     if (!methodGiven) spec.method = 'gradient';
-    if (spec.method !== 'gradient') throw new SpecError(`mode last-block trains by gradient steps; method ${JSON.stringify(spec.method)} applies to linear-head mode only`);
+    if (spec.method !== 'gradient')
+      throw new SpecError(`mode last-block trains by gradient steps; method ${JSON.stringify(spec.method)} applies to linear-head mode only`);
   } else if (spec.cutTensor !== undefined || spec.allowSlowBackend !== undefined || spec.timeBudgetSeconds !== undefined) {
     throw new SpecError('cutTensor, allowSlowBackend and timeBudgetSeconds apply only to mode last-block');
   }
   if (!spec.backbone) {
-    if (spec.featureTensor !== undefined || spec.preprocess !== undefined) throw new SpecError('featureTensor and preprocess apply only to jobs with a backbone');
+    if (spec.featureTensor !== undefined || spec.preprocess !== undefined)
+      throw new SpecError('featureTensor and preprocess apply only to jobs with a backbone');
   } else {
     for (const side of ['benign', 'harmful', 'benignTest'] as const) {
       const ref = spec[side];

@@ -27,7 +27,11 @@ export interface ModeProcessor<S> {
   run(spec: S, deps: ProcessorDeps, signal?: AbortSignal): Promise<JobResult>;
 }
 
-export const MODE_REGISTRY: { features: ModeProcessor<FeaturesJobSpec>; backbone: ModeProcessor<BackboneJobSpec>; 'last-block': ModeProcessor<LastBlockJobSpec> } = {
+export const MODE_REGISTRY: {
+  features: ModeProcessor<FeaturesJobSpec>;
+  backbone: ModeProcessor<BackboneJobSpec>;
+  'last-block': ModeProcessor<LastBlockJobSpec>;
+} = {
   features: { description: 'precomputed features: a linear map θ on them', schema: FeaturesJobSpecSchema, run: runFeaturesJob },
   backbone: { description: "a backbone's features: θ written into immunized.onnx", schema: BackboneJobSpecSchema, run: runBackboneJob },
   'last-block': { description: "a backbone's last block trained (no θ)", schema: LastBlockJobSpecSchema, run: runLastBlockJob },

@@ -99,4 +99,3 @@ export async function writeArtifacts(result: EngineResult, sink: ArtifactSink, r
     await sink.put('report.html', Buffer.from(renderReport(result.metrics, result.curves, report)), REPORT_CONTENT_TYPE),
   ];
 }
-

@@ -68,12 +68,25 @@ export function progressTracker(): (event: StepEvent) => JobProgress {
   return (event) => {
     let f = 0;
     switch (event.phase) {
-      case 'load': f = 0.02; break;
-      case 'statistics': f = 0.05; break;
-      case 'optimize': f = 0.05 + 0.65 * (event.of && event.step ? Math.min(1, event.step / event.of) : 0); break;
-      case 'evaluate': f = 0.72; break;
-      case 'attacks': attacks++; f = 0.75 + 0.23 * Math.min(1, attacks / 10); break;
-      case 'done': f = 0.99; break;
+      case 'load':
+        f = 0.02;
+        break;
+      case 'statistics':
+        f = 0.05;
+        break;
+      case 'optimize':
+        f = 0.05 + 0.65 * (event.of && event.step ? Math.min(1, event.step / event.of) : 0);
+        break;
+      case 'evaluate':
+        f = 0.72;
+        break;
+      case 'attacks':
+        attacks++;
+        f = 0.75 + 0.23 * Math.min(1, attacks / 10);
+        break;
+      case 'done':
+        f = 0.99;
+        break;
     }
     best = Math.max(best, f);
     const p: JobProgress = { fraction: Math.round(best * 1e4) / 1e4, phase: event.phase };
@@ -84,7 +97,21 @@ export function progressTracker(): (event: StepEvent) => JobProgress {
   };
 }
 
-const SUMMARY_KEYS = ['method', 'task', 'dim', 'rows', 'verdict', 'verdictReasons', 'rir', 'benignRatio', 'harmfulRatio', 'rirBound', 'thetaCondition', 'kappaBudget', 'kappa'];
+const SUMMARY_KEYS = [
+  'method',
+  'task',
+  'dim',
+  'rows',
+  'verdict',
+  'verdictReasons',
+  'rir',
+  'benignRatio',
+  'harmfulRatio',
+  'rirBound',
+  'thetaCondition',
+  'kappaBudget',
+  'kappa',
+];
 
 /** The metrics summary kept in the job record; the full document is the metrics.json artifact. */
 export function metricsSummary(metrics: Record<string, unknown>): Record<string, unknown> {
@@ -126,10 +153,13 @@ export class ProgressThrottle {
     if (this.stopped) return;
     const wait = this.lastWrite + this.intervalMs - performance.now();
     if (this.writing || wait > 0) {
-      this.trailing ??= setTimeout(() => {
-        this.trailing = null;
-        if (this.latest) this.push(this.latest);
-      }, Math.max(wait, 10));
+      this.trailing ??= setTimeout(
+        () => {
+          this.trailing = null;
+          if (this.latest) this.push(this.latest);
+        },
+        Math.max(wait, 10),
+      );
       return;
     }
     this.lastWrite = performance.now();

@@ -1,6 +1,6 @@
 /**
  * The job registry: every job the queue can carry, by name, with the schema of its payload, the function that
- * validates it and the processor that runs it. The API validates submissions through it, the worker and the
+ * validates it and the processor that runs it. The API documents submissions with its schema, the worker and the
  * engine thread look processors up in it, and both check it once at startup.
  */
 import type { TSchema } from '@sinclair/typebox';

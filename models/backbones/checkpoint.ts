@@ -29,7 +29,14 @@ export interface CheckpointCheck {
 
 const U32 = 2 ** -24;
 
-export async function checkCheckpoint(immunized: Uint8Array, inputName: string, theta: Mat, sample: FeatureSample, logitOutputs: string[], runtime: RuntimeOptions = {}): Promise<CheckpointCheck> {
+export async function checkCheckpoint(
+  immunized: Uint8Array,
+  inputName: string,
+  theta: Mat,
+  sample: FeatureSample,
+  logitOutputs: string[],
+  runtime: RuntimeOptions = {},
+): Promise<CheckpointCheck> {
   const ort = await loadOrt();
   const { session } = await createSession(immunized, { ...runtime, log: undefined });
   try {
@@ -39,7 +46,8 @@ export async function checkCheckpoint(immunized: Uint8Array, inputName: string, 
     for (const name of logitOutputs) {
       const ref = sample.outputs[name];
       const got = (out[name] as Tensor).data as Float32Array;
-      if (!ref || got.length !== ref.data.length) throw new Error(`checkpoint check: output "${name}" has ${got.length} values, the original ${ref?.data.length ?? 0}`);
+      if (!ref || got.length !== ref.data.length)
+        throw new Error(`checkpoint check: output "${name}" has ${got.length} values, the original ${ref?.data.length ?? 0}`);
       for (let i = 0; i < got.length; i++) {
         maxAbs = Math.max(maxAbs ?? 0, Math.abs(got[i] - ref.data[i]));
         maxRef = Math.max(maxRef, Math.abs(ref.data[i]));

@@ -27,7 +27,10 @@ let sharpModule: Promise<SharpFactory> | null = null;
 
 export function loadSharp(): Promise<SharpFactory> {
   sharpModule ??= import('sharp').then((m) => {
-    const factory = ((m as unknown as { default?: SharpFactory }).default ?? m) as unknown as SharpFactory & { cache(on: boolean): void; concurrency(n: number): number };
+    const factory = ((m as unknown as { default?: SharpFactory }).default ?? m) as unknown as SharpFactory & {
+      cache(on: boolean): void;
+      concurrency(n: number): number;
+    };
     // Every image is decoded once: libvips's operation cache would only hold memory.
     factory.cache(false);
     // Images are decoded several at a time while onnxruntime's threads run the previous batch; libvips threads
@@ -99,7 +102,10 @@ export async function decodeImage(bytes: Buffer, name: string, pre: Preprocess, 
     throw new BackboneError('IMAGE_UNREADABLE', `${name}: not a readable PNG/JPEG image (${detail})`, { cause: err });
   }
   if (info.channels !== channels || info.width !== pre.crop || info.height !== pre.crop) {
-    throw new BackboneError('IMAGE_UNREADABLE', `${name}: decoded to ${info.width}×${info.height}×${info.channels}; expected ${pre.crop}×${pre.crop}×${channels}`);
+    throw new BackboneError(
+      'IMAGE_UNREADABLE',
+      `${name}: decoded to ${info.width}×${info.height}×${info.channels}; expected ${pre.crop}×${pre.crop}×${channels}`,
+    );
   }
   const plane = pre.crop * pre.crop;
   for (let c = 0; c < channels; c++) {
@@ -136,7 +142,9 @@ export class ItemReader {
 /** Fills `out` (n×C×S×S) with the items' images; the first failure wins after every decode settles. */
 export async function decodeBatch(items: EncodedItem[], reader: ItemReader, pre: Preprocess, channels: number, out: Float32Array): Promise<void> {
   const size = channels * pre.crop * pre.crop;
-  const results = await Promise.allSettled(items.map((item, k) => reader.read(item).then((bytes) => decodeImage(bytes, item.name, pre, channels, out, k * size))));
+  const results = await Promise.allSettled(
+    items.map((item, k) => reader.read(item).then((bytes) => decodeImage(bytes, item.name, pre, channels, out, k * size))),
+  );
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
 }

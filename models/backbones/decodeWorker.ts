@@ -17,8 +17,7 @@ export interface DecodeRequest {
 }
 
 export type DecodeReply =
-  | { id: number; buffer: ArrayBuffer }
-  | { id: number; buffer: ArrayBuffer; error: { kind: 'backbone' | 'data' | 'other'; code: string; message: string } };
+  { id: number; buffer: ArrayBuffer } | { id: number; buffer: ArrayBuffer; error: { kind: 'backbone' | 'data' | 'other'; code: string; message: string } };
 
 const port = parentPort;
 if (!port) throw new Error('decodeWorker must run in a worker thread');

@@ -94,7 +94,11 @@ export async function extractFeatures(
       out = await session.run({ [inputName]: feed }, fetches);
     } catch (err) {
       const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
-      throw new BackboneError('INFERENCE_FAILED', `${source.label}: the backbone failed on images ${at}–${at + n - 1} of shape [${shape.join(', ')}] (${detail})`, { cause: err });
+      throw new BackboneError(
+        'INFERENCE_FAILED',
+        `${source.label}: the backbone failed on images ${at}–${at + n - 1} of shape [${shape.join(', ')}] (${detail})`,
+        { cause: err },
+      );
     }
     const t2 = performance.now();
     seconds.inference += (t2 - t1) / 1000;

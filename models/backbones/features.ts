@@ -52,7 +52,10 @@ async function labelsFor(set: ImageSet, source: ImageSource, fullCount: () => Pr
     const y = await readLabelFile(set.labels);
     const expected = await fullCount();
     if (y.length !== expected) {
-      throw new BackboneError('LABELS', `${set.labels}: ${y.length} labels for ${expected} images in ${set.images}; expected one label per image, in path order for image files`);
+      throw new BackboneError(
+        'LABELS',
+        `${set.labels}: ${y.length} labels for ${expected} images in ${set.images}; expected one label per image, in path order for image files`,
+      );
     }
     return { y: y.length > source.count ? y.slice(0, source.count) : y, from: 'file' };
   }

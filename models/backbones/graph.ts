@@ -111,9 +111,13 @@ export class OnnxGraph {
     } catch (err) {
       const detail = err instanceof Error ? err.message : String(err);
       const truncated = /index out of range|premature|invalid wire type/i.test(detail);
-      throw new BackboneError('ONNX_MALFORMED', `${label} is not a readable ONNX model (${truncated ? 'the protobuf data is cut short or corrupted' : detail}); ${expected}`, {
-        cause: err,
-      });
+      throw new BackboneError(
+        'ONNX_MALFORMED',
+        `${label} is not a readable ONNX model (${truncated ? 'the protobuf data is cut short or corrupted' : detail}); ${expected}`,
+        {
+          cause: err,
+        },
+      );
     }
     if (!has(model, 'irVersion') || int(model.irVersion) < 3) {
       throw new BackboneError('ONNX_MALFORMED', `${label} has no valid ONNX IR version; ${expected}`);
@@ -240,7 +244,9 @@ export class OnnxGraph {
 
   private candidateText(): string {
     const c = this.candidates();
-    return c.length > 0 ? `candidate tensors: ${c.join(', ')}` : 'the graph has no Gemm/MatMul with constant weights and no pooling or flattening output to offer as candidates';
+    return c.length > 0
+      ? `candidate tensors: ${c.join(', ')}`
+      : 'the graph has no Gemm/MatMul with constant weights and no pooling or flattening output to offer as candidates';
   }
 
   private exists(name: string): boolean {

@@ -62,12 +62,18 @@ export function resolvePreprocess(spec: PreprocessSpec | undefined, geometry: In
   const channels = geometry.channels ?? 3;
   const { height, width } = geometry;
   if (height !== null && width !== null && height !== width && spec?.crop === undefined) {
-    throw new BackboneError('PREPROCESS', `${label}: the model takes ${height}×${width} images; square centre crops cannot fill that, so pass preprocessed .npy images`);
+    throw new BackboneError(
+      'PREPROCESS',
+      `${label}: the model takes ${height}×${width} images; square centre crops cannot fill that, so pass preprocessed .npy images`,
+    );
   }
   const fixed = height ?? width;
   const crop = spec?.crop ?? fixed ?? IMAGENET_PREPROCESS.crop;
   if (fixed !== null && (crop !== (height ?? crop) || crop !== (width ?? crop))) {
-    throw new BackboneError('IMAGE_SIZE', `${label}: preprocess.crop ${crop} makes ${crop}×${crop} images but the model takes ${height ?? '?'}×${width ?? '?'}`);
+    throw new BackboneError(
+      'IMAGE_SIZE',
+      `${label}: preprocess.crop ${crop} makes ${crop}×${crop} images but the model takes ${height ?? '?'}×${width ?? '?'}`,
+    );
   }
   const resize = spec?.resize ?? Math.round((crop * IMAGENET_PREPROCESS.resize) / IMAGENET_PREPROCESS.crop);
   if (!(Number.isInteger(crop) && crop > 0 && Number.isInteger(resize) && resize >= crop)) {
@@ -76,7 +82,10 @@ export function resolvePreprocess(spec: PreprocessSpec | undefined, geometry: In
   const mean = spec?.mean ?? (channels === 3 ? IMAGENET_PREPROCESS.mean : undefined);
   const std = spec?.std ?? (channels === 3 ? IMAGENET_PREPROCESS.std : undefined);
   if (!mean || !std || mean.length !== channels || std.length !== channels) {
-    throw new BackboneError('PREPROCESS', `${label}: the model takes ${channels}-channel images; give preprocess.mean and preprocess.std with ${channels} values each`);
+    throw new BackboneError(
+      'PREPROCESS',
+      `${label}: the model takes ${channels}-channel images; give preprocess.mean and preprocess.std with ${channels} values each`,
+    );
   }
   if (std.some((s) => !(s > 0)) || mean.some((m) => !Number.isFinite(m))) {
     throw new BackboneError('PREPROCESS', `${label}: preprocess.std must be positive and preprocess.mean finite`);
@@ -129,7 +138,13 @@ class DecodeThread {
       this.pending.delete(reply.id);
       if (!('error' in reply)) return p.resolve(new Float32Array(reply.buffer));
       const { kind, code, message } = reply.error;
-      p.reject(kind === 'backbone' ? new BackboneError(code as BackboneErrorReason, message) : kind === 'data' ? new DataError(code as DataError['code'], message) : new Error(message));
+      p.reject(
+        kind === 'backbone'
+          ? new BackboneError(code as BackboneErrorReason, message)
+          : kind === 'data'
+            ? new DataError(code as DataError['code'], message)
+            : new Error(message),
+      );
     });
     const fail = (err: Error) => {
       this.failure = err;
@@ -276,7 +291,11 @@ async function openNpy(path: string, geometry: InputGeometry, limit: number | un
     if (descr === undefined || fortran === undefined || shapeText === undefined) {
       throw new DataError('BAD_FORMAT', `${path}: malformed .npy header; ${IMAGES_EXPECTED}`);
     }
-    const shape = shapeText.split(',').map((s) => s.trim().replace(/L$/, '')).filter((s) => s !== '').map(Number);
+    const shape = shapeText
+      .split(',')
+      .map((s) => s.trim().replace(/L$/, ''))
+      .filter((s) => s !== '')
+      .map(Number);
     if (descr !== '<f4') {
       throw new BackboneError(
         'IMAGES_DTYPE',
@@ -297,7 +316,10 @@ async function openNpy(path: string, geometry: InputGeometry, limit: number | un
       );
     }
     if (size - dataOffset !== n * c * h * w * 4) {
-      throw new DataError('TRUNCATED', `${path}: shape (${shape.join(', ')}) of float32 needs ${n * c * h * w * 4} data bytes but the file holds ${size - dataOffset}`);
+      throw new DataError(
+        'TRUNCATED',
+        `${path}: shape (${shape.join(', ')}) of float32 needs ${n * c * h * w * 4} data bytes but the file holds ${size - dataOffset}`,
+      );
     }
     if (!HOST_LE) throw new DataError('BAD_FORMAT', `${path}: reading float32 images needs a little-endian host`);
     if (n === 0) throw new BackboneError('IMAGES_EMPTY', `${path}: the array holds no images (N = 0)`);

@@ -29,7 +29,8 @@ function octal(block: Buffer, start: number, length: number, label: string): num
   }
   const s = text(block, start, length).trim();
   if (s === '') return 0;
-  if (!/^[0-7]+$/.test(s)) throw new BackboneError('TAR_MALFORMED', `${label}: not a tar archive (bad numeric field "${s}"); expected an uncompressed .tar of PNG/JPEG images`);
+  if (!/^[0-7]+$/.test(s))
+    throw new BackboneError('TAR_MALFORMED', `${label}: not a tar archive (bad numeric field "${s}"); expected an uncompressed .tar of PNG/JPEG images`);
   return parseInt(s, 8);
 }
 
@@ -74,7 +75,8 @@ export async function indexTar(fh: FileHandle, fileSize: number, label: string):
     const size = octal(block, 124, 12, label);
     const type = String.fromCharCode(block[156] || 48);
     const dataStart = pos + BLOCK;
-    if (dataStart + size > fileSize) throw new BackboneError('TAR_MALFORMED', `${label}: the tar archive is truncated (an entry runs past the end of the file)`);
+    if (dataStart + size > fileSize)
+      throw new BackboneError('TAR_MALFORMED', `${label}: the tar archive is truncated (an entry runs past the end of the file)`);
     if (type === 'x' || type === 'L') {
       const data = Buffer.alloc(size);
       await fh.read(data, 0, size, dataStart);

@@ -43,7 +43,8 @@ function need(x: Tensor | undefined, node: NodeProto, i: number): Tensor {
 function constantInts(ctx: OpContext, node: NodeProto, i: number): number[] {
   const name = node.input?.[i] ?? '';
   const v = ctx.ints(name);
-  if (!v) throw new DeepError('UNSUPPORTED_OPERATOR', `${node.opType} "${node.name ?? ''}": input "${name}" must be a constant integer tensor in last-block mode`);
+  if (!v)
+    throw new DeepError('UNSUPPORTED_OPERATOR', `${node.opType} "${node.name ?? ''}": input "${name}" must be a constant integer tensor in last-block mode`);
   return v;
 }
 
@@ -57,7 +58,8 @@ const conv: OpFn = (ctx, node, [x0, w0, b]) => {
   const x = need(x0, node, 0);
   const w = need(w0, node, 1);
   if (x.rank !== 4) throw new DeepError('UNSUPPORTED_OPERATOR', `Conv "${node.name ?? ''}": only 2-D convolutions are supported, got a rank-${x.rank} input`);
-  if (intAttribute(node, 'group', 1) !== 1) throw new DeepError('UNSUPPORTED_OPERATOR', `Conv "${node.name ?? ''}" with group ≠ 1 (grouped or depthwise) is not supported in last-block mode`);
+  if (intAttribute(node, 'group', 1) !== 1)
+    throw new DeepError('UNSUPPORTED_OPERATOR', `Conv "${node.name ?? ''}" with group ≠ 1 (grouped or depthwise) is not supported in last-block mode`);
   const autoPad = attribute(node, 'auto_pad')?.s;
   if (autoPad && autoPad.length > 0 && new TextDecoder().decode(autoPad) !== 'NOTSET') {
     throw new DeepError('UNSUPPORTED_OPERATOR', `Conv "${node.name ?? ''}": auto_pad is not supported in last-block mode; export with explicit pads`);
@@ -66,7 +68,13 @@ const conv: OpFn = (ctx, node, [x0, w0, b]) => {
   const dilations = ints(node, 'dilations') ?? [1, 1];
   const pads = ints(node, 'pads') ?? [0, 0, 0, 0];
   let nhwc = tf.transpose(x, [0, 2, 3, 1]) as TF.Tensor4D;
-  if (pads.some((p) => p !== 0)) nhwc = tf.pad(nhwc, [[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]]);
+  if (pads.some((p) => p !== 0))
+    nhwc = tf.pad(nhwc, [
+      [0, 0],
+      [pads[0], pads[2]],
+      [pads[1], pads[3]],
+      [0, 0],
+    ]);
   const filter = tf.transpose(w, [2, 3, 1, 0]) as TF.Tensor4D;
   let y: Tensor = tf.conv2d(nhwc, filter, [strides[0], strides[1]], 'valid', 'NHWC', [dilations[0], dilations[1]]);
   if (b) y = tf.add(y, b);
@@ -111,7 +119,12 @@ const matMul: OpFn = (ctx, node, [a0, b0]) => {
 
 const gemm: OpFn = (ctx, node, [a0, b0, c]) => {
   const { tf } = ctx;
-  let y: Tensor = tf.matMul(need(a0, node, 0) as TF.Tensor2D, need(b0, node, 1) as TF.Tensor2D, intAttribute(node, 'transA', 0) !== 0, intAttribute(node, 'transB', 0) !== 0);
+  let y: Tensor = tf.matMul(
+    need(a0, node, 0) as TF.Tensor2D,
+    need(b0, node, 1) as TF.Tensor2D,
+    intAttribute(node, 'transA', 0) !== 0,
+    intAttribute(node, 'transB', 0) !== 0,
+  );
   const alpha = float(node, 'alpha', 1);
   const beta = float(node, 'beta', 1);
   if (alpha !== 1) y = tf.mul(y, alpha);
@@ -182,7 +195,11 @@ const slice: OpFn = (ctx, node, [x0]) => {
 const reduceMean: OpFn = (ctx, node, [x0]) => {
   const x = need(x0, node, 0);
   const axes = ints(node, 'axes') ?? (node.input?.[1] ? constantInts(ctx, node, 1) : Array.from({ length: x.rank }, (_, i) => i));
-  return ctx.tf.mean(x, axes.map((a) => axisOf(a, x.rank)), intAttribute(node, 'keepdims', 1) !== 0);
+  return ctx.tf.mean(
+    x,
+    axes.map((a) => axisOf(a, x.rank)),
+    intAttribute(node, 'keepdims', 1) !== 0,
+  );
 };
 
 const concat: OpFn = (ctx, node, xs) => {
@@ -193,7 +210,10 @@ const concat: OpFn = (ctx, node, xs) => {
 const squeeze: OpFn = (ctx, node, [x0]) => {
   const x = need(x0, node, 0);
   const axes = ints(node, 'axes') ?? (node.input?.[1] ? constantInts(ctx, node, 1) : undefined);
-  return ctx.tf.squeeze(x, axes?.map((a) => axisOf(a, x.rank)));
+  return ctx.tf.squeeze(
+    x,
+    axes?.map((a) => axisOf(a, x.rank)),
+  );
 };
 
 const unsqueeze: OpFn = (ctx, node, [x0]) => {
@@ -220,7 +240,11 @@ const split: OpFn = (ctx, node, [x0]) => {
   if (sizes) return ctx.tf.split(x, sizes, axis);
   const n = x.shape[axis] as number;
   const each = Math.ceil(n / outputs);
-  return ctx.tf.split(x, Array.from({ length: outputs }, (_, i) => Math.min(each, n - i * each)), axis);
+  return ctx.tf.split(
+    x,
+    Array.from({ length: outputs }, (_, i) => Math.min(each, n - i * each)),
+    axis,
+  );
 };
 
 const expand: OpFn = (ctx, node, [x0]) => {
@@ -272,12 +296,17 @@ export const OPS: Record<string, OpFn> = {
   Softmax: (ctx, node, [x0]) => {
     const x = need(x0, node, 0);
     const axis = axisOf(intAttribute(node, 'axis', -1), x.rank);
-    if (axis !== x.rank - 1) throw new DeepError('UNSUPPORTED_OPERATOR', `Softmax "${node.name ?? ''}" over axis ${axis} (not the last) is not supported in last-block mode`);
+    if (axis !== x.rank - 1)
+      throw new DeepError('UNSUPPORTED_OPERATOR', `Softmax "${node.name ?? ''}" over axis ${axis} (not the last) is not supported in last-block mode`);
     return ctx.tf.softmax(x);
   },
   GlobalAveragePool: (ctx, node, [x0]) => {
     const x = need(x0, node, 0);
-    return ctx.tf.mean(x, Array.from({ length: x.rank - 2 }, (_, i) => i + 2), true);
+    return ctx.tf.mean(
+      x,
+      Array.from({ length: x.rank - 2 }, (_, i) => i + 2),
+      true,
+    );
   },
   Flatten: flatten,
   Gemm: gemm,

@@ -92,7 +92,14 @@ export interface DeepMetricsExtra {
     features: { tensor: string; dim: number };
     /** Where the cut activations were kept between the trunk and training. */
     activations: 'memory' | 'disk';
-    training: { steps: number; accepted: number; batchSize: number; learningRate: number; finalLearningRate: number; evaluation: { start: Evaluation; end: Evaluation } };
+    training: {
+      steps: number;
+      accepted: number;
+      batchSize: number;
+      learningRate: number;
+      finalLearningRate: number;
+      evaluation: { start: Evaluation; end: Evaluation };
+    };
     estimate: StepEstimate & { steps: number; totalSeconds: number; budgetSeconds: number };
     stepSeconds: { mean: number; tfjs: number; spectral: number; data: number };
   };
@@ -126,7 +133,8 @@ async function openSet(ref: ImageSetRef, geometry: InputGeometry, preprocess?: P
   let labels = source.labels;
   if (ref.labels) {
     const y = await readLabelFile(ref.labels);
-    if (y.length < source.count) throw new BackboneError('LABELS', `${ref.labels}: ${y.length} labels for ${source.count} images in ${ref.images}; expected one label per image`);
+    if (y.length < source.count)
+      throw new BackboneError('LABELS', `${ref.labels}: ${y.length} labels for ${source.count} images in ${ref.images}; expected one label per image`);
     labels = y.slice(0, source.count);
   }
   return { source, labels };
@@ -135,7 +143,10 @@ async function openSet(ref: ImageSetRef, geometry: InputGeometry, preprocess?: P
 function classIndices(labels: Float64Array, classes: number, what: string): Int32Array {
   return Int32Array.from(labels, (v, i) => {
     if (!Number.isInteger(v) || v < 0 || v >= classes) {
-      throw new DeepError('LABELS', `${what}: label ${v} at row ${i} is not a class index of the model's head (0…${classes - 1}); last-block mode trains through the original head, so labels must be its class indices`);
+      throw new DeepError(
+        'LABELS',
+        `${what}: label ${v} at row ${i} is not a class index of the model's head (0…${classes - 1}); last-block mode trains through the original head, so labels must be its class indices`,
+      );
     }
     return v;
   });
@@ -172,7 +183,11 @@ function splitBenign(
   let trainRows = Array.from({ length: benignAll.rows }, (_, i) => i);
   let heldOut: HeldOut | null = null;
   if (acts.benignTest && sets.benignTest?.labels && input.benignTest) {
-    heldOut = { acts: acts.benignTest, labels: classIndices(sets.benignTest.labels, classes, input.benignTest.labels ?? input.benignTest.images), from: 'benignTest' };
+    heldOut = {
+      acts: acts.benignTest,
+      labels: classIndices(sets.benignTest.labels, classes, input.benignTest.labels ?? input.benignTest.images),
+      from: 'benignTest',
+    };
   } else if (benignLabels && benignAll.rows >= 2 * HOLD_OUT_EVERY) {
     // A seeded random fifth: a regular stride could line up with the order of the classes in the file.
     const held = sampleRows(benignAll.rows, Math.floor(benignAll.rows / HOLD_OUT_EVERY), uniform(seed + 17));
@@ -217,7 +232,11 @@ async function runTrunk(
       if (!set) continue;
       checkAbort(signal);
       const before = done;
-      acts[role] = await trunk.run(set.source, { signal, memoryBytes: opts.activationMemoryBytes, progress: (n) => observe?.({ phase: 'statistics', step: before + n, of: totalImages, message: `trunk ${role}` }) });
+      acts[role] = await trunk.run(set.source, {
+        signal,
+        memoryBytes: opts.activationMemoryBytes,
+        progress: (n) => observe?.({ phase: 'statistics', step: before + n, of: totalImages, message: `trunk ${role}` }),
+      });
       done += set.source.count;
     }
   } catch (err) {
@@ -252,7 +271,12 @@ async function estimateOrRefuse(
   const shapes = await tailShapes(graph, plan, one, imageShape, { ...opts.runtime, executionProvider: 'cpu' });
   // Batches and evaluation rows are capped by the smaller image set.
   const fewest = Math.min(sets.benign.source.count, sets.harmful.source.count);
-  const estimate = estimateStep(tailFlops(plan, shapes), Math.min(batchSize, fewest), Math.min(TRAIN_DEFAULTS.evalRows, fewest), measureRate(backend, job.hasConv));
+  const estimate = estimateStep(
+    tailFlops(plan, shapes),
+    Math.min(batchSize, fewest),
+    Math.min(TRAIN_DEFAULTS.evalRows, fewest),
+    measureRate(backend, job.hasConv),
+  );
   const budget = opts.timeBudgetSeconds ?? DEEP_DEFAULTS.timeBudgetSeconds;
   const total = estimate.stepSeconds * steps;
   const estimateText =
@@ -288,7 +312,10 @@ async function checkExportedTail(
   let exported: Float32Array;
   const session = await createSession(checkModel, { ...opts.runtime, executionProvider: 'cpu' });
   try {
-    const out = await session.session.run({ [graph.input().name]: new ort.Tensor('float32', job.checkImages, [rowsChecked, src.channels, src.height, src.width]) }, [plan.features]);
+    const out = await session.session.run(
+      { [graph.input().name]: new ort.Tensor('float32', job.checkImages, [rowsChecked, src.channels, src.height, src.width]) },
+      [plan.features],
+    );
     exported = Float32Array.from(out[plan.features].data as Float32Array);
   } finally {
     await session.session.release();
@@ -304,7 +331,13 @@ async function checkExportedTail(
   const relDiff = scale > 0 ? maxDiff / scale : maxDiff;
   return {
     onnx,
-    checkpoint: { maxTailFeatureDiff: maxDiff, relTailFeatureDiff: relDiff, rows: rowsChecked, passed: relDiff <= TAIL_FEATURE_TOLERANCE, seconds: (performance.now() - checkStart) / 1000 },
+    checkpoint: {
+      maxTailFeatureDiff: maxDiff,
+      relTailFeatureDiff: relDiff,
+      rows: rowsChecked,
+      passed: relDiff <= TAIL_FEATURE_TOLERANCE,
+      seconds: (performance.now() - checkStart) / 1000,
+    },
   };
 }
 
@@ -361,11 +394,24 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
     const src = sets.benign.source;
     const steps = opts.steps ?? DEEP_DEFAULTS.steps;
     const batchSize = opts.batchSize ?? TRAIN_DEFAULTS.batchSize;
-    const { estimate, total, budget } = await estimateOrRefuse(input, opts, { graph, plan, backend, hasConv, sets: { benign: sets.benign, harmful: sets.harmful }, steps, batchSize, log });
+    const { estimate, total, budget } = await estimateOrRefuse(input, opts, {
+      graph,
+      plan,
+      backend,
+      hasConv,
+      sets: { benign: sets.benign, harmful: sets.harmful },
+      steps,
+      batchSize,
+      log,
+    });
 
     // The trunk, once per image.
     Object.assign(acts, await runTrunk(trunk, sets, opts, observe, signal));
-    const checkImages = await src.read(0, Math.min(CHECK_ROWS, src.count), new Float32Array(Math.min(CHECK_ROWS, src.count) * src.channels * src.height * src.width));
+    const checkImages = await src.read(
+      0,
+      Math.min(CHECK_ROWS, src.count),
+      new Float32Array(Math.min(CHECK_ROWS, src.count) * src.channels * src.height * src.width),
+    );
     const benignAll = acts.benign!;
     const harmful = acts.harmful!;
     const classes = benignAll.classes;
@@ -383,7 +429,14 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       const setOf = (a: ActivationRows, labels?: Int32Array): TrainSet => ({ cut: a.cut, rows: a.rows, cutShape: a.cutShape, labels });
       const trainH = setOf(harmful);
       const trainP = setOf(benignTrain, trainLabels);
-      const report = trainBlock(tail, trainH, trainP, { opts, steps, batchSize, headProjector: benignLabels ? headNullProjector(headWeights(graph, plan, D)) : null }, observe, signal);
+      const report = trainBlock(
+        tail,
+        trainH,
+        trainP,
+        { opts, steps, batchSize, headProjector: benignLabels ? headNullProjector(headWeights(graph, plan, D)) : null },
+        observe,
+        signal,
+      );
 
       // New features for every row, through the trained tail.
       observe?.({ phase: 'evaluate', message: 'features through the trained block' });
@@ -396,7 +449,10 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       observe?.({ phase: 'evaluate', message: 'checking immunized.onnx against the trained block' });
       const { onnx, checkpoint } = await checkExportedTail(opts, { graph, plan, tail, benign: benignAll, checkImages, source: src });
       if (!checkpoint.passed) {
-        warnings.push({ field: 'checkpoint', reason: `immunized.onnx's features differ from the trained block's by ${checkpoint.relTailFeatureDiff.toExponential(2)} (relative), beyond float32 rounding` });
+        warnings.push({
+          field: 'checkpoint',
+          reason: `immunized.onnx's features differ from the trained block's by ${checkpoint.relTailFeatureDiff.toExponential(2)} (relative), beyond float32 rounding`,
+        });
       }
 
       // The paper's protocol: κ ratios over random draws of k rows, same rows before and after.
@@ -419,7 +475,8 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       // Full-data spectra, and linear probing on the old and the new features.
       const metricsStart = performance.now();
       const task = trainLabels ? inferTask(Float64Array.from(trainLabels)) : null;
-      const targetsFor = (labels: Float64Array | undefined, n: number, seed: number) => (labels && task ? encodeTargets(labels, inferTask(labels)).Y : gaussianTargets(n, seed));
+      const targetsFor = (labels: Float64Array | undefined, n: number, seed: number) =>
+        labels && task ? encodeTargets(labels, inferTask(labels)).Y : gaussianTargets(n, seed);
       const harmfulLabels = sets.harmful.labels;
       const scored = scoreTail(
         {
@@ -437,11 +494,39 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       const { rtol, spectra, conditioning, attacks, verdict } = scored;
       if (!harmfulLabels) warnings.push({ field: 'attacks', reason: 'harmful data has no labels: attacks use seeded Gaussian targets' });
       const reasons = [...verdict.verdictReasons];
-      if (accBefore !== null && accAfter !== null && accAfter < accBefore - 0.01) reasons.push(`benign accuracy of the original head fell from ${accBefore.toFixed(3)} to ${accAfter.toFixed(3)}`);
+      if (accBefore !== null && accAfter !== null && accAfter < accBefore - 0.01)
+        reasons.push(`benign accuracy of the original head fell from ${accBefore.toFixed(3)} to ${accAfter.toFixed(3)}`);
       if (!checkpoint.passed) reasons.push('immunized.onnx does not reproduce the trained block');
       const raw = deepMetrics({
-        started, metricsStart, task, D, benignTrain, harmful, heldOut, opts, draws, conditioning, accBefore, accAfter, attacks, reasons, verdict,
-        report, rtol, plan, benignAll, tail, acts, batchSize, estimate, steps, total, budget, checkpoint, backend, trunk,
+        started,
+        metricsStart,
+        task,
+        D,
+        benignTrain,
+        harmful,
+        heldOut,
+        opts,
+        draws,
+        conditioning,
+        accBefore,
+        accAfter,
+        attacks,
+        reasons,
+        verdict,
+        report,
+        rtol,
+        plan,
+        benignAll,
+        tail,
+        acts,
+        batchSize,
+        estimate,
+        steps,
+        total,
+        budget,
+        checkpoint,
+        backend,
+        trunk,
       });
       const metrics = sanitize(raw, warnings);
       metrics.warnings = warnings;
@@ -527,51 +612,71 @@ function deepMetrics(p: {
   const metricsStart = p.metricsStart;
   const stepMean = report.seconds.total / Math.max(1, report.steps);
   return {
-        method: 'gradient',
-        task,
-        dim: D,
-        rows: { benign: benignTrain.rows, harmful: harmful.rows, benignTest: heldOut ? heldOut.acts.rows : null },
-        rir: draws.rir.mean,
-        benignRatio: draws.benignRatio.mean,
-        harmfulRatio: draws.harmfulRatio.mean,
-        rirBound: null,
-        thetaCondition: null,
-        kappaBudget: opts.kappaBudget ?? 1e4,
-        kappa: conditioning.kappa,
-        paperConvention: conditioning.paperConvention,
-        benignQuality: { metric: accBefore === null ? null : 'accuracy', before: accBefore, after: accAfter, headMaxDeviation: null },
-        attacks: attackRows(attacks.outcomes),
-        verdict: finalVerdict,
-        verdictReasons: reasons,
-        kappaCriterion: verdict.kappaCriterion,
-        verdictNotes: verdict.verdictNotes,
-        optimizer: { steps: report.steps, stopReason: 'steps', details: { accepted: report.accepted, finalLearningRate: report.finalLearningRate } },
-        timings: { engineSeconds, solveSeconds: report.seconds.total, metricsSeconds: (performance.now() - metricsStart) / 1000, attackSeconds: attacks.seconds },
-        warnings: [],
-        openblasCore: openblasCore(),
-        mode: 'last-block',
-        deep: {
-          draws: draws.draws,
-          sampleSize: draws.sampleSize,
-          rtol,
-          rir: draws.rir,
-          harmfulRatio: draws.harmfulRatio,
-          benignRatio: draws.benignRatio,
-          benignAccuracy: { before: accBefore, after: accAfter, rows: heldOut ? heldOut.acts.rows : 0, heldOut: heldOut ? heldOut.from : null },
-          distributions: distributionsOf(draws),
-          fullData: { harmfulRatio: conditioning.harmfulRatio, benignRatio: conditioning.benignRatio },
-          cut: { tensor: plan.cut, source: plan.cutSource, shape: benignAll.cutShape, tail: plan.description, ops: plan.ops, trainable: plan.trainable, parameters: tail.parameterCount() },
-          features: { tensor: plan.features, dim: D },
-          activations: Object.values(acts).some((a) => a?.cut.where === 'disk') ? 'disk' : 'memory',
-          training: { steps: report.steps, accepted: report.accepted, batchSize, learningRate: opts.learningRate ?? TRAIN_DEFAULTS.learningRate, finalLearningRate: report.finalLearningRate, evaluation: { start: report.start, end: report.end } },
-          estimate: { ...estimate, steps, totalSeconds: total, budgetSeconds: budget },
-          stepSeconds: { mean: stepMean, tfjs: report.seconds.tfjs / report.steps, spectral: report.seconds.spectral / report.steps, data: report.seconds.data / report.steps },
-        },
-        checkpoint,
-        tfjsBackend: backend.name,
-        tfjsBackendNote: backend.note,
-        executionProvider: trunk.runtime.provider,
-      };
+    method: 'gradient',
+    task,
+    dim: D,
+    rows: { benign: benignTrain.rows, harmful: harmful.rows, benignTest: heldOut ? heldOut.acts.rows : null },
+    rir: draws.rir.mean,
+    benignRatio: draws.benignRatio.mean,
+    harmfulRatio: draws.harmfulRatio.mean,
+    rirBound: null,
+    thetaCondition: null,
+    kappaBudget: opts.kappaBudget ?? 1e4,
+    kappa: conditioning.kappa,
+    paperConvention: conditioning.paperConvention,
+    benignQuality: { metric: accBefore === null ? null : 'accuracy', before: accBefore, after: accAfter, headMaxDeviation: null },
+    attacks: attackRows(attacks.outcomes),
+    verdict: finalVerdict,
+    verdictReasons: reasons,
+    kappaCriterion: verdict.kappaCriterion,
+    verdictNotes: verdict.verdictNotes,
+    optimizer: { steps: report.steps, stopReason: 'steps', details: { accepted: report.accepted, finalLearningRate: report.finalLearningRate } },
+    timings: { engineSeconds, solveSeconds: report.seconds.total, metricsSeconds: (performance.now() - metricsStart) / 1000, attackSeconds: attacks.seconds },
+    warnings: [],
+    openblasCore: openblasCore(),
+    mode: 'last-block',
+    deep: {
+      draws: draws.draws,
+      sampleSize: draws.sampleSize,
+      rtol,
+      rir: draws.rir,
+      harmfulRatio: draws.harmfulRatio,
+      benignRatio: draws.benignRatio,
+      benignAccuracy: { before: accBefore, after: accAfter, rows: heldOut ? heldOut.acts.rows : 0, heldOut: heldOut ? heldOut.from : null },
+      distributions: distributionsOf(draws),
+      fullData: { harmfulRatio: conditioning.harmfulRatio, benignRatio: conditioning.benignRatio },
+      cut: {
+        tensor: plan.cut,
+        source: plan.cutSource,
+        shape: benignAll.cutShape,
+        tail: plan.description,
+        ops: plan.ops,
+        trainable: plan.trainable,
+        parameters: tail.parameterCount(),
+      },
+      features: { tensor: plan.features, dim: D },
+      activations: Object.values(acts).some((a) => a?.cut.where === 'disk') ? 'disk' : 'memory',
+      training: {
+        steps: report.steps,
+        accepted: report.accepted,
+        batchSize,
+        learningRate: opts.learningRate ?? TRAIN_DEFAULTS.learningRate,
+        finalLearningRate: report.finalLearningRate,
+        evaluation: { start: report.start, end: report.end },
+      },
+      estimate: { ...estimate, steps, totalSeconds: total, budgetSeconds: budget },
+      stepSeconds: {
+        mean: stepMean,
+        tfjs: report.seconds.tfjs / report.steps,
+        spectral: report.seconds.spectral / report.steps,
+        data: report.seconds.data / report.steps,
+      },
+    },
+    checkpoint,
+    tfjsBackend: backend.name,
+    tfjsBackendNote: backend.note,
+    executionProvider: trunk.runtime.provider,
+  };
 }
 
 /** Forward and gradient kernels the tail's operators need on a backend. */
@@ -600,4 +705,3 @@ function headWeights(graph: OnnxGraph, plan: TailPlan, dim: number): Mat {
 function distributionsOf(d: DrawSummary): DeepMetricsExtra['deep']['distributions'] {
   return { rir: d.perDraw.map((p) => p.rir), harmfulRatio: d.perDraw.map((p) => p.harmfulRatio), benignRatio: d.perDraw.map((p) => p.benignRatio) };
 }
-

@@ -103,7 +103,8 @@ export const SHAPE_OPS: Record<string, ShapeOp> = {
   },
   Slice: (node, [x, starts, ends, axes, steps]) => {
     if (x.dims.length !== 1) unsupported(node, `data of rank ${x.dims.length}`);
-    if ((axes && axes.values.some((a) => axisOf(a, 1) !== 0)) || (steps && steps.values.some((s) => s !== 1))) unsupported(node, 'axes or steps other than 0 and 1');
+    if ((axes && axes.values.some((a) => axisOf(a, 1) !== 0)) || (steps && steps.values.some((s) => s !== 1)))
+      unsupported(node, 'axes or steps other than 0 and 1');
     const n = x.values.length;
     const clamp = (v: number) => Math.max(0, Math.min(n, v < 0 ? v + n : v));
     const values = x.values.slice(clamp(starts.values[0]), Math.max(clamp(starts.values[0]), clamp(ends.values[0])));

@@ -128,7 +128,12 @@ function autoCut(ix: GraphIndex, features: string): string {
     throw new DeepError(
       'CUT_TENSOR',
       `${ix.graph.label}: found no residual block before "${features}" to train; name the tensor to cut at with cutTensor (--cut-tensor)` +
-        (segments.length > 0 ? `; tensors that separate the tail: ${segments.slice(0, 8).map((s) => `"${s.start}"`).join(', ')}` : ''),
+        (segments.length > 0
+          ? `; tensors that separate the tail: ${segments
+              .slice(0, 8)
+              .map((s) => `"${s.start}"`)
+              .join(', ')}`
+          : ''),
     );
   }
   const isConv = residual[0].nodes.some((k) => ix.nodes[k].opType === 'Conv');
@@ -157,19 +162,28 @@ export function planTail(graph: OnnxGraph, opts: { cutTensor?: string; featureTe
   const site = graph.locateFeatures(opts.featureTensor);
   const features = site.tensor;
   const logits = graph.outputs().find((o) => o !== features);
-  if (!logits) throw new DeepError('CUT_TENSOR', `${graph.label}: last-block mode needs the model's classifier output (logits) besides the features "${features}"`);
+  if (!logits)
+    throw new DeepError('CUT_TENSOR', `${graph.label}: last-block mode needs the model's classifier output (logits) besides the features "${features}"`);
   let cut: string;
   if (opts.cutTensor !== undefined) {
     if (!ix.exists(opts.cutTensor)) {
-      const offer = articulations(ix, features).slice(0, 8).map((s) => `"${s.start}"`);
-      throw new DeepError('CUT_TENSOR', `${graph.label}: cutTensor "${opts.cutTensor}" is not a tensor of this graph; tensors that separate the tail: ${offer.join(', ') || 'none'}`);
+      const offer = articulations(ix, features)
+        .slice(0, 8)
+        .map((s) => `"${s.start}"`);
+      throw new DeepError(
+        'CUT_TENSOR',
+        `${graph.label}: cutTensor "${opts.cutTensor}" is not a tensor of this graph; tensors that separate the tail: ${offer.join(', ') || 'none'}`,
+      );
     }
     cut = opts.cutTensor;
   } else cut = autoCut(ix, features);
   const featureSlice = ix.sliceFrom(cut, [features]);
   const fullSlice = ix.sliceFrom(cut, [features, logits]);
   if (!featureSlice || !fullSlice || featureSlice.length === 0) {
-    throw new DeepError('CUT_TENSOR', `${graph.label}: the features "${features}" do not depend on "${cut}" alone (the tail also reads tensors computed before the cut); pick a tensor every path to the features goes through`);
+    throw new DeepError(
+      'CUT_TENSOR',
+      `${graph.label}: the features "${features}" do not depend on "${cut}" alone (the tail also reads tensors computed before the cut); pick a tensor every path to the features goes through`,
+    );
   }
   const inFeatures = new Set(featureSlice);
   const order = [...featureSlice, ...fullSlice.filter((k) => !inFeatures.has(k))];

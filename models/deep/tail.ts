@@ -82,7 +82,8 @@ export class TailModel {
         continue;
       }
       const tensorOp = Object.hasOwn(OPS, op) ? OPS[op] : undefined;
-      if (!tensorOp) throw new DeepError('UNSUPPORTED_OPERATOR', `${op} "${node.name ?? ''}" is supported on shape values only, not on the tensors it gets here`);
+      if (!tensorOp)
+        throw new DeepError('UNSUPPORTED_OPERATOR', `${op} "${node.name ?? ''}" is supported on shape values only, not on the tensors it gets here`);
       const inputs = names.map((n) => lookup(n));
       const y = tensorOp(this.ctx, node, inputs);
       if (Array.isArray(y)) y.forEach((t, k) => node.output![k] && env.set(node.output![k], t));

@@ -75,7 +75,17 @@ export interface StepTimes {
 
 export interface TrainReport {
   steps: number;
-  history: Array<{ step: number; kappaBenign: number | null; kappaHarmful: number | null; rIll: number; rWell: number; task: number | null; accepted: boolean; learningRate: number; seconds: number }>;
+  history: Array<{
+    step: number;
+    kappaBenign: number | null;
+    kappaHarmful: number | null;
+    rIll: number;
+    rWell: number;
+    task: number | null;
+    accepted: boolean;
+    learningRate: number;
+    seconds: number;
+  }>;
   accepted: number;
   finalLearningRate: number;
   /** On the evaluation rows: κ's and accuracy at the start and at the end. */
@@ -118,7 +128,12 @@ function crossEntropy(logits: Float32Array, classes: number, labels: number[]): 
 }
 
 /** Features (and logits) of many rows, in chunks, without gradients. */
-export function tailOutputs(tail: TailModel, set: TrainSet, rows: number[], chunk = 256): { features: Float32Array; logits: Float32Array; dim: number; classes: number } {
+export function tailOutputs(
+  tail: TailModel,
+  set: TrainSet,
+  rows: number[],
+  chunk = 256,
+): { features: Float32Array; logits: Float32Array; dim: number; classes: number } {
   const tf = tail.tf;
   const parts: Array<{ f: Float32Array; l: Float32Array; dim: number; classes: number }> = [];
   for (let at = 0; at < rows.length; at += chunk) {
@@ -126,7 +141,12 @@ export function tailOutputs(tail: TailModel, set: TrainSet, rows: number[], chun
     parts.push(
       tf.tidy(() => {
         const out = tail.forward(tf.tensor(pick(set, part), [part.length, ...set.cutShape]));
-        return { f: out.features.dataSync() as Float32Array, l: out.logits.dataSync() as Float32Array, dim: out.features.shape[1], classes: out.logits.shape[1] };
+        return {
+          f: out.features.dataSync() as Float32Array,
+          l: out.logits.dataSync() as Float32Array,
+          dim: out.features.shape[1],
+          classes: out.logits.shape[1],
+        };
       }),
     );
   }
@@ -163,14 +183,33 @@ function subsetKappa(f: Float32Array, rows: number, dim: number, subsets: number
   return how === 'max' ? max : Math.exp(sum / subsets.length);
 }
 
-function evaluate(tail: TailModel, harmful: TrainSet, benign: TrainSet, hRows: number[], bRows: number[], subsets: { h: number[][]; b: number[][] }): Evaluation {
+function evaluate(
+  tail: TailModel,
+  harmful: TrainSet,
+  benign: TrainSet,
+  hRows: number[],
+  bRows: number[],
+  subsets: { h: number[][]; b: number[][] },
+): Evaluation {
   const h = tailOutputs(tail, harmful, hRows);
   const b = tailOutputs(tail, benign, bRows);
   return {
     kappaHarmful: subsetKappa(h.features, hRows.length, h.dim, subsets.h, 'mean'),
     kappaBenign: subsetKappa(b.features, bRows.length, b.dim, subsets.b, 'max'),
-    accuracy: benign.labels ? accuracy(b.logits, b.classes, bRows.map((r) => benign.labels![r])) : null,
-    taskLoss: benign.labels ? crossEntropy(b.logits, b.classes, bRows.map((r) => benign.labels![r])) : null,
+    accuracy: benign.labels
+      ? accuracy(
+          b.logits,
+          b.classes,
+          bRows.map((r) => benign.labels![r]),
+        )
+      : null,
+    taskLoss: benign.labels
+      ? crossEntropy(
+          b.logits,
+          b.classes,
+          bRows.map((r) => benign.labels![r]),
+        )
+      : null,
   };
 }
 
@@ -305,5 +344,13 @@ export function trainTail(tail: TailModel, harmful: TrainSet, benign: TrainSet, 
     history.push(record);
     observe?.({ phase: 'optimize', step, of: opts.steps, kappaBenign: record.kappaBenign ?? undefined, kappaHarmful: record.kappaHarmful ?? undefined });
   }
-  return { steps: opts.steps, history, accepted, finalLearningRate: lr, start: startEval, end: best, seconds: { ...times, total: (performance.now() - start) / 1000 } };
+  return {
+    steps: opts.steps,
+    history,
+    accepted,
+    finalLearningRate: lr,
+    start: startEval,
+    end: best,
+    seconds: { ...times, total: (performance.now() - start) / 1000 },
+  };
 }

@@ -70,7 +70,11 @@ export class Trunk {
     const ort = await loadOrt();
     let out: InferenceSession.OnnxValueMapType;
     try {
-      out = await this.runtime.session.run({ [this.inputName]: new ort.Tensor('float32', images, shape) }, [this.plan.cut, this.plan.features, this.plan.logits]);
+      out = await this.runtime.session.run({ [this.inputName]: new ort.Tensor('float32', images, shape) }, [
+        this.plan.cut,
+        this.plan.features,
+        this.plan.logits,
+      ]);
     } catch (err) {
       const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
       throw new BackboneError('INFERENCE_FAILED', `the backbone failed on a batch of shape [${shape.join(', ')}] (${detail})`, { cause: err });
@@ -96,7 +100,8 @@ export class Trunk {
       const out = await this.runBatch(n === batch ? buffer : buffer.subarray(0, n * per), [n, source.channels, source.height, source.width]);
       if (!acts) {
         const f = out.features;
-        if (f.dims.length !== 2) throw new BackboneError('FEATURE_SHAPE', `feature tensor "${this.plan.features}" has shape [${f.dims.join(', ')}]; expected N×D`);
+        if (f.dims.length !== 2)
+          throw new BackboneError('FEATURE_SHAPE', `feature tensor "${this.plan.features}" has shape [${f.dims.join(', ')}]; expected N×D`);
         cutPer = out.cut.dims.slice(1).reduce((a, b) => a * b, 1);
         const classes = out.logits.dims.slice(1).reduce((a, b) => a * b, 1);
         acts = {
@@ -123,7 +128,13 @@ export class Trunk {
 }
 
 /** Every tail tensor's shape for the given images (one is enough), from an onnxruntime run that exposes them all. */
-export async function tailShapes(graph: OnnxGraph, plan: TailPlan, images: Float32Array, shape: number[], opts: RuntimeOptions = {}): Promise<Map<string, readonly number[]>> {
+export async function tailShapes(
+  graph: OnnxGraph,
+  plan: TailPlan,
+  images: Float32Array,
+  shape: number[],
+  opts: RuntimeOptions = {},
+): Promise<Map<string, readonly number[]>> {
   const names = plan.nodes.filter((n) => n.opType !== 'Constant').map((n) => n.output![0]);
   const outputs = graph.graph.output ?? [];
   const have = new Set(outputs.map((v) => v.name));

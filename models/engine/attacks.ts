@@ -258,7 +258,10 @@ export function startAttackSuite(
   immunizedProblems?: ImmunizedProblems,
 ): AttackSuite {
   const raw = rawSide ?? new RawSide(rawStats, eigen?.raw);
-  const immunized = immunizedProblems ?? { plain: probeProblem(immunizedStats, null, false, eigen?.immunized), zScored: probeProblem(immunizedStats, null, true) };
+  const immunized = immunizedProblems ?? {
+    plain: probeProblem(immunizedStats, null, false, eigen?.immunized),
+    zScored: probeProblem(immunizedStats, null, true),
+  };
   const pair = (attacker: AttackerName) => {
     const kind = isStandardized(attacker) ? 'zScored' : 'plain';
     return { raw: raw.baseline(attacker), immunized: immunized[kind] };

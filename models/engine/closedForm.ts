@@ -118,12 +118,7 @@ export function randomRotation(D: number, seed: number): Mat {
  * pushed as far as the benign ratio (≤ 1) and the κ(θ) budget allow; the smallest ridge whose θ passes `acceptable`
  * wins (when none passes, the candidate with the largest harmful ratio is returned).
  */
-export function closedFormImmunize(
-  KP: Mat,
-  KH: Mat,
-  opts: ClosedFormOptions,
-  acceptable: (theta: Mat) => boolean = () => true,
-): ClosedFormResult {
+export function closedFormImmunize(KP: Mat, KH: Mat, opts: ClosedFormOptions, acceptable: (theta: Mat) => boolean = () => true): ClosedFormResult {
   const rtol = opts.rtol ?? defaultRtol(KP.rows);
   const before = { benign: conditioning(KP, rtol), harmful: conditioning(KH, rtol) };
   const kP0 = before.benign.kappa;
@@ -137,7 +132,13 @@ export function closedFormImmunize(
   for (const ridge of ridges) {
     if (bestPasses) break;
     const basis = generalizedBasis(KP, KH, ridge, rtol, before.harmful.rank);
-    const evaluate = candidateScorer(KP, KH, basis, rotation, { rtol, kappaBudget: opts.kappaBudget, kP0, kH0, ranks: { benign: before.benign.rank, harmful: before.harmful.rank } });
+    const evaluate = candidateScorer(KP, KH, basis, rotation, {
+      rtol,
+      kappaBudget: opts.kappaBudget,
+      kP0,
+      kH0,
+      ranks: { benign: before.benign.rank, harmful: before.harmful.rank },
+    });
     const found = alphaFor(basis, evaluate, acceptable, { alpha: opts.alpha, kP0, kappaBudget: opts.kappaBudget });
     if (!found) continue;
     const candidate: ClosedFormResult = {

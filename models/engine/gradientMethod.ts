@@ -112,7 +112,15 @@ export function gradientImmunize(
     const improved = best === null || (feasible && score > best.score);
     const wellTerm = rWell(HP, pairsP);
     const illTerm = rIll(HH, pairsH);
-    history.push({ step, kappaBenign: kP, kappaHarmful: kH, rWell: wellTerm.value, rIll: illTerm.value, accepted: improved, seconds: (performance.now() - started) / 1000 });
+    history.push({
+      step,
+      kappaBenign: kP,
+      kappaHarmful: kH,
+      rWell: wellTerm.value,
+      rIll: illTerm.value,
+      accepted: improved,
+      seconds: (performance.now() - started) / 1000,
+    });
     observe?.({ phase: 'optimize', step, of: opts.steps, kappaBenign: kP, kappaHarmful: kH });
 
     let direction: Mat;
@@ -147,7 +155,7 @@ export function gradientImmunize(
     }
 
     if (adam) {
-      adamUpdate(theta, direction, adam, lr * frobenius(theta) / Math.sqrt(D));
+      adamUpdate(theta, direction, adam, (lr * frobenius(theta)) / Math.sqrt(D));
     } else {
       const norm = frobenius(direction);
       if (norm > 0) axpy(theta, direction, (-lr * frobenius(theta)) / norm);
@@ -209,7 +217,7 @@ export function initialTheta(D: number, opts: Pick<GradientOptions, 'init' | 'se
   const theta = identity(D);
   if (opts.init === 'random') {
     const rand = gaussian(opts.seed);
-    for (let i = 0; i < theta.data.length; i++) theta.data[i] += 0.1 * rand() / Math.sqrt(D);
+    for (let i = 0; i < theta.data.length; i++) theta.data[i] += (0.1 * rand()) / Math.sqrt(D);
   }
   return theta;
 }

@@ -133,14 +133,26 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
     rawSides = { benign: new RawSide(prep.benignStats, known.eigP0), harmful: new RawSide(prep.harmfulStats, known.eigH0) };
     const passedScreen = new Map<Mat, Screened>();
     const screen = screenAgainstVerdict(prep, rtol, rawSides, (s) => passedScreen.set(s.theta, s));
-    const r = spectralImmunize(prep.benignStats, prep.harmfulStats, { kappaBudget: opts.kappaBudget, seed: opts.seed, harmfulLabelled: !!input.harmful.y }, screen);
+    const r = spectralImmunize(
+      prep.benignStats,
+      prep.harmfulStats,
+      { kappaBudget: opts.kappaBudget, seed: opts.seed, harmfulLabelled: !!input.harmful.y },
+      screen,
+    );
     theta = r.theta;
     screened = passedScreen.get(theta);
     known!.thetaCondition = r.thetaCondition;
     optimizer = {
       steps: r.tried,
       stopReason: r.passed ? 'passed-screen' : 'best-of-grid',
-      details: { centred: r.centred ? 1 : 0, ridge: r.ridge, benignShare: r.benignShare, harmfulShare: r.harmfulShare, suppressed: r.suppressed, delta: r.delta },
+      details: {
+        centred: r.centred ? 1 : 0,
+        ridge: r.ridge,
+        benignShare: r.benignShare,
+        harmfulShare: r.harmfulShare,
+        suppressed: r.suppressed,
+        delta: r.delta,
+      },
     };
   } else if (opts.method === 'closed-form') {
     const rawStd = {
@@ -150,16 +162,35 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
     // Benign users who z-score their features must not be slowed at all; the harmful side must reach the verdict's bar.
     const passesStandardizedAttack = (candidate: Mat) => {
       const run = (data: 'benign' | 'harmful', stopAt: number) =>
-        simulateAttack('gd-exact-standardized', data, rawStd[data], probeProblem(data === 'benign' ? prep.benignStats : prep.harmfulStats, candidate, true), stopAt);
+        simulateAttack(
+          'gd-exact-standardized',
+          data,
+          rawStd[data],
+          probeProblem(data === 'benign' ? prep.benignStats : prep.harmfulStats, candidate, true),
+          stopAt,
+        );
       const benign = run('benign', 1.01);
       const harmful = run('harmful', VERDICT_THRESHOLDS.harmfulSlowdown);
       return !benign.capped && benign.stepsImmunized <= benign.stepsRaw && harmful.stepsImmunized >= VERDICT_THRESHOLDS.harmfulSlowdown * harmful.stepsRaw;
     };
-    const cf = closedFormImmunize(KP, KH, { ...CLOSED_FORM_DEFAULTS, kappaBudget: opts.kappaBudget, alpha: opts.alpha, rtol, rotationSeed: opts.seed }, passesStandardizedAttack);
+    const cf = closedFormImmunize(
+      KP,
+      KH,
+      { ...CLOSED_FORM_DEFAULTS, kappaBudget: opts.kappaBudget, alpha: opts.alpha, rtol, rotationSeed: opts.seed },
+      passesStandardizedAttack,
+    );
     theta = cf.theta;
     optimizer = { steps: 0, stopReason: 'closed-form', details: { alpha: cf.alpha, ridge: cf.ridge, kappaM: cf.kappaM } };
   } else if (opts.method === 'paper') {
-    const r = paperImmunize(input.benign.X, input.harmful.X, KP, KH, { steps: opts.steps, seed: opts.seed, kappaBudget: opts.kappaBudget, lambdaBenign: opts.lambdaBenign, lambdaHarmful: opts.lambdaHarmful }, observe, signal);
+    const r = paperImmunize(
+      input.benign.X,
+      input.harmful.X,
+      KP,
+      KH,
+      { steps: opts.steps, seed: opts.seed, kappaBudget: opts.kappaBudget, lambdaBenign: opts.lambdaBenign, lambdaHarmful: opts.lambdaHarmful },
+      observe,
+      signal,
+    );
     theta = r.theta;
     history = r.steps;
     optimizer = { steps: r.stepsTaken, stopReason: r.stopReason, details: {} };
@@ -187,7 +218,14 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
     optimizer = { steps: r.stepsTaken, stopReason: r.stopReason, details: {} };
   }
   const solveSeconds = (performance.now() - start) / 1000;
-  return finish(input, opts, prep, { theta, history, optimizer, start, solveSeconds, rawSides, screened: screened?.theta === theta ? screened : undefined, known }, observe, signal);
+  return finish(
+    input,
+    opts,
+    prep,
+    { theta, history, optimizer, start, solveSeconds, rawSides, screened: screened?.theta === theta ? screened : undefined, known },
+    observe,
+    signal,
+  );
 }
 
 /**
@@ -272,7 +310,14 @@ export function evaluateTheta(input: EngineInput, theta: Mat, opts: EngineOption
   if (theta.rows !== D || theta.cols !== D) throw new RangeError(`theta must be ${D}×${D} for these features, got ${theta.rows}×${theta.cols}`);
   const start = performance.now();
   const prep = prepare(input, opts);
-  return finish(input, { ...opts }, prep, { theta, history: [], optimizer: { steps: 0, stopReason: 'evaluate', details: {} }, start, solveSeconds: 0, methodLabel: 'evaluate' }, observe, signal);
+  return finish(
+    input,
+    { ...opts },
+    prep,
+    { theta, history: [], optimizer: { steps: 0, stopReason: 'evaluate', details: {} }, start, solveSeconds: 0, methodLabel: 'evaluate' },
+    observe,
+    signal,
+  );
 }
 
 /** Everything the scoring step needs besides the data: how θ was made, and what the optimizer already computed. */

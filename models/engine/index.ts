@@ -2,7 +2,18 @@
 export { slowdownText, startAttackSuite } from './attacks.js';
 export { column } from './dense.js';
 export { GRADIENT_DEFAULTS, gradientImmunize } from './gradientMethod.js';
-export { ENGINE_DEFAULTS, evaluateTheta, immunize, type Curves, type EngineInput, type EngineOptions, type EngineResult, type LabelledData, type Method, type Metrics } from './immunize.js';
+export {
+  ENGINE_DEFAULTS,
+  evaluateTheta,
+  immunize,
+  type Curves,
+  type EngineInput,
+  type EngineOptions,
+  type EngineResult,
+  type LabelledData,
+  type Method,
+  type Metrics,
+} from './immunize.js';
 export { CancelledError, checkAbort, type StepEvent, type StepObserver } from './progress.js';
 export { gaussian, uniform } from './random.js';
 export { rIll, rWell } from './regularizers.js';

@@ -21,15 +21,7 @@ export interface PaperOptions {
  * The official training loop, for comparison: mini-batch Hessians, K⁻¹-preconditioned gradients, Adam, and the
  * paper's κ convention (S + 1e-6·I, eigenvalues above 1e-6). Without given λ's the two gradients are balanced by norm.
  */
-export function paperImmunize(
-  XP: Mat,
-  XH: Mat,
-  _KP: Mat,
-  _KH: Mat,
-  opts: PaperOptions,
-  observe?: StepObserver,
-  signal?: AbortSignal,
-): GradientResult {
+export function paperImmunize(XP: Mat, XH: Mat, _KP: Mat, _KH: Mat, opts: PaperOptions, observe?: StepObserver, signal?: AbortSignal): GradientResult {
   const D = XP.cols;
   const steps = opts.steps ?? 3000;
   const batch = Math.min(opts.batchSize ?? 64, XP.rows, XH.rows);
@@ -48,7 +40,15 @@ export function paperImmunize(
     const eH = paperExtremes(HH);
     const well = rWell(HP, eP);
     const ill = rIll(HH, eH);
-    history.push({ step: t, kappaBenign: eP.lambdaMax / eP.lambdaMin, kappaHarmful: eH.lambdaMax / eH.lambdaMin, rWell: well.value, rIll: ill.value, accepted: true, seconds: (performance.now() - started) / 1000 });
+    history.push({
+      step: t,
+      kappaBenign: eP.lambdaMax / eP.lambdaMin,
+      kappaHarmful: eH.lambdaMax / eH.lambdaMin,
+      rWell: well.value,
+      rIll: ill.value,
+      accepted: true,
+      seconds: (performance.now() - started) / 1000,
+    });
     if (t % 10 === 0) observe?.({ phase: 'optimize', step: t, of: steps, kappaBenign: eP.lambdaMax / eP.lambdaMin, kappaHarmful: eH.lambdaMax / eH.lambdaMin });
     const gP = preconditionedGradient(theta, well.gradS);
     const gH = preconditionedGradient(theta, ill.gradS);

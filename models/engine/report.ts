@@ -29,5 +29,8 @@ export function subsample(curve: ArrayLike<number>, limit = 500): Array<[number,
   for (let k = 0; picks.size < limit && k < limit * 4; k++) {
     picks.add(Math.min(n - 1, Math.round(Math.expm1((Math.log(n) * k) / (limit * 4)))));
   }
-  return [...picks].sort((a, b) => a - b).slice(0, limit).map((i) => [i, curve[i]] as [number, number]);
+  return [...picks]
+    .sort((a, b) => a - b)
+    .slice(0, limit)
+    .map((i) => [i, curve[i]] as [number, number]);
 }

@@ -52,7 +52,12 @@ export function conditioningReport(spectra: Spectra, rtol: number, rankAware = t
     benignRatio,
     harmfulRatio,
     rir: harmfulRatio / benignRatio,
-    paperConvention: { rir: paperHarmful / paperBenign, benignRatio: paperBenign, harmfulRatio: paperHarmful, kappa: { benign: benign.paper, harmful: harmful.paper } },
+    paperConvention: {
+      rir: paperHarmful / paperBenign,
+      benignRatio: paperBenign,
+      harmfulRatio: paperHarmful,
+      kappa: { benign: benign.paper, harmful: harmful.paper },
+    },
     rank: { benign: benign.rank, harmful: harmful.rank },
   };
 }

@@ -27,7 +27,10 @@ export class StatsAccumulator {
   private ySum: Float64Array | null = null;
   private n = 0;
 
-  constructor(readonly dim: number, readonly outputs = 0) {
+  constructor(
+    readonly dim: number,
+    readonly outputs = 0,
+  ) {
     this.K = mat(dim, dim);
     this.colSum = new Float64Array(dim);
     if (outputs > 0) {

@@ -92,8 +92,7 @@ export async function readCsvTable(path: string): Promise<CsvTable> {
     if (record.length !== header.length) {
       throw new DataError(
         'BAD_FORMAT',
-        `${path}: line ${info.lines} has ${record.length} field${record.length === 1 ? '' : 's'}; ` +
-          `expected ${header.length} (as in the header row)`,
+        `${path}: line ${info.lines} has ${record.length} field${record.length === 1 ? '' : 's'}; ` + `expected ${header.length} (as in the header row)`,
       );
     }
     rows.push(record);
@@ -140,7 +139,10 @@ function encodeColumn(table: CsvTable, j: number, where: (i: number) => string):
       if (isMissing(cell)) continue; // stays 0
       const v = Number(cell.trim());
       if (!Number.isFinite(v)) {
-        throw new DataError('NON_FINITE', `${where(i)}, column ${JSON.stringify(name)}: value ${JSON.stringify(cell)} is not a finite number; expected finite numbers in a numeric column`);
+        throw new DataError(
+          'NON_FINITE',
+          `${where(i)}, column ${JSON.stringify(name)}: value ${JSON.stringify(cell)} is not a finite number; expected finite numbers in a numeric column`,
+        );
       }
       values[i] = v;
     }
@@ -189,10 +191,7 @@ export function prepareCsv(table: CsvTable, opts: PrepareCsvOptions = {}): Prepa
 
   for (const col of labelColumn === undefined ? dropColumns : [labelColumn, ...dropColumns]) {
     if (!table.header.includes(col)) {
-      throw new DataError(
-        'MISSING_COLUMN',
-        `${source}: no column named ${JSON.stringify(col)}; available columns: ${describeColumns(table.header)}`,
-      );
+      throw new DataError('MISSING_COLUMN', `${source}: no column named ${JSON.stringify(col)}; available columns: ${describeColumns(table.header)}`);
     }
   }
   if (rowLimit !== undefined && !(Number.isSafeInteger(rowLimit) && rowLimit > 0)) {
@@ -203,8 +202,7 @@ export function prepareCsv(table: CsvTable, opts: PrepareCsvOptions = {}): Prepa
   if (n < minRows) {
     throw new DataError(
       'TOO_FEW_ROWS',
-      `${source}: ${n} data row${n === 1 ? '' : 's'}; expected at least ${minRows}` +
-        (standardize ? ' (the sample standard deviation needs two)' : ''),
+      `${source}: ${n} data row${n === 1 ? '' : 's'}; expected at least ${minRows}` + (standardize ? ' (the sample standard deviation needs two)' : ''),
     );
   }
   for (let i = 0; i < n; i++) {

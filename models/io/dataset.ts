@@ -113,10 +113,7 @@ export async function loadDataset(spec: DatasetSpec): Promise<LoadedDataset> {
   if (spec.labels !== undefined) {
     const labels = await loadLabelFile(spec.labels);
     if (labels.length !== fullRows) {
-      throw new DataError(
-        'BAD_SHAPE',
-        `${spec.labels}: ${labels.length} labels but ${path} has ${fullRows} rows; expected one label per row`,
-      );
+      throw new DataError('BAD_SHAPE', `${spec.labels}: ${labels.length} labels but ${path} has ${fullRows} rows; expected one label per row`);
     }
     y = labels.length > X.rows ? labels.slice(0, X.rows) : labels;
     source = `${path} (labels: ${spec.labels})`;

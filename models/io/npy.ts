@@ -181,17 +181,13 @@ function isDict(v: PyValue): v is PyDict {
 function parseDescr(descr: PyValue, name: string, allowInt: boolean): NpyDtype {
   const expected = allowInt ? LABEL_EXPECTED : FLOAT_EXPECTED;
   if (typeof descr !== 'string') {
-    throw new DataError(
-      'BAD_DTYPE',
-      `${name}: structured/record dtypes are not supported; expected a plain dtype ${expected}`,
-    );
+    throw new DataError('BAD_DTYPE', `${name}: structured/record dtypes are not supported; expected a plain dtype ${expected}`);
   }
   const m = /^([<>|=])([a-zA-Z])(\d+)$/.exec(descr);
   if (m && m[1] === '>' && Number(m[3]) > 1) {
     throw new DataError(
       'BAD_DTYPE',
-      `${name}: big-endian dtype '${descr}' is not supported; expected little-endian ${expected} ` +
-        `(convert with arr.astype(arr.dtype.newbyteorder('<')))`,
+      `${name}: big-endian dtype '${descr}' is not supported; expected little-endian ${expected} ` + `(convert with arr.astype(arr.dtype.newbyteorder('<')))`,
     );
   }
   const dtype: NpyDtype | undefined = Object.hasOwn(ACCEPTED_DESCR, descr) ? ACCEPTED_DESCR[descr] : undefined;
@@ -199,20 +195,14 @@ function parseDescr(descr: PyValue, name: string, allowInt: boolean): NpyDtype {
     throw new DataError('BAD_DTYPE', `${name}: unsupported dtype '${descr}'; expected ${expected}`);
   }
   if (!allowInt && dtype !== 'f4' && dtype !== 'f8') {
-    throw new DataError(
-      'BAD_DTYPE',
-      `${name}: integer dtype '${descr}' is only accepted for label files; feature arrays must be ${FLOAT_EXPECTED}`,
-    );
+    throw new DataError('BAD_DTYPE', `${name}: integer dtype '${descr}' is only accepted for label files; feature arrays must be ${FLOAT_EXPECTED}`);
   }
   return dtype;
 }
 
 function parseShape(shape: PyValue, name: string): number[] {
   if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) {
-    throw new DataError(
-      'BAD_FORMAT',
-      `${name}: malformed .npy header: 'shape' must be a tuple of non-negative integers, got ${JSON.stringify(shape)}`,
-    );
+    throw new DataError('BAD_FORMAT', `${name}: malformed .npy header: 'shape' must be a tuple of non-negative integers, got ${JSON.stringify(shape)}`);
   }
   return shape as number[];
 }
@@ -236,11 +226,21 @@ function decodeData(bytes: Buffer, dtype: NpyDtype, count: number, name: string)
     const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     for (let i = 0; i < count; i++) {
       switch (dtype) {
-        case 'f8': out[i] = dv.getFloat64(i * 8, true); break;
-        case 'f4': out[i] = dv.getFloat32(i * 4, true); break;
-        case 'u1': out[i] = dv.getUint8(i); break;
-        case 'i4': out[i] = dv.getInt32(i * 4, true); break;
-        case 'i8': out[i] = checkedInt64(dv.getBigInt64(i * 8, true), i, name); break;
+        case 'f8':
+          out[i] = dv.getFloat64(i * 8, true);
+          break;
+        case 'f4':
+          out[i] = dv.getFloat32(i * 4, true);
+          break;
+        case 'u1':
+          out[i] = dv.getUint8(i);
+          break;
+        case 'i4':
+          out[i] = dv.getInt32(i * 4, true);
+          break;
+        case 'i8':
+          out[i] = checkedInt64(dv.getBigInt64(i * 8, true), i, name);
+          break;
       }
     }
     return out;
@@ -271,10 +271,7 @@ function decodeData(bytes: Buffer, dtype: NpyDtype, count: number, name: string)
 const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
 function checkedInt64(v: bigint, i: number, name: string): number {
   if (v > MAX_EXACT || v < -MAX_EXACT) {
-    throw new DataError(
-      'BAD_DTYPE',
-      `${name}: int64 value ${v} at index ${i} cannot be represented exactly as float64; expected |value| <= 2^53-1`,
-    );
+    throw new DataError('BAD_DTYPE', `${name}: int64 value ${v} at index ${i} cannot be represented exactly as float64; expected |value| <= 2^53-1`);
   }
   return Number(v);
 }
@@ -299,10 +296,7 @@ export function parseNpy(buf: Buffer, name: string, opts: ParseNpyOptions = {}):
   const headerStart = 8 + lenBytes;
   const dataStart = headerStart + headerLen;
   if (dataStart > buf.length) {
-    throw new DataError(
-      'TRUNCATED',
-      `${name}: .npy header claims ${headerLen} bytes but only ${buf.length - headerStart} remain in the file`,
-    );
+    throw new DataError('TRUNCATED', `${name}: .npy header claims ${headerLen} bytes but only ${buf.length - headerStart} remain in the file`);
   }
   const headerText = buf.subarray(headerStart, dataStart).toString(major === 3 ? 'utf8' : 'latin1');
   const header = new HeaderParser(headerText, name).parseTop();
@@ -311,10 +305,7 @@ export function parseNpy(buf: Buffer, name: string, opts: ParseNpyOptions = {}):
   }
   const keys = [...header.entries.keys()].sort();
   if (keys.join(',') !== 'descr,fortran_order,shape') {
-    throw new DataError(
-      'BAD_FORMAT',
-      `${name}: .npy header has keys [${keys.join(', ')}]; expected exactly descr, fortran_order, shape`,
-    );
+    throw new DataError('BAD_FORMAT', `${name}: .npy header has keys [${keys.join(', ')}]; expected exactly descr, fortran_order, shape`);
   }
   const dtype = parseDescr(header.entries.get('descr')!, name, allowInt);
   const fortran = header.entries.get('fortran_order');
@@ -325,8 +316,7 @@ export function parseNpy(buf: Buffer, name: string, opts: ParseNpyOptions = {}):
   if (fortran) {
     throw new DataError(
       'BAD_FORMAT',
-      `${name}: array is stored in Fortran (column-major) order; expected C order ` +
-        `(save np.ascontiguousarray(arr) instead)`,
+      `${name}: array is stored in Fortran (column-major) order; expected C order ` + `(save np.ascontiguousarray(arr) instead)`,
     );
   }
 
@@ -338,8 +328,7 @@ export function parseNpy(buf: Buffer, name: string, opts: ParseNpyOptions = {}):
   if (!Number.isSafeInteger(expectedBytes) || available < expectedBytes) {
     throw new DataError(
       'TRUNCATED',
-      `${name}: truncated data: shape ${formatShape(shape)} of ${DESCR[dtype]} needs ${expectedBytes} bytes ` +
-        `but the file holds ${available}`,
+      `${name}: truncated data: shape ${formatShape(shape)} of ${DESCR[dtype]} needs ${expectedBytes} bytes ` + `but the file holds ${available}`,
     );
   }
   if (available > expectedBytes) {
@@ -353,10 +342,7 @@ export function parseNpy(buf: Buffer, name: string, opts: ParseNpyOptions = {}):
   if (dtype === 'f4' || dtype === 'f8') {
     for (let i = 0; i < count; i++) {
       if (!Number.isFinite(data[i])) {
-        throw new DataError(
-          'NON_FINITE',
-          `${name}: non-finite value ${data[i]} at ${describePosition(i, shape)}; expected only finite numbers`,
-        );
+        throw new DataError('NON_FINITE', `${name}: non-finite value ${data[i]} at ${describePosition(i, shape)}; expected only finite numbers`);
       }
     }
   }
@@ -379,10 +365,7 @@ export async function readNpy(path: string, opts: ParseNpyOptions = {}): Promise
 export async function readNpyMatrix(path: string): Promise<Mat> {
   const arr = await readNpy(path);
   if (arr.shape.length !== 2) {
-    throw new DataError(
-      'BAD_SHAPE',
-      `${path}: expected a 2-D N×D array, got shape ${formatShape(arr.shape)} (${arr.shape.length}-D)`,
-    );
+    throw new DataError('BAD_SHAPE', `${path}: expected a 2-D N×D array, got shape ${formatShape(arr.shape)} (${arr.shape.length}-D)`);
   }
   return { rows: arr.shape[0], cols: arr.shape[1], data: arr.data };
 }
@@ -392,10 +375,7 @@ export async function readNpyLabels(path: string): Promise<Float64Array> {
   const arr = await readNpy(path, { allowInt: true });
   const ok = arr.shape.length === 1 || (arr.shape.length === 2 && arr.shape[1] === 1);
   if (!ok) {
-    throw new DataError(
-      'BAD_SHAPE',
-      `${path}: expected a label vector of shape (N,) or (N, 1), got shape ${formatShape(arr.shape)}`,
-    );
+    throw new DataError('BAD_SHAPE', `${path}: expected a label vector of shape (N,) or (N, 1), got shape ${formatShape(arr.shape)}`);
   }
   return arr.data;
 }
@@ -456,11 +436,21 @@ export function encodeNpy(arr: NpyInput, dtype: NpyDtype = 'f8'): Buffer {
   for (let i = 0, off = total; i < count; i++, off += itemsize) {
     const v = data[i];
     switch (dtype) {
-      case 'f8': out.writeDoubleLE(v, off); break;
-      case 'f4': out.writeFloatLE(v, off); break;
-      case 'u1': out.writeUInt8(v, off); break;
-      case 'i4': out.writeInt32LE(v, off); break;
-      case 'i8': out.writeBigInt64LE(BigInt(v), off); break;
+      case 'f8':
+        out.writeDoubleLE(v, off);
+        break;
+      case 'f4':
+        out.writeFloatLE(v, off);
+        break;
+      case 'u1':
+        out.writeUInt8(v, off);
+        break;
+      case 'i4':
+        out.writeInt32LE(v, off);
+        break;
+      case 'i8':
+        out.writeBigInt64LE(BigInt(v), off);
+        break;
     }
   }
   return out;

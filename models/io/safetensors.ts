@@ -65,7 +65,10 @@ export function encodeSafetensors(tensors: Record<string, TensorIn>, metadata?: 
     }
     for (let i = 0; i < count; i++) {
       if (!Number.isFinite(t.data[i])) {
-        throw new DataError('NON_FINITE', `${name}: tensor ${JSON.stringify(key)} holds a non-finite value ${t.data[i]} at flat index ${i}; refusing to write it`);
+        throw new DataError(
+          'NON_FINITE',
+          `${name}: tensor ${JSON.stringify(key)} holds a non-finite value ${t.data[i]} at flat index ${i}; refusing to write it`,
+        );
       }
     }
     header[key] = { dtype: 'F64', shape: [...t.shape], data_offsets: [offset, offset + count * 8] };
@@ -92,11 +95,7 @@ export function encodeSafetensors(tensors: Record<string, TensorIn>, metadata?: 
 }
 
 /** Writes the checkpoint atomically: to a temporary file in the same folder, fsynced, then renamed. */
-export async function writeSafetensors(
-  path: string,
-  tensors: Record<string, TensorIn>,
-  metadata?: Record<string, string>,
-): Promise<void> {
+export async function writeSafetensors(path: string, tensors: Record<string, TensorIn>, metadata?: Record<string, string>): Promise<void> {
   const bytes = encodeSafetensors(tensors, metadata, path);
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let renamed = false;
@@ -124,7 +123,8 @@ function bad(name: string, what: string): DataError {
 }
 
 export function parseSafetensors(buf: Buffer, name: string): SafetensorsFile {
-  if (buf.length < 8) throw new DataError('TRUNCATED', `${name}: ${buf.length} bytes is too short for a safetensors file; expected an 8-byte header length first`);
+  if (buf.length < 8)
+    throw new DataError('TRUNCATED', `${name}: ${buf.length} bytes is too short for a safetensors file; expected an 8-byte header length first`);
   const n64 = buf.readBigUInt64LE(0);
   if (n64 === 0n || n64 > BigInt(MAX_HEADER_BYTES)) {
     throw bad(name, `header length ${n64} is out of range; expected 1..${MAX_HEADER_BYTES} bytes`);
@@ -213,7 +213,10 @@ export function parseSafetensors(buf: Buffer, name: string): SafetensorsFile {
     }
     for (let i = 0; i < count; i++) {
       if (!Number.isFinite(data[i])) {
-        throw new DataError('NON_FINITE', `${name}: tensor ${JSON.stringify(e.key)} holds a non-finite value ${data[i]} at flat index ${i}; expected finite weights`);
+        throw new DataError(
+          'NON_FINITE',
+          `${name}: tensor ${JSON.stringify(e.key)} holds a non-finite value ${data[i]} at flat index ${i}; expected finite weights`,
+        );
       }
     }
     tensors[e.key] = { shape: e.shape, dtype: e.dtype, data };

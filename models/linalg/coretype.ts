@@ -86,10 +86,7 @@ export function candidatesFromFlags(flags: ReadonlySet<string>): string[] {
 }
 
 /** First candidate whose probe succeeds, or null. */
-export function resolveCoretype(
-  candidates: readonly string[],
-  probe: (core: string) => ProbeOutcome,
-): { chosen: string | null; probes: ProbeOutcome[] } {
+export function resolveCoretype(candidates: readonly string[], probe: (core: string) => ProbeOutcome): { chosen: string | null; probes: ProbeOutcome[] } {
   const probes: ProbeOutcome[] = [];
   for (const core of candidates) {
     const outcome = probe(core);
@@ -237,16 +234,7 @@ function addonFingerprint(root: string): string {
 export function coretypeCachePath(cpu: CpuInfo | null = readCpuInfo(), root: string = packageRoot()): string | null {
   if (!cpu) return null;
   const key = createHash('sha256')
-    .update(
-      JSON.stringify([
-        CACHE_VERSION,
-        cpu.model,
-        [...cpu.flags].sort().join(' '),
-        process.arch,
-        process.versions.modules,
-        addonFingerprint(root),
-      ]),
-    )
+    .update(JSON.stringify([CACHE_VERSION, cpu.model, [...cpu.flags].sort().join(' '), process.arch, process.versions.modules, addonFingerprint(root)]))
     .digest('hex')
     .slice(0, 24);
   return path.join(os.tmpdir(), `immunize-openblas-coretype-${key}.json`);

@@ -34,16 +34,7 @@ interface NativeAddon {
   potrs(L: Mat, B: Mat): Mat;
   gesv(A: Mat, B: Mat): Mat;
   matvec(A: Mat, x: Float64Array, trans: boolean): Float64Array;
-  adamQuadraticStart(
-    H: Mat,
-    B: Mat,
-    learningRates: Float64Array,
-    c: number,
-    fStar: number,
-    gap: number,
-    target: number,
-    cap: number,
-  ): unknown;
+  adamQuadraticStart(H: Mat, B: Mat, learningRates: Float64Array, c: number, fStar: number, gap: number, target: number, cap: number): unknown;
   adamQuadraticJoin(job: unknown): AdamQuadraticResult;
   eigenDescent(
     lambdas: Float64Array,
@@ -86,9 +77,7 @@ function isDim(n: unknown): n is number {
 
 /** alpha·op(A)·op(B), or alpha·op(A)·op(B) + beta·out written into opts.out. */
 export function gemm(A: Mat, B: Mat, opts: GemmOptions = {}): Mat {
-  return call(() =>
-    native.gemm(A, B, !!opts.transA, !!opts.transB, opts.alpha ?? 1, opts.beta ?? 0, opts.out ?? null),
-  );
+  return call(() => native.gemm(A, B, !!opts.transA, !!opts.transB, opts.alpha ?? 1, opts.beta ?? 0, opts.out ?? null));
 }
 
 /** Full symmetric D×D alpha·XᵀX for X of shape N×D, or alpha·XᵀX + beta·out written into opts.out. */

@@ -8,13 +8,7 @@ export interface Mat {
   data: Float64Array;
 }
 
-export type LinalgErrorCode =
-  | 'NON_FINITE'
-  | 'SIZE_MISMATCH'
-  | 'NOT_POSITIVE_DEFINITE'
-  | 'SINGULAR'
-  | 'LAPACK_FAILED'
-  | 'BAD_ARGUMENT';
+export type LinalgErrorCode = 'NON_FINITE' | 'SIZE_MISMATCH' | 'NOT_POSITIVE_DEFINITE' | 'SINGULAR' | 'LAPACK_FAILED' | 'BAD_ARGUMENT';
 
 export interface EigenResult {
   /** Ascending eigenvalues. */

@@ -247,7 +247,8 @@ function ratioLine(name: string, k: { before: number | null; after: number | nul
 
 export function renderBackbone(r: BackboneResult): string[] {
   if (r.status === 'missing') {
-    const what = r.missing.length === Object.keys(BACKBONE_FILES).length ? 'no trained backbone' : `an incomplete trained backbone (missing ${r.missing.join(', ')})`;
+    const what =
+      r.missing.length === Object.keys(BACKBONE_FILES).length ? 'no trained backbone' : `an incomplete trained backbone (missing ${r.missing.join(', ')})`;
     return ['', `backbone: skipped, ${what} in ${shown(r.dir)}; make it with: ${r.hint}`];
   }
   const m = r.metrics;

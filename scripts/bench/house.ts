@@ -71,9 +71,7 @@ export function summarizeMethod(
   }
   const first = all[0];
   const same = (a: number | null, b: number | null) => a === b || (a !== null && b !== null && Math.abs(a - b) <= 1e-12 * Math.abs(a));
-  const deterministic = all.every(
-    (m) => same(m.rir, first.rir) && same(m.harmfulRatio, first.harmfulRatio) && same(m.benignRatio, first.benignRatio),
-  );
+  const deterministic = all.every((m) => same(m.rir, first.rir) && same(m.harmfulRatio, first.harmfulRatio) && same(m.benignRatio, first.benignRatio));
   const med = (key: keyof Metrics['timings']) => median(all.map((m) => m.timings[key]));
   return {
     method,
@@ -110,9 +108,19 @@ export async function runHouse(opts: { quick: boolean; progress: (msg: string) =
   if (opts.quick) skipped.push('paper (skipped with --quick)');
   else plan.push({ method: 'paper', runs: 1 });
   const methods = plan.map(({ method, runs }) => {
-    const s = summarizeMethod(method, runs, () => immunize(input, { ...ENGINE_DEFAULTS, method }).metrics, (m) => opts.progress(`house: ${m}`), method !== 'paper');
+    const s = summarizeMethod(
+      method,
+      runs,
+      () => immunize(input, { ...ENGINE_DEFAULTS, method }).metrics,
+      (m) => opts.progress(`house: ${m}`),
+      method !== 'paper',
+    );
     const judged = method !== 'paper';
-    return { ...s, meetsTarget: judged ? s.engineSeconds <= HOUSE_TARGET_SECONDS : null, solveMeetsTarget: judged ? s.solveSeconds <= HOUSE_TARGET_SECONDS : null };
+    return {
+      ...s,
+      meetsTarget: judged ? s.engineSeconds <= HOUSE_TARGET_SECONDS : null,
+      solveMeetsTarget: judged ? s.solveSeconds <= HOUSE_TARGET_SECONDS : null,
+    };
   });
   opts.progress('house: one-shot CLI demo runs');
   const oneShot = oneShotDemo(opts.quick ? 1 : 3);
@@ -181,7 +189,23 @@ export function renderHouse(r: HouseResult): string[] {
     'RIR uses the engine\'s robust κ, "RIR (paper κ)" the paper\'s S + 1e-6·I convention; harmful/benign × are κ after/before',
     '',
     ...table(
-      ['method', 'runs', 'engine', 'θ', 'metrics', 'attacks', 'RIR', 'RIR (paper κ)', 'harmful ×', 'benign ×', 'κ(θ)', 'verdict', 'steps (stop)', `θ ≤ ${r.targetSeconds} s`, `engine ≤ ${r.targetSeconds} s`],
+      [
+        'method',
+        'runs',
+        'engine',
+        'θ',
+        'metrics',
+        'attacks',
+        'RIR',
+        'RIR (paper κ)',
+        'harmful ×',
+        'benign ×',
+        'κ(θ)',
+        'verdict',
+        'steps (stop)',
+        `θ ≤ ${r.targetSeconds} s`,
+        `engine ≤ ${r.targetSeconds} s`,
+      ],
       rows,
       ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'left', 'left', 'right'],
     ),

@@ -298,7 +298,7 @@ export function renderKernels(r: KernelResult): string[] {
   const lines: string[] = [
     ...heading(`Synthetic problems (random data, ${DATA_ROWS} rows, seeded)`),
     `Gradient method: gradientImmunize with steps: ${GRADIENT_STEPS} on K = XᵀX/N of a benign and a harmful random data set.`,
-    'per step = interval between consecutive steps\' progress events (median, min–max); first step includes κ of both Gram',
+    "per step = interval between consecutive steps' progress events (median, min–max); first step includes κ of both Gram",
     'matrices; kernel floor = 6 gemm + 4 one-pair syevr from the kernel table below, one after another. A step does that',
     'work with one tridiagonal reduction per Hessian instead of two, and the two Hessians side by side, so it can beat 1×.',
     '',
@@ -345,6 +345,9 @@ export function renderKernels(r: KernelResult): string[] {
     );
     for (const k of s.kernels) if (k.note) lines.push(`  ${k.kernel}: ${k.note}`);
   }
-  lines.push('', r.allChecksOk ? 'all plain-JS results agree with the native ones' : 'MISMATCH: some plain-JS results disagree with the native ones (see above)');
+  lines.push(
+    '',
+    r.allChecksOk ? 'all plain-JS results agree with the native ones' : 'MISMATCH: some plain-JS results disagree with the native ones (see above)',
+  );
   return lines;
 }

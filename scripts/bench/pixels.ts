@@ -7,7 +7,8 @@ import { summarizeMethod, type MethodSummary } from './house.js';
 
 const CROP_DIM = 512;
 
-export const PIXEL_TARGET = 'the default method (spectral): verdict immunized, every first-order attacker measured, within ≤ 5 s of engine time (θ and attack simulations together)';
+export const PIXEL_TARGET =
+  'the default method (spectral): verdict immunized, every first-order attacker measured, within ≤ 5 s of engine time (θ and attack simulations together)';
 
 export interface PixelResult {
   dim: number;
@@ -65,7 +66,10 @@ export function runPixels(opts: { progress: (msg: string) => void }): PixelResul
     for (let i = 0; i < X.rows; i++) out.data.set(X.data.subarray(i * X.cols, i * X.cols + CROP_DIM), i * CROP_DIM);
     return out;
   };
-  const cropped = immunize({ benign: { ...pair.benign, X: crop(pair.benign.X) }, harmful: { ...pair.harmful, X: crop(pair.harmful.X) } }, ENGINE_DEFAULTS).metrics;
+  const cropped = immunize(
+    { benign: { ...pair.benign, X: crop(pair.benign.X) }, harmful: { ...pair.harmful, X: crop(pair.harmful.X) } },
+    ENGINE_DEFAULTS,
+  ).metrics;
   const at512 = { dim: CROP_DIM, verdict: cropped.verdict, timings: cropped.timings };
   const g = methods.find((m) => m.method === ENGINE_DEFAULTS.method);
   const misses: string[] = [];
@@ -104,15 +108,24 @@ export function renderPixels(r: PixelResult): string[] {
     `${m.steps} (${m.stopReason})`,
   ]);
   const lines = [
-    ...heading(`784-d pixel problem (pixelPair(): ${r.rows} rows per side, ${r.deadColumns} zero-variance columns; generated in ${num(r.generateSeconds, 2)} s)`),
+    ...heading(
+      `784-d pixel problem (pixelPair(): ${r.rows} rows per side, ${r.deadColumns} zero-variance columns; generated in ${num(r.generateSeconds, 2)} s)`,
+    ),
     `target: ${r.target}`,
     'one run per method; θ = solve time (statistics + optimisation); metrics include the attacks',
     '',
-    ...table(
-      ['method', 'engine', 'θ', 'metrics', 'attacks', 'harmful ×', 'benign ×', 'κ(θ)', 'verdict', 'steps (stop)'],
-      rows,
-      ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'left', 'left'],
-    ),
+    ...table(['method', 'engine', 'θ', 'metrics', 'attacks', 'harmful ×', 'benign ×', 'κ(θ)', 'verdict', 'steps (stop)'], rows, [
+      'left',
+      'right',
+      'right',
+      'right',
+      'right',
+      'right',
+      'right',
+      'right',
+      'left',
+      'left',
+    ]),
   ];
   lines.push(
     '',
@@ -149,6 +162,12 @@ export function renderVerdict(label: string, m: NonNullable<PixelResult['default
     const a = m.attacks.find((o) => o.attacker === attacker && o.data === data);
     return a ? `${a.stepsRaw} → ${a.stepsImmunized}: ${slowdownText(a)} (${a.status})` : 'not run';
   };
-  lines.push(...table(['attacker', 'harmful (want ≥ 2×)', 'benign (want ≤ 1.25×)'], attackers.map((a) => [a, cell(a, 'harmful'), cell(a, 'benign')]), ['left', 'left', 'left']));
+  lines.push(
+    ...table(
+      ['attacker', 'harmful (want ≥ 2×)', 'benign (want ≤ 1.25×)'],
+      attackers.map((a) => [a, cell(a, 'harmful'), cell(a, 'benign')]),
+      ['left', 'left', 'left'],
+    ),
+  );
   return lines;
 }

@@ -78,7 +78,12 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
       components: {
         securitySchemes: {
           apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <API key>' },
-          session: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE, description: 'set by POST /v1/session; POST and DELETE also need the x-csrf-token header' },
+          session: {
+            type: 'apiKey',
+            in: 'cookie',
+            name: SESSION_COOKIE,
+            description: 'set by POST /v1/session; POST and DELETE also need the x-csrf-token header',
+          },
         },
       },
       security: [{ apiKey: [] }, { session: [] }],
@@ -107,7 +112,11 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
       return reply.code(known.status).send(errorBody(known.code, known.message));
     }
     if (err.validation) {
-      return reply.code(400).send(errorBody('invalid_request', `${err.validationContext ?? 'request'} ${err.message.replace(/^(body|querystring|params|headers)\/?\s*/, '')}`.trim()));
+      return reply
+        .code(400)
+        .send(
+          errorBody('invalid_request', `${err.validationContext ?? 'request'} ${err.message.replace(/^(body|querystring|params|headers)\/?\s*/, '')}`.trim()),
+        );
     }
     const code = err.code ?? '';
     if (code === 'FST_REQ_FILE_TOO_LARGE' || code === 'FST_ERR_CTP_BODY_TOO_LARGE' || statusCode(err) === 413) {

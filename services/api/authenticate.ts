@@ -81,7 +81,11 @@ export async function authenticate(req: FastifyRequest, reply: FastifyReply, mod
     );
   }
   if (!SAFE_METHODS.has(req.method) && !req.server.sessions.checkCsrf(session.id, req.headers[CSRF_HEADER])) {
-    throw new ApiError(403, 'csrf_failed', `a request authenticated by the session cookie that changes state must send the session's token in the ${CSRF_HEADER} header`);
+    throw new ApiError(
+      403,
+      'csrf_failed',
+      `a request authenticated by the session cookie that changes state must send the session's token in the ${CSRF_HEADER} header`,
+    );
   }
   req.principal = session.principal;
   req.session = session;

@@ -125,7 +125,8 @@ export function parseCli(argv: string[]): CliCommand {
   if (command === 'demo') {
     if (rest[0] !== 'house-price') throw new UsageError(`unknown demo ${JSON.stringify(rest[0] ?? '')}: the available demo is house-price`);
     const method = v.method as JobSpec['method'] | undefined;
-    if (method && !['spectral', 'closed-form', 'gradient', 'paper'].includes(method)) throw new UsageError(`--method must be spectral, closed-form, gradient or paper`);
+    if (method && !['spectral', 'closed-form', 'gradient', 'paper'].includes(method))
+      throw new UsageError(`--method must be spectral, closed-form, gradient or paper`);
     return { command, demo: rest[0], method, out: v.out, json, debug };
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
@@ -139,7 +140,8 @@ type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositio
 function parseRemote(command: RemoteCommand, v: Flags, rest: string[], json: boolean, debug: boolean): CliCommand {
   const url = v.url ?? process.env.IMMUNIZE_URL ?? 'http://127.0.0.1:8080';
   const apiKey = v['api-key'] ?? process.env.IMMUNIZE_API_KEY;
-  if (!apiKey) throw new MissingApiKeyError('no API key: pass --api-key KEY or set IMMUNIZE_API_KEY to one of the keys the service was started with (IMMUNIZE_API_KEYS)');
+  if (!apiKey)
+    throw new MissingApiKeyError('no API key: pass --api-key KEY or set IMMUNIZE_API_KEY to one of the keys the service was started with (IMMUNIZE_API_KEYS)');
   const remote: RemoteOptions = { url, apiKey, idempotencyKey: v['idempotency-key'], name: v.name, watch: v.watch ?? false };
   if (command === 'submit') {
     if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
@@ -164,7 +166,8 @@ function preprocessFromFlags(v: Flags): Record<string, unknown> | undefined {
 function specFromFlags(v: Flags): ModeJobSpec {
   if (!v.benign || !v.harmful) throw new UsageError('--benign FILE and --harmful FILE are required');
   if (v['feature-tensor'] && !v.backbone) throw new UsageError('--feature-tensor needs --backbone');
-  if (v.mode !== undefined && v.mode !== 'linear-head' && v.mode !== 'last-block') throw new UsageError(`--mode must be linear-head or last-block, got ${JSON.stringify(v.mode)}`);
+  if (v.mode !== undefined && v.mode !== 'linear-head' && v.mode !== 'last-block')
+    throw new UsageError(`--mode must be linear-head or last-block, got ${JSON.stringify(v.mode)}`);
   const deep = v.mode === 'last-block';
   for (const flag of ['cut-tensor', 'allow-slow-backend', 'time-budget'] as const) {
     if (v[flag] !== undefined && !deep) throw new UsageError(`--${flag} needs --mode last-block`);
@@ -173,7 +176,12 @@ function specFromFlags(v: Flags): ModeJobSpec {
   if (v['benign-test-labels'] && !v['benign-test']) throw new UsageError('--benign-test-labels needs --benign-test FILE');
   // The same first N rows of each file that REST's rowLimit takes (the House Price demo uses 200).
   const rowLimit = number('row-limit', v['row-limit']);
-  const drop = v['drop-columns'] ? v['drop-columns'].split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  const drop = v['drop-columns']
+    ? v['drop-columns']
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : undefined;
   // One --drop-columns list serves both files, so a side's own label column is never dropped from it.
   const dropFor = (label?: string) => drop?.filter((c) => c !== label);
   const raw: Record<string, unknown> = {
@@ -185,7 +193,13 @@ function specFromFlags(v: Flags): ModeJobSpec {
     timeBudgetSeconds: number('time-budget', v['time-budget']),
     preprocess: preprocessFromFlags(v),
     benign: { dataset: v.benign, labels: v['benign-labels'], labelColumn: v['benign-label-column'], dropColumns: dropFor(v['benign-label-column']), rowLimit },
-    harmful: { dataset: v.harmful, labels: v['harmful-labels'], labelColumn: v['harmful-label-column'], dropColumns: dropFor(v['harmful-label-column']), rowLimit },
+    harmful: {
+      dataset: v.harmful,
+      labels: v['harmful-labels'],
+      labelColumn: v['harmful-label-column'],
+      dropColumns: dropFor(v['harmful-label-column']),
+      rowLimit,
+    },
     benignTest: v['benign-test']
       ? {
           dataset: v['benign-test'],

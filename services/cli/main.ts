@@ -70,7 +70,17 @@ export async function main(argv: string[]): Promise<number> {
     progress.end();
     const m = result.metrics;
     if (cmd.json) {
-      process.stdout.write(JSON.stringify({ type: 'result', out: cmd.out, verdict: m.verdict, rir: m.rir, benignRatio: m.benignRatio, harmfulRatio: m.harmfulRatio, artifacts: result.artifacts }) + '\n');
+      process.stdout.write(
+        JSON.stringify({
+          type: 'result',
+          out: cmd.out,
+          verdict: m.verdict,
+          rir: m.rir,
+          benignRatio: m.benignRatio,
+          harmfulRatio: m.harmfulRatio,
+          artifacts: result.artifacts,
+        }) + '\n',
+      );
     } else {
       process.stdout.write(summaryLines(m, { paperRow: cmd.command === 'demo' }).join('\n') + '\n');
       process.stdout.write(`artifacts in ${cmd.out}: ${result.artifacts.map((a) => a.name).join(', ')}\n`);

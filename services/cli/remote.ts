@@ -29,7 +29,12 @@ function unreachable(err: unknown, url: string): unknown {
   return new Error(`cannot reach the service at ${url}${why}: start it with \`npm run serve\`, or point --url / IMMUNIZE_URL at a running one`);
 }
 
-async function remoteCommand(cmd: CliCommand, write: (line: string) => void, progressLine: (text: string) => void, warn: (line: string) => void): Promise<number> {
+async function remoteCommand(
+  cmd: CliCommand,
+  write: (line: string) => void,
+  progressLine: (text: string) => void,
+  warn: (line: string) => void,
+): Promise<number> {
   const r = cmd.remote!;
   const client = new ImmunizeClient({ baseUrl: r.url, apiKey: r.apiKey });
   switch (cmd.command) {
@@ -54,7 +59,11 @@ async function remoteCommand(cmd: CliCommand, write: (line: string) => void, pro
       await mkdir(cmd.out!, { recursive: true });
       for (const name of names) {
         const got = await client.download(job.id, name, join(cmd.out!, name));
-        write(cmd.json ? JSON.stringify({ type: 'downloaded', name, verified: true, ...got }) : `${name}  ${got.bytes} bytes  sha256 ${got.sha256}  matches the job record`);
+        write(
+          cmd.json
+            ? JSON.stringify({ type: 'downloaded', name, verified: true, ...got })
+            : `${name}  ${got.bytes} bytes  sha256 ${got.sha256}  matches the job record`,
+        );
       }
       return 0;
     }

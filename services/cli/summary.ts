@@ -3,7 +3,8 @@ import { slowdownText } from '../../models/engine/index.js';
 
 const PAPER_TABLE1 = { harmfulRatio: 18.92, benignRatio: 0.053, rir: 356.2 };
 
-const fmt = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : Math.abs(x) >= 1e4 || Math.abs(x) < 1e-2 ? x.toExponential(3) : x.toFixed(3));
+const fmt = (x: number | null | undefined) =>
+  x === null || x === undefined ? 'n/a' : Math.abs(x) >= 1e4 || Math.abs(x) < 1e-2 ? x.toExponential(3) : x.toFixed(3);
 
 interface DeepSummary {
   draws: number;
@@ -25,11 +26,19 @@ export function summaryLines(m: Metrics, opts: { paperRow?: boolean } = {}): str
     `method ${m.method}   D=${m.dim}   rows benign ${m.rows.benign}, harmful ${m.rows.harmful}   OpenBLAS core ${m.openblasCore}`,
     `${''.padEnd(19)}${'harmful ratio ↑'.padEnd(18)}${'benign ratio ↓'.padEnd(17)}RIR ↑`,
   ];
-  const robust = "(rank-aware κ: eigenvalues above D·ε·λ_max; the verdict uses it)";
+  const robust = '(rank-aware κ: eigenvalues above D·ε·λ_max; the verdict uses it)';
   if (opts.paperRow) {
     // The comparison with the paper uses the paper's own κ rule on both sides.
     lines.push(row('paper Table 1', PAPER_TABLE1.harmfulRatio, PAPER_TABLE1.benignRatio, PAPER_TABLE1.rir, "(the paper's κ rule: S + 1e-6·I)"));
-    lines.push(row('ours, same rule', m.paperConvention.harmfulRatio, m.paperConvention.benignRatio, m.paperConvention.rir, "(our θ, the paper's κ rule: the like-for-like comparison)"));
+    lines.push(
+      row(
+        'ours, same rule',
+        m.paperConvention.harmfulRatio,
+        m.paperConvention.benignRatio,
+        m.paperConvention.rir,
+        "(our θ, the paper's κ rule: the like-for-like comparison)",
+      ),
+    );
     lines.push(row('ours', m.harmfulRatio, m.benignRatio, m.rir, robust));
   } else {
     lines.push(row('immunize (ours)', m.harmfulRatio, m.benignRatio, m.rir, robust));
@@ -38,8 +47,12 @@ export function summaryLines(m: Metrics, opts: { paperRow?: boolean } = {}): str
   if (deep) {
     const ms = (v: { mean: number | null; std: number | null }) => `${fmt(v.mean)} ± ${fmt(v.std)}`;
     const extra = m as Metrics & { tfjsBackend?: string; checkpoint?: { maxTailFeatureDiff?: number } };
-    lines.push(`last block (${deep.draws} draws of ${deep.sampleSize}): harmful ratio ${ms(deep.harmfulRatio)}, benign ratio ${ms(deep.benignRatio)}, RIR ${ms(deep.rir)}`);
-    lines.push(`tfjs backend ${extra.tfjsBackend ?? 'n/a'}, ${deep.training.accepted}/${deep.training.steps} steps kept, immunized.onnx vs trained block: max |Δfeature| ${fmt(extra.checkpoint?.maxTailFeatureDiff)}`);
+    lines.push(
+      `last block (${deep.draws} draws of ${deep.sampleSize}): harmful ratio ${ms(deep.harmfulRatio)}, benign ratio ${ms(deep.benignRatio)}, RIR ${ms(deep.rir)}`,
+    );
+    lines.push(
+      `tfjs backend ${extra.tfjsBackend ?? 'n/a'}, ${deep.training.accepted}/${deep.training.steps} steps kept, immunized.onnx vs trained block: max |Δfeature| ${fmt(extra.checkpoint?.maxTailFeatureDiff)}`,
+    );
   } else {
     const reference = m.warnings.some((w) => w.field === 'rirBound');
     lines.push(
@@ -57,7 +70,9 @@ export function summaryLines(m: Metrics, opts: { paperRow?: boolean } = {}): str
   lines.push(optimizerLine(m));
   lines.push('attack steps to target (raw → immunized; ≥ ×N: the run stopped at its cap, so N is a lower bound; below ×1 is a speed-up):');
   for (const a of m.attacks) {
-    lines.push(`  ${a.attacker.padEnd(22)} ${a.data.padEnd(8)} ${String(a.stepsRaw).padStart(6)} → ${String(a.stepsImmunized).padStart(6)}${a.capped ? ' (cap)' : '      '}  ${slowdownText(a).padEnd(18)} ${a.status}`);
+    lines.push(
+      `  ${a.attacker.padEnd(22)} ${a.data.padEnd(8)} ${String(a.stepsRaw).padStart(6)} → ${String(a.stepsImmunized).padStart(6)}${a.capped ? ' (cap)' : '      '}  ${slowdownText(a).padEnd(18)} ${a.status}`,
+    );
   }
   lines.push(`engine time ${m.timings.engineSeconds.toFixed(3)} s (θ ${m.timings.solveSeconds.toFixed(3)} s, attacks ${m.timings.attackSeconds.toFixed(3)} s)`);
   lines.push(`verdict: ${m.verdict.toUpperCase()}`);

@@ -67,7 +67,11 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Benign images: noise plus one of `classes` fixed patterns (the label); harmful: a few other patterns mixed. */
-export function patternImages(n: number, seed: number, opts: { classes?: number; lowRank?: number; amplitude?: number }): { images: Float32Array; labels: Float64Array } {
+export function patternImages(
+  n: number,
+  seed: number,
+  opts: { classes?: number; lowRank?: number; amplitude?: number },
+): { images: Float32Array; labels: Float64Array } {
   const next = normals(seed);
   const per = 3 * SIZE * SIZE;
   const count = opts.classes ?? opts.lowRank ?? 1;

@@ -5,14 +5,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  candidatesFromFlags,
-  parseCpuInfo,
-  probeCoretype,
-  readCpuInfo,
-  resolveCoretype,
-  type ProbeOutcome,
-} from '../../models/linalg/coretype.js';
+import { candidatesFromFlags, parseCpuInfo, probeCoretype, readCpuInfo, resolveCoretype, type ProbeOutcome } from '../../models/linalg/coretype.js';
 
 const AVX512 = ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'];
 const cpu = readCpuInfo();
@@ -90,10 +83,12 @@ describe('coretype selection logic', () => {
 
   it('falls back to the next candidate when a probe fails', () => {
     const tried: string[] = [];
-    const probe = (failing: string[]) => (core: string): ProbeOutcome => {
-      tried.push(core);
-      return { core, ok: !failing.includes(core), reason: failing.includes(core) ? 'killed by SIGILL' : undefined };
-    };
+    const probe =
+      (failing: string[]) =>
+      (core: string): ProbeOutcome => {
+        tried.push(core);
+        return { core, ok: !failing.includes(core), reason: failing.includes(core) ? 'killed by SIGILL' : undefined };
+      };
     assert.deepEqual(resolveCoretype(['SkylakeX', 'Haswell'], probe([])).chosen, 'SkylakeX');
     assert.deepEqual(tried, ['SkylakeX']);
     tried.length = 0;

@@ -57,8 +57,7 @@ function f64Bytes(values: number[], bigEndian = false): Buffer {
   return b;
 }
 
-const dict = (descr: string, shape: string, fortran = 'False'): string =>
-  `{'descr': '${descr}', 'fortran_order': ${fortran}, 'shape': ${shape}, }`;
+const dict = (descr: string, shape: string, fortran = 'False'): string => `{'descr': '${descr}', 'fortran_order': ${fortran}, 'shape': ${shape}, }`;
 
 // ---------------------------------------------------------------------------------------------
 
@@ -316,13 +315,33 @@ describe('csv', () => {
   });
 
   it('rejects unknown label or drop columns, listing the available ones', async () => {
-    const table = { header: ['a', 'b'], rows: [['1', '2'], ['3', '4']], source: 'cols.csv' };
-    await expectDataError(() => prepareCsv(table, { labelColumn: 'price' }), 'MISSING_COLUMN', /cols\.csv: no column named "price"; available columns: "a", "b"/);
+    const table = {
+      header: ['a', 'b'],
+      rows: [
+        ['1', '2'],
+        ['3', '4'],
+      ],
+      source: 'cols.csv',
+    };
+    await expectDataError(
+      () => prepareCsv(table, { labelColumn: 'price' }),
+      'MISSING_COLUMN',
+      /cols\.csv: no column named "price"; available columns: "a", "b"/,
+    );
     await expectDataError(() => prepareCsv(table, { dropColumns: ['c'] }), 'MISSING_COLUMN', /"c".*"a", "b"/);
   });
 
   it('rejects non-finite cells and bad row limits', () => {
-    const mk = (v: string) => ({ header: ['a', 'b'], rows: [['1', 'x'], [v, 'y'], ['2', 'z']], source: 'nf.csv', lines: [2, 3, 4] });
+    const mk = (v: string) => ({
+      header: ['a', 'b'],
+      rows: [
+        ['1', 'x'],
+        [v, 'y'],
+        ['2', 'z'],
+      ],
+      source: 'nf.csv',
+      lines: [2, 3, 4],
+    });
     for (const v of ['inf', 'NaN', '-Infinity', '1e999']) {
       assert.throws(
         () => prepareCsv(mk(v)),
@@ -331,8 +350,14 @@ describe('csv', () => {
       );
     }
     // Near-overflow values overflow during standardization.
-    assert.throws(() => prepareCsv(mk('-1.7e308')), (e: unknown) => e instanceof DataError && e.code === 'NON_FINITE' && /overflows/.test(e.message));
-    assert.throws(() => prepareCsv(mk('1'), { rowLimit: 0 }), (e: unknown) => e instanceof DataError && e.code === 'BAD_ARGUMENT');
+    assert.throws(
+      () => prepareCsv(mk('-1.7e308')),
+      (e: unknown) => e instanceof DataError && e.code === 'NON_FINITE' && /overflows/.test(e.message),
+    );
+    assert.throws(
+      () => prepareCsv(mk('1'), { rowLimit: 0 }),
+      (e: unknown) => e instanceof DataError && e.code === 'BAD_ARGUMENT',
+    );
   });
 });
 
@@ -377,7 +402,10 @@ describe('safetensors', () => {
     // Overwrite in place; no temporary files are left behind.
     await writeSafetensors(p('ck.safetensors'), { w });
     assert.deepEqual(Object.keys(await readSafetensors(p('ck.safetensors'))), ['w']);
-    assert.deepEqual((await readdir(dir)).filter((f) => f.includes('ck.safetensors')), ['ck.safetensors']);
+    assert.deepEqual(
+      (await readdir(dir)).filter((f) => f.includes('ck.safetensors')),
+      ['ck.safetensors'],
+    );
   });
 
   it('reads F32 tensors as float64', () => {
@@ -401,8 +429,26 @@ describe('safetensors', () => {
     assert.ok(parseSafetensors(rawSafetensors(ok, d16), 'ok'));
     const cases: [string, Buffer, string, RegExp][] = [
       ['tiny', Buffer.alloc(5), 'TRUNCATED', /too short/],
-      ['hugelen', (() => { const b = rawSafetensors(ok, d16); b.writeBigUInt64LE(2n ** 40n, 0); return b; })(), 'BAD_FORMAT', /header length/],
-      ['pastend', (() => { const b = rawSafetensors(ok, d16); b.writeBigUInt64LE(BigInt(b.length), 0); return b; })(), 'TRUNCATED', /header length/],
+      [
+        'hugelen',
+        (() => {
+          const b = rawSafetensors(ok, d16);
+          b.writeBigUInt64LE(2n ** 40n, 0);
+          return b;
+        })(),
+        'BAD_FORMAT',
+        /header length/,
+      ],
+      [
+        'pastend',
+        (() => {
+          const b = rawSafetensors(ok, d16);
+          b.writeBigUInt64LE(BigInt(b.length), 0);
+          return b;
+        })(),
+        'TRUNCATED',
+        /header length/,
+      ],
       ['notjson', Buffer.concat([Buffer.from([8, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{"x": 1 ')]), 'BAD_FORMAT', /not valid UTF-8 JSON/],
       ['array', rawSafetensors([1, 2], Buffer.alloc(0)), 'BAD_FORMAT', /JSON object/],
       ['outofbounds', rawSafetensors({ x: { dtype: 'F64', shape: [3], data_offsets: [0, 24] } }, d16), 'BAD_FORMAT', /outside the 16-byte data section/],
@@ -414,12 +460,7 @@ describe('safetensors', () => {
         'BAD_FORMAT',
         /overlaps/,
       ],
-      [
-        'gap',
-        rawSafetensors({ x: { dtype: 'F64', shape: [1], data_offsets: [8, 16] } }, d16),
-        'BAD_FORMAT',
-        /gap.*expected 0/,
-      ],
+      ['gap', rawSafetensors({ x: { dtype: 'F64', shape: [1], data_offsets: [8, 16] } }, d16), 'BAD_FORMAT', /gap.*expected 0/],
       ['trailing', rawSafetensors(ok, Buffer.concat([d16, Buffer.alloc(8)])), 'BAD_FORMAT', /cover 16 bytes.*holds 24/],
       ['dtype', rawSafetensors({ x: { dtype: 'I64', shape: [2], data_offsets: [0, 16] } }, d16), 'BAD_DTYPE', /I64.*expected F64 or F32/],
       ['shape', rawSafetensors({ x: { dtype: 'F64', shape: [-2], data_offsets: [0, 16] } }, d16), 'BAD_FORMAT', /shape/],
@@ -460,7 +501,7 @@ describe('dataset', () => {
     assert.equal(r.X.rows, 2);
     // f: [1,2,3] → [-1,0,1]; g: codes [0,1,0], mean 1/3, sample sd sqrt(1/3)
     const s = Math.sqrt(1 / 3);
-    assertClose(r.X.data, [-1, -(1 / 3) / s, 0, (2 / 3) / s], 'csv dataset');
+    assertClose(r.X.data, [-1, -(1 / 3) / s, 0, 2 / 3 / s], 'csv dataset');
     assert.deepEqual([...r.y!], [-1, 0]);
   });
 
@@ -558,14 +599,22 @@ describe('house price', () => {
       assert.ok(col('LotFrontage').includes(''));
       const jLf = hp.featureNames.indexOf('LotFrontage');
       const lf = zscoreByHand(num('LotFrontage'));
-      assertClose(Array.from({ length: 200 }, (_, i) => split.X.data[i * 79 + jLf]), lf.slice(0, 200), `${file} LotFrontage`);
+      assertClose(
+        Array.from({ length: 200 }, (_, i) => split.X.data[i * 79 + jLf]),
+        lf.slice(0, 200),
+        `${file} LotFrontage`,
+      );
 
       // Alley: categorical with missing cells (→ category '0'), label-encoded by sorted order.
       const alley = col('Alley').map((v) => (v === '' || v === 'NA' ? '0' : v));
       const cats = [...new Set(alley)].sort();
       const jAl = hp.featureNames.indexOf('Alley');
       const al = zscoreByHand(alley.map((v) => cats.indexOf(v)));
-      assertClose(Array.from({ length: 100 }, (_, i) => testSplit.X.data[i * 79 + jAl]), al.slice(200, 300), `${file} Alley`);
+      assertClose(
+        Array.from({ length: 100 }, (_, i) => testSplit.X.data[i * 79 + jAl]),
+        al.slice(200, 300),
+        `${file} Alley`,
+      );
     }
   });
 });

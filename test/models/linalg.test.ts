@@ -220,7 +220,12 @@ describe('gemm', () => {
     const out = randMat(3, 4, r);
     const before = out.data.slice();
     gemm(mat(3, 0), mat(0, 4), { out, beta: 2 });
-    assertClose(out.data, before.map((v) => 2 * v), 0, 'K=0 with beta');
+    assertClose(
+      out.data,
+      before.map((v) => 2 * v),
+      0,
+      'K=0 with beta',
+    );
     assert.equal(gemm(mat(0, 5), randMat(5, 2, r)).data.length, 0);
   });
 
@@ -267,7 +272,12 @@ describe('syrk', () => {
 
   it('applies alpha', () => {
     const X = randMat(10, 4, r);
-    assertClose(syrk(X, { alpha: -3 }).data, naiveMul(X, X, true, false).data.map((v) => -3 * v), 1e-12, 'alpha');
+    assertClose(
+      syrk(X, { alpha: -3 }).data,
+      naiveMul(X, X, true, false).data.map((v) => -3 * v),
+      1e-12,
+      'alpha',
+    );
   });
 
   it('streams row chunks with beta = 1', () => {
@@ -287,7 +297,12 @@ describe('syrk', () => {
     const out = syrk(randMat(6, 3, r));
     const before = out.data.slice();
     syrk(mat(0, 3), { out, beta: 0.5 });
-    assertClose(out.data, before.map((v) => 0.5 * v), 0, 'zero rows');
+    assertClose(
+      out.data,
+      before.map((v) => 0.5 * v),
+      0,
+      'zero rows',
+    );
     expectCode(() => syrk(randMat(4, 3, r), { out: mat(3, 4) }), 'SIZE_MISMATCH');
     expectCode(() => syrk(randMat(4, 3, r), { beta: 1 }), 'BAD_ARGUMENT');
     const X = randMat(3, 3, r);
@@ -335,7 +350,12 @@ describe('syevr', () => {
     const d = [7, -3, 0.5, 11, 2, -1, 2.000001, 4];
     const S = knownSpectrum(d, r);
     const { values, vectors } = syevr(S);
-    assertClose(values, [...d].sort((a, b) => a - b), 1e-12 * 11, 'known spectrum');
+    assertClose(
+      values,
+      [...d].sort((a, b) => a - b),
+      1e-12 * 11,
+      'known spectrum',
+    );
     assert.ok(vectors);
     checkEigenpairs(S, values, vectors, 'known spectrum');
   });
@@ -564,7 +584,8 @@ describe('congruenceExtremes', () => {
     it(`gives θᵀKθ and its extreme pairs for each K (n = ${n})`, () => {
       const theta = randMat(n, n, r);
       const Ks = [randSpd(n, r), naiveMul(randMat(n - 2, n, r), randMat(n - 2, n, r), true)];
-      for (const K of Ks) for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) K.data[i * n + j] = K.data[j * n + i] = (K.data[i * n + j] + K.data[j * n + i]) / 2;
+      for (const K of Ks)
+        for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) K.data[i * n + j] = K.data[j * n + i] = (K.data[i * n + j] + K.data[j * n + i]) / 2;
       const lows = [0, 2];
       const got = congruenceExtremes(theta, Ks, lows);
       assert.equal(got.length, 2);

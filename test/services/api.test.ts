@@ -12,7 +12,21 @@ import { encodeNpy } from '../../models/io/npy.js';
 import { encodeOnnx } from '../../scripts/fixtures/onnxMinimal.js';
 import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
 import type { RunningServer } from '../../services/server.js';
-import { ADMIN, ADMIN_KEY, ALICE, ALICE_KEY, BOB, cleanup, eventually, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
+import {
+  ADMIN,
+  ADMIN_KEY,
+  ALICE,
+  ALICE_KEY,
+  BOB,
+  cleanup,
+  eventually,
+  multipart,
+  randomNpy,
+  requireRedis,
+  start,
+  type TestEnv,
+  testEnv,
+} from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();
@@ -56,10 +70,14 @@ async function getJob(headers: Record<string, string>, id: string): Promise<Doc>
 }
 
 function waitStatus(id: string, statuses: string[], timeoutMs = 60_000): Promise<Doc> {
-  return eventually(`job ${id} to be ${statuses.join(' or ')}`, async () => {
-    const d = await getJob(ALICE, id);
-    return statuses.includes(d.status) ? d : undefined;
-  }, timeoutMs);
+  return eventually(
+    `job ${id} to be ${statuses.join(' or ')}`,
+    async () => {
+      const d = await getJob(ALICE, id);
+      return statuses.includes(d.status) ? d : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 function expectError(r: { statusCode: number; body: string }, status: number, code: string, message?: RegExp): void {
@@ -172,7 +190,10 @@ describe('uploads', () => {
     const body = b.json();
     assert.equal(body.sha256, sha(model));
     assert.deepEqual(body.inputs, [{ name: 'pixels', elemType: 'float32', shape: [1, 3, 32, 32] }]);
-    assert.deepEqual(body.outputs.map((o: { name: string }) => o.name), ['features']);
+    assert.deepEqual(
+      body.outputs.map((o: { name: string }) => o.name),
+      ['features'],
+    );
     const meta = await api.inject({ url: `/v1/backbones/${body.id}`, headers: ALICE });
     assert.equal(meta.statusCode, 200);
     assert.equal((await api.inject({ url: `/v1/datasets/${body.id}`, headers: ALICE })).statusCode, 404);
@@ -189,7 +210,14 @@ describe('uploads', () => {
       ['header only', good.subarray(0, 20), 'head.npy', 400, 'invalid_npy', /header/],
       ['NaN', nan, 'nan.npy', 400, 'non_finite', /non-finite value NaN at row 1, column 0/],
       ['3-D', cube, 'cube.npy', 400, 'invalid_npy', /\(2, 2, 2\)/],
-      ['integer features', encodeNpy({ rows: 2, cols: 2, data: new Float64Array([1, 2, 3, 4]) }, 'i4'), 'int.npy', 400, 'invalid_npy', /integer dtype i4 is accepted only for label vectors/],
+      [
+        'integer features',
+        encodeNpy({ rows: 2, cols: 2, data: new Float64Array([1, 2, 3, 4]) }, 'i4'),
+        'int.npy',
+        400,
+        'invalid_npy',
+        /integer dtype i4 is accepted only for label vectors/,
+      ],
       ['ragged csv', Buffer.from('a,b\n1,2\n3\n'), 'ragged.csv', 400, 'invalid_csv', /line 3 has 1 field/],
       ['inf in csv', Buffer.from('a,b\n1,2\n3,inf\n'), 'inf.csv', 400, 'non_finite', /"inf" is not a finite number/],
       ['header-only csv', Buffer.from('a,b\n'), 'empty.csv', 400, 'invalid_csv', /no data rows/],
@@ -206,12 +234,21 @@ describe('uploads', () => {
       expectError(r, status, code, message);
     }
     const leftovers = await readdir(join(t.dataDir, 'uploads'));
-    assert.deepEqual(leftovers.filter((f) => !f.startsWith('.probe')), [], 'refused uploads leave no temporary file');
+    assert.deepEqual(
+      leftovers.filter((f) => !f.startsWith('.probe')),
+      [],
+      'refused uploads leave no temporary file',
+    );
   });
 
   it('refuses a request without a file part, or not multipart', async () => {
     const wrong = multipart('x.npy', Buffer.from('1'), 'data');
-    expectError(await api.inject({ method: 'POST', url: '/v1/datasets', headers: { ...ALICE, ...wrong.headers }, payload: wrong.payload }), 400, 'missing_file', /"data"/);
+    expectError(
+      await api.inject({ method: 'POST', url: '/v1/datasets', headers: { ...ALICE, ...wrong.headers }, payload: wrong.payload }),
+      400,
+      'missing_file',
+      /"data"/,
+    );
     expectError(await api.inject({ method: 'POST', url: '/v1/datasets', headers: ALICE, payload: { file: 'x' } }), 415, 'unsupported_media_type');
   });
 
@@ -291,7 +328,7 @@ describe('jobs', () => {
     expectError(bad, 400, 'invalid_json');
   });
 
-  it('checks a backbone job\'s references and image shapes at submit', async () => {
+  it("checks a backbone job's references and image shapes at submit", async () => {
     const model = Buffer.from(resnetFixture({ imageSize: 8, widths: [4, 4, 4, 4], blocks: [1, 1, 1, 1], classes: 3 }).model.bytes);
     const b = await upload(ALICE, 'net.onnx', model, '/v1/backbones');
     assert.equal(b.statusCode, 201, b.body);
@@ -306,13 +343,22 @@ describe('jobs', () => {
     expectError(await submit(ALICE, spec(harmful)), 400, 'invalid_spec', /harmful\.dataset: with a backbone the data are images/);
     expectError(await submit(ALICE, spec(small.json().id, 'b0000000000000000000000000')), 404, 'not_found', /backbone/);
     expectError(await submit(BOB, spec(small.json().id)), 404, 'not_found');
-    expectError(await submit(ALICE, { benign: { dataset: small.json().id }, harmful: { dataset: small.json().id } }), 400, 'invalid_spec', /images \(give the job a backbone\)/);
+    expectError(
+      await submit(ALICE, { benign: { dataset: small.json().id }, harmful: { dataset: small.json().id } }),
+      400,
+      'invalid_spec',
+      /images \(give the job a backbone\)/,
+    );
   });
 
   it('honours Idempotency-Key: same key and body → same job; other body → 409; no key → a new job', async () => {
     const spec = { benign: { dataset: benign }, harmful: { dataset: harmful }, method: 'closed-form', seed: 1 };
     const a = await submit(ALICE, spec, { 'idempotency-key': 'key-1' });
-    const b = await submit(ALICE, { seed: 1, method: 'closed-form', harmful: { dataset: harmful }, benign: { dataset: benign } }, { 'idempotency-key': 'key-1' });
+    const b = await submit(
+      ALICE,
+      { seed: 1, method: 'closed-form', harmful: { dataset: harmful }, benign: { dataset: benign } },
+      { 'idempotency-key': 'key-1' },
+    );
     assert.equal(a.statusCode, 202, a.body);
     assert.equal(b.statusCode, 202, b.body);
     assert.equal(b.json().id, a.json().id);
@@ -404,7 +450,9 @@ describe('jobs', () => {
     assert.ok(doc.progress < 0.7, `stopped during optimization (progress ${doc.progress})`);
     assert.deepEqual(doc.artifacts, []);
     assert.ok(!existsSync(join(t.dataDir, 'jobs', id, 'artifacts')));
-    await eventually('the attempt directory to be removed', async () => (existsSync(join(t.dataDir, 'jobs', id, 'attempts')) && (await readdir(join(t.dataDir, 'jobs', id, 'attempts'))).length > 0 ? undefined : true));
+    await eventually('the attempt directory to be removed', async () =>
+      existsSync(join(t.dataDir, 'jobs', id, 'attempts')) && (await readdir(join(t.dataDir, 'jobs', id, 'attempts'))).length > 0 ? undefined : true,
+    );
     assert.equal((await getJob(ALICE, queued)).status, 'cancelled');
     // Cancelling a finished job changes nothing.
     const again = await api.inject({ method: 'DELETE', url: `/v1/jobs/${completed}`, headers: ALICE });
@@ -498,14 +546,21 @@ describe('limits', () => {
     const res = await fetch(`${small.url}/v1/datasets`, { method: 'POST', headers: BOB, body: form });
     assert.equal(res.status, 413);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'payload_too_large');
-    assert.deepEqual((await readdir(join(smallEnv.dataDir, 'uploads'))).filter((f) => !f.startsWith('.probe')), []);
+    assert.deepEqual(
+      (await readdir(join(smallEnv.dataDir, 'uploads'))).filter((f) => !f.startsWith('.probe')),
+      [],
+    );
     assert.deepEqual(await readdir(join(smallEnv.dataDir, 'datasets')), []);
   });
 
   it('rate-limits per API key', async () => {
     const statuses: number[] = [];
     for (let i = 0; i < 7; i++) statuses.push((await small.api!.inject({ url: '/v1/jobs', headers: ALICE })).statusCode);
-    assert.deepEqual(statuses.slice(0, 4).every((s) => s === 200), true, statuses.join());
+    assert.deepEqual(
+      statuses.slice(0, 4).every((s) => s === 200),
+      true,
+      statuses.join(),
+    );
     const limited = await small.api!.inject({ url: '/v1/jobs', headers: ALICE });
     expectError(limited, 429, 'rate_limited');
     // Another key has its own budget.

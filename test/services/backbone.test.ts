@@ -74,10 +74,14 @@ describe('backbone job', () => {
     });
     assert.equal(r.statusCode, 202, r.body);
     const id = r.json().id as string;
-    const doc = await eventually('the backbone job', async () => {
-      const d = (await api.inject({ url: `/v1/jobs/${id}`, headers: ALICE })).json();
-      return ['completed', 'failed'].includes(d.status) ? d : undefined;
-    }, 90_000);
+    const doc = await eventually(
+      'the backbone job',
+      async () => {
+        const d = (await api.inject({ url: `/v1/jobs/${id}`, headers: ALICE })).json();
+        return ['completed', 'failed'].includes(d.status) ? d : undefined;
+      },
+      90_000,
+    );
     assert.equal(doc.status, 'completed', JSON.stringify(doc.error));
     assert.equal(doc.metrics.dim, fixture.dim);
     const onnx = doc.artifacts.find((a: { name: string }) => a.name === 'immunized.onnx');
@@ -86,7 +90,10 @@ describe('backbone job', () => {
     assert.equal(dl.statusCode, 200);
     assert.equal(createHash('sha256').update(dl.rawPayload).digest('hex'), onnx.sha256);
     const immunized = inspectOnnx(dl.rawPayload, 'immunized.onnx');
-    assert.deepEqual(immunized.inputs.map((i) => i.name), info.inputs.map((i) => i.name));
+    assert.deepEqual(
+      immunized.inputs.map((i) => i.name),
+      info.inputs.map((i) => i.name),
+    );
   });
 
   it('refuses at submit, with a 4xx that says why: no classifier, an unknown tensor, images of the wrong size, no images', { timeout: 60_000 }, async () => {
@@ -104,9 +111,21 @@ describe('backbone job', () => {
     const good = (await uploadOk('/v1/datasets', 'good.npy', images(4, size, 3))).id as string;
     const wrongSize = (await uploadOk('/v1/datasets', 'big.npy', images(4, size + 8, 4))).id as string;
 
-    expect400(await submit({ backbone: headless, benign: { dataset: good }, harmful: { dataset: good } }), 'no_classifier', /classifier[\s\S]*candidate|Flatten/i);
-    expect400(await submit({ backbone: withHead, featureTensor: 'no/such/tensor', benign: { dataset: good }, harmful: { dataset: good } }), 'unknown_tensor', /no\/such\/tensor/);
-    expect400(await submit({ backbone: withHead, benign: { dataset: wrongSize }, harmful: { dataset: wrongSize } }), 'image_size', new RegExp(`3×${size + 8}×${size + 8} do not fit the backbone's input 3×${size}×${size}`));
+    expect400(
+      await submit({ backbone: headless, benign: { dataset: good }, harmful: { dataset: good } }),
+      'no_classifier',
+      /classifier[\s\S]*candidate|Flatten/i,
+    );
+    expect400(
+      await submit({ backbone: withHead, featureTensor: 'no/such/tensor', benign: { dataset: good }, harmful: { dataset: good } }),
+      'unknown_tensor',
+      /no\/such\/tensor/,
+    );
+    expect400(
+      await submit({ backbone: withHead, benign: { dataset: wrongSize }, harmful: { dataset: wrongSize } }),
+      'image_size',
+      new RegExp(`3×${size + 8}×${size + 8} do not fit the backbone's input 3×${size}×${size}`),
+    );
     const empty = await upload('/v1/datasets', 'empty.npy', encodeNpy({ shape: [0, 3, size, size], data: new Float64Array(0) }, 'f4'));
     assert.equal(empty.statusCode, 400, empty.body);
     assert.equal(empty.json().error.code, 'invalid_npy');
@@ -130,7 +149,9 @@ describe('backbone job', () => {
     assert.equal(deep.statusCode, 400, deep.body);
     assert.equal(deep.json().error.code, 'unsupported_operator');
     assert.match(deep.json().error.message, /HardSigmoid/);
-    const resnet = (await uploadOk('/v1/backbones', 'resnet.onnx', resnetFixture({ imageSize: 8, widths: [4, 4, 4, 4], blocks: [1, 1, 1, 1], classes: 3 }).model.bytes)).id as string;
+    const resnet = (
+      await uploadOk('/v1/backbones', 'resnet.onnx', resnetFixture({ imageSize: 8, widths: [4, 4, 4, 4], blocks: [1, 1, 1, 1], classes: 3 }).model.bytes)
+    ).id as string;
     const cut = await submit({ backbone: resnet, mode: 'last-block', cutTensor: 'nope', benign: { dataset: imgs }, harmful: { dataset: imgs } });
     assert.equal(cut.statusCode, 400, cut.body);
     assert.equal(cut.json().error.code, 'cut_tensor');
@@ -145,7 +166,9 @@ describe('backbone job', () => {
       const px = Buffer.alloc(40 * 40 * 3);
       let s = seed;
       for (let i = 0; i < px.length; i++) px[i] = (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24;
-      return sharp(px, { raw: { width: 40, height: 40, channels: 3 } }).png().toBuffer();
+      return sharp(px, { raw: { width: 40, height: 40, channels: 3 } })
+        .png()
+        .toBuffer();
     };
     const archive = async (offset: number) =>
       tarOf(await Promise.all(Array.from({ length: 6 }, async (_, i) => [`set/${i % 2 ? 'cat' : 'dog'}/${i}.png`, await png(offset + i)] as [string, Buffer])));
@@ -163,7 +186,12 @@ describe('backbone job', () => {
     const junk = await upload('/v1/datasets', 'junk.tar', Buffer.alloc(2048, 7));
     assert.equal(junk.statusCode, 400, junk.body);
     assert.equal(junk.json().error.code, 'invalid_tar');
-    const noBackbone = await api.inject({ method: 'POST', url: '/v1/jobs', headers: ALICE, payload: { benign: { dataset: benign.id }, harmful: { dataset: harmful.id } } });
+    const noBackbone = await api.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: ALICE,
+      payload: { benign: { dataset: benign.id }, harmful: { dataset: harmful.id } },
+    });
     assert.equal(noBackbone.statusCode, 400, noBackbone.body);
     assert.match(noBackbone.json().error.message, /archive of images; give the job a backbone/);
 
@@ -171,13 +199,23 @@ describe('backbone job', () => {
       method: 'POST',
       url: '/v1/jobs',
       headers: ALICE,
-      payload: { backbone: backbone.id, benign: { dataset: benign.id }, harmful: { dataset: harmful.id }, method: 'closed-form', preprocess: { resize: 36, crop: size } },
+      payload: {
+        backbone: backbone.id,
+        benign: { dataset: benign.id },
+        harmful: { dataset: harmful.id },
+        method: 'closed-form',
+        preprocess: { resize: 36, crop: size },
+      },
     });
     assert.equal(r.statusCode, 202, r.body);
-    const doc = await eventually('the archive job', async () => {
-      const d = (await api.inject({ url: `/v1/jobs/${r.json().id}`, headers: ALICE })).json();
-      return ['completed', 'failed'].includes(d.status) ? d : undefined;
-    }, 90_000);
+    const doc = await eventually(
+      'the archive job',
+      async () => {
+        const d = (await api.inject({ url: `/v1/jobs/${r.json().id}`, headers: ALICE })).json();
+        return ['completed', 'failed'].includes(d.status) ? d : undefined;
+      },
+      90_000,
+    );
     assert.equal(doc.status, 'completed', JSON.stringify(doc.error));
     assert.equal(doc.metrics.dim, fixture.dim);
     assert.ok(doc.artifacts.some((a: { name: string }) => a.name === 'immunized.onnx'));

@@ -53,7 +53,10 @@ test('demo house-price writes the three artifacts and exits 0 when immunized', a
 test('--json prints JSON lines ending with the result', async () => {
   const out = await tmp();
   const r = await cli(['demo', 'house-price', '--json', '--out', out]);
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const last = lines[lines.length - 1];
   assert.equal(last.type, 'result');
   assert.ok(lines.some((l) => l.type === 'progress' && l.phase === 'optimize'));
@@ -74,15 +77,28 @@ test('evaluate refuses the degenerate θ that only shrinks the benign-zero colum
   const theta = new Float64Array(D * D);
   for (let j = 0; j < D; j++) theta[j * D + j] = zeroColumns.includes(j) ? 1e-4 : 1;
   await writeFile(join(dir, 'theta.safetensors'), encodeSafetensors({ theta: { shape: [D, D], data: theta } }));
-  for (const [name, split] of [['benign', hp.benign], ['harmful', hp.harmful]] as const) {
+  for (const [name, split] of [
+    ['benign', hp.benign],
+    ['harmful', hp.harmful],
+  ] as const) {
     await writeNpy(join(dir, `${name}.npy`), split.X);
     await writeNpy(join(dir, `${name}-y.npy`), { shape: [split.y!.length], data: split.y! });
   }
   const out = join(dir, 'out');
   const r = await cli([
-    'evaluate', '--benign', join(dir, 'benign.npy'), '--benign-labels', join(dir, 'benign-y.npy'),
-    '--harmful', join(dir, 'harmful.npy'), '--harmful-labels', join(dir, 'harmful-y.npy'),
-    '--theta', join(dir, 'theta.safetensors'), '--out', out,
+    'evaluate',
+    '--benign',
+    join(dir, 'benign.npy'),
+    '--benign-labels',
+    join(dir, 'benign-y.npy'),
+    '--harmful',
+    join(dir, 'harmful.npy'),
+    '--harmful-labels',
+    join(dir, 'harmful-y.npy'),
+    '--theta',
+    join(dir, 'theta.safetensors'),
+    '--out',
+    out,
   ]);
   const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
   assert.ok(metrics.harmfulRatio > 1e3, `harmful ratio ${metrics.harmfulRatio}`);
@@ -122,8 +138,21 @@ test('run --row-limit 200 reproduces the House Price demo exactly', async () => 
   const run = await tmp();
   await cli(['demo', 'house-price', '--out', demo]);
   const r = await cli([
-    'run', '--benign', join(DATA, 'D1.csv'), '--benign-label-column', 'LotArea', '--harmful', join(DATA, 'D2.csv'),
-    '--harmful-label-column', 'SalePrice', '--drop-columns', 'LotArea,SalePrice', '--row-limit', '200', '--out', run,
+    'run',
+    '--benign',
+    join(DATA, 'D1.csv'),
+    '--benign-label-column',
+    'LotArea',
+    '--harmful',
+    join(DATA, 'D2.csv'),
+    '--harmful-label-column',
+    'SalePrice',
+    '--drop-columns',
+    'LotArea,SalePrice',
+    '--row-limit',
+    '200',
+    '--out',
+    run,
   ]);
   const a = JSON.parse(await readFile(join(demo, 'metrics.json'), 'utf8'));
   const b = JSON.parse(await readFile(join(run, 'metrics.json'), 'utf8'));
@@ -136,7 +165,7 @@ test('run --row-limit 200 reproduces the House Price demo exactly', async () => 
   assert.match(bad.stderr, /--row-limit expects a number/);
 });
 
-test('the demo labels each ratio with its κ rule and compares with the paper under the paper\'s rule', async () => {
+test("the demo labels each ratio with its κ rule and compares with the paper under the paper's rule", async () => {
   const out = await tmp();
   const r = await cli(['demo', 'house-price', '--out', out]);
   const lines = r.stdout.split('\n');

@@ -36,19 +36,39 @@ after(async () => {
 
 function cli(args: string[], key = ALICE_KEY): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 120_000, env: { ...process.env, IMMUNIZE_URL: String(srv.url), IMMUNIZE_API_KEY: key } }, (err, stdout, stderr) => {
-      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { timeout: 120_000, env: { ...process.env, IMMUNIZE_URL: String(srv.url), IMMUNIZE_API_KEY: key } },
+      (err, stdout, stderr) => {
+        done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
 it('submits local files, watches to the verdict, and downloads verified artifacts', async () => {
   const submit = await cli([
-    'submit', '--benign', join(HOUSE, 'D1.csv'), '--benign-label-column', 'LotArea',
-    '--harmful', join(HOUSE, 'D2.csv'), '--harmful-label-column', 'SalePrice', '--drop-columns', 'LotArea,SalePrice',
-    '--idempotency-key', 'cli-remote-1', '--watch', '--json',
+    'submit',
+    '--benign',
+    join(HOUSE, 'D1.csv'),
+    '--benign-label-column',
+    'LotArea',
+    '--harmful',
+    join(HOUSE, 'D2.csv'),
+    '--harmful-label-column',
+    'SalePrice',
+    '--drop-columns',
+    'LotArea,SalePrice',
+    '--idempotency-key',
+    'cli-remote-1',
+    '--watch',
+    '--json',
   ]);
-  const lines = submit.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const lines = submit.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const submitted = lines.find((l) => l.type === 'submitted');
   const result = lines[lines.length - 1];
   assert.ok(submitted?.id, submit.stderr);
@@ -116,7 +136,9 @@ it('refuses to submit a folder of images and says how to pack it', async () => {
 
 it('names the address and what to do when the service cannot be reached', async () => {
   const down = await new Promise<{ code: number; stderr: string }>((done) => {
-    execFile(process.execPath, [CLI, 'status', 'job_x', '--url', 'http://127.0.0.1:9', '--api-key', ALICE_KEY], (err, _o, stderr) => done({ code: err ? Number(err.code) : 0, stderr }));
+    execFile(process.execPath, [CLI, 'status', 'job_x', '--url', 'http://127.0.0.1:9', '--api-key', ALICE_KEY], (err, _o, stderr) =>
+      done({ code: err ? Number(err.code) : 0, stderr }),
+    );
   });
   assert.equal(down.code, 1);
   assert.match(down.stderr, /cannot reach the service at http:\/\/127\.0\.0\.1:9/);

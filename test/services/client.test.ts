@@ -43,7 +43,12 @@ describe('REST client', () => {
     assert.equal((await client.status(id)).status, 'completed');
     const dest = join(t.dataDir, 'theta.safetensors');
     const got = await client.download(id, 'theta.safetensors', dest);
-    assert.equal(createHash('sha256').update(await readFile(dest)).digest('hex'), got.sha256);
+    assert.equal(
+      createHash('sha256')
+        .update(await readFile(dest))
+        .digest('hex'),
+      got.sha256,
+    );
     assert.deepEqual(await client.cancel(id), { id, status: 'completed' });
   });
 

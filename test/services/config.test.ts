@@ -43,7 +43,10 @@ describe('config', () => {
       IMMUNIZE_LOG_LEVEL: 'loud',
     });
     for (const name of ['PORT', 'REDIS_URL', 'IMMUNIZE_MAX_UPLOAD_BYTES', 'IMMUNIZE_RETENTION_DAYS', 'IMMUNIZE_RATE_LIMIT', 'IMMUNIZE_LOG_LEVEL']) {
-      assert.ok(p.some((line) => line.startsWith(name)), `no problem names ${name}: ${p.join(' | ')}`);
+      assert.ok(
+        p.some((line) => line.startsWith(name)),
+        `no problem names ${name}: ${p.join(' | ')}`,
+      );
     }
   });
 

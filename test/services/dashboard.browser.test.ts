@@ -17,6 +17,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { JobSpec } from '../../workers/jobSpec.js';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS, requireChromium } from '../helpers/chromium.js';
 import sharp from 'sharp';
@@ -90,11 +91,18 @@ function charts(page: Page): Promise<ChartInfo[]> {
 
 function assertChartsDrawn(list: ChartInfo[], where: string): void {
   assert.ok(list.length > 0, `${where}: no svg[data-chart]`);
-  for (const family of FAMILIES) assert.ok(list.some((c) => c.family === family), `${where}: no ${family} chart`);
+  for (const family of FAMILIES)
+    assert.ok(
+      list.some((c) => c.family === family),
+      `${where}: no ${family} chart`,
+    );
   list.forEach((c, i) => {
     const what = `${where}: chart ${i} (${c.family})`;
     assert.ok(c.paths.length > 0, `${what} has no series path`);
-    assert.ok(c.paths.every((n) => n > 0), `${what} has an empty series path`);
+    assert.ok(
+      c.paths.every((n) => n > 0),
+      `${what} has an empty series path`,
+    );
     assert.ok(c.points > 0, `${what} plots no points`);
     assert.ok(c.width > 0, `${what} is not laid out`);
   });
@@ -103,7 +111,7 @@ function assertChartsDrawn(list: ChartInfo[], where: string): void {
 const FIXTURE_SIZE = 32;
 
 interface JobDoc {
-  spec: Record<string, any>;
+  spec: JobSpec;
   metrics?: Record<string, unknown>;
   artifacts: Array<{ name: string; sha256: string; size: number }>;
 }
@@ -133,10 +141,17 @@ async function backboneFiles(): Promise<{ dir: string; model: string; benign: st
     const px = Buffer.alloc(40 * 40 * 3);
     let t = seed;
     for (let i = 0; i < px.length; i++) px[i] = (t = (Math.imul(t, 1664525) + 1013904223) >>> 0) >>> 24;
-    return sharp(px, { raw: { width: 40, height: 40, channels: 3 } }).png().toBuffer();
+    return sharp(px, { raw: { width: 40, height: 40, channels: 3 } })
+      .png()
+      .toBuffer();
   };
   const entries = await Promise.all(Array.from({ length: 12 }, async (_, i) => [`${i % 2 ? 'cat' : 'dog'}/${i}.png`, await png(100 + i)] as [string, Buffer]));
-  const paths = { model: join(dir, 'resnet.onnx'), benign: join(dir, 'benign.npy'), benignLabels: join(dir, 'benign-labels.npy'), harmful: join(dir, 'harmful.tar') };
+  const paths = {
+    model: join(dir, 'resnet.onnx'),
+    benign: join(dir, 'benign.npy'),
+    benignLabels: join(dir, 'benign-labels.npy'),
+    harmful: join(dir, 'harmful.tar'),
+  };
   await writeFile(paths.model, fixture.model.bytes);
   await writeFile(paths.benign, encodeNpy({ shape: [n, 3, FIXTURE_SIZE, FIXTURE_SIZE], data: images }, 'f4'));
   await writeFile(paths.benignLabels, encodeNpy({ shape: [n], data: labels }, 'i4'));
@@ -257,7 +272,8 @@ describe('the dashboard in chromium', () => {
     const files = await backboneFiles();
     try {
       await page.check('input[name=kind][value=backbone]');
-      for (const id of ['#backbone-file', '#mode', '#pre-resize', '#benign-labels-from']) assert.ok(await page.locator(id).isVisible(), `${id} shows for a backbone job`);
+      for (const id of ['#backbone-file', '#mode', '#pre-resize', '#benign-labels-from'])
+        assert.ok(await page.locator(id).isVisible(), `${id} shows for a backbone job`);
       for (const id of ['#benign-drop', '#harmful-drop', '#benign-label']) assert.ok(await page.locator(id).isHidden(), `${id} is for .csv features only`);
       // Last-block mode trains by gradient steps and is cut at a tensor; linear-head mode takes a method and a feature tensor.
       await page.selectOption('#mode', 'last-block');
@@ -291,10 +307,13 @@ describe('the dashboard in chromium', () => {
       const before = new Set(await page.locator('li.job').evaluateAll((items) => items.map((li) => (li as HTMLElement).dataset.jobId)));
       await page.click('#submit-job');
       const card = page.locator('li.job').first();
-      await page.waitForFunction((known) => {
-        const first = document.querySelector<HTMLElement>('li.job');
-        return first !== null && !known.includes(first.dataset.jobId ?? '');
-      }, [...before] as string[]);
+      await page.waitForFunction(
+        (known) => {
+          const first = document.querySelector<HTMLElement>('li.job');
+          return first !== null && !known.includes(first.dataset.jobId ?? '');
+        },
+        [...before] as string[],
+      );
       const id = (await card.getAttribute('data-job-id'))!;
       assert.ok(!before.has(id));
 
@@ -307,12 +326,15 @@ describe('the dashboard in chromium', () => {
           note: li.querySelector('.note')?.textContent ?? '',
         })),
       );
-      assert.deepEqual(uploads.map((u) => [u.file, u.state, u.value]), [
-        ['backbone', 'done', 1],
-        ['benign', 'done', 1],
-        ['benign labels', 'done', 1],
-        ['harmful', 'done', 1],
-      ]);
+      assert.deepEqual(
+        uploads.map((u) => [u.file, u.state, u.value]),
+        [
+          ['backbone', 'done', 1],
+          ['benign', 'done', 1],
+          ['benign labels', 'done', 1],
+          ['harmful', 'done', 1],
+        ],
+      );
       assert.match(uploads[0].note, new RegExp(`^uploaded as b\\w+ · input "input" N×3×${FIXTURE_SIZE}×${FIXTURE_SIZE}$`));
       assert.match(uploads[1].note, /^uploaded as d\w+ · 16 images$/);
       assert.match(uploads[2].note, /^uploaded as d\w+ · 16 labels$/);
@@ -322,7 +344,10 @@ describe('the dashboard in chromium', () => {
       await page
         .locator(`li.job[data-job-id="${id}"][data-status=running][data-phase]`)
         .waitFor({ timeout: 20_000 })
-        .then(() => shot(page, 'dashboard-backbone-running-1280x800'), () => undefined);
+        .then(
+          () => shot(page, 'dashboard-backbone-running-1280x800'),
+          () => undefined,
+        );
       await page.locator(`li.job[data-job-id="${id}"]:is([data-status=completed],[data-status=failed],[data-status=cancelled])`).waitFor({ timeout: 100_000 });
       const final = page.locator(`li.job[data-job-id="${id}"]`);
       assert.equal(await final.getAttribute('data-status'), 'completed', (await final.locator('.error').allTextContents()).join(' '));
@@ -332,7 +357,9 @@ describe('the dashboard in chromium', () => {
 
       // The phases the card showed, in the order it showed them, never going back.
       const order = ['features', 'optimise', 'attacks', 'export'];
-      const seen = (await page.evaluate(() => (window as unknown as { backboneSeen: Array<[string, string, string, number]> }).backboneSeen)).filter(([j]) => j === id);
+      const seen = (await page.evaluate(() => (window as unknown as { backboneSeen: Array<[string, string, string, number]> }).backboneSeen)).filter(
+        ([j]) => j === id,
+      );
       const phases = seen.filter(([, s, p]) => s === 'running' && p !== '').map(([, , p]) => p);
       for (const p of phases) assert.ok(order.includes(p), `unknown phase ${p}`);
       for (let i = 1; i < phases.length; i++) assert.ok(order.indexOf(phases[i]) >= order.indexOf(phases[i - 1]), `the phases went back: ${phases.join(', ')}`);
@@ -360,8 +387,14 @@ describe('the dashboard in chromium', () => {
       assert.equal(bytes.length, listed.size);
       assert.equal(createHash('sha256').update(bytes).digest('hex'), listed.sha256);
       const onnx = inspectOnnx(bytes, 'immunized.onnx');
-      assert.deepEqual(onnx.inputs.map((i) => i.name), files.inputs);
-      assert.ok(onnx.outputs.some((o) => o.name === 'features_immunized'), `outputs: ${onnx.outputs.map((o) => o.name).join(', ')}`);
+      assert.deepEqual(
+        onnx.inputs.map((i) => i.name),
+        files.inputs,
+      );
+      assert.ok(
+        onnx.outputs.some((o) => o.name === 'features_immunized'),
+        `outputs: ${onnx.outputs.map((o) => o.name).join(', ')}`,
+      );
       const r = await page.request.get(`${base}/v1/jobs/${id}/artifacts/immunized.onnx`);
       assert.equal(r.status(), 200);
       await r.dispose();
@@ -499,7 +532,11 @@ describe('a 768-dimensional report', () => {
     const D = 768;
     let s = 12345;
     const rnd = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
-    const X = (rows: number, tilt: number): Mat => ({ rows, cols: D, data: Float64Array.from({ length: rows * D }, (_, i) => (rnd() - 0.5) * (1 + ((i % D) % tilt))) });
+    const X = (rows: number, tilt: number): Mat => ({
+      rows,
+      cols: D,
+      data: Float64Array.from({ length: rows * D }, (_, i) => (rnd() - 0.5) * (1 + ((i % D) % tilt))),
+    });
     const r = immunize({ benign: { X: X(1000, 5) }, harmful: { X: X(1000, 9) } }, { method: 'gradient', kappaBudget: 1e4, seed: 0, steps: 3 });
     const html = renderReport(r.metrics, r.curves, { title: 'random 768-d features' });
     const bytes = Buffer.byteLength(html);
@@ -543,8 +580,14 @@ describe("the House Price demo's report", () => {
           await page.goto(pathToFileURL(join(dir, 'report.html')).href, { waitUntil: 'load' });
           assertChartsDrawn(await charts(page), `demo report at ${v.width}×${v.height}`);
           const rows = await page.locator('table.with-paper tbody tr').allTextContents();
-          assert.ok(rows.some((r) => /paper, Table 1/.test(r) && /18\.92/.test(r) && /356\.2/.test(r)), `paper row missing: ${rows.join(' | ')}`);
-          assert.ok(rows.some((r) => /ours/.test(r)), `our row missing: ${rows.join(' | ')}`);
+          assert.ok(
+            rows.some((r) => /paper, Table 1/.test(r) && /18\.92/.test(r) && /356\.2/.test(r)),
+            `paper row missing: ${rows.join(' | ')}`,
+          );
+          assert.ok(
+            rows.some((r) => /ours/.test(r)),
+            `our row missing: ${rows.join(' | ')}`,
+          );
           const o = await overflow(page);
           assert.ok(o.scrollWidth <= o.innerWidth + 1, `the demo report overflows at ${v.width}×${v.height}`);
           await shot(page, `demo-report-${v.width}x${v.height}`);

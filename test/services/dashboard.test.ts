@@ -13,7 +13,23 @@ import { ConfigError, loadConfig } from '../../services/config.js';
 import type { RunningServer } from '../../services/server.js';
 import { SessionStore } from '../../services/sessions.js';
 import { REPORT_CSP } from '../../services/api/routes/report.js';
-import { ADMIN, ADMIN_KEY, ALICE, ALICE_KEY, BOB, BOB_KEY, cleanup, eventually, multipart, randomNpy, readSse, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
+import {
+  ADMIN,
+  ADMIN_KEY,
+  ALICE,
+  ALICE_KEY,
+  BOB,
+  BOB_KEY,
+  cleanup,
+  eventually,
+  multipart,
+  randomNpy,
+  readSse,
+  requireRedis,
+  start,
+  type TestEnv,
+  testEnv,
+} from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();
@@ -61,10 +77,14 @@ async function uploadWith(headers: Record<string, string>, name: string, rows: n
 }
 
 async function waitDone(headers: Record<string, string>, id: string) {
-  return eventually(`job ${id} to finish`, async () => {
-    const d = (await api.inject({ url: `/v1/jobs/${id}`, headers })).json() as { status: string; artifacts: Array<{ name: string }> };
-    return ['completed', 'failed', 'cancelled'].includes(d.status) ? d : undefined;
-  }, 60_000);
+  return eventually(
+    `job ${id} to finish`,
+    async () => {
+      const d = (await api.inject({ url: `/v1/jobs/${id}`, headers })).json() as { status: string; artifacts: Array<{ name: string }> };
+      return ['completed', 'failed', 'cancelled'].includes(d.status) ? d : undefined;
+    },
+    60_000,
+  );
 }
 
 /** Just enough of a DOM element for the dashboard script to build a job's entry. */
@@ -135,7 +155,12 @@ describe('sessions', () => {
   it('trades a valid key for an HttpOnly, SameSite=Strict cookie and refuses a wrong one', async () => {
     expectError(await api.inject({ method: 'POST', url: '/v1/session', payload: { apiKey: 'not-a-key-0123456789' } }), 401, 'unauthorized');
     expectError(await api.inject({ method: 'POST', url: '/v1/session', payload: {} }), 400, 'invalid_request');
-    const text = await api.inject({ method: 'POST', url: '/v1/session', headers: { 'content-type': 'text/plain' }, payload: JSON.stringify({ apiKey: ALICE_KEY }) });
+    const text = await api.inject({
+      method: 'POST',
+      url: '/v1/session',
+      headers: { 'content-type': 'text/plain' },
+      payload: JSON.stringify({ apiKey: ALICE_KEY }),
+    });
     assert.equal(text.statusCode, 400, 'a plain-text body (what a cross-site form can send) is not a sign-in');
     const cross = await api.inject({ method: 'POST', url: '/v1/session', headers: { 'sec-fetch-site': 'cross-site' }, payload: { apiKey: ALICE_KEY } });
     expectError(cross, 403, 'forbidden');
@@ -155,7 +180,10 @@ describe('sessions', () => {
     assert.match(secure.setCookie, /Secure/);
 
     const who = await api.inject({ url: '/v1/session', headers: { cookie: s.cookie } });
-    assert.deepEqual({ ...(who.json() as Record<string, unknown>), expiresAt: undefined }, { signedIn: true, tenant: 'alice', admin: false, via: 'session', csrfToken: s.csrf, expiresAt: undefined });
+    assert.deepEqual(
+      { ...(who.json() as Record<string, unknown>), expiresAt: undefined },
+      { signedIn: true, tenant: 'alice', admin: false, via: 'session', csrfToken: s.csrf, expiresAt: undefined },
+    );
     assert.equal(who.headers['cache-control'], 'no-store');
     assert.deepEqual((await api.inject('/v1/session')).json(), { signedIn: false });
     assert.deepEqual((await api.inject({ url: '/v1/session', headers: BOB })).json(), { signedIn: true, tenant: 'bob', admin: false, via: 'bearer' });
@@ -180,7 +208,12 @@ describe('sessions', () => {
     const ok = await uploadWith({ cookie: s.cookie, 'x-csrf-token': s.csrf }, 'a.npy', 20, 1);
     assert.equal(ok.statusCode, 201, ok.body);
     assert.equal((await uploadWith(ALICE, 'b.npy', 20, 2)).statusCode, 201);
-    const submit = await api.inject({ method: 'POST', url: '/v1/jobs', headers: { cookie: s.cookie }, payload: { benign: { dataset: ok.json().id }, harmful: { dataset: ok.json().id } } });
+    const submit = await api.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: { cookie: s.cookie },
+      payload: { benign: { dataset: ok.json().id }, harmful: { dataset: ok.json().id } },
+    });
     expectError(submit, 403, 'csrf_failed');
     assert.equal((await api.inject({ url: '/v1/jobs', headers: { cookie: s.cookie } })).statusCode, 200, 'reads need no token');
   });
@@ -202,7 +235,14 @@ describe('sessions', () => {
     const store = new SessionStore(srv.services.redis, config, keys);
     const session = await store.create(ALICE_KEY, keys.verify(ALICE_KEY)!);
     assert.deepEqual((await store.get(session.id))?.principal, { tenant: 'alice', admin: false });
-    const withoutAlice = new SessionStore(srv.services.redis, config, new ApiKeys(config.apiKeys.filter((k) => k.tenant !== 'alice'), config.adminKey));
+    const withoutAlice = new SessionStore(
+      srv.services.redis,
+      config,
+      new ApiKeys(
+        config.apiKeys.filter((k) => k.tenant !== 'alice'),
+        config.adminKey,
+      ),
+    );
     assert.equal(await withoutAlice.get(session.id), null);
     assert.equal(await store.get(session.id), null, 'and it is gone from Redis');
     const keyHash = createHash('sha256').update(session.id).digest('base64url');
@@ -219,7 +259,12 @@ describe('the cookie where a browser needs it, and the report', () => {
     const headers = { cookie: alice.cookie, 'x-csrf-token': alice.csrf };
     const benign = (await uploadWith(headers, 'benign.npy', 60, 3)).json().id as string;
     const harmful = (await uploadWith(headers, 'harmful.npy', 70, 4)).json().id as string;
-    const r = await api.inject({ method: 'POST', url: '/v1/jobs', headers, payload: { benign: { dataset: benign }, harmful: { dataset: harmful }, method: 'closed-form' } });
+    const r = await api.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers,
+      payload: { benign: { dataset: benign }, harmful: { dataset: harmful }, method: 'closed-form' },
+    });
     assert.equal(r.statusCode, 202, r.body);
     jobId = r.json().id;
   });
@@ -269,7 +314,12 @@ describe("the dashboard's job links", () => {
   it('shows report.html as one Report link, and the other artifacts as downloads', async () => {
     const benign = (await uploadWith(ALICE, 'links-b.npy', 40, 11)).json().id as string;
     const harmful = (await uploadWith(ALICE, 'links-h.npy', 45, 12)).json().id as string;
-    const r = await api.inject({ method: 'POST', url: '/v1/jobs', headers: ALICE, payload: { benign: { dataset: benign }, harmful: { dataset: harmful }, method: 'closed-form' } });
+    const r = await api.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: ALICE,
+      payload: { benign: { dataset: benign }, harmful: { dataset: harmful }, method: 'closed-form' },
+    });
     assert.equal(r.statusCode, 202, r.body);
     const id = r.json().id as string;
     const done = await waitDone(ALICE, id);
@@ -279,7 +329,9 @@ describe("the dashboard's job links", () => {
 
     const renderJob = await dashboardRenderer((await api.inject('/dashboard.js')).body);
     const job = (await api.inject({ url: `/v1/jobs/${id}`, headers: ALICE })).json() as { artifacts: Array<{ name: string }> };
-    const anchors = renderJob(job).all().filter((e) => e.tagName === 'a');
+    const anchors = renderJob(job)
+      .all()
+      .filter((e) => e.tagName === 'a');
     const reports = anchors.filter((a) => /report/i.test(`${a.textContent} ${a.href}`));
     assert.deepEqual(
       reports.map((a) => [a.className, a.textContent, a.href]),
@@ -288,21 +340,37 @@ describe("the dashboard's job links", () => {
     );
     assert.equal(reports[0].target, '_blank');
     const downloads = anchors.filter((a) => a.className === 'artifact');
-    assert.deepEqual(downloads.map((a) => a.textContent), names.filter((n) => n !== 'report.html'));
+    assert.deepEqual(
+      downloads.map((a) => a.textContent),
+      names.filter((n) => n !== 'report.html'),
+    );
     for (const a of downloads) {
       assert.equal(a.href, `/v1/jobs/${id}/artifacts/${a.textContent}`);
       assert.equal(a.download, a.textContent);
     }
 
     // A job without a report lists every artifact it has, and no Report link.
-    const bare = renderJob({ ...job, artifacts: job.artifacts.filter((a) => a.name !== 'report.html') }).all().filter((e) => e.tagName === 'a');
-    assert.deepEqual(bare.map((a) => a.className), downloads.map(() => 'artifact'));
+    const bare = renderJob({ ...job, artifacts: job.artifacts.filter((a) => a.name !== 'report.html') })
+      .all()
+      .filter((e) => e.tagName === 'a');
+    assert.deepEqual(
+      bare.map((a) => a.className),
+      downloads.map(() => 'artifact'),
+    );
   });
 });
 
 describe("the dashboard's job cards", () => {
   let renderJob: (job: unknown) => StandInElement;
-  const job = (over: Record<string, unknown>) => ({ id: 'j0000000000000000000000001', status: 'running', progress: 0, stage: {}, createdAt: new Date(0).toISOString(), artifacts: [], ...over });
+  const job = (over: Record<string, unknown>) => ({
+    id: 'j0000000000000000000000001',
+    status: 'running',
+    progress: 0,
+    stage: {},
+    createdAt: new Date(0).toISOString(),
+    artifacts: [],
+    ...over,
+  });
   const byClass = (root: StandInElement, className: string) => root.all().filter((e) => e.className === className);
 
   before(async () => {
@@ -313,15 +381,21 @@ describe("the dashboard's job cards", () => {
     const card = renderJob(job({ progress: 0.25, stage: { phase: 'optimize', step: 3, of: 20, kappaHarmful: 123456.7 } }));
     assert.equal(card.dataset.phase, 'optimise');
     const [steps] = byClass(card, 'phases');
-    assert.deepEqual(steps.children.map((li) => [li.textContent, li.dataset.state]), [
-      ['features', 'done'],
-      ['optimise', 'current'],
-      ['attacks', 'todo'],
-      ['export', 'todo'],
-    ]);
+    assert.deepEqual(
+      steps.children.map((li) => [li.textContent, li.dataset.state]),
+      [
+        ['features', 'done'],
+        ['optimise', 'current'],
+        ['attacks', 'todo'],
+        ['export', 'todo'],
+      ],
+    );
     assert.equal(steps.children[1].attributes['aria-current'], 'step');
     const [line] = byClass(card, 'stage');
-    assert.deepEqual(line.children.map((c) => c.textContent), ['optimise', ' · step 3 of 20 · κ harmful 1.23e+5']);
+    assert.deepEqual(
+      line.children.map((c) => c.textContent),
+      ['optimise', ' · step 3 of 20 · κ harmful 1.23e+5'],
+    );
     // The worker's phases (workers/queueWorker.ts progressTracker) at the fractions it gives them.
     const cases: Array<[string, number, string, string]> = [
       ['starting', 0, 'features', ''],
@@ -345,15 +419,27 @@ describe("the dashboard's job cards", () => {
     const queued = renderJob(job({ status: 'queued', stage: { phase: 'queued' } }));
     assert.deepEqual(byClass(queued, 'phases'), []);
     assert.equal(byClass(queued, 'stage')[0].textContent, 'waiting for a worker');
-    const done = renderJob(job({ status: 'completed', progress: 1, stage: { phase: 'done' }, metrics: { verdict: 'weak', rir: 3, harmfulRatio: 1.5, benignRatio: 0.9 } }));
+    const done = renderJob(
+      job({ status: 'completed', progress: 1, stage: { phase: 'done' }, metrics: { verdict: 'weak', rir: 3, harmfulRatio: 1.5, benignRatio: 0.9 } }),
+    );
     assert.deepEqual(byClass(done, 'phases'), []);
     assert.equal(done.dataset.phase, undefined);
     assert.match(byClass(done, 'summary')[0].textContent, /^verdict weak · /);
   });
 
   it("offers a backbone job's immunized.onnx as a download and names the backbone and mode", () => {
-    const artifacts = ['metrics.json', 'curves.json', 'theta.safetensors', 'report.html', 'immunized.onnx'].map((name) => ({ name, size: 100, sha256: '0'.repeat(64) }));
-    const spec = { backbone: 'b0000000000000000000000001', mode: 'last-block', method: 'gradient', benign: { dataset: 'd1', labels: 'd2' }, harmful: { dataset: 'd3' } };
+    const artifacts = ['metrics.json', 'curves.json', 'theta.safetensors', 'report.html', 'immunized.onnx'].map((name) => ({
+      name,
+      size: 100,
+      sha256: '0'.repeat(64),
+    }));
+    const spec = {
+      backbone: 'b0000000000000000000000001',
+      mode: 'last-block',
+      method: 'gradient',
+      benign: { dataset: 'd1', labels: 'd2' },
+      harmful: { dataset: 'd3' },
+    };
     const card = renderJob(job({ status: 'completed', progress: 1, artifacts, spec }));
     const downloads = byClass(card, 'artifact');
     const onnx = downloads.find((a) => a.textContent === 'immunized.onnx');
@@ -418,7 +504,10 @@ describe('bull-board at /admin/queues', () => {
     const queues = await api.inject({ url: '/admin/queues/api/queues', headers: { cookie: admin.cookie } });
     assert.equal(queues.statusCode, 200, queues.body);
     const names = (queues.json() as { queues: Array<{ name: string; readOnlyMode: boolean }> }).queues;
-    assert.deepEqual(names.map((q) => [q.name, q.readOnlyMode]), [[t.env.IMMUNIZE_QUEUE, true]]);
+    assert.deepEqual(
+      names.map((q) => [q.name, q.readOnlyMode]),
+      [[t.env.IMMUNIZE_QUEUE, true]],
+    );
   });
 });
 
@@ -444,7 +533,10 @@ describe('session configuration', () => {
     const given = 's'.repeat(40);
     assert.equal(loadConfig({ IMMUNIZE_API_KEYS: KEYS, IMMUNIZE_SESSION_SECRET: given }).sessionSecret, given);
     assert.match(problems({ IMMUNIZE_API_KEYS: KEYS, IMMUNIZE_SESSION_SECRET: 'short' }).join(), /IMMUNIZE_SESSION_SECRET: must be at least 32/);
-    assert.match(problems({ IMMUNIZE_API_KEYS: `alice:${'k'.repeat(40)}`, IMMUNIZE_SESSION_SECRET: 'k'.repeat(40) }).join(), /IMMUNIZE_SESSION_SECRET: must differ/);
+    assert.match(
+      problems({ IMMUNIZE_API_KEYS: `alice:${'k'.repeat(40)}`, IMMUNIZE_SESSION_SECRET: 'k'.repeat(40) }).join(),
+      /IMMUNIZE_SESSION_SECRET: must differ/,
+    );
   });
 
   it('reads the session length and the Secure setting', () => {

@@ -100,10 +100,14 @@ describe('one code per failure', () => {
     const id = accepted.json().id as string;
     await writeFile(join(t.dataDir, 'datasets', `${goodId}.onnx`), headless);
     worker = await start('worker', t);
-    const failed = await eventually(`job ${id} fails`, async () => {
-      const d = (await app.inject({ url: `/v1/jobs/${id}`, headers: ALICE })).json();
-      return d.status === 'failed' || d.status === 'completed' ? d : undefined;
-    }, 90_000);
+    const failed = await eventually(
+      `job ${id} fails`,
+      async () => {
+        const d = (await app.inject({ url: `/v1/jobs/${id}`, headers: ALICE })).json();
+        return d.status === 'failed' || d.status === 'completed' ? d : undefined;
+      },
+      90_000,
+    );
     assert.equal(failed.status, 'failed', JSON.stringify(failed));
     assert.equal(failed.error.code, submitCode, failed.error.message);
     assert.match(failed.error.message, /no final linear classifier/);

@@ -51,10 +51,14 @@ async function doc(id: string): Promise<Doc> {
 }
 
 function until(id: string, test: (d: Doc) => boolean, what: string, timeoutMs = 30_000): Promise<Doc> {
-  return eventually(`job ${id}: ${what}`, async () => {
-    const d = await doc(id);
-    return test(d) ? d : undefined;
-  }, timeoutMs);
+  return eventually(
+    `job ${id}: ${what}`,
+    async () => {
+      const d = await doc(id);
+      return test(d) ? d : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 before(async () => {
@@ -143,7 +147,10 @@ describe('failures', () => {
     const d = await until(id, (x) => x.status === 'completed' || x.status === 'failed', 'completion');
     assert.equal(d.status, 'completed');
     assert.equal(d.attempts, 0, 'the engine did not run again');
-    assert.deepEqual(d.artifacts.map((a) => (a as { name: string }).name), ['metrics.json']);
+    assert.deepEqual(
+      d.artifacts.map((a) => (a as { name: string }).name),
+      ['metrics.json'],
+    );
     const dl = await app.inject({ url: `/v1/jobs/${id}/artifacts/metrics.json`, headers: ALICE });
     assert.equal(dl.body, '{"verdict":"immunized"}');
   });

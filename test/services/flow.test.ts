@@ -84,7 +84,13 @@ describe('House Price over HTTP', () => {
     assert.ok(progress.length >= 1, 'at least one progress event');
     for (let i = 1; i < progress.length; i++) assert.ok(progress[i] >= progress[i - 1], `progress went back: ${progress.join(', ')}`);
     assert.ok(events.every((e) => ['progress', 'completed'].includes(e.event)));
-    const doc = last.data as { id: string; status: string; progress: number; attempts: number; artifacts: Array<{ name: string; size: number; sha256: string }> };
+    const doc = last.data as {
+      id: string;
+      status: string;
+      progress: number;
+      attempts: number;
+      artifacts: Array<{ name: string; size: number; sha256: string }>;
+    };
     assert.equal(doc.id, id);
     assert.equal(doc.progress, 1);
     assert.equal(doc.attempts, 1);
@@ -104,7 +110,11 @@ describe('House Price over HTTP', () => {
 
     // The same job, run in this process the way the CLI runs it.
     const local = await runJob(
-      parseJobSpec({ benign: { dataset: join(HOUSE, 'D1.csv'), ...sides.benign }, harmful: { dataset: join(HOUSE, 'D2.csv'), ...sides.harmful }, method: 'gradient' }),
+      parseJobSpec({
+        benign: { dataset: join(HOUSE, 'D1.csv'), ...sides.benign },
+        harmful: { dataset: join(HOUSE, 'D2.csv'), ...sides.harmful },
+        method: 'gradient',
+      }),
       { sink: new DirectorySink(direct) },
     );
     const served = JSON.parse(Buffer.from(metricsFile.bytes).toString('utf8'));
@@ -151,6 +161,9 @@ describe('House Price over HTTP', () => {
 
     // A finished job's stream answers its final event at once.
     const replay = await readSse(`${srv.url}/v1/jobs/${id}/events`, ALICE);
-    assert.deepEqual(replay.map((e) => e.event), ['completed']);
+    assert.deepEqual(
+      replay.map((e) => e.event),
+      ['completed'],
+    );
   });
 });

@@ -68,10 +68,14 @@ describe('Redis unavailable', () => {
     assert.equal((await api.inject('/readyz')).statusCode, 200);
 
     await relay.cut();
-    const down = await eventually('readyz to report Redis down', async () => {
-      const r = await api.inject('/readyz');
-      return r.statusCode === 503 ? r : undefined;
-    }, 15_000);
+    const down = await eventually(
+      'readyz to report Redis down',
+      async () => {
+        const r = await api.inject('/readyz');
+        return r.statusCode === 503 ? r : undefined;
+      },
+      15_000,
+    );
     assert.equal(down.json().error.code, 'redis_unavailable');
 
     const started = Date.now();

@@ -71,7 +71,9 @@ describe('last-block jobs', () => {
     const result = await runJob(spec, { sink: new DirectorySink(out) });
     const m = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
     const d = m.deep;
-    console.log(`# harmful ratio ${d.harmfulRatio.mean} ± ${d.harmfulRatio.std}, benign ratio ${d.benignRatio.mean} ± ${d.benignRatio.std}, RIR ${d.rir.mean}, accuracy ${d.benignAccuracy.before} → ${d.benignAccuracy.after}, accepted ${d.training.accepted}/${d.training.steps}, tail diff ${m.checkpoint.maxTailFeatureDiff}`);
+    console.log(
+      `# harmful ratio ${d.harmfulRatio.mean} ± ${d.harmfulRatio.std}, benign ratio ${d.benignRatio.mean} ± ${d.benignRatio.std}, RIR ${d.rir.mean}, accuracy ${d.benignAccuracy.before} → ${d.benignAccuracy.after}, accepted ${d.training.accepted}/${d.training.steps}, tail diff ${m.checkpoint.maxTailFeatureDiff}`,
+    );
     assert.equal(m.mode, 'last-block');
     assert.equal(m.tfjsBackend, 'cpu');
     assert.equal(d.training.steps, 20);
@@ -99,7 +101,8 @@ describe('last-block jobs', () => {
     const { start, end } = d.training.evaluation;
     assert.ok(end.kappaBenign <= start.kappaBenign);
     assert.ok(Math.log(end.kappaHarmful) - 2 * Math.log(end.kappaBenign) >= Math.log(start.kappaHarmful) - 2 * Math.log(start.kappaBenign));
-    if (d.training.accepted > 0) assert.ok(Math.log(end.kappaHarmful) - 2 * Math.log(end.kappaBenign) > Math.log(start.kappaHarmful) - 2 * Math.log(start.kappaBenign));
+    if (d.training.accepted > 0)
+      assert.ok(Math.log(end.kappaHarmful) - 2 * Math.log(end.kappaBenign) > Math.log(start.kappaHarmful) - 2 * Math.log(start.kappaBenign));
 
     // Independently, with onnxruntime: the held-out accuracy before (original file) and after (exported file).
     const exported = await readFile(join(out, 'immunized.onnx'));
@@ -174,10 +177,15 @@ describe('last-block jobs', () => {
     const images = await npy('vc.npy', benign.images, [24, 3, SIZE, SIZE], 'f4');
     const controller = new AbortController();
     const phases: string[] = [];
-    const err = await runDeep({ backbone: model, benign: { images }, harmful: { images } }, { steps: 50 }, (e) => {
-      phases.push(e.phase);
-      if (e.phase === 'optimize' && e.step === 2) controller.abort();
-    }, controller.signal).then(
+    const err = await runDeep(
+      { backbone: model, benign: { images }, harmful: { images } },
+      { steps: 50 },
+      (e) => {
+        phases.push(e.phase);
+        if (e.phase === 'optimize' && e.step === 2) controller.abort();
+      },
+      controller.signal,
+    ).then(
       () => null,
       (e: unknown) => e,
     );
@@ -208,8 +216,18 @@ describe('last-block jobs', () => {
   it('spec: last-block needs a backbone; deep-only fields need last-block', () => {
     assert.throws(() => parseJobSpec({ mode: 'last-block', benign: { dataset: 'a.npy' }, harmful: { dataset: 'b.npy' } }), SpecError);
     assert.throws(() => parseJobSpec({ backbone: 'm.onnx', cutTensor: 'x', benign: { dataset: 'a.npy' }, harmful: { dataset: 'b.npy' } }), SpecError);
-    assert.throws(() => parseJobSpec({ mode: 'deep', backbone: 'm.onnx', benign: { dataset: 'a.npy' }, harmful: { dataset: 'b.npy' } }), /linear-head.*last-block/);
-    const ok = parseJobSpec({ mode: 'last-block', backbone: 'm.onnx', cutTensor: 'x', allowSlowBackend: true, benign: { dataset: 'a.npy' }, harmful: { dataset: 'b.npy' } });
+    assert.throws(
+      () => parseJobSpec({ mode: 'deep', backbone: 'm.onnx', benign: { dataset: 'a.npy' }, harmful: { dataset: 'b.npy' } }),
+      /linear-head.*last-block/,
+    );
+    const ok = parseJobSpec({
+      mode: 'last-block',
+      backbone: 'm.onnx',
+      cutTensor: 'x',
+      allowSlowBackend: true,
+      benign: { dataset: 'a.npy' },
+      harmful: { dataset: 'b.npy' },
+    });
     assert.equal(ok.allowSlowBackend, true);
   });
 });

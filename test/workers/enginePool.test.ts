@@ -15,7 +15,13 @@ const paths: Record<string, string> = {};
 before(async () => {
   await import('../../models/linalg/index.js');
   dir = await mkdtemp(join(tmpdir(), 'immunize-pool-'));
-  for (const [id, rows, cols, seed] of [['small-b', 50, 8, 1], ['small-h', 50, 8, 2], ['long-b', 200, 32, 3], ['long-h', 200, 32, 4], ['wide', 50, 9, 5]] as const) {
+  for (const [id, rows, cols, seed] of [
+    ['small-b', 50, 8, 1],
+    ['small-h', 50, 8, 2],
+    ['long-b', 200, 32, 3],
+    ['long-h', 200, 32, 4],
+    ['wide', 50, 9, 5],
+  ] as const) {
     paths[id] = join(dir, `${id}.npy`);
     await writeFile(paths[id], randomNpy(rows, cols, seed));
   }
@@ -32,11 +38,23 @@ describe('engine pool', () => {
     const events: StepEvent[] = [];
     const phases = new Set<string>();
     const out = await pool.run(
-      { name: 'immunize', payload: { benign: { dataset: 'small-b' }, harmful: { dataset: 'small-h' }, method: 'paper', steps: 300 }, paths, stagingDir: join(dir, 'stage1') },
+      {
+        name: 'immunize',
+        payload: { benign: { dataset: 'small-b' }, harmful: { dataset: 'small-h' }, method: 'paper', steps: 300 },
+        paths,
+        stagingDir: join(dir, 'stage1'),
+      },
       { onEvent: (e) => events.push(e), onTimings: (t) => t.forEach(([p]) => phases.add(p)) },
     );
     assert.equal(out.metrics.method, 'paper');
-    assert.deepEqual(out.artifacts.slice(0, 3).map((a) => [a.name, a.file]), [['metrics.json', 'a0.bin'], ['curves.json', 'a1.bin'], ['theta.safetensors', 'a2.bin']]);
+    assert.deepEqual(
+      out.artifacts.slice(0, 3).map((a) => [a.name, a.file]),
+      [
+        ['metrics.json', 'a0.bin'],
+        ['curves.json', 'a1.bin'],
+        ['theta.safetensors', 'a2.bin'],
+      ],
+    );
     assert.deepEqual((await readdir(join(dir, 'stage1'))).sort(), out.artifacts.map((a) => a.file).sort(), 'one stored file per artifact, nothing else');
     assert.ok(events.some((e) => e.phase === 'optimize' && (e.step ?? 0) > 0));
     assert.equal(events[events.length - 1].phase, 'done');
@@ -49,7 +67,12 @@ describe('engine pool', () => {
     let steps = 0;
     const started = Date.now();
     const run = pool.run(
-      { name: 'immunize', payload: { benign: { dataset: 'long-b' }, harmful: { dataset: 'long-h' }, method: 'paper', steps: 500_000 }, paths, stagingDir: join(dir, 'stage2') },
+      {
+        name: 'immunize',
+        payload: { benign: { dataset: 'long-b' }, harmful: { dataset: 'long-h' }, method: 'paper', steps: 500_000 },
+        paths,
+        stagingDir: join(dir, 'stage2'),
+      },
       {
         onEvent: (e) => {
           if (e.phase === 'optimize' && (e.step ?? 0) > 0 && ++steps === 3) controller.abort();
@@ -65,14 +88,28 @@ describe('engine pool', () => {
     });
     assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
     assert.equal(pool.threads, 1, 'the thread survived the cancel');
-    const again = await pool.run({ name: 'immunize', payload: { benign: { dataset: 'small-b' }, harmful: { dataset: 'small-h' }, method: 'closed-form' }, paths, stagingDir: join(dir, 'stage3') }, {});
+    const again = await pool.run(
+      {
+        name: 'immunize',
+        payload: { benign: { dataset: 'small-b' }, harmful: { dataset: 'small-h' }, method: 'closed-form' },
+        paths,
+        stagingDir: join(dir, 'stage3'),
+      },
+      {},
+    );
     assert.ok(again.artifacts.length >= 3);
   });
 
   it('reports bad input as a permanent failure with a code', async () => {
     const run = (payload: unknown) => pool.run({ name: 'immunize', payload, paths, stagingDir: join(dir, 'stage4') }, {});
-    await assert.rejects(run({ benign: { dataset: 'small-b' }, harmful: { dataset: 'wide' } }), (e: EngineJobError) => e.described.code === 'dimension_mismatch' && e.described.permanent);
-    await assert.rejects(run({ benign: { dataset: 'small-b' }, harmful: { dataset: 'missing' } }), (e: EngineJobError) => e.described.code === 'not_found' && e.described.permanent);
+    await assert.rejects(
+      run({ benign: { dataset: 'small-b' }, harmful: { dataset: 'wide' } }),
+      (e: EngineJobError) => e.described.code === 'dimension_mismatch' && e.described.permanent,
+    );
+    await assert.rejects(
+      run({ benign: { dataset: 'small-b' }, harmful: { dataset: 'missing' } }),
+      (e: EngineJobError) => e.described.code === 'not_found' && e.described.permanent,
+    );
     await assert.rejects(run({ benign: { dataset: 'small-b' } }), (e: EngineJobError) => e.described.code === 'invalid_spec' && e.described.permanent);
     await assert.rejects(
       pool.run({ name: 'no-such-job', payload: {}, paths, stagingDir: join(dir, 'stage5') }, {}),
@@ -84,7 +121,15 @@ describe('engine pool', () => {
     let ticks = 0;
     const timer = setInterval(() => ticks++, 10);
     const t0 = Date.now();
-    await pool.run({ name: 'immunize', payload: { benign: { dataset: 'long-b' }, harmful: { dataset: 'long-h' }, method: 'paper', steps: 1500 }, paths, stagingDir: join(dir, 'stage6') }, {});
+    await pool.run(
+      {
+        name: 'immunize',
+        payload: { benign: { dataset: 'long-b' }, harmful: { dataset: 'long-h' }, method: 'paper', steps: 1500 },
+        paths,
+        stagingDir: join(dir, 'stage6'),
+      },
+      {},
+    );
     clearInterval(timer);
     const expected = (Date.now() - t0) / 10;
     assert.ok(ticks >= expected * 0.5, `only ${ticks} of ~${Math.round(expected)} timer ticks ran during the job`);

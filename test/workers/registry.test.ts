@@ -29,7 +29,9 @@ describe('job modes', () => {
   it('a parsed spec is exactly one of the three shapes, and its mode names the processor', () => {
     for (const [mode, spec] of Object.entries(specs)) {
       assert.equal(modeOf(spec), mode);
-      const matching = Object.entries(schemas).filter(([, schema]) => Value.Check(schema, spec)).map(([m]) => m);
+      const matching = Object.entries(schemas)
+        .filter(([, schema]) => Value.Check(schema, spec))
+        .map(([m]) => m);
       assert.deepEqual(matching, [mode], `${mode} matches ${matching.join(', ')}`);
     }
     // A features spec carries no backbone field at all, and only the last-block one takes the training fields.
@@ -49,13 +51,16 @@ describe('job registry', () => {
       'Bad Name': { ...JOB_REGISTRY.immunize },
       half: { description: 'x', schema: Type.String(), parse: (x: unknown) => x } as unknown as JobDefinition<unknown>,
     } as unknown as Record<string, JobDefinition<unknown>>;
-    assert.throws(() => assertRegistry(broken), (err: Error) => {
-      assert.match(err.message, /Bad Name: a job name must match/);
-      assert.match(err.message, /half: datasetRefs is not a function/);
-      assert.match(err.message, /half: run is not a function/);
-      assert.match(err.message, /half: the payload schema must be an object schema/);
-      return true;
-    });
+    assert.throws(
+      () => assertRegistry(broken),
+      (err: Error) => {
+        assert.match(err.message, /Bad Name: a job name must match/);
+        assert.match(err.message, /half: datasetRefs is not a function/);
+        assert.match(err.message, /half: run is not a function/);
+        assert.match(err.message, /half: the payload schema must be an object schema/);
+        return true;
+      },
+    );
     assert.throws(() => assertRegistry({}), /the job registry is empty/);
   });
 
@@ -69,8 +74,15 @@ describe('job registry', () => {
     const def = JOB_REGISTRY.immunize;
     const spec = def.parse({ benign: { dataset: 'd1', labels: 'd2' }, harmful: { dataset: 'd3' }, benignTest: { dataset: 'd4' } });
     assert.equal(spec.method, 'spectral');
-    assert.equal(def.parse({ mode: 'last-block', backbone: 'b', benign: { dataset: 'd1' }, harmful: { dataset: 'd3' } }).method, 'gradient', 'last-block trains by gradient steps');
-    assert.throws(() => def.parse({ mode: 'last-block', backbone: 'b', method: 'spectral', benign: { dataset: 'd1' }, harmful: { dataset: 'd3' } }), /linear-head mode only/);
+    assert.equal(
+      def.parse({ mode: 'last-block', backbone: 'b', benign: { dataset: 'd1' }, harmful: { dataset: 'd3' } }).method,
+      'gradient',
+      'last-block trains by gradient steps',
+    );
+    assert.throws(
+      () => def.parse({ mode: 'last-block', backbone: 'b', method: 'spectral', benign: { dataset: 'd1' }, harmful: { dataset: 'd3' } }),
+      /linear-head mode only/,
+    );
     assert.deepEqual(def.datasetRefs(spec), [
       { field: 'benign.dataset', id: 'd1', role: 'features' },
       { field: 'benign.labels', id: 'd2', role: 'labels' },

@@ -178,11 +178,17 @@ function assertHeadersAligned(tables: TableLayout[], where: string): void {
       for (const c of body) {
         const what = `${at}: cell "${c.text}"`;
         assert.equal(c.align, h.align, `${what} is ${c.align}-aligned under a ${h.align}-aligned header`);
-        assert.ok(Math.abs(c.box.left - h.box.left) <= 0.5 && Math.abs(c.box.right - h.box.right) <= 0.5, `${what} ${show(c.box)} is not under its header ${show(h.box)}`);
+        assert.ok(
+          Math.abs(c.box.left - h.box.left) <= 0.5 && Math.abs(c.box.right - h.box.right) <= 0.5,
+          `${what} ${show(c.box)} is not under its header ${show(h.box)}`,
+        );
         // The text itself lines up on the aligned side: the header's first (or last) letter over the cells'.
         if (c.ink && h.ink) {
           const side = (x: Cell) => (want === 'right' ? x.box.right - x.ink!.right : x.ink!.left - x.box.left);
-          assert.ok(Math.abs(side(c) - side(h)) <= 1, `${what}: its text sits ${side(c).toFixed(1)}px from the ${want} edge, the header's ${side(h).toFixed(1)}px`);
+          assert.ok(
+            Math.abs(side(c) - side(h)) <= 1,
+            `${what}: its text sits ${side(c).toFixed(1)}px from the ${want} edge, the header's ${side(h).toFixed(1)}px`,
+          );
         }
       }
     }
@@ -213,11 +219,18 @@ describe('report tables at 1280×800', () => {
     const deep = { draws: Array.from({ length: 12 }, () => ({ rir: 10 ** (2 + 2 * rnd()), harmfulRatio: 5 + 50 * rnd(), benignRatio: 0.1 + 0.5 * rnd() })) };
     const gm: ReportMetrics = { ...roundTrip(g.metrics), deep };
     reports.gradient = join(dir, 'gradient.html');
-    await writeFile(reports.gradient, renderReport(gm, roundTrip(g.curves), { title: 'house_price benign.csv · harmful.csv', jobId: '0f3c9a1e-7d4b-4c1a-9e2f-5b8d6a7c3e10' }));
+    await writeFile(
+      reports.gradient,
+      renderReport(gm, roundTrip(g.curves), { title: 'house_price benign.csv · harmful.csv', jobId: '0f3c9a1e-7d4b-4c1a-9e2f-5b8d6a7c3e10' }),
+    );
 
     // Random full-rank features: RIR* is a bound here, and the verdict is weak with its reasons listed.
     const D = 24;
-    const X = (rows: number, tilt: number): Mat => ({ rows, cols: D, data: Float64Array.from({ length: rows * D }, (_, i) => (rnd() - 0.5) * (1 + ((i % D) % tilt))) });
+    const X = (rows: number, tilt: number): Mat => ({
+      rows,
+      cols: D,
+      data: Float64Array.from({ length: rows * D }, (_, i) => (rnd() - 0.5) * (1 + ((i % D) % tilt))),
+    });
     const r = immunize({ benign: { X: X(400, 5) }, harmful: { X: X(400, 9) } }, { method: 'spectral', kappaBudget: 1e4, seed: 0 });
     reports.random = join(dir, 'random.html');
     await writeFile(reports.random, renderReport(roundTrip(r.metrics), roundTrip(r.curves), { title: 'random 24-d features' }));
@@ -263,10 +276,15 @@ describe('report tables at 1280×800', () => {
     const attacks = tables.find((t) => t.cells.some((c) => c.head && c.text === 'attacker'));
     assert.ok(attacks, 'the attack table');
     const align = (head: string) => attacks.cells.find((c) => c.head && c.text === head)?.align;
-    assert.deepEqual(
-      ['attacker', 'data', 'target', 'steps raw', 'steps immunized', 'slowdown', 'status'].map(align),
-      ['left', 'left', 'right', 'right', 'right', 'right', 'left'],
-    );
+    assert.deepEqual(['attacker', 'data', 'target', 'steps raw', 'steps immunized', 'slowdown', 'status'].map(align), [
+      'left',
+      'left',
+      'right',
+      'right',
+      'right',
+      'right',
+      'left',
+    ]);
 
     const html = await readFile(reports.demo, 'utf8');
     assert.match(html, /so this is not a bound: RIR can exceed it/);
@@ -282,7 +300,10 @@ describe('report tables at 1280×800', () => {
 
   it('a weak job on random features, RIR* a bound: no cell is cut, every header over its column', { timeout: 30_000 }, async () => {
     const tables = await open('random');
-    assert.ok(tables.some((t) => t.cells.some((c) => c.text.startsWith('RIR* (bound)'))), 'RIR* is shown as a bound');
+    assert.ok(
+      tables.some((t) => t.cells.some((c) => c.text.startsWith('RIR* (bound)'))),
+      'RIR* is shown as a bound',
+    );
     assertNothingClipped(tables, 'random job');
     assertHeadersAligned(tables, 'random job');
     assert.deepEqual(problems, []);

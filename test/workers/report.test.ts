@@ -50,14 +50,19 @@ function checkContract(html: string, metrics: Metrics, curves: Curves, paperRow:
   for (const svg of charts(doc)) {
     assert.ok(FAMILIES.includes(svg.getAttribute('data-chart')!), `unknown family ${svg.getAttribute('data-chart')}`);
     assert.match(svg.getAttribute('viewBox') ?? '', /^0 0 \d+ \d+$/);
-    assert.equal(drawnVertices(svg), points(svg), `${svg.getAttribute('data-chart')} ${svg.getAttribute('data-attacker') ?? ''}: data-points vs what its paths draw`);
+    assert.equal(
+      drawnVertices(svg),
+      points(svg),
+      `${svg.getAttribute('data-chart')} ${svg.getAttribute('data-attacker') ?? ''}: data-points vs what its paths draw`,
+    );
     for (const path of svg.querySelectorAll('path.series')) assert.ok((path.getAttribute('d') ?? '').length > 0, 'an empty series path');
   }
   assert.equal(points(charts(doc, 'spectra')[0]), 4 * metrics.dim);
   const steps = curves.kappaSteps;
   const expectedKappa = steps.length
     ? steps.filter((s) => finite(s.benign) && s.benign > 0).length + steps.filter((s) => finite(s.harmful) && s.harmful > 0).length
-    : [metrics.kappa.benign.before, metrics.kappa.benign.after, metrics.kappa.harmful.before, metrics.kappa.harmful.after].filter((v) => finite(v) && v > 0).length;
+    : [metrics.kappa.benign.before, metrics.kappa.benign.after, metrics.kappa.harmful.before, metrics.kappa.harmful.after].filter((v) => finite(v) && v > 0)
+        .length;
   assert.equal(points(charts(doc, 'kappa-steps')[0]), kappaPoints ?? expectedKappa);
   const attackCharts = charts(doc, 'attacks');
   assert.equal(attackCharts.length, curves.attacks.length);
@@ -90,7 +95,9 @@ function assertSelfContained(html: string): void {
 
 const cli = (args: string[]) =>
   new Promise<{ code: number; stderr: string }>((done) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 120_000 }, (err, _stdout, stderr) => done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr }));
+    execFile(process.execPath, [CLI, ...args], { timeout: 120_000 }, (err, _stdout, stderr) =>
+      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr }),
+    );
   });
 
 /** Deterministic pseudo-random numbers in [0, 1). */
@@ -130,7 +137,10 @@ describe('report.html of the House Price demo', () => {
     assert.ok(compare, 'no comparison table with the paper');
     const paper = compare.querySelectorAll('tbody tr').find((tr) => /paper, Table 1/.test(tr.text));
     assert.ok(paper);
-    assert.deepEqual(paper.querySelectorAll('td').map((td) => td.text), ['18.92', '0.053', '356.2']);
+    assert.deepEqual(
+      paper.querySelectorAll('td').map((td) => td.text),
+      ['18.92', '0.053', '356.2'],
+    );
     assert.equal(doc.querySelector('body')!.getAttribute('data-paper-row'), 'true');
     assert.match(doc.querySelector('.verdict .badge')!.text, new RegExp(metrics.verdict, 'i'));
   });
@@ -152,7 +162,8 @@ describe('report.html of the House Price demo', () => {
   });
 
   it('prints each attacker with its status: a capped run as a lower bound ≥ ×N, a speed-up as faster, an unmeasured one as such', () => {
-    const rows = (doc: ReturnType<typeof parse>) => doc.querySelectorAll('#attacks table tbody tr').map((tr) => tr.querySelectorAll('th, td').map((c) => c.text.trim()));
+    const rows = (doc: ReturnType<typeof parse>) =>
+      doc.querySelectorAll('#attacks table tbody tr').map((tr) => tr.querySelectorAll('th, td').map((c) => c.text.trim()));
     const doc = parse(renderReport(metrics, curves));
     const table = rows(doc);
     assert.equal(table.length, metrics.attacks.length);
@@ -170,7 +181,9 @@ describe('report.html of the House Price demo', () => {
   });
 
   it('clamps the non-positive eigenvalues to a floor and says so', () => {
-    const negatives = Object.values(curves.spectra).flatMap((s) => [...s.before, ...s.after]).filter((v) => !(v > 0)).length;
+    const negatives = Object.values(curves.spectra)
+      .flatMap((s) => [...s.before, ...s.after])
+      .filter((v) => !(v > 0)).length;
     assert.ok(negatives > 0, 'the House Price spectra have rounding-noise eigenvalues ≤ 0');
     const doc = parse(renderReport(metrics, curves));
     const caption = captionOf(charts(doc, 'spectra')[0]);
@@ -192,7 +205,10 @@ describe('report.html of the House Price demo', () => {
     const deep = { draws: Array.from({ length: 20 }, () => ({ rir: 10 ** (2 + 2 * rnd()), harmfulRatio: 5 + 50 * rnd(), benignRatio: 0.1 + 0.5 * rnd() })) };
     const doc = parse(renderReport({ ...metrics, deep } as ReportMetrics, curves));
     const dists = doc.querySelectorAll('#deep svg[data-chart="summary"]');
-    assert.deepEqual(dists.map((s) => s.getAttribute('data-series')), ['deep:rir', 'deep:harmfulRatio', 'deep:benignRatio']);
+    assert.deepEqual(
+      dists.map((s) => s.getAttribute('data-series')),
+      ['deep:rir', 'deep:harmfulRatio', 'deep:benignRatio'],
+    );
     for (const svg of dists) {
       assert.equal(points(svg), 20);
       assert.equal(drawnVertices(svg), 20);
@@ -216,7 +232,21 @@ describe('report.html of the House Price demo', () => {
         { step: 1, benign: 10, harmful: null as unknown as number, seconds: 0 },
         { step: 2, benign: 8, harmful: 100, seconds: 0 },
       ],
-      attacks: [{ attacker: 'gd', data: 'benign', raw: [[0, 1], [1, 0], [2, null as unknown as number]], immunized: [[0, 1], [1, 0.5]] }],
+      attacks: [
+        {
+          attacker: 'gd',
+          data: 'benign',
+          raw: [
+            [0, 1],
+            [1, 0],
+            [2, null as unknown as number],
+          ],
+          immunized: [
+            [0, 1],
+            [1, 0.5],
+          ],
+        },
+      ],
     };
     const html = renderReport(metrics, odd);
     assert.doesNotMatch(html, /NaN|Infinity/);
@@ -269,7 +299,11 @@ describe('report.html of a 768-dimensional job', () => {
   it('renders a real 768-d engine run', (t) => {
     const D = 768;
     const rnd = lcg(3);
-    const X = (rows: number, tilt: number): Mat => ({ rows, cols: D, data: Float64Array.from({ length: rows * D }, (_, i) => (rnd() - 0.5) * (1 + ((i % D) % tilt))) });
+    const X = (rows: number, tilt: number): Mat => ({
+      rows,
+      cols: D,
+      data: Float64Array.from({ length: rows * D }, (_, i) => (rnd() - 0.5) * (1 + ((i % D) % tilt))),
+    });
     const r = immunize({ benign: { X: X(800, 5) }, harmful: { X: X(800, 9) } }, { method: 'gradient', kappaBudget: 1e4, seed: 0, steps: 10 });
     const metrics: Metrics = JSON.parse(JSON.stringify(r.metrics));
     const curves: Curves = JSON.parse(JSON.stringify(r.curves));
@@ -336,7 +370,10 @@ describe('the CLI writes report.html', () => {
   it('immunize run: without it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'immunize-report-'));
     const rnd = lcg(5);
-    const npy = (rows: number, cols: number) => ({ shape: [rows, cols], data: Float64Array.from({ length: rows * cols }, (_, i) => (rnd() - 0.5) * (1 + (i % cols))) });
+    const npy = (rows: number, cols: number) => ({
+      shape: [rows, cols],
+      data: Float64Array.from({ length: rows * cols }, (_, i) => (rnd() - 0.5) * (1 + (i % cols))),
+    });
     await writeNpy(join(dir, 'benign.npy'), npy(60, 6));
     await writeNpy(join(dir, 'harmful.npy'), npy(60, 6));
     const out = join(dir, 'out');

@@ -47,7 +47,7 @@ describe('filesystem store', () => {
     const manifest = { metrics: { verdict: 'immunized' }, artifacts: [] };
     assert.equal(await store.commit(JOB, '2-bbbbbbbb', manifest), true);
     assert.equal(await store.commit(JOB, '1-aaaaaaaa', { metrics: {}, artifacts: [] }), false);
-    assert.deepEqual(await store.committed(JOB), manifest, 'the winner\'s manifest stays');
+    assert.deepEqual(await store.committed(JOB), manifest, "the winner's manifest stays");
     const { stream, size } = await store.openArtifact(JOB, 'a0.bin');
     const chunks: Buffer[] = [];
     for await (const c of stream) chunks.push(c as Buffer);

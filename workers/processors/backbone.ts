@@ -49,7 +49,10 @@ export async function runBackboneJob(spec: BackboneJobSpec, deps: ProcessorDeps,
     checkpoint ??= { skipped: 'no sample to check on' };
     const warnings = [...result.metrics.warnings];
     if ('passed' in checkpoint && !checkpoint.passed) {
-      warnings.push({ field: 'checkpoint', reason: `immunized.onnx differs from the original beyond rounding (logits rel. ${checkpoint.maxRelLogitDiff}, features ${checkpoint.featureRoundingRatio}× the float32 bound)` });
+      warnings.push({
+        field: 'checkpoint',
+        reason: `immunized.onnx differs from the original beyond rounding (logits rel. ${checkpoint.maxRelLogitDiff}, features ${checkpoint.featureRoundingRatio}× the float32 bound)`,
+      });
     }
     if ('skipped' in checkpoint) warnings.push({ field: 'checkpoint', reason: checkpoint.skipped });
     const pre = sets.some((s) => phase.summary[s.role].kind !== 'npy') ? backbone.preprocessFor(spec.preprocess) : null;

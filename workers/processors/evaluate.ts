@@ -20,4 +20,3 @@ export async function runEvaluateJob(spec: JobSpec, thetaPath: string, deps: Pro
   const result = evaluateTheta(input, theta, engineOptions(spec), deps.observe, signal);
   return { metrics: result.metrics, artifacts: await writeArtifacts(result, deps.sink) };
 }
-

@@ -4,22 +4,7 @@ import { scaleBand, scaleLinear, scaleLog, scalePoint, scaleSymlog } from 'd3-sc
 import { line } from 'd3-shape';
 import type { Curves, Metrics } from '../../models/engine/index.js';
 import { slowdownText } from '../../models/engine/index.js';
-import {
-  chartSvg,
-  COLORS,
-  dotsPath,
-  esc,
-  fmt,
-  FRAME,
-  logYAxis,
-  marksPath,
-  powerOfTen,
-  seriesPath,
-  stride,
-  text,
-  xAxis,
-  type Frame,
-} from './svg.js';
+import { chartSvg, COLORS, dotsPath, esc, fmt, FRAME, logYAxis, marksPath, powerOfTen, seriesPath, stride, text, xAxis, type Frame } from './svg.js';
 
 export interface LegendItem {
   label: string;
@@ -96,8 +81,21 @@ export function spectraChart(spectra: Curves['spectra'] | undefined, dim: number
   const x = scaleLinear()
     .domain(length > 1 ? [1, length] : [0.5, 1.5])
     .range([f.left, f.width - f.right]);
-  const y = logScale(series.flatMap((s) => s.shown), [f.height - f.bottom, f.top]);
-  const parts = [logYAxis(y, { label: 'eigenvalue' }), xAxis(x, x.ticks(6).filter(Number.isInteger).map((t) => [t, String(t)]), { label: 'rank (largest first)' })];
+  const y = logScale(
+    series.flatMap((s) => s.shown),
+    [f.height - f.bottom, f.top],
+  );
+  const parts = [
+    logYAxis(y, { label: 'eigenvalue' }),
+    xAxis(
+      x,
+      x
+        .ticks(6)
+        .filter(Number.isInteger)
+        .map((t) => [t, String(t)]),
+      { label: 'rank (largest first)' },
+    ),
+  ];
   let points = 0;
   for (const s of series) {
     const pts = s.shown.map((v, i): Pt => [i + 1, v]);
@@ -133,12 +131,32 @@ export function kappaStepsChart(metrics: Metrics, steps: Curves['kappaSteps'] | 
   ];
   if (history.length === 0) {
     const k = metrics.kappa;
-    const x = scalePoint<string>().domain(['before', 'after']).range([f.left, f.width - f.right]).padding(0.5);
+    const x = scalePoint<string>()
+      .domain(['before', 'after'])
+      .range([f.left, f.width - f.right])
+      .padding(0.5);
     const pairs = [
-      { name: 'κ(H_P), benign', color: COLORS.benign, pts: [['before', k?.benign?.before], ['after', k?.benign?.after]] as Array<[string, unknown]> },
-      { name: 'κ(H_H), harmful', color: COLORS.harmful, pts: [['before', k?.harmful?.before], ['after', k?.harmful?.after]] as Array<[string, unknown]> },
+      {
+        name: 'κ(H_P), benign',
+        color: COLORS.benign,
+        pts: [
+          ['before', k?.benign?.before],
+          ['after', k?.benign?.after],
+        ] as Array<[string, unknown]>,
+      },
+      {
+        name: 'κ(H_H), harmful',
+        color: COLORS.harmful,
+        pts: [
+          ['before', k?.harmful?.before],
+          ['after', k?.harmful?.after],
+        ] as Array<[string, unknown]>,
+      },
     ].map((s) => ({ ...s, pts: s.pts.filter((p): p is [string, number] => finite(p[1]) && p[1] > 0) }));
-    const y = logScale(pairs.flatMap((s) => s.pts.map((p) => p[1])), [f.height - f.bottom, f.top]);
+    const y = logScale(
+      pairs.flatMap((s) => s.pts.map((p) => p[1])),
+      [f.height - f.bottom, f.top],
+    );
     const parts = [logYAxis(y, { label: 'condition number κ' })];
     const base = f.height - f.bottom;
     parts.push(`<line class="axis" x1="${f.left}" x2="${f.width - f.right}" y1="${base}" y2="${base}"/>`);
@@ -146,7 +164,10 @@ export function kappaStepsChart(metrics: Metrics, steps: Curves['kappaSteps'] | 
     let points = 0;
     for (const s of pairs) {
       const xy = s.pts.map(([c, v]): Pt => [x(c)!, y(v)]);
-      if (xy.length === 2) parts.push(`<path class="guide" d="M${xy[0][0].toFixed(1)},${xy[0][1].toFixed(1)}L${xy[1][0].toFixed(1)},${xy[1][1].toFixed(1)}" stroke="${s.color}"/>`);
+      if (xy.length === 2)
+        parts.push(
+          `<path class="guide" d="M${xy[0][0].toFixed(1)},${xy[0][1].toFixed(1)}L${xy[1][0].toFixed(1)},${xy[1][1].toFixed(1)}" stroke="${s.color}"/>`,
+        );
       parts.push(marksPath(dotsPath(xy, 5), xy.length, s.color, s.name));
       s.pts.forEach(([, v], i) => parts.push(text(xy[i][0] + 9, xy[i][1] + 4, esc(fmt(v)), 'class="value"')));
       points += xy.length;
@@ -155,7 +176,9 @@ export function kappaStepsChart(metrics: Metrics, steps: Curves['kappaSteps'] | 
     return {
       heading: 'κ before and after θ',
       svg: chartSvg({ family: 'kappa-steps', points, title: 'κ(H_P) and κ(H_H) before and after θ (no optimisation steps)', body: parts.join('') }),
-      caption: `${why}: there are no optimisation steps, so the chart shows κ before and after only (${points} points).` + (points < 4 ? ` ${4 - points} of the four κ's are undefined and not drawn.` : ''),
+      caption:
+        `${why}: there are no optimisation steps, so the chart shows κ before and after only (${points} points).` +
+        (points < 4 ? ` ${4 - points} of the four κ's are undefined and not drawn.` : ''),
       legend,
     };
   }
@@ -177,9 +200,24 @@ export function kappaStepsChart(metrics: Metrics, steps: Curves['kappaSteps'] | 
   const [s0, s1] = extent(shown.map((h) => h.step).filter(finite)) as [number | undefined, number | undefined];
   const lo = s0 ?? 0;
   const hi = s1 === undefined || s1 === lo ? lo + 1 : s1;
-  const x = scaleLinear().domain([lo, hi]).range([f.left, f.width - f.right]);
-  const y = logScale(series.flatMap((s) => s.pts.map((p) => p[1])), [f.height - f.bottom, f.top]);
-  const parts = [logYAxis(y, { label: 'condition number κ' }), xAxis(x, x.ticks(6).filter(Number.isInteger).map((t) => [t, String(t)]), { label: 'optimisation step' })];
+  const x = scaleLinear()
+    .domain([lo, hi])
+    .range([f.left, f.width - f.right]);
+  const y = logScale(
+    series.flatMap((s) => s.pts.map((p) => p[1])),
+    [f.height - f.bottom, f.top],
+  );
+  const parts = [
+    logYAxis(y, { label: 'condition number κ' }),
+    xAxis(
+      x,
+      x
+        .ticks(6)
+        .filter(Number.isInteger)
+        .map((t) => [t, String(t)]),
+      { label: 'optimisation step' },
+    ),
+  ];
   let points = 0;
   for (const s of series) {
     points += s.pts.length;
@@ -223,7 +261,9 @@ export function attackChart(curve: Curves['attacks'][number], outcome: Metrics['
     { name: 'immunized features', pts: prepare(curve.immunized as Array<[number, number | null]>), dash: false },
   ];
   const lastStep = Math.max(1, ...series.flatMap((s) => s.pts.map((p) => p[0])));
-  const x = scaleSymlog().domain([0, lastStep]).range([f.left, f.width - f.right]);
+  const x = scaleSymlog()
+    .domain([0, lastStep])
+    .range([f.left, f.width - f.right]);
   const target = outcome && finite(outcome.target) && outcome.target > 0 ? outcome.target : null;
   const yValues = series.flatMap((s) => s.pts.map((p) => p[1]));
   if (target !== null) yValues.push(target);
@@ -251,11 +291,15 @@ export function attackChart(curve: Curves['attacks'][number], outcome: Metrics['
     );
   }
   notes.push(`${points} points.`);
-  if (clamped > 0) notes.push(`${plural(clamped, 'point')} at or below ${powerOfTen(-16)} (the limit of float64 relative to the start) ${clamped === 1 ? 'is' : 'are'} drawn at ${powerOfTen(-16)}.`);
+  if (clamped > 0)
+    notes.push(
+      `${plural(clamped, 'point')} at or below ${powerOfTen(-16)} (the limit of float64 relative to the start) ${clamped === 1 ? 'is' : 'are'} drawn at ${powerOfTen(-16)}.`,
+    );
   if (strided > 0) notes.push(`${plural(strided, 'point')} of long curves skipped (evenly strided to ${MAX_ATTACK_POINTS} a curve).`);
   if (missing > 0) notes.push(`${plural(missing, 'point')} with no finite value ${missing === 1 ? 'is' : 'are'} left out.`);
   return {
-    heading: `${curve.data} data` + (outcome ? `: ${outcome.stepsRaw} → ${outcome.stepsImmunized}${outcome.capped ? '+' : ''} steps, ${slowdownText(outcome)}` : ''),
+    heading:
+      `${curve.data} data` + (outcome ? `: ${outcome.stepsRaw} → ${outcome.stepsImmunized}${outcome.capped ? '+' : ''} steps, ${slowdownText(outcome)}` : ''),
     svg: chartSvg({
       family: 'attacks',
       points,
@@ -294,11 +338,29 @@ export function summaryChart(metrics: Metrics, paperRow: boolean): Figure {
     { key: 'ours', label: 'ours (rank-aware κ)', color: COLORS.ours },
     { key: 'rule', label: "ours, paper's κ rule", color: COLORS.oursPaperRule },
     ...(paperRow ? [{ key: 'paper', label: 'paper, Table 1', color: COLORS.paper }] : []),
-    { key: 'bound', label: metrics.warnings.some((w) => w.field === 'rirBound') ? 'RIR* (a reference: K_P rank-deficient)' : 'RIR* bound', color: COLORS.bound },
+    {
+      key: 'bound',
+      label: metrics.warnings.some((w) => w.field === 'rirBound') ? 'RIR* (a reference: K_P rank-deficient)' : 'RIR* bound',
+      color: COLORS.bound,
+    },
   ];
   const groups: Array<{ label: string; bars: Array<[string, unknown]> }> = [
-    { label: 'harmful ratio ↑', bars: [['ours', metrics.harmfulRatio], ['rule', pc.harmfulRatio], ...(paperRow ? [['paper', PAPER_TABLE1_HOUSE_PRICE.harmfulRatio] as [string, number]] : [])] },
-    { label: 'benign ratio ↓', bars: [['ours', metrics.benignRatio], ['rule', pc.benignRatio], ...(paperRow ? [['paper', PAPER_TABLE1_HOUSE_PRICE.benignRatio] as [string, number]] : [])] },
+    {
+      label: 'harmful ratio ↑',
+      bars: [
+        ['ours', metrics.harmfulRatio],
+        ['rule', pc.harmfulRatio],
+        ...(paperRow ? [['paper', PAPER_TABLE1_HOUSE_PRICE.harmfulRatio] as [string, number]] : []),
+      ],
+    },
+    {
+      label: 'benign ratio ↓',
+      bars: [
+        ['ours', metrics.benignRatio],
+        ['rule', pc.benignRatio],
+        ...(paperRow ? [['paper', PAPER_TABLE1_HOUSE_PRICE.benignRatio] as [string, number]] : []),
+      ],
+    },
     { label: 'RIR ↑', bars: [['ours', metrics.rir], ['rule', pc.rir], ...(paperRow ? [['paper', PAPER_TABLE1_HOUSE_PRICE.rir] as [string, number]] : [])] },
     { label: metrics.warnings.some((w) => w.field === 'rirBound') ? 'RIR* (reference)' : 'RIR* (bound)', bars: [['bound', metrics.rirBound]] },
   ];
@@ -327,7 +389,13 @@ export function summaryChart(metrics: Metrics, paperRow: boolean): Figure {
   const decades: number[] = [];
   for (let e = Math.round(Math.log10(lo)); e <= Math.round(Math.log10(hi)); e++) decades.push(e);
   const keep = Math.max(1, Math.ceil(decades.length / 7));
-  parts.push(xAxis((v) => x(v), decades.filter((e) => e % keep === 0 || e === 0).map((e): [number, string] => [10 ** e, powerOfTen(e)]), { label: 'ratio (log scale; 1 = unchanged)', grid: true, frame }));
+  parts.push(
+    xAxis(
+      (v) => x(v),
+      decades.filter((e) => e % keep === 0 || e === 0).map((e): [number, string] => [10 ** e, powerOfTen(e)]),
+      { label: 'ratio (log scale; 1 = unchanged)', grid: true, frame },
+    ),
+  );
   const one = x(1).toFixed(1);
   parts.push(`<line class="reference" x1="${one}" x2="${one}" y1="${frame.top - 4}" y2="${frame.height - frame.bottom}"/>`);
   for (const [gi, g] of groups.entries()) {
@@ -359,7 +427,13 @@ export function summaryChart(metrics: Metrics, paperRow: boolean): Figure {
   const left = rows.length - plotted.length;
   return {
     heading: 'Ratios on a log scale',
-    svg: chartSvg({ family: 'summary', points, title: 'κ ratios, RIR and the RIR* bound' + (paperRow ? ", beside the paper's Table 1" : ''), body: parts.join(''), frame }),
+    svg: chartSvg({
+      family: 'summary',
+      points,
+      title: 'κ ratios, RIR and the RIR* bound' + (paperRow ? ", beside the paper's Table 1" : ''),
+      body: parts.join(''),
+      frame,
+    }),
     caption:
       `${points} bars, on a log axis centred on 1 (no change): a harmful ratio should reach right, a benign ratio left.` +
       (left > 0 ? ` ${plural(left, 'value')} undefined or not positive, so not drawn.` : ''),
@@ -403,7 +477,12 @@ export function deepChart(name: string, values: number[]): Figure {
   const hi = sorted[sorted.length - 1];
   const useLog = lo > 0 && hi / lo > 10;
   const range: [number, number] = [frame.left, frame.width - frame.right];
-  const x = useLog ? scaleLog().domain([lo, hi]).range(range).nice() : scaleLinear().domain(lo === hi ? [lo - 1, hi + 1] : [lo, hi]).range(range).nice();
+  const x = useLog
+    ? scaleLog().domain([lo, hi]).range(range).nice()
+    : scaleLinear()
+        .domain(lo === hi ? [lo - 1, hi + 1] : [lo, hi])
+        .range(range)
+        .nice();
   const ticks: Array<[number, string]> = useLog
     ? (() => {
         const [a, b] = x.domain().map((v) => Math.round(Math.log10(v)));
@@ -428,7 +507,14 @@ export function deepChart(name: string, values: number[]): Figure {
   parts.push(marksPath(dotsPath(xy, 3.5), xy.length, COLORS.benign, name, '#fff'));
   return {
     heading: name,
-    svg: chartSvg({ family: 'summary', points: xy.length, title: `${name} over ${values.length} draws`, body: parts.join(''), frame, data: { series: `deep:${name}` } }),
+    svg: chartSvg({
+      family: 'summary',
+      points: xy.length,
+      title: `${name} over ${values.length} draws`,
+      body: parts.join(''),
+      frame,
+      data: { series: `deep:${name}` },
+    }),
     caption: `${plural(values.length, 'draw')}: median ${fmt(quantileSorted(sorted, 0.5))}, quartiles ${fmt(quantileSorted(sorted, 0.25))} – ${fmt(quantileSorted(sorted, 0.75))}, range ${fmt(lo)} – ${fmt(hi)}.`,
     legend: [],
   };

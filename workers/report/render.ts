@@ -76,8 +76,12 @@ ${sections.filter(Boolean).join('\n')}
 }
 
 function describeJob(m: Metrics, opts: ReportOptions): string {
-  const rows = m.rows ? `benign ${m.rows.benign} rows, harmful ${m.rows.harmful} rows${m.rows.benignTest ? `, benign test ${m.rows.benignTest} rows` : ''}` : '';
-  return [opts.jobId ? `job ${opts.jobId}` : '', `method ${m.method}`, m.task ? `task ${m.task}` : 'no benign labels', `D = ${m.dim}`, rows].filter(Boolean).join(' · ');
+  const rows = m.rows
+    ? `benign ${m.rows.benign} rows, harmful ${m.rows.harmful} rows${m.rows.benignTest ? `, benign test ${m.rows.benignTest} rows` : ''}`
+    : '';
+  return [opts.jobId ? `job ${opts.jobId}` : '', `method ${m.method}`, m.task ? `task ${m.task}` : 'no benign labels', `D = ${m.dim}`, rows]
+    .filter(Boolean)
+    .join(' · ');
 }
 
 function figure(f: Figure, id?: string): string {
@@ -121,7 +125,13 @@ function summarySection(m: Metrics, paperRow: boolean): string {
   const k = m.kappa;
   const pc = m.paperConvention;
   const kappaTable = table(
-    [['', 'text'], ['κ before', 'num'], ['κ after', 'num'], ['ratio after / before', 'num'], ['wanted', 'num']],
+    [
+      ['', 'text'],
+      ['κ before', 'num'],
+      ['κ after', 'num'],
+      ['ratio after / before', 'num'],
+      ['wanted', 'num'],
+    ],
     [
       ['benign, H_P', fmt(k?.benign?.before), fmt(k?.benign?.after), `<b>${fmt(m.benignRatio)}</b>`, `≤ ${VERDICT_THRESHOLDS.benignRatio}`],
       ['harmful, H_H', fmt(k?.harmful?.before), fmt(k?.harmful?.after), `<b>${fmt(m.harmfulRatio)}</b>`, `≥ ${VERDICT_THRESHOLDS.harmfulRatio}`],
@@ -135,19 +145,37 @@ function summarySection(m: Metrics, paperRow: boolean): string {
     const p = PAPER_TABLE1_HOUSE_PRICE;
     rows.push(['paper, Table 1 (House Price)', fmt(p.harmfulRatio), fmt(p.benignRatio), fmt(p.rir)]);
   }
-  const compare = table([['', 'text'], ['harmful ratio ↑', 'num'], ['benign ratio ↓', 'num'], ['RIR ↑', 'num']], rows, paperRow ? 'compare with-paper' : 'compare');
+  const compare = table(
+    [
+      ['', 'text'],
+      ['harmful ratio ↑', 'num'],
+      ['benign ratio ↓', 'num'],
+      ['RIR ↑', 'num'],
+    ],
+    rows,
+    paperRow ? 'compare with-paper' : 'compare',
+  );
   const q = m.benignQuality;
   const quality = q?.metric
     ? `${fmt(q.before)} → ${fmt(q.after)} <span class="hint">the best linear probe on the benign training rows</span>` +
       (q.test != null ? `; ${fmt(q.test)} <span class="hint">on the held-out benign test rows, after θ</span>` : '')
     : 'not scored (no benign labels)';
   const key = table(
-    [['quantity', 'text'], ['value', 'text']],
+    [
+      ['quantity', 'text'],
+      ['value', 'text'],
+    ],
     [
       ['RIR', fmt(m.rir)],
       m.warnings.some((w) => w.field === 'rirBound')
-        ? ['RIR* (a reference)', `${fmt(m.rirBound)} <span class="hint">κ(M)·κ(K_P)/κ(K_H), M = K_P^{-1/2}K_HK_P^{-1/2}; K_P is rank-deficient, so this is not a bound: RIR can exceed it</span>`]
-        : ['RIR* (bound)', `${fmt(m.rirBound)} <span class="hint">κ(M)·κ(K_P)/κ(K_H): the most RIR any invertible linear θ can reach here (≤ 1: immunization is impossible)</span>`],
+        ? [
+            'RIR* (a reference)',
+            `${fmt(m.rirBound)} <span class="hint">κ(M)·κ(K_P)/κ(K_H), M = K_P^{-1/2}K_HK_P^{-1/2}; K_P is rank-deficient, so this is not a bound: RIR can exceed it</span>`,
+          ]
+        : [
+            'RIR* (bound)',
+            `${fmt(m.rirBound)} <span class="hint">κ(M)·κ(K_P)/κ(K_H): the most RIR any invertible linear θ can reach here (≤ 1: immunization is impossible)</span>`,
+          ],
       ['κ(θ)', `${fmt(m.thetaCondition)} <span class="hint">budget ${fmt(m.kappaBudget)}</span>`],
       [`benign quality${q?.metric ? ` (${esc(q.metric)})` : ''}, before → after`, quality],
       ['compensated head, max deviation', fmt(q?.headMaxDeviation)],
@@ -169,12 +197,28 @@ function attacksSection(m: Metrics, curves: Curves): string {
     return `<h3>${esc(attackerLabel(a))} <code>${esc(a)}</code></h3><div class="cards">${charts.join('')}</div>`;
   });
   const steps = table(
-    [['attacker', 'text'], ['data', 'text'], ['target', 'num'], ['steps raw', 'num'], ['steps immunized', 'num'], ['slowdown', 'num'], ['status', 'text']],
-    (m.attacks ?? []).map((o) => [esc(attackerLabel(o.attacker)), esc(o.data), fmt(o.target), String(o.stepsRaw ?? '—'), `${o.stepsImmunized ?? '—'}${o.capped ? ' (cap)' : ''}`, esc(slowdownText(o)), esc(o.status ?? '—')]),
+    [
+      ['attacker', 'text'],
+      ['data', 'text'],
+      ['target', 'num'],
+      ['steps raw', 'num'],
+      ['steps immunized', 'num'],
+      ['slowdown', 'num'],
+      ['status', 'text'],
+    ],
+    (m.attacks ?? []).map((o) => [
+      esc(attackerLabel(o.attacker)),
+      esc(o.data),
+      fmt(o.target),
+      String(o.stepsRaw ?? '—'),
+      `${o.stepsImmunized ?? '—'}${o.capped ? ' (cap)' : ''}`,
+      esc(slowdownText(o)),
+      esc(o.status ?? '—'),
+    ]),
   );
   const intro =
     'Each attacker fits a linear probe on the raw and on the immunized features. The target is what it reaches on the raw ones in 1,000 steps (at least 10⁻⁶); ' +
-    'the slowdown is how many more steps it needs on the immunized ones. A run stopped at its cap gives a lower bound (≥); a run whose cap could not show the verdict\'s threshold (and any capped benign run) is unmeasured, and an unmeasured attacker never counts as a pass. Newton ignores κ altogether: it is the honest limit of condition-number immunization.';
+    "the slowdown is how many more steps it needs on the immunized ones. A run stopped at its cap gives a lower bound (≥); a run whose cap could not show the verdict's threshold (and any capped benign run) is unmeasured, and an unmeasured attacker never counts as a pass. Newton ignores κ altogether: it is the honest limit of condition-number immunization.";
   const body = list.length ? blocks.join('') : '<p class="empty">This job has no attack curves.</p>';
   return `<section id="attacks"><h2>Attacks: suboptimality against the step</h2><p class="intro">${esc(intro)}</p>${steps}${body}</section>`;
 }
@@ -194,7 +238,20 @@ function detailsSection(m: Metrics): string {
   const opt = m.optimizer;
   const t = m.timings;
   const rows: string[][] = [
-    ['optimiser', opt ? `${esc(opt.stopReason)} after ${opt.steps ?? '—'} steps${Object.keys(opt.details ?? {}).length ? ' (' + Object.entries(opt.details).map(([k, v]) => `${esc(k)} ${fmt(v)}`).join(', ') + ')' : ''}` : '—'],
+    [
+      'optimiser',
+      opt
+        ? `${esc(opt.stopReason)} after ${opt.steps ?? '—'} steps${
+            Object.keys(opt.details ?? {}).length
+              ? ' (' +
+                Object.entries(opt.details)
+                  .map(([k, v]) => `${esc(k)} ${fmt(v)}`)
+                  .join(', ') +
+                ')'
+              : ''
+          }`
+        : '—',
+    ],
     ['engine time', t ? `${fmt(t.engineSeconds)} s (θ ${fmt(t.solveSeconds)} s, metrics ${fmt(t.metricsSeconds)} s, attacks ${fmt(t.attackSeconds)} s)` : '—'],
     ['OpenBLAS core', esc(m.openblasCore ?? '—')],
   ];
@@ -202,7 +259,14 @@ function detailsSection(m: Metrics): string {
   const warn = warnings.length
     ? `<details><summary>${warnings.length} warning${warnings.length === 1 ? '' : 's'}</summary><ul>${warnings.map((w) => `<li><code>${esc(w.field)}</code>: ${esc(w.reason)}</li>`).join('')}</ul></details>`
     : '<p>No warnings.</p>';
-  return `<section id="details"><h2>Details</h2>${table([['item', 'text'], ['value', 'text']], rows, 'key')}${warn}</section>`;
+  return `<section id="details"><h2>Details</h2>${table(
+    [
+      ['item', 'text'],
+      ['value', 'text'],
+    ],
+    rows,
+    'key',
+  )}${warn}</section>`;
 }
 
 const CSS = `

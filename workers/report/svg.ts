@@ -23,7 +23,11 @@ export function fmt(x: number | null | undefined, digits = 4): string {
   if (!Number.isFinite(x)) return x > 0 ? '∞' : '−∞';
   if (x === 0) return '0';
   const a = Math.abs(x);
-  if (a >= 1e4 || a < 1e-3) return x.toExponential(digits - 1).replace(/\.?0+e/, 'e').replace('e+', 'e');
+  if (a >= 1e4 || a < 1e-3)
+    return x
+      .toExponential(digits - 1)
+      .replace(/\.?0+e/, 'e')
+      .replace('e+', 'e');
   return Number(x.toPrecision(digits)).toString();
 }
 
@@ -109,7 +113,14 @@ export function logYAxis(y: ScaleContinuousNumeric<number, number>, opts: AxisOp
     parts.push(text(f.left - 6, py + 4, powerOfTen(e), 'class="tick" text-anchor="end"'));
   }
   parts.push(`<line class="axis" x1="${f.left}" x2="${f.left}" y1="${f.top}" y2="${f.height - f.bottom}"/>`);
-  parts.push(text(14, (f.top + f.height - f.bottom) / 2, esc(opts.label), `class="label" text-anchor="middle" transform="rotate(-90 14 ${r1((f.top + f.height - f.bottom) / 2)})"`));
+  parts.push(
+    text(
+      14,
+      (f.top + f.height - f.bottom) / 2,
+      esc(opts.label),
+      `class="label" text-anchor="middle" transform="rotate(-90 14 ${r1((f.top + f.height - f.bottom) / 2)})"`,
+    ),
+  );
   return parts.join('');
 }
 

@@ -260,7 +260,13 @@ function renderJob(job: Job): HTMLLIElement {
   if (spec) item.append(make('p', 'spec', spec));
   if (job.metrics && job.status === 'completed') {
     const m = job.metrics;
-    item.append(make('p', 'summary', `verdict ${String(m.verdict ?? '–')} · RIR ${fmtNumber(m.rir)} · harmful κ ×${fmtNumber(m.harmfulRatio)} · benign κ ×${fmtNumber(m.benignRatio)}`));
+    item.append(
+      make(
+        'p',
+        'summary',
+        `verdict ${String(m.verdict ?? '–')} · RIR ${fmtNumber(m.rir)} · harmful κ ×${fmtNumber(m.harmfulRatio)} · benign κ ×${fmtNumber(m.benignRatio)}`,
+      ),
+    );
   }
   if (job.error) item.append(make('p', 'error', `${job.error.code}: ${job.error.message}`));
 
@@ -350,7 +356,9 @@ function follow(id: string): void {
     if ('purged' in data) {
       closeStream(id);
       state.jobs.delete(id);
-      el('job-list').querySelector(`li.job[data-job-id="${CSS.escape(id)}"]`)?.remove();
+      el('job-list')
+        .querySelector(`li.job[data-job-id="${CSS.escape(id)}"]`)
+        ?.remove();
       return;
     }
     upsert(data);
@@ -571,7 +579,8 @@ function positiveInt(input: HTMLInputElement, what: string, min: number, max = N
   const text = input.value.trim();
   if (!text) return undefined;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${what} must be a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ' up'}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new Error(`${what} must be a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ' up'}`);
   return n;
 }
 

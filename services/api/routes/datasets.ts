@@ -36,8 +36,7 @@ async function receiveUpload(app: FastifyInstance, req: FastifyRequest, kind: Ki
 }
 
 const consumes = ['multipart/form-data'];
-const uploadBody = (what: string) =>
-  Type.Object({ file: Type.String({ format: 'binary', description: what }) }, { description: 'multipart/form-data' });
+const uploadBody = (what: string) => Type.Object({ file: Type.String({ format: 'binary', description: what }) }, { description: 'multipart/form-data' });
 
 export async function datasetRoutes(fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -48,7 +47,8 @@ export async function datasetRoutes(fastify: FastifyInstance): Promise<void> {
     {
       schema: {
         tags: ['datasets'],
-        summary: 'Upload a dataset: .npy (N×D float32/float64 features, N×C×H×W float32 images, or a label vector), .csv with a header row, or an uncompressed .tar of PNG/JPEG images',
+        summary:
+          'Upload a dataset: .npy (N×D float32/float64 features, N×C×H×W float32 images, or a label vector), .csv with a header row, or an uncompressed .tar of PNG/JPEG images',
         consumes,
         body: uploadBody('the dataset file; its name must end in .npy, .csv or .tar'),
         response: {
@@ -96,12 +96,26 @@ export async function datasetRoutes(fastify: FastifyInstance): Promise<void> {
     const path = `/${kind}s/:id`;
     app.get(
       path,
-      { schema: { tags: [`${kind}s`], summary: `A ${kind}'s metadata`, params: IdParams, response: { 200: Type.Ref(kind === 'dataset' ? DatasetDocSchema : BackboneDocSchema), ...errorResponses(401, 404) } } },
+      {
+        schema: {
+          tags: [`${kind}s`],
+          summary: `A ${kind}'s metadata`,
+          params: IdParams,
+          response: { 200: Type.Ref(kind === 'dataset' ? DatasetDocSchema : BackboneDocSchema), ...errorResponses(401, 404) },
+        },
+      },
       async (req, reply) => reply.send(datasetDoc(await app.svc.datasets.mustGet(req.principal!, kind, req.params.id)) as never),
     );
     app.delete(
       path,
-      { schema: { tags: [`${kind}s`], summary: `Delete a ${kind}: its bytes and its record`, params: IdParams, response: { 204: Type.Null(), ...errorResponses(401, 404) } } },
+      {
+        schema: {
+          tags: [`${kind}s`],
+          summary: `Delete a ${kind}: its bytes and its record`,
+          params: IdParams,
+          response: { 204: Type.Null(), ...errorResponses(401, 404) },
+        },
+      },
       async (req, reply) => {
         await app.svc.datasets.remove(req.principal!, kind, req.params.id);
         return reply.code(204).send(null);

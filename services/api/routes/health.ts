@@ -21,7 +21,9 @@ export async function healthRoutes(fastify: FastifyInstance): Promise<void> {
 
   app.get(
     '/readyz',
-    { schema: { tags: ['health'], summary: 'Redis answers and the data directory is writable', security: [], response: { 200: Ready, ...errorResponses(503) } } },
+    {
+      schema: { tags: ['health'], summary: 'Redis answers and the data directory is writable', security: [], response: { 200: Ready, ...errorResponses(503) } },
+    },
     async () => {
       const r = await app.svc.ready();
       if (r.redis && r.storage) return { status: 'ready' as const, redis: 'up', storage: 'ok' };

@@ -1,6 +1,5 @@
 /** A job's report.html, shown in the browser (the artifacts route offers the same file as a download). */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { REPORT_CONTENT_TYPE } from '../../../workers/report/render.js';
 import { notFound } from '../../errors.js';

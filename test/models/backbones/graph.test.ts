@@ -57,7 +57,12 @@ describe('feature tensor detection', () => {
   it('inspectBackbone summarizes a model without onnxruntime', () => {
     const fx = smallVit();
     const s = inspectBackbone(fx.model.bytes, 'vit.onnx');
-    assert.deepEqual(s, { input: { name: 'input', elemType: 'float32', shape: ['batch_size', 3, 32, 32] }, featureTensor: fx.featureTensor, dim: 32, classifier: 'Gemm /heads.head/Gemm' });
+    assert.deepEqual(s, {
+      input: { name: 'input', elemType: 'float32', shape: ['batch_size', 3, 32, 32] },
+      featureTensor: fx.featureTensor,
+      dim: 32,
+      classifier: 'Gemm /heads.head/Gemm',
+    });
   });
 
   it('a model without a classifier is refused with the candidate tensors listed', async () => {
@@ -82,7 +87,11 @@ describe('feature tensor detection', () => {
   it('malformed files say what was expected', async () => {
     const fx = smallResnet();
     await rejects(() => OnnxGraph.parse(new Uint8Array(), 'empty.onnx'), 'ONNX_MALFORMED', /empty\.onnx is empty/);
-    await rejects(() => OnnxGraph.parse(fx.model.bytes.subarray(0, fx.model.bytes.length - 100), 'cut.onnx'), 'ONNX_MALFORMED', /cut short|not a readable ONNX/);
+    await rejects(
+      () => OnnxGraph.parse(fx.model.bytes.subarray(0, fx.model.bytes.length - 100), 'cut.onnx'),
+      'ONNX_MALFORMED',
+      /cut short|not a readable ONNX/,
+    );
     await rejects(() => OnnxGraph.parse(Buffer.from('this is not a model at all'), 'text.onnx'), 'ONNX_MALFORMED', /ONNX/);
     await rejects(Backbone.fromBytes(Buffer.from([0x08, 0x08, 0x3a, 0x00]), 'nograph.onnx'), 'ONNX_MALFORMED', /no graph nodes/);
   });
@@ -136,7 +145,10 @@ describe('immunized export', () => {
     assert.equal(site.classifiers.length, 0);
     const theta = testTheta(fx.dim, 3);
     const exported = graph.immunized(site, theta);
-    assert.deepEqual(decodeModel(exported).graph!.output!.map((o) => o.name), [IMMUNIZED_FEATURES]);
+    assert.deepEqual(
+      decodeModel(exported).graph!.output!.map((o) => o.name),
+      [IMMUNIZED_FEATURES],
+    );
     await checkExport(fx, theta, exported, false);
   });
 

@@ -28,14 +28,22 @@ function twoTone(width: number, height: number, split: number, left: number[], r
   return px;
 }
 
-const png = (raw: Buffer, width: number, height: number) => sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer();
+const png = (raw: Buffer, width: number, height: number) =>
+  sharp(raw, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
 
 describe('ImageNet preprocessing', () => {
   it('defaults: resize 256 / crop 224 with the ImageNet mean and std; scaled for a model fixed at another size', () => {
     assert.deepEqual(resolvePreprocess(undefined, { channels: 3, height: null, width: null }, 'm'), { resize: 256, crop: 224, mean: MEAN, std: STD });
     assert.deepEqual(resolvePreprocess(undefined, fixed(224), 'm'), { resize: 256, crop: 224, mean: MEAN, std: STD });
     assert.equal(resolvePreprocess(undefined, fixed(32), 'm').resize, 37);
-    assert.deepEqual(resolvePreprocess({ resize: 40, mean: [0, 0, 0], std: [1, 1, 1] }, fixed(32), 'm'), { resize: 40, crop: 32, mean: [0, 0, 0], std: [1, 1, 1] });
+    assert.deepEqual(resolvePreprocess({ resize: 40, mean: [0, 0, 0], std: [1, 1, 1] }, fixed(32), 'm'), {
+      resize: 40,
+      crop: 32,
+      mean: [0, 0, 0],
+      std: [1, 1, 1],
+    });
   });
 
   it('reads PNG and JPEG sizes from their headers', async () => {
@@ -88,9 +96,15 @@ describe('image inputs', () => {
     const root = join(dir, 'classes');
     await mkdir(join(root, 'dog'), { recursive: true });
     await mkdir(join(root, 'cat'), { recursive: true });
-    const grey = await sharp(Buffer.alloc(40 * 40, 128), { raw: { width: 40, height: 40, channels: 1 } }).png().toBuffer();
-    const rgba = await sharp(Buffer.alloc(40 * 40 * 4, 255), { raw: { width: 40, height: 40, channels: 4 } }).png().toBuffer();
-    const jpeg = await sharp(twoTone(50, 40, 0, [0, 0, 0], [60, 120, 180]), { raw: { width: 50, height: 40, channels: 3 } }).jpeg({ quality: 100 }).toBuffer();
+    const grey = await sharp(Buffer.alloc(40 * 40, 128), { raw: { width: 40, height: 40, channels: 1 } })
+      .png()
+      .toBuffer();
+    const rgba = await sharp(Buffer.alloc(40 * 40 * 4, 255), { raw: { width: 40, height: 40, channels: 4 } })
+      .png()
+      .toBuffer();
+    const jpeg = await sharp(twoTone(50, 40, 0, [0, 0, 0], [60, 120, 180]), { raw: { width: 50, height: 40, channels: 3 } })
+      .jpeg({ quality: 100 })
+      .toBuffer();
     await writeFile(join(root, 'dog', 'b.png'), grey);
     await writeFile(join(root, 'dog', 'a.JPG'), jpeg);
     await writeFile(join(root, 'cat', 'z.png'), rgba);
@@ -117,7 +131,14 @@ describe('image inputs', () => {
     const a = await png(twoTone(40, 40, 0, [0, 0, 0], [10, 20, 30]), 40, 40);
     const b = await png(twoTone(40, 40, 0, [0, 0, 0], [200, 100, 50]), 40, 40);
     const path = join(dir, 'set.tar');
-    await writeFile(path, tarOf([['set/b/2.png', b], ['set/a/1.png', a], ['set/a/readme', Buffer.from('x')]]));
+    await writeFile(
+      path,
+      tarOf([
+        ['set/b/2.png', b],
+        ['set/a/1.png', a],
+        ['set/a/readme', Buffer.from('x')],
+      ]),
+    );
     const src = await openImages(path, fixed(32));
     assert.equal(src.kind, 'tar');
     assert.deepEqual(src.classes, ['a', 'b']);

@@ -64,7 +64,12 @@ async function imageFolder(name: string, perClass: number, seed: number): Promis
       const h = 36 + Math.floor(u() * 20);
       const tint = cls === 'a' ? 0 : 90;
       const px = Buffer.from(Array.from({ length: w * h * 3 }, (_, k) => Math.floor(u() * 160) + (k % 3 === 0 ? tint : 0)));
-      await writeFile(join(root, cls, `${i}.png`), await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer());
+      await writeFile(
+        join(root, cls, `${i}.png`),
+        await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+          .png()
+          .toBuffer(),
+      );
     }
   }
   return root;
@@ -116,10 +121,16 @@ describe('backbone job through the worker processor', () => {
     const features = events.filter((e) => e.phase === 'statistics');
     assert.ok(features.length >= 2, 'one progress event per batch');
     assert.deepEqual([features[features.length - 1].step, features[features.length - 1].of], [270, 270]);
-    assert.ok(features.every((e, i) => i === 0 || e.step! >= features[i - 1].step!), 'feature progress only goes up');
+    assert.ok(
+      features.every((e, i) => i === 0 || e.step! >= features[i - 1].step!),
+      'feature progress only goes up',
+    );
     const firstOptimize = events.findIndex((e) => e.phase === 'optimize');
     assert.ok(firstOptimize > events.indexOf(features[features.length - 1]), 'the engine phase follows the feature phase');
-    assert.ok(events.some((e) => e.phase === 'load' && /onnxruntime: CPU execution provider/.test(e.message ?? '')), 'the execution provider is logged');
+    assert.ok(
+      events.some((e) => e.phase === 'load' && /onnxruntime: CPU execution provider/.test(e.message ?? '')),
+      'the execution provider is logged',
+    );
   });
 
   it('bad inputs fail the job with permanent, coded errors', async () => {
@@ -131,7 +142,12 @@ describe('backbone job through the worker processor', () => {
     const err = await rejects(runJob(spec, { sink: new DirectorySink(join(dir, 'never')) }), 'NO_CLASSIFIER');
     assert.deepEqual(describeJobError(err), { code: 'no_classifier', message: err.message, permanent: true });
     const labelsOff = await labels('off-y.npy', 7, 2);
-    const withLabels = parseJobSpec({ backbone: join(dir, 'resnet.onnx'), benign: { dataset: images, labels: labelsOff }, harmful: { dataset: images }, method: 'closed-form' });
+    const withLabels = parseJobSpec({
+      backbone: join(dir, 'resnet.onnx'),
+      benign: { dataset: images, labels: labelsOff },
+      harmful: { dataset: images },
+      method: 'closed-form',
+    });
     await rejects(runJob(withLabels, { sink: new DirectorySink(join(dir, 'never')) }), 'LABELS', /7 labels for 8 images/);
 
     // A named output that is not N×D is caught on the first batch.
@@ -146,7 +162,13 @@ describe('backbone job through the worker processor', () => {
   });
 
   it('the job spec takes a backbone, featureTensor and preprocess, and refuses them where they do not apply', () => {
-    const spec = parseJobSpec({ backbone: 'b1', featureTensor: 'x', preprocess: { resize: 300, crop: 256 }, benign: { dataset: 'd1' }, harmful: { dataset: 'd2' } });
+    const spec = parseJobSpec({
+      backbone: 'b1',
+      featureTensor: 'x',
+      preprocess: { resize: 300, crop: 256 },
+      benign: { dataset: 'd1' },
+      harmful: { dataset: 'd2' },
+    });
     assert.equal(spec.featureTensor, 'x');
     assert.throws(() => parseJobSpec({ featureTensor: 'x', benign: { dataset: 'd1' }, harmful: { dataset: 'd2' } }), SpecError);
     assert.throws(() => parseJobSpec({ backbone: 'b', benign: { dataset: 'd1', labelColumn: 'y' }, harmful: { dataset: 'd2' } }), /labels file/);
@@ -164,7 +186,10 @@ describe('backbone job through the CLI', () => {
     const out = join(dir, 'cli-vit');
     const r = await cli(['run', '--backbone', model, '--benign', benign, '--harmful', harmful, '--method', 'closed-form', '--json', '--out', out]);
     assert.ok(r.code === 0 || r.code === 3, r.stderr);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.ok(lines.some((l) => l.type === 'progress' && l.phase === 'statistics' && l.step === 88 && l.of === 88));
     const result = lines[lines.length - 1];
     assert.ok(result.artifacts.some((a: { name: string }) => a.name === 'immunized.onnx'));
@@ -191,8 +216,16 @@ describe('backbone job through the CLI', () => {
     await mkdir(join(dir, 'no-images'));
     const cases: Array<[string, string[], RegExp]> = [
       ['corrupt ONNX', ['--backbone', cut, '--benign', images, '--harmful', images], /cut\.onnx is not a readable ONNX model/],
-      ['no classifier', ['--backbone', headless, '--benign', images, '--harmful', images], /no final linear classifier.*candidate tensors: "\/Flatten_output_0"/],
-      ['unknown tensor', ['--backbone', good, '--feature-tensor', 'feat', '--benign', images, '--harmful', images], /"feat" is not a tensor of this graph; candidate tensors/],
+      [
+        'no classifier',
+        ['--backbone', headless, '--benign', images, '--harmful', images],
+        /no final linear classifier.*candidate tensors: "\/Flatten_output_0"/,
+      ],
+      [
+        'unknown tensor',
+        ['--backbone', good, '--feature-tensor', 'feat', '--benign', images, '--harmful', images],
+        /"feat" is not a tensor of this graph; candidate tensors/,
+      ],
       ['wrong image size', ['--backbone', good, '--benign', wrongSize, '--harmful', images], /3×16×16 \(C×H×W\) but the model takes 3×32×32/],
       ['empty folder', ['--backbone', good, '--benign', join(dir, 'no-images'), '--harmful', images], /no \.png, \.jpg or \.jpeg images/],
     ];

@@ -18,6 +18,9 @@ it('picks the CPU when CUDA is not installed, says why, and falls back when CUDA
   await auto.session.release();
   const asked = await createSession(model, { executionProvider: 'cuda', log: (m) => logs.push(m) });
   assert.equal(asked.provider, 'cpu');
-  assert.ok(logs.some((m) => /CUDA was asked for but .*; using the CPU/.test(m)), logs.join('\n'));
+  assert.ok(
+    logs.some((m) => /CUDA was asked for but .*; using the CPU/.test(m)),
+    logs.join('\n'),
+  );
   await asked.session.release();
 });

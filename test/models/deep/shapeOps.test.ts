@@ -50,9 +50,21 @@ describe('shape values', () => {
   });
 
   it('refuses what it cannot do with a clear error', () => {
-    assert.throws(() => run('Gather', [vec(1, 2), scalar(5)], [attr.int('axis', 0)]), (e) => isDeepError(e, 'TAIL_SHAPE'));
-    assert.throws(() => run('Div', [vec(4), scalar(0)]), (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR'));
-    assert.throws(() => run('Add', [vec(1, 2), vec(1, 2, 3)]), (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR'));
-    assert.throws(() => run('Concat', [{ values: [1, 2], dims: [1, 2] }]), (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR'));
+    assert.throws(
+      () => run('Gather', [vec(1, 2), scalar(5)], [attr.int('axis', 0)]),
+      (e) => isDeepError(e, 'TAIL_SHAPE'),
+    );
+    assert.throws(
+      () => run('Div', [vec(4), scalar(0)]),
+      (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR'),
+    );
+    assert.throws(
+      () => run('Add', [vec(1, 2), vec(1, 2, 3)]),
+      (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR'),
+    );
+    assert.throws(
+      () => run('Concat', [{ values: [1, 2], dims: [1, 2] }]),
+      (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR'),
+    );
   });
 });

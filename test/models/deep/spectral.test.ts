@@ -87,7 +87,14 @@ describe('deep spectral gradient', () => {
     const term = spectralTerm(Float32Array.from(F), rows, dim, 'ill');
     const timing = { seconds: 0, last: null };
     const loss = spectralLoss(tf, 'ill', timing);
-    const grad = tf.tidy(() => tf.grad((f: import('@tensorflow/tfjs').Tensor) => tf.mul(loss(f as import('@tensorflow/tfjs').Tensor2D), 3))(tf.tensor2d(Float32Array.from(F), [rows, dim])).dataSync().slice());
+    const grad = tf.tidy(() =>
+      tf
+        .grad((f: import('@tensorflow/tfjs').Tensor) => tf.mul(loss(f as import('@tensorflow/tfjs').Tensor2D), 3))(
+          tf.tensor2d(Float32Array.from(F), [rows, dim]),
+        )
+        .dataSync()
+        .slice(),
+    );
     let worst = 0;
     let scale = 0;
     for (let i = 0; i < grad.length; i++) {

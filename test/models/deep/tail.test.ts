@@ -76,13 +76,31 @@ describe('deep tail conversion', () => {
 
   it('Split, Expand, Cast, Reciprocal and Dropout on tensors', async () => {
     const { tf } = await cpuBackend();
-    const ints = new Map<string, number[]>([['sizes', [1, 3]], ['shape', [2, 1, 4]]]);
+    const ints = new Map<string, number[]>([
+      ['sizes', [1, 3]],
+      ['shape', [2, 1, 4]],
+    ]);
     const ctx = { tf, ints: (n: string) => ints.get(n) ?? null, isScalar: () => false };
     const x = tf.tensor([1, 2, 3, 4, 5, 6, 7, 8], [2, 4]);
     const split = (inputs: string[], attribute: NodeProto['attribute'], outputs: number) =>
       OPS.Split(ctx, { name: 's', opType: 'Split', input: inputs, output: Array.from({ length: outputs }, (_, i) => `o${i}`), attribute }, [x]) as Tensor[];
-    assert.deepEqual(split(['x', 'sizes'], [attr.int('axis', 1)], 2).map((t) => t.arraySync()), [[[1], [5]], [[2, 3, 4], [6, 7, 8]]]);
-    assert.deepEqual(split(['x'], [attr.int('axis', 0)], 2).map((t) => t.shape), [[1, 4], [1, 4]]);
+    assert.deepEqual(
+      split(['x', 'sizes'], [attr.int('axis', 1)], 2).map((t) => t.arraySync()),
+      [
+        [[1], [5]],
+        [
+          [2, 3, 4],
+          [6, 7, 8],
+        ],
+      ],
+    );
+    assert.deepEqual(
+      split(['x'], [attr.int('axis', 0)], 2).map((t) => t.shape),
+      [
+        [1, 4],
+        [1, 4],
+      ],
+    );
     const row = tf.tensor([1, 2, 3, 4], [1, 4]);
     const expanded = OPS.Expand(ctx, { name: 'e', opType: 'Expand', input: ['row', 'shape'], output: ['y'] }, [row]) as Tensor;
     assert.deepEqual(expanded.shape, [2, 1, 4]);
@@ -121,13 +139,19 @@ describe('deep tail conversion', () => {
 
   it('refuses an unknown cut tensor, naming it', () => {
     const graph = OnnxGraph.parse(smallResnet().model.bytes, 'm.onnx');
-    assert.throws(() => planTail(graph, { cutTensor: 'nope' }), (e) => isDeepError(e, 'CUT_TENSOR') && /"nope"/.test((e as Error).message));
+    assert.throws(
+      () => planTail(graph, { cutTensor: 'nope' }),
+      (e) => isDeepError(e, 'CUT_TENSOR') && /"nope"/.test((e as Error).message),
+    );
   });
 
   it('refuses a tail with an unsupported operator, naming it', () => {
     const bytes = unsupportedTailModel();
     const graph = OnnxGraph.parse(bytes, 'odd.onnx');
-    assert.throws(() => inspectTail(bytes, 'odd.onnx'), (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR'));
+    assert.throws(
+      () => inspectTail(bytes, 'odd.onnx'),
+      (e) => isDeepError(e, 'UNSUPPORTED_OPERATOR'),
+    );
     assert.equal(inspectTail(smallResnet().model.bytes, 'r.onnx').cutTensor, '/layer3.0/relu_out/Relu_output_0');
     assert.throws(
       () => planTail(graph),

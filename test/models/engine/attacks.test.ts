@@ -1,7 +1,19 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mat, type Mat } from '../../../models/linalg/index.js';
-import { ADAM_CAP_FACTOR, adamRuns, adamLearningRates, attackStatus, slowdownText, gd, gdExact, newton, simulateAttack, TARGET_FLOOR, RAW_BUDGET_STEPS } from '../../../models/engine/attacks.js';
+import {
+  ADAM_CAP_FACTOR,
+  adamRuns,
+  adamLearningRates,
+  attackStatus,
+  slowdownText,
+  gd,
+  gdExact,
+  newton,
+  simulateAttack,
+  TARGET_FLOOR,
+  RAW_BUDGET_STEPS,
+} from '../../../models/engine/attacks.js';
 import { probeProblem, relativeSuboptimality, type ProbeProblem } from '../../../models/engine/probe.js';
 import { statsOf } from '../../../models/engine/stats.js';
 import { add, assertRel, eye, gram, jacobi, maxRelDiff, mul, normals, randn, solve, tr } from '../../helpers/reference.js';
@@ -17,7 +29,11 @@ class RefProblem {
   readonly L: number;
 
   /** `keep`: the columns that span the column space (for f*, solved on those columns only). */
-  constructor(readonly X: Mat, readonly Y: Mat, keep?: number[]) {
+  constructor(
+    readonly X: Mat,
+    readonly Y: Mat,
+    keep?: number[],
+  ) {
     this.N = X.rows;
     this.D = X.cols;
     this.C = Y.cols;
@@ -276,7 +292,11 @@ describe('attacks: curves against the attackers run in the original coordinates'
   });
 
   // The native loop has a column kernel and a BLAS path (D ≥ 192 with 9+ columns: outputs × 3 learning rates).
-  for (const [N, D, C] of [[60, 7, 3], [260, 200, 2], [260, 200, 3]] as const) {
+  for (const [N, D, C] of [
+    [60, 7, 3],
+    [260, 200, 2],
+    [260, 200, 3],
+  ] as const) {
     it(`adam matches textbook Adam at D = ${D} with ${C} outputs`, () => {
       const { X, Y } = regression(20 + D, N, D, C);
       const ref = new RefProblem(X, Y);

@@ -108,7 +108,10 @@ describe('engine: bad inputs', () => {
     for (const k of ['rir', 'benignRatio', 'harmfulRatio', 'thetaCondition'] as const) {
       if (r.metrics[k] === null) assert.ok(warned.has(k), `${k} is null without a warning`);
     }
-    assert.ok(numbersIn(r.curves).every(([, v]) => Number.isFinite(v)), 'curves contain non-finite numbers');
+    assert.ok(
+      numbersIn(r.curves).every(([, v]) => Number.isFinite(v)),
+      'curves contain non-finite numbers',
+    );
   });
 
   it('a zero harmful Gram matrix is refused, not turned into NaN', () => {

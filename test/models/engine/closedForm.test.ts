@@ -3,22 +3,7 @@ import assert from 'node:assert/strict';
 import { mat, type Mat } from '../../../models/linalg/index.js';
 import { closedFormImmunize, generalizedBasis, rirBound, thetaFor } from '../../../models/engine/closedForm.js';
 import { immunize } from '../../../models/engine/immunize.js';
-import {
-  add,
-  assertRel,
-  congr,
-  eye,
-  gram,
-  jacobi,
-  maxRelDiff,
-  mul,
-  normals,
-  randn,
-  randomSpd,
-  robustKappa,
-  spectralFn,
-  tr,
-} from '../../helpers/reference.js';
+import { add, assertRel, congr, eye, gram, jacobi, maxRelDiff, mul, normals, randn, randomSpd, robustKappa, spectralFn, tr } from '../../helpers/reference.js';
 
 const D = 12;
 
@@ -145,25 +130,19 @@ describe('closedForm: aligned pairs through immunize()', () => {
   const XP = randn(N, d, next);
   const y = new Float64Array(N).map(() => next());
 
-  it(
-    'K_H = 4·K_P exactly (X_H = 2·X_P): verdict infeasible',
-    () => {
-      const XH = add(XP, XP);
-      const r = immunize({ benign: { X: XP, y }, harmful: { X: XH, y } }, { method: 'gradient', kappaBudget: 1e4, seed: 0 });
-      assert.ok(Math.abs(r.metrics.rirBound! - 1) <= 1e-9, `RIR* = ${r.metrics.rirBound}`);
-      assert.equal(r.metrics.verdict, 'infeasible', `verdict ${r.metrics.verdict}: ${r.metrics.verdictReasons.join('; ')}`);
-    },
-  );
+  it('K_H = 4·K_P exactly (X_H = 2·X_P): verdict infeasible', () => {
+    const XH = add(XP, XP);
+    const r = immunize({ benign: { X: XP, y }, harmful: { X: XH, y } }, { method: 'gradient', kappaBudget: 1e4, seed: 0 });
+    assert.ok(Math.abs(r.metrics.rirBound! - 1) <= 1e-9, `RIR* = ${r.metrics.rirBound}`);
+    assert.equal(r.metrics.verdict, 'infeasible', `verdict ${r.metrics.verdict}: ${r.metrics.verdictReasons.join('; ')}`);
+  });
 
-  it(
-    'K_H = K_P² (harmful rows = the rows of K_P): verdict infeasible',
-    () => {
-      const KP = gram(XP);
-      const r = immunize({ benign: { X: XP, y }, harmful: { X: KP } }, { method: 'gradient', kappaBudget: 1e4, seed: 0 });
-      assert.ok(Math.abs(r.metrics.rirBound! - 1) <= 1e-9, `RIR* = ${r.metrics.rirBound}`);
-      assert.equal(r.metrics.verdict, 'infeasible', `verdict ${r.metrics.verdict}: ${r.metrics.verdictReasons.join('; ')}`);
-    },
-  );
+  it('K_H = K_P² (harmful rows = the rows of K_P): verdict infeasible', () => {
+    const KP = gram(XP);
+    const r = immunize({ benign: { X: XP, y }, harmful: { X: KP } }, { method: 'gradient', kappaBudget: 1e4, seed: 0 });
+    assert.ok(Math.abs(r.metrics.rirBound! - 1) <= 1e-9, `RIR* = ${r.metrics.rirBound}`);
+    assert.equal(r.metrics.verdict, 'infeasible', `verdict ${r.metrics.verdict}: ${r.metrics.verdictReasons.join('; ')}`);
+  });
 
   it('a rank-deficient K_P: RIR* is only a reference, said so, and never makes the verdict infeasible', () => {
     const XP0 = mat(N, d);
@@ -194,28 +173,21 @@ describe('closedForm: aligned pairs through immunize()', () => {
     assert.ok(r.metrics.harmfulRatio! < 2, `harmful ratio ${r.metrics.harmfulRatio}`);
   });
 
-  it(
-    'the closed-form method on an aligned pair returns a finite θ',
-    () => {
-      const XH = add(XP, XP);
-      const r = immunize({ benign: { X: XP, y }, harmful: { X: XH, y } }, { method: 'closed-form', kappaBudget: 1e4, seed: 0 });
-      assert.ok(r.theta.data.every(Number.isFinite));
-      assert.notEqual(r.metrics.verdict, 'immunized');
-    },
-  );
+  it('the closed-form method on an aligned pair returns a finite θ', () => {
+    const XH = add(XP, XP);
+    const r = immunize({ benign: { X: XP, y }, harmful: { X: XH, y } }, { method: 'closed-form', kappaBudget: 1e4, seed: 0 });
+    assert.ok(r.theta.data.every(Number.isFinite));
+    assert.notEqual(r.metrics.verdict, 'immunized');
+  });
 
-  it(
-    'closedFormImmunize on K_H = 3·K_P (full rank) does not throw',
-    () => {
-      const { KP } = pair(14);
-      const r = closedFormImmunize(KP, add(KP, KP, 2), { kappaBudget: 1e4, ridges: [0] });
-      assert.ok(r.theta.data.every(Number.isFinite));
-      assert.ok(r.benignRatio <= 1 + 1e-9);
-    },
-  );
+  it('closedFormImmunize on K_H = 3·K_P (full rank) does not throw', () => {
+    const { KP } = pair(14);
+    const r = closedFormImmunize(KP, add(KP, KP, 2), { kappaBudget: 1e4, ridges: [0] });
+    assert.ok(r.theta.data.every(Number.isFinite));
+    assert.ok(r.benignRatio <= 1 + 1e-9);
+  });
 
-  it('rank-deficient K_P: identical benign and harmful data give RIR* ≈ 1', {
-  }, () => {
+  it('rank-deficient K_P: identical benign and harmful data give RIR* ≈ 1', {}, () => {
     const X = randn(N, d, normals(13));
     for (let i = 0; i < N; i++) X.data[i * d + 2] = 0;
     const K = gram(X);

@@ -48,8 +48,7 @@ describe('immunize: House Price, gradient method, defaults', () => {
   });
 
   it('the standardized attacker is stopped on harmful data and not slowed on benign data', () => {
-    const find = (data: 'benign' | 'harmful') =>
-      result.metrics.attacks.find((a) => a.attacker === 'gd-exact-standardized' && a.data === data)!;
+    const find = (data: 'benign' | 'harmful') => result.metrics.attacks.find((a) => a.attacker === 'gd-exact-standardized' && a.data === data)!;
     const h = find('harmful');
     const b = find('benign');
     assert.ok(h.capped || h.slowdown! >= 10, `harmful: slowdown ${h.slowdown}, capped ${h.capped}`);

@@ -3,22 +3,7 @@ import assert from 'node:assert/strict';
 import { mat, type Mat } from '../../../models/linalg/index.js';
 import { preconditionedGradient, rIll, rWell, thetaGradient } from '../../../models/engine/regularizers.js';
 import { extremePairs } from '../../../models/engine/spectrum.js';
-import {
-  add,
-  assertRel,
-  congr,
-  eye,
-  froNorm,
-  gram,
-  jacobi,
-  maxRelDiff,
-  mul,
-  normals,
-  randn,
-  randomSpd,
-  solve,
-  sym,
-} from '../../helpers/reference.js';
+import { add, assertRel, congr, eye, froNorm, gram, jacobi, maxRelDiff, mul, normals, randn, randomSpd, solve, sym } from '../../helpers/reference.js';
 
 // Independent definitions of the two regularizers, from a full (Jacobi) eigendecomposition.
 function wellRef(S: Mat): number {
@@ -113,7 +98,12 @@ describe('regularizers: ∂R/∂S as a directional derivative', () => {
     const dir = (f: (T: Mat) => number) => (f(add(S, E, h)) - f(add(S, E, -h))) / (2 * h);
     const inner = (G: Mat) => G.data.reduce((s, g, i) => s + g * E.data[i], 0);
     assertRel(inner(rWell(S, extremePairs(S, D)).gradS), dir(wellRef), 1e-6, 'R_well directional');
-    assertRel(inner(rIll(S, extremePairs(S, D)).gradS), dir((T) => illRef(T, D)), 1e-6, 'R_ill directional');
+    assertRel(
+      inner(rIll(S, extremePairs(S, D)).gradS),
+      dir((T) => illRef(T, D)),
+      1e-6,
+      'R_ill directional',
+    );
   });
 });
 

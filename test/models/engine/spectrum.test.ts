@@ -1,28 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mat, type Mat } from '../../../models/linalg/index.js';
-import {
-  conditioning,
-  extremePairs,
-  kappa,
-  kappaPaper,
-  matrixCondition,
-} from '../../../models/engine/spectrum.js';
-import {
-  add,
-  assertRel,
-  EPS,
-  eye,
-  gram,
-  jacobi,
-  mul,
-  normals,
-  randn,
-  randomSpd,
-  robustKappa,
-  tr,
-  withSpectrum,
-} from '../../helpers/reference.js';
+import { conditioning, extremePairs, kappa, kappaPaper, matrixCondition } from '../../../models/engine/spectrum.js';
+import { add, assertRel, EPS, eye, gram, jacobi, mul, normals, randn, randomSpd, robustKappa, tr, withSpectrum } from '../../helpers/reference.js';
 
 function zeroColumnsGram(N: number, D: number, zero: number[], next: () => number): Mat {
   const X = randn(N, D, next);

@@ -50,10 +50,16 @@ describe('verdict: decideVerdict cases', () => {
     for (const attacker of FIRST_ORDER_ATTACKERS) {
       const harmful = decideVerdict({ ...good, attacks: patched(good.attacks, attacker, 'harmful', { slowdown: 1.11 }) });
       assert.equal(harmful.verdict, 'weak', attacker);
-      assert.ok(harmful.reasons.some((r) => r.startsWith(`${attacker} on the harmful data`)), harmful.reasons.join('; '));
+      assert.ok(
+        harmful.reasons.some((r) => r.startsWith(`${attacker} on the harmful data`)),
+        harmful.reasons.join('; '),
+      );
       const benign = decideVerdict({ ...good, attacks: patched(good.attacks, attacker, 'benign', { slowdown: 1.3 }) });
       assert.equal(benign.verdict, 'weak', attacker);
-      assert.ok(benign.reasons.some((r) => r.startsWith(`${attacker} on the benign data`)), benign.reasons.join('; '));
+      assert.ok(
+        benign.reasons.some((r) => r.startsWith(`${attacker} on the benign data`)),
+        benign.reasons.join('; '),
+      );
     }
   });
 
@@ -66,7 +72,10 @@ describe('verdict: decideVerdict cases', () => {
     for (const data of ['harmful', 'benign'] as const) {
       const v = decideVerdict({ ...good, attacks: patched(good.attacks, 'adam', data, { status: 'unmeasured', slowdown: null }) });
       assert.equal(v.verdict, 'weak');
-      assert.ok(v.reasons.some((r) => r.includes(`adam on the ${data} data is unmeasured`)), v.reasons.join('; '));
+      assert.ok(
+        v.reasons.some((r) => r.includes(`adam on the ${data} data is unmeasured`)),
+        v.reasons.join('; '),
+      );
       const stale = decideVerdict({ ...good, attacks: patched(good.attacks, 'adam', data, { status: 'unmeasured', slowdown: data === 'harmful' ? 5 : 1 }) });
       assert.equal(stale.verdict, 'weak');
     }
@@ -97,7 +106,10 @@ describe('verdict: decideVerdict cases', () => {
   it('RIR* ≤ 1 with the attackers in fact slowed → weak, not infeasible', () => {
     const v = decideVerdict({ ...good, harmfulRatio: 1.5, rirBound: 0.5 });
     assert.equal(v.verdict, 'weak');
-    assert.ok(v.reasons.some((r) => r.includes('RIR*')), v.reasons.join('; '));
+    assert.ok(
+      v.reasons.some((r) => r.includes('RIR*')),
+      v.reasons.join('; '),
+    );
   });
 
   it('an unknown RIR* (null) does not make it infeasible', () => {
@@ -197,7 +209,10 @@ describe('verdict: House Price traps', () => {
       assert.ok(a.capped);
     }
     assert.notEqual(m.verdict, 'immunized');
-    assert.ok(m.verdictReasons.some((r) => r.includes('is unmeasured')), m.verdictReasons.join('; '));
+    assert.ok(
+      m.verdictReasons.some((r) => r.includes('is unmeasured')),
+      m.verdictReasons.join('; '),
+    );
   });
 
   it('RIR-only trap: whitening K_P (θ = (K_P + 0.1·λ_max·I)^{-1/2}) raises RIR but lowers the harmful κ', () => {
@@ -223,16 +238,11 @@ describe('verdict: House Price traps', () => {
     assert.notEqual(m.verdict, 'immunized');
   });
 
-  it(
-    'κ after θ counts rank(K) eigenvalues: θ = (K_P + 1e-3·λ_max·I)^{-1/2} amplifies the null space of K_P',
-    {
-    },
-    () => {
-      const lmax = jacobi(KP).values[KP.rows - 1];
-      const theta = spectralFn(add(KP, eye(KP.rows, 1e-3 * lmax)), (l) => 1 / Math.sqrt(l));
-      const kP1 = kappaWithRank(jacobi(congr(KP, theta)).values, rankP);
-      const m = evaluateTheta(input(), theta, opts).metrics;
-      assertRel(m.kappa.benign.after, kP1, 1e-6, 'κ(H_P) after');
-    },
-  );
+  it('κ after θ counts rank(K) eigenvalues: θ = (K_P + 1e-3·λ_max·I)^{-1/2} amplifies the null space of K_P', {}, () => {
+    const lmax = jacobi(KP).values[KP.rows - 1];
+    const theta = spectralFn(add(KP, eye(KP.rows, 1e-3 * lmax)), (l) => 1 / Math.sqrt(l));
+    const kP1 = kappaWithRank(jacobi(congr(KP, theta)).values, rankP);
+    const m = evaluateTheta(input(), theta, opts).metrics;
+    assertRel(m.kappa.benign.after, kP1, 1e-6, 'κ(H_P) after');
+  });
 });
