@@ -19,6 +19,7 @@ export { describeImageArchive, IMAGENET_PREPROCESS, resolvePreprocess, type Imag
 export { DEFAULT_BATCH, type Extracted, type FeatureSample } from './extract.js';
 export { LOGIT_TOLERANCE, type CheckpointCheck } from './checkpoint.js';
 export { cudaAvailability, preloadBackboneRuntime, type ProviderChoice, type RuntimeOptions } from './runtime.js';
+export { decodeModel, dtypeName, encodeModel, floatValueInfo, has, int, shapeOf, type ModelProto, type ValueInfoProto } from './onnxProto.js';
 
 export interface BackboneSummary {
   input: ModelInput;

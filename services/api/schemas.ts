@@ -24,7 +24,7 @@ export const ArtifactSchema = Type.Object({
 });
 
 export const JobStatusSchema = Type.Union(
-  ['queued', 'running', 'completed', 'failed', 'cancelled'].map((s) => Type.Literal(s)),
+  [Type.Literal('queued'), Type.Literal('running'), Type.Literal('completed'), Type.Literal('failed'), Type.Literal('cancelled')],
   { description: 'queued, running, completed, failed or cancelled' },
 );
 

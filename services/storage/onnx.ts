@@ -4,7 +4,7 @@
  * models' own ONNX reader (models/backbones/onnxProto.ts); the graph analysis a job needs is a separate check
  * (inspectBackbone).
  */
-import { decodeModel, dtypeName, has, int, shapeOf, type ModelProto, type ValueInfoProto } from '../../models/backbones/onnxProto.js';
+import { decodeModel, dtypeName, has, int, shapeOf, type ModelProto, type ValueInfoProto } from '../../models/backbones/index.js';
 import { CodedError } from '../../workers/errorTable.js';
 
 export interface OnnxTensorInfo {
