@@ -5,7 +5,7 @@
 import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { JobSpec, DataRefSpec } from '../workers/jobSpec.js';
-import { CodedError, type ErrorReason } from '../workers/errorTable.js';
+import { CodedError, errorClass, type ErrorReason } from '../workers/errorTable.js';
 import { PermanentJobError, type DatasetRef, type DatasetResolver } from '../workers/ports.js';
 import { canAccess, type Principal } from './auth.js';
 import { ApiError, notFound } from './errors.js';
@@ -41,6 +41,16 @@ function formatOf(filename: string, kind: Kind): BlobFormat {
   if ((accepted as string[]).includes(ext)) return ext as BlobFormat;
   const expected = kind === 'dataset' ? '.npy (numpy.save), .csv (with a header row) or .tar (PNG/JPEG images)' : '.onnx';
   throw new CodedError('data.UNSUPPORTED_EXTENSION', `${filename}: the file name must end in ${expected}; got ${ext ? `.${ext}` : 'no extension'}`);
+}
+
+/**
+ * A failed write of an upload (a full disk: 507 insufficient_storage; another I/O error: 500 io_error), answered with
+ * the table's status and code; both are worth a retry later. Other errors are returned unchanged.
+ */
+function storageAnswer(err: unknown, name: string): unknown {
+  if (!(err instanceof CodedError) || (err.reason !== 'storage.NO_SPACE' && err.reason !== 'storage.IO_ERROR')) return err;
+  const { status, code } = errorClass(err.reason);
+  return new ApiError(status, code, `${name}: ${err.message}; try again later`);
 }
 
 export interface UploadedFile {
@@ -117,16 +127,16 @@ export class DatasetService implements DatasetResolver {
     try {
       let streamed;
       try {
-        streamed = await streamToFile(file.stream, temp, this.maxUploadBytes);
+        streamed = await streamToFile(file.stream, temp, this.maxUploadBytes, (path) => this.store.uploadStream(path));
       } catch (err) {
         if (err instanceof UploadTooLargeError) throw new ApiError(413, 'payload_too_large', `${name}: ${err.message}`);
-        throw err;
+        throw storageAnswer(err, name);
       }
       if (streamed.bytes === 0) throw new CodedError(EMPTY_UPLOAD[format], `${name} is empty`);
       const inspected = await inspectInThread(temp, format, name);
       if (!inspected.ok) throw new CodedError(inspected.reason, inspected.message);
       const id = newId(kind);
-      adopted = await this.store.adoptUpload(temp, kind, id, format);
+      adopted = await this.store.adoptUpload(temp, kind, id, format).catch((err: unknown) => Promise.reject(storageAnswer(err, name)));
       const record: DatasetRecord = {
         id,
         tenant: principal.tenant,
@@ -157,7 +167,8 @@ export class DatasetService implements DatasetResolver {
       adopted = null;
       return record;
     } finally {
-      await rm(temp, { force: true });
+      // Whatever happened, no partial file stays under uploads/, and no blob stays without its record.
+      await this.store.dropUpload(temp);
       if (adopted) await rm(adopted, { force: true });
     }
   }

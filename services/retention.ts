@@ -1,12 +1,16 @@
 /**
  * Retention: jobs that finished more than IMMUNIZE_RETENTION_DAYS ago lose their record and their artifacts.
  * Any number of processes may run the sweep; a short Redis lock lets one of them act at a time.
+ *
+ * Uploads that will never finish (the API stopped or crashed while receiving them) lose their temporary file: the API
+ * sweeps them when it starts and then every hour (FsStore.sweepUploads says which).
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { JobService } from './jobs.js';
 import type { Logger } from './logger.js';
 import type { Records } from './records.js';
+import type { FsStore } from './storage/fsStore.js';
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
@@ -48,4 +52,20 @@ export function startRetention(redis: Redis, records: Records, jobs: JobService,
     clearTimeout(first);
     clearInterval(timer);
   };
+}
+
+/**
+ * Removes abandoned uploads now (awaited: the API starts with none left behind by its last run), then every `everyMs`;
+ * returns the function that stops it. A failed sweep is logged, never thrown.
+ */
+export async function startUploadSweep(store: FsStore, logger: Logger, everyMs = 3_600_000): Promise<() => void> {
+  const run = () =>
+    store.sweepUploads().then(
+      (n) => n > 0 && logger.info({ removed: n }, 'removed the temporary files of unfinished uploads'),
+      (err: unknown) => logger.warn({ err: String(err) }, 'upload sweep failed'),
+    );
+  await run();
+  const timer = setInterval(run, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }

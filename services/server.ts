@@ -17,7 +17,7 @@ import { bullPrefix, createServices, type Services } from './context.js';
 import { errorBody } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { blockingOptions } from './redis.js';
-import { startRetention } from './retention.js';
+import { startRetention, startUploadSweep } from './retention.js';
 
 export interface RunningServer {
   role: Role;
@@ -94,9 +94,12 @@ export async function startServer(role: Role, env: Record<string, string | undef
   let worker: QueueWorkerHandle | null = null;
   let metricsHttp: Server | null = null;
   let stopRetention = () => undefined as void;
+  let stopUploadSweep = () => undefined as void;
   let url: string | null = null;
   try {
     if (role !== 'worker') {
+      // Uploads cut off by the last run's end (a crash, a kill) lose their partial files before new ones come in.
+      stopUploadSweep = await startUploadSweep(services.store, log);
       api = await buildApi(services, log);
       await api.listen({ port: config.port, host: config.host });
       const addr = api.server.address();
@@ -114,6 +117,7 @@ export async function startServer(role: Role, env: Record<string, string | undef
       }
     }
   } catch (err) {
+    stopUploadSweep();
     await api?.close().catch(() => undefined);
     await worker?.close(true).catch(() => undefined);
     await services.close();
@@ -129,6 +133,7 @@ export async function startServer(role: Role, env: Record<string, string | undef
     close() {
       closing ??= (async () => {
         stopRetention();
+        stopUploadSweep();
         await api?.close();
         await worker?.close();
         await new Promise<void>((ok) => (metricsHttp ? metricsHttp.close(() => ok()) : ok()));

@@ -67,6 +67,8 @@ export const ERROR_CODES = {
   cancelled: permanent(409),
   unknown_job: permanent(400),
   io_error: retryable(500),
+  // A full disk (ENOSPC, EDQUOT) while writing an upload or a job's artifacts: worth a retry once space is freed.
+  insufficient_storage: retryable(507),
   engine_crashed: retryable(500),
   internal: retryable(500),
 } as const satisfies Record<string, CodeClass>;
@@ -142,6 +144,11 @@ export const ERROR_TABLE = {
   upload: {
     NPY: 'invalid_npy',
     CSV: 'invalid_csv',
+  },
+  /** Writing our own files: uploads and job artifacts (services/storage/fsStore.ts, workers/staging.ts). */
+  storage: {
+    NO_SPACE: 'insufficient_storage',
+    IO_ERROR: 'io_error',
   },
   /** The job machinery itself. */
   job: {

@@ -60,7 +60,7 @@ export async function datasetRoutes(fastify: FastifyInstance): Promise<void> {
             cols: Type.Optional(Type.Integer()),
             classes: Type.Optional(Type.Array(Type.String())),
           }),
-          ...errorResponses(400, 401, 413, 415, 429, 503),
+          ...errorResponses(400, 401, 413, 415, 429, 503, 507),
         },
       },
       validatorCompiler: noValidation,
@@ -81,7 +81,7 @@ export async function datasetRoutes(fastify: FastifyInstance): Promise<void> {
         body: uploadBody('the ONNX model; its name must end in .onnx'),
         response: {
           201: Type.Object({ id: Type.String(), sha256: Type.String(), inputs: Type.Array(Type.Unknown()), outputs: Type.Array(Type.Unknown()) }),
-          ...errorResponses(400, 401, 413, 415, 429, 503),
+          ...errorResponses(400, 401, 413, 415, 429, 503, 507),
         },
       },
       validatorCompiler: noValidation,
