@@ -14,6 +14,7 @@ import { createMetrics, type ServiceMetrics } from './metrics.js';
 import { JobQueue } from './queue.js';
 import { Records } from './records.js';
 import { createCommandClient, createSubscriber } from './redis.js';
+import { watchRedisSettings } from './redisSettings.js';
 import { FsStore } from './storage/fsStore.js';
 
 export interface Services {
@@ -48,6 +49,8 @@ export async function createServices(config: Config, logger: Logger, opts: Servi
   const store = new FsStore(config.dataDir);
   await store.init();
   const redis = createCommandClient(config.redisUrl, logger);
+  // Warns (API and worker alike) when Redis may evict keys, or when that cannot be checked.
+  const stopSettingsWatch = watchRedisSettings(redis, logger);
   const subscribers: Redis[] = [];
   const records = new Records(redis, config.redisPrefix, () => {
     const sub = createSubscriber(config.redisUrl, logger);
@@ -109,6 +112,7 @@ export async function createServices(config: Config, logger: Logger, opts: Servi
     },
     async close() {
       stopReconcile();
+      stopSettingsWatch();
       await queue.close();
       for (const s of subscribers) s.disconnect();
       redis.disconnect();
