@@ -6,6 +6,7 @@
  *   npm run soak:jobs -- --jobs 1000
  *
  * Needs Redis (REDIS_URL, default redis://127.0.0.1:6379); it uses a private key prefix and removes it after.
+ * With --redis-crash it runs a Redis of its own instead and SIGKILLs that (scripts/soakRedisCrash.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -18,6 +19,7 @@ import { encodeNpy } from '../models/io/index.js';
 import { createLogger } from '../services/logger.js';
 import { deleteByPrefix } from '../services/redis.js';
 import { startServer, type RunningServer } from '../services/server.js';
+import { describeRedisCrash, soakRedisCrash, type AppendFsync } from './soakRedisCrash.js';
 import { handleUsage } from './usage.js';
 
 export interface SoakOptions {
@@ -250,11 +252,64 @@ function arg(argv: string[], name: string, fallback: number): number {
 
 const USAGE = `usage: npm run soak:jobs -- [--jobs N] [--long-steps N] [--concurrency N] [--lock-ms N] [--timeout-s N]
   submits N small jobs and one long one to a private queue, SIGKILLs a worker mid-job, and checks that every job
-  completes exactly once (Redis from REDIS_URL, default redis://127.0.0.1:6379)`;
+  completes exactly once (Redis from REDIS_URL, default redis://127.0.0.1:6379)
+
+       npm run soak:jobs -- --redis-crash [--jobs N] [--appendfsync everysec|always|everysec,always] [--redis-kills N]
+                            [--redis-down-ms N] [--clients N] [--no-retry] [--concurrency N] [--lock-ms N] [--timeout-s N]
+  runs a redis-server of its own (a free port, its own AOF directory, appendonly yes; Debian's binary on PATH), has
+  N small jobs (default 400) submitted by several clients while that Redis is SIGKILLed and started again from the
+  same AOF, and checks that every acknowledged job (202) completes, runs to its end once, and has artifacts whose
+  sha256 matches its record; one run per appendfsync policy given (default always, as docker-compose.yml has it).
+  Redis is killed --redis-kills times (default 1) and kept down --redis-down-ms (2000); --clients (8) submit at once,
+  and a refused submit is sent again with the same Idempotency-Key unless --no-retry`;
+
+function policies(argv: string[]): AppendFsync[] {
+  const i = argv.indexOf('--appendfsync');
+  const list = (i < 0 ? 'always' : (argv[i + 1] ?? '')).split(',');
+  for (const p of list)
+    if (p !== 'everysec' && p !== 'always') throw new Error(`--appendfsync takes everysec, always or both (everysec,always), not ${JSON.stringify(p)}`);
+  return list as AppendFsync[];
+}
+
+async function redisCrashMain(argv: string[]): Promise<void> {
+  let list: AppendFsync[];
+  try {
+    list = policies(argv);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  let ok = true;
+  for (const appendfsync of list) {
+    const report = await soakRedisCrash({
+      jobs: arg(argv, 'jobs', 400),
+      appendfsync,
+      kills: arg(argv, 'redis-kills', 1),
+      downMs: arg(argv, 'redis-down-ms', 2000),
+      clients: arg(argv, 'clients', 8),
+      retry: !argv.includes('--no-retry'),
+      workers: 2,
+      concurrency: arg(argv, 'concurrency', 2),
+      lockMs: arg(argv, 'lock-ms', 2000),
+      timeoutMs: arg(argv, 'timeout-s', 600) * 1000,
+      log: (line) => process.stderr.write(`soak: ${line}\n`),
+    });
+    const d = describeRedisCrash(report);
+    process.stdout.write(d.lines.join('\n') + '\n');
+    ok &&= d.ok;
+  }
+  process.exitCode = ok ? 0 : 1;
+}
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  if (!handleUsage(argv, { values: ['jobs', 'long-steps', 'concurrency', 'lock-ms', 'timeout-s'] }, USAGE)) return;
+  const known = {
+    flags: ['redis-crash', 'no-retry'],
+    values: ['jobs', 'long-steps', 'concurrency', 'lock-ms', 'timeout-s', 'appendfsync', 'redis-kills', 'redis-down-ms', 'clients'],
+  };
+  if (!handleUsage(argv, known, USAGE)) return;
+  if (argv.includes('--redis-crash')) return redisCrashMain(argv);
   const report = await soak({
     jobs: arg(argv, 'jobs', 1000),
     longSteps: arg(argv, 'long-steps', 60_000),
