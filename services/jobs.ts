@@ -1,6 +1,6 @@
 /**
  * Jobs: submit (with Idempotency-Key), read, list, cancel and purge, over the job records, the queue and the
- * artifact store.
+ * artifact store; and the feed of a job's changes that its event streams follow.
  */
 import { createHash } from 'node:crypto';
 import type { Static } from '@sinclair/typebox';
@@ -9,7 +9,7 @@ import { TERMINAL_STATUSES, type JobStatus } from '../workers/ports.js';
 import type { JobDocSchema } from './api/schemas.js';
 import { canAccess, type Principal } from './auth.js';
 import type { DatasetService } from './datasets.js';
-import { ApiError, badRequest, conflict, notFound } from './errors.js';
+import { ApiError, badRequest, conflict, isRedisUnavailable, notFound } from './errors.js';
 import { isId, newId } from './ids.js';
 import type { Logger } from './logger.js';
 import type { JobQueue } from './queue.js';
@@ -67,7 +67,117 @@ export function jobDoc(r: JobRecord): JobDoc {
   return doc;
 }
 
+/** What a job's feed tells the streams that follow it, after each read of the record. */
+export type FeedEvent =
+  /** The job document as JSON (`data`) and an id for it: a digest of the document, equal for equal documents. */
+  | { kind: 'state'; status: JobStatus; data: string; eventId: string }
+  /** The record is gone (purged). */
+  | { kind: 'gone' }
+  /** The read failed (Redis is not answering, `redis` true, or something else); the feed keeps trying. */
+  | { kind: 'unavailable'; redis: boolean; message: string };
+
+export type FeedListener = (e: FeedEvent) => void;
+
+/** How often a feed reads the record even without a queue event (a missed event, or Redis coming back). */
+export const FEED_POLL_MS = 2000;
+
+/** The id an event stream gives the job document `data`. */
+export function docEventId(data: string): string {
+  return createHash('sha1').update(data).digest('base64url').slice(0, 16);
+}
+
+/**
+ * One job's changes, read once for all the streams of this process that follow it: on each queue event about the
+ * job and every FEED_POLL_MS, the record is read (one read at a time; a change during a read triggers one more)
+ * and the result handed to every listener. A listener gets only the reads that started after it joined, so that it
+ * never sees a state older than the one it began with. The feed stops when the job ends or its last listener
+ * leaves.
+ */
+class JobFeed {
+  /** Each listener, with the number of the first read it may be given. */
+  private readonly listeners = new Map<FeedListener, number>();
+  private reads = 0;
+  private reading = false;
+  private again = false;
+  private stopped = false;
+  private readonly offQueue: () => void;
+  private readonly poll: NodeJS.Timeout;
+
+  constructor(
+    private readonly id: string,
+    private readonly records: Records,
+    queue: JobQueue,
+    private readonly onStop: () => void,
+    private readonly logger?: Logger,
+  ) {
+    this.offQueue = queue.onJob(id, () => this.refresh());
+    this.poll = setInterval(() => this.refresh(), FEED_POLL_MS);
+  }
+
+  add(listener: FeedListener): () => void {
+    this.listeners.set(listener, this.reads + 1);
+    this.refresh();
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) this.stop();
+    };
+  }
+
+  private refresh(): void {
+    if (this.stopped) return;
+    if (this.reading) {
+      this.again = true;
+      return;
+    }
+    this.reading = true;
+    void this.read().finally(() => {
+      this.reading = false;
+      if (this.again) {
+        this.again = false;
+        this.refresh();
+      }
+    });
+  }
+
+  private async read(): Promise<void> {
+    const n = ++this.reads;
+    let event: FeedEvent;
+    try {
+      const r = await this.records.getJob(this.id);
+      if (r === null) event = { kind: 'gone' };
+      else {
+        const data = JSON.stringify(jobDoc(r));
+        event = { kind: 'state', status: r.status, data, eventId: docEventId(data) };
+      }
+    } catch (err) {
+      event = { kind: 'unavailable', redis: isRedisUnavailable(err), message: err instanceof Error ? err.message : String(err) };
+    }
+    if (this.stopped) return;
+    for (const [listener, from] of this.listeners) {
+      if (n < from) continue;
+      try {
+        listener(event);
+      } catch (err) {
+        this.logger?.warn({ jobId: this.id, err: err instanceof Error ? err.message : String(err) }, 'a job event listener failed');
+      }
+    }
+    if (event.kind === 'gone' || (event.kind === 'state' && TERMINAL_STATUSES.has(event.status))) this.stop();
+  }
+
+  private stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.offQueue();
+    clearInterval(this.poll);
+    this.listeners.clear();
+    this.onStop();
+  }
+}
+
 export class JobService {
+  /** The feeds of the jobs that streams of this process follow. */
+  private readonly feeds = new Map<string, JobFeed>();
+
   constructor(
     private readonly records: Records,
     private readonly queue: JobQueue,
@@ -152,6 +262,28 @@ export class JobService {
     }
     const now = await this.records.getJob(id);
     return { id, status: now?.status ?? 'cancelled', ...(purge && !now ? { purged: true } : {}) };
+  }
+
+  /**
+   * Calls `listener` with each read of the job's record (queue events and a poll trigger them) until the job ends
+   * or is purged; returns the function that stops it. Streams that follow the same job share the reads.
+   */
+  follow(id: string, listener: FeedListener): () => void {
+    let feed = this.feeds.get(id);
+    if (!feed) {
+      const created = new JobFeed(
+        id,
+        this.records,
+        this.queue,
+        () => {
+          if (this.feeds.get(id) === created) this.feeds.delete(id);
+        },
+        this.logger,
+      );
+      this.feeds.set(id, created);
+      feed = created;
+    }
+    return feed.add(listener);
   }
 
   /** Removes a job's record, its queue entry and all its files, and frees its Idempotency-Key for a new job. */

@@ -8,7 +8,8 @@ import { JobSpecSchema, parseJobSpec, type ModeJobSpec } from '../../../workers/
 import { TERMINAL_STATUSES, type JobStatus } from '../../../workers/ports.js';
 import { isArtifactName, ARTIFACT_TYPES } from '../../../workers/staging.js';
 import { badRequest, notFound } from '../../errors.js';
-import { jobDoc } from '../../jobs.js';
+import { docEventId, jobDoc, type FeedEvent } from '../../jobs.js';
+import type { JobRecord } from '../../records.js';
 import { errorResponses, IdParams, JobDocSchema, JobStatusSchema } from '../schemas.js';
 
 type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -16,7 +17,6 @@ type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, Fa
 const SubmitAnswer = Type.Object({ id: Type.String(), status: JobStatusSchema });
 const CancelAnswer = Type.Object({ id: Type.String(), status: JobStatusSchema, purged: Type.Optional(Type.Boolean()) });
 
-const SSE_POLL_MS = 2000;
 const SSE_HEARTBEAT_MS = 15_000;
 
 function eventName(status: JobStatus): string {
@@ -127,49 +127,60 @@ function cancelJob(app: App): void {
   );
 }
 
+/** The SSE reconnection delay a stream asks of its client, in ms; also the Retry-After of an outage. */
+const SSE_RETRY_MS = 5000;
+
 /**
- * Writes a job's document to an open event stream each time it changes (on the queue's events, and on a poll in
- * case one is missed) until the job ends, is purged or the client goes.
+ * Follows a job on an open event stream. The first event is the job's current state (the record the route has just
+ * read); after it, each change the job's feed reads, until the job ends, is purged or the client goes.
+ *
+ * While Redis is not answering, the stream says so once (`event: unavailable`: the last state sent, with an
+ * `unavailable` member that gives the code and the retry hint) and stays open; the feed keeps reading, and the
+ * first read that succeeds is sent whether or not it changed. Each state event has an id (a digest of the
+ * document); a client that reconnects, with Last-Event-ID or without, is sent the job's current state first.
  */
-function streamJobEvents(app: App, id: string, res: ServerResponse): void {
-  res.write(': connected\n\n');
-  let last = '';
+function streamJobEvents(app: App, first: JobRecord, res: ServerResponse): void {
+  const id = first.id;
+  let last = JSON.stringify(jobDoc(first));
+  let paused = false;
   let done = false;
-  let chain: Promise<void> = Promise.resolve();
+  let stopFollowing = () => undefined as void;
   const finish = () => {
     if (done) return;
     done = true;
-    off();
-    clearInterval(poll);
+    stopFollowing();
     clearInterval(beat);
     res.end();
   };
-  const push = async () => {
+  const send = (status: JobStatus, data: string, eventId = docEventId(data)) => {
+    res.write(`id: ${eventId}\nevent: ${eventName(status)}\ndata: ${data}\n\n`);
+    if (TERMINAL_STATUSES.has(status)) finish();
+  };
+  const onFeed = (e: FeedEvent) => {
     if (done) return;
-    const r = await app.svc.records.getJob(id).catch(() => undefined);
-    if (r === undefined || done) return; // Redis hiccup: the next event or poll tries again
-    if (r === null) {
+    if (e.kind === 'gone') {
       res.write(`event: cancelled\ndata: ${JSON.stringify({ id, status: 'cancelled', purged: true })}\n\n`);
       finish();
-      return;
+    } else if (e.kind === 'unavailable') {
+      if (paused) return;
+      paused = true;
+      const unavailable = e.redis
+        ? { code: 'redis_unavailable', message: 'the job store (Redis) is not answering; this stream resumes when it is back', retryAfter: SSE_RETRY_MS / 1000 }
+        : { code: 'internal', message: 'the job could not be read; this stream tries again', retryAfter: SSE_RETRY_MS / 1000 };
+      res.write(`retry: ${SSE_RETRY_MS}\nevent: unavailable\ndata: ${JSON.stringify({ ...(JSON.parse(last) as object), unavailable })}\n\n`);
+    } else if (e.data !== last || paused) {
+      paused = false;
+      last = e.data;
+      send(e.status, e.data, e.eventId);
     }
-    const data = JSON.stringify(jobDoc(r));
-    if (data !== last) {
-      last = data;
-      res.write(`event: ${eventName(r.status)}\ndata: ${data}\n\n`);
-    }
-    if (TERMINAL_STATUSES.has(r.status)) finish();
   };
-  const schedule = () => {
-    chain = chain.then(push, push);
-  };
-  const off = app.svc.queue.onJob(id, schedule);
-  const poll = setInterval(schedule, SSE_POLL_MS);
   const beat = setInterval(() => {
     if (!done) res.write(': keep-alive\n\n');
   }, SSE_HEARTBEAT_MS);
   res.on('close', finish);
-  schedule();
+  res.write(`retry: ${SSE_RETRY_MS}\n: connected\n\n`);
+  send(first.status, last);
+  if (!done) stopFollowing = app.svc.jobs.follow(id, onFeed);
 }
 
 function followJob(app: App): void {
@@ -178,15 +189,17 @@ function followJob(app: App): void {
     {
       schema: {
         tags: ['jobs'],
-        summary: 'Server-Sent Events: progress, then completed, failed or cancelled; each carries the job document',
+        summary:
+          'Server-Sent Events: the current state, progress, then completed, failed or cancelled; each carries the job document. ' +
+          'While Redis is away the stream sends `unavailable` and resumes when it is back; a new request (Last-Event-ID or not) starts with the current state',
         params: IdParams,
+        headers: Type.Object({ 'last-event-id': Type.Optional(Type.String({ description: 'accepted; the stream always starts with the current state' })) }),
         produces: ['text/event-stream'],
         response: { ...errorResponses(401, 404, 503) },
       },
     },
     async (req, reply) => {
-      const id = req.params.id;
-      await app.svc.jobs.mustGet(req.principal!, id);
+      const first = await app.svc.jobs.mustGet(req.principal!, req.params.id);
       reply.hijack();
       reply.raw.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
@@ -195,7 +208,7 @@ function followJob(app: App): void {
         'x-accel-buffering': 'no',
         'x-request-id': req.id,
       });
-      streamJobEvents(app, id, reply.raw);
+      streamJobEvents(app, first, reply.raw);
     },
   );
 }
