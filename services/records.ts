@@ -12,6 +12,10 @@
  *   P:cancel                   pub/sub channel: ids of jobs to cancel
  *
  * Status changes go through Lua scripts so that a finished job never changes again.
+ *
+ * The API's reads of records and its job creation go through a CommandBatch: under load, the commands that requests
+ * issue in one turn of the event loop leave for Redis together (one socket write and a few replies for all of them
+ * rather than one each, which is most of what a read costs the API).
  */
 import type { Redis } from 'ioredis';
 import type { StoredArtifact } from '../workers/staging.js';
@@ -57,6 +61,11 @@ export interface DatasetRecord {
   inputs?: unknown[];
   outputs?: unknown[];
 }
+
+/** KEYS: job, tenant's jobs. ARGV: job id, then the record's field/value pairs. */
+const CREATE_JOB = `redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return 1`;
 
 const TERMINAL_LUA = `local s = redis.call('HGET', KEYS[1], 'status')
 if not s then return -1 end
@@ -122,16 +131,135 @@ function num(value: string | undefined): number | null {
 
 const QUEUED_PROGRESS: JobProgress = { fraction: 0, phase: 'queued' };
 
+type Command = [name: string, ...args: (string | number)[]];
+
+interface Waiting {
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/** KEYS: hashes. Returns each one's HGETALL (flat field/value pairs; empty for a missing key; an error on its own). */
+const READ_HASHES = `local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.pcall('HGETALL', key) end
+return out`;
+
+/**
+ * Sends commands together under load. A command issued while none of the batch's is waiting for Redis leaves at
+ * once, alone; the others issued within the same turn of the event loop wait for the end of that turn (setImmediate
+ * runs once the sockets that were ready have been read) and leave together: the hash reads as one script call that
+ * reads them all, the other commands beside it in one pipeline. So a turn that brings in 40 requests costs one
+ * socket write and a handful of replies, not 40 of each, and a quiet service answers as it would without the batch.
+ * Each command still answers (or fails) on its own. Errors are the client's own: while Redis is away a command
+ * fails at once, as a direct one would.
+ */
+export class CommandBatch {
+  private reads: Array<Waiting & { key: string }> = [];
+  private commands: Array<Waiting & { command: Command }> = [];
+  private scheduled = false;
+  /** Sends (a command or a pipeline) waiting for their answer. */
+  private inFlight = 0;
+
+  constructor(private readonly redis: Redis) {}
+
+  /** A hash's fields (an empty object for a missing key), as HGETALL reads it. */
+  hgetall(key: string): Promise<Record<string, string>> {
+    return new Promise<unknown>((resolve, reject) => {
+      this.reads.push({ key, resolve, reject });
+      this.schedule();
+    }).then(asHash);
+  }
+
+  send<T>(...command: Command): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.commands.push({ command, resolve: resolve as (value: unknown) => void, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    if (this.inFlight === 0) {
+      this.flush();
+      return;
+    }
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private settled = () => {
+    this.inFlight--;
+  };
+
+  private flush(): void {
+    const { reads, commands } = this;
+    this.reads = [];
+    this.commands = [];
+    this.scheduled = false;
+    const all: Array<{ command: Command } & Waiting> = [...commands];
+    if (reads.length === 1) all.push({ command: ['hgetall', reads[0].key], resolve: reads[0].resolve, reject: reads[0].reject });
+    else if (reads.length > 1) {
+      all.push({
+        command: ['eval', READ_HASHES, reads.length, ...reads.map((r) => r.key)],
+        resolve: (hashes) =>
+          reads.forEach((r, i) => {
+            const h = (hashes as unknown[])[i];
+            if (h instanceof Error) r.reject(h);
+            else r.resolve(h);
+          }),
+        reject: (err) => reads.forEach((r) => r.reject(err)),
+      });
+    }
+    if (all.length === 0) return;
+    this.inFlight++;
+    if (all.length === 1) {
+      const [{ command, resolve, reject }] = all;
+      this.redis
+        .call(...command)
+        .finally(this.settled)
+        .then(resolve, reject);
+      return;
+    }
+    this.redis
+      .pipeline(all.map((b) => b.command))
+      .exec()
+      .finally(this.settled)
+      .then(
+        (results) => {
+          for (let i = 0; i < all.length; i++) {
+            const r = results?.[i];
+            if (!r) all[i].reject(new Error('Connection is closed (the pipeline returned no answer)'));
+            else if (r[0]) all[i].reject(r[0]);
+            else all[i].resolve(r[1]);
+          }
+        },
+        (err: unknown) => {
+          for (const b of all) b.reject(err);
+        },
+      );
+  }
+}
+
+/** A hash as HGETALL answers it: an object, or flat field/value pairs (as a script returns it). */
+function asHash(reply: unknown): Record<string, string> {
+  if (!Array.isArray(reply)) return (reply ?? {}) as Record<string, string>;
+  const h: Record<string, string> = {};
+  for (let i = 0; i + 1 < reply.length; i += 2) h[String(reply[i])] = String(reply[i + 1]);
+  return h;
+}
+
 export class Records implements WorkerRecords {
   /** Called after a job reaches a final state while a purge was asked for. */
   purgeHook: ((jobId: string) => Promise<void>) | null = null;
+  private readonly batch: CommandBatch;
 
   constructor(
     private readonly redis: Redis,
     readonly prefix: string,
     /** For pub/sub; needed by workers only. */
     private readonly subscriberFactory?: () => Redis,
-  ) {}
+  ) {
+    this.batch = new CommandBatch(redis);
+  }
 
   jobKey(id: string): string {
     return `${this.prefix}:job:${id}`;
@@ -159,26 +287,23 @@ export class Records implements WorkerRecords {
 
   /** `idemKey`: the sha256 of the Idempotency-Key the job was submitted with, released when the job is deleted. */
   async createJob(r: { id: string; tenant: string; name: string; spec: unknown; createdAt: number; idemKey?: string | null }): Promise<void> {
-    await this.redis
-      .multi()
-      .hset(this.jobKey(r.id), {
-        id: r.id,
-        tenant: r.tenant,
-        name: r.name,
-        status: 'queued',
-        progress: JSON.stringify(QUEUED_PROGRESS),
-        createdAt: String(r.createdAt),
-        attempts: '0',
-        spec: JSON.stringify(r.spec),
-        artifacts: '[]',
-        ...(r.idemKey ? { idemKey: r.idemKey } : {}),
-      })
-      .zadd(this.tenantJobsKey(r.tenant), 0, r.id)
-      .exec();
+    const fields: Record<string, string> = {
+      id: r.id,
+      tenant: r.tenant,
+      name: r.name,
+      status: 'queued',
+      progress: JSON.stringify(QUEUED_PROGRESS),
+      createdAt: String(r.createdAt),
+      attempts: '0',
+      spec: JSON.stringify(r.spec),
+      artifacts: '[]',
+      ...(r.idemKey ? { idemKey: r.idemKey } : {}),
+    };
+    await this.batch.send('eval', CREATE_JOB, 2, this.jobKey(r.id), this.tenantJobsKey(r.tenant), r.id, ...Object.entries(fields).flat());
   }
 
   async getJob(id: string): Promise<JobRecord | null> {
-    const h = await this.redis.hgetall(this.jobKey(id));
+    const h = await this.batch.hgetall(this.jobKey(id));
     if (!h.id) return null;
     return {
       id: h.id,
@@ -311,7 +436,7 @@ export class Records implements WorkerRecords {
   }
 
   async getDataset(id: string): Promise<DatasetRecord | null> {
-    const h = await this.redis.hgetall(this.datasetKey(id));
+    const h = await this.batch.hgetall(this.datasetKey(id));
     if (!h.id) return null;
     const r: DatasetRecord = {
       id: h.id,
