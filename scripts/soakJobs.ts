@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { encodeNpy } from '../models/io/index.js';
 import { createLogger } from '../services/logger.js';
+import { soakEnv } from './soakEnv.js';
 import { deleteByPrefix } from '../services/redis.js';
 import { startServer, type RunningServer } from '../services/server.js';
 import { describeRedisCrash, soakRedisCrash, type AppendFsync } from './soakRedisCrash.js';
@@ -81,23 +82,7 @@ export async function soak(opts: SoakOptions): Promise<SoakReport> {
   const started = Date.now();
   const tag = randomBytes(5).toString('hex');
   const dataDir = await mkdtemp(join(tmpdir(), 'immunize-soak-'));
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '',
-    REDIS_URL: opts.redisUrl,
-    IMMUNIZE_REDIS_PREFIX: `immunize-soak-${tag}`,
-    IMMUNIZE_QUEUE: `soak-${tag}`,
-    IMMUNIZE_DATA_DIR: dataDir,
-    IMMUNIZE_API_KEYS: `soak:${KEY}`,
-    IMMUNIZE_LOG_LEVEL: 'warn',
-    IMMUNIZE_LOCK_MS: String(opts.lockMs),
-    IMMUNIZE_WORKER_CONCURRENCY: String(opts.concurrency),
-    IMMUNIZE_RATE_LIMIT: '100000000',
-    IMMUNIZE_RETENTION_DAYS: '0',
-    IMMUNIZE_PROGRESS_MS: '100',
-    PORT: '0',
-    HOST: '127.0.0.1',
-  };
-  for (const k of ['OPENBLAS_CORETYPE', 'IMMUNIZE_OPENBLAS_CORETYPE_AUTO', 'HOME']) if (process.env[k]) env[k] = process.env[k]!;
+  const env = soakEnv({ redisUrl: opts.redisUrl, tag, dataDir, key: KEY, logLevel: 'warn', lockMs: opts.lockMs, concurrency: opts.concurrency });
   let api: RunningServer | null = null;
   const workers: ChildProcess[] = [];
   const exited = new Set<number>();

@@ -15,6 +15,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { encodeNpy } from '../models/io/index.js';
 import { createLogger } from '../services/logger.js';
+import { soakEnv } from './soakEnv.js';
 import { startServer, type RunningServer } from '../services/server.js';
 import { startPrivateRedis, type PrivateRedis } from './privateRedis.js';
 
@@ -144,23 +145,7 @@ export async function soakRedisCrash(opts: RedisCrashOptions): Promise<RedisCras
       args: ['--appendonly', 'yes', '--appendfsync', opts.appendfsync, '--maxmemory-policy', 'noeviction'],
     });
     opts.log(`Redis ${redis.url} (appendonly yes, appendfsync ${opts.appendfsync}, AOF in ${redisDir})`);
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '',
-      REDIS_URL: redis.url,
-      IMMUNIZE_REDIS_PREFIX: `immunize-soak-${tag}`,
-      IMMUNIZE_QUEUE: `soak-${tag}`,
-      IMMUNIZE_DATA_DIR: dataDir,
-      IMMUNIZE_API_KEYS: `soak:${KEY}`,
-      IMMUNIZE_LOG_LEVEL: 'info',
-      IMMUNIZE_LOCK_MS: String(opts.lockMs),
-      IMMUNIZE_WORKER_CONCURRENCY: String(opts.concurrency),
-      IMMUNIZE_RATE_LIMIT: '100000000',
-      IMMUNIZE_RETENTION_DAYS: '0',
-      IMMUNIZE_PROGRESS_MS: '100',
-      PORT: '0',
-      HOST: '127.0.0.1',
-    };
-    for (const k of ['OPENBLAS_CORETYPE', 'IMMUNIZE_OPENBLAS_CORETYPE_AUTO', 'HOME']) if (process.env[k]) env[k] = process.env[k]!;
+    const env = soakEnv({ redisUrl: redis.url, tag, dataDir, key: KEY, logLevel: 'info', lockMs: opts.lockMs, concurrency: opts.concurrency });
     // The API's own log would repeat, once per request, what the figures say: only errors.
     api = await startServer('api', env, createLogger('error', false));
     const url = api.url!;
