@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "immunize_linalg",
-      "sources": ["models/linalg/native/linalg.cc", "models/linalg/native/probeKernels.cc", "models/linalg/native/spectralKernels.cc"],
+      "sources": ["models/linalg/native/linalg.cc", "models/linalg/native/probeKernels.cc", "models/linalg/native/spectralKernels.cc", "models/linalg/native/tfKernels.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

@@ -8,6 +8,7 @@
 
 #include "probeKernels.h"
 #include "spectralKernels.h"
+#include "tfKernels.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -837,6 +838,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<Config>(env, exports, "config");
   Export<SetThreads>(env, exports, "setThreads");
   Export<GetThreads>(env, exports, "getThreads");
+  tfkernels::Register(env, exports, UseThreads);
   return exports;
 }
 

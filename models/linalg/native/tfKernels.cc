@@ -1,0 +1,311 @@
+#include "tfKernels.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace tfkernels {
+namespace {
+
+void (*g_useThreads)(int) = nullptr;
+
+[[noreturn]] void Fail(Napi::Env env, const std::string& message) {
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Value().Set("code", Napi::String::New(env, "BAD_ARGUMENT"));
+  throw err;
+}
+
+// Buffers larger than this (elements) are refused: tfjs tensors this size would not fit in a Float32Array anyway.
+constexpr int64_t kMaxElements = (int64_t{1} << 31) - 1;
+// im2col workspace per chunk of images, in floats (64 MiB).
+constexpr int64_t kWorkspaceFloats = int64_t{1} << 24;
+// Below this many floats copied, a second thread costs more than it saves.
+constexpr int64_t kParallelMinFloats = int64_t{1} << 16;
+
+Napi::Float32Array Floats(Napi::Env env, const Napi::Value& v, const char* name, int64_t expected) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    Fail(env, std::string(name) + " must be a Float32Array");
+  }
+  Napi::Float32Array a = v.As<Napi::Float32Array>();
+  if (static_cast<int64_t>(a.ElementLength()) != expected) {
+    Fail(env, std::string(name) + " has " + std::to_string(a.ElementLength()) + " elements, the shape needs " +
+                  std::to_string(expected));
+  }
+  return a;
+}
+
+std::vector<int64_t> Ints(Napi::Env env, const Napi::Value& v, const char* name, size_t count) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    Fail(env, std::string(name) + " must be an Int32Array");
+  }
+  Napi::Int32Array a = v.As<Napi::Int32Array>();
+  if (a.ElementLength() != count) Fail(env, std::string(name) + " must have " + std::to_string(count) + " entries");
+  std::vector<int64_t> out(count);
+  for (size_t i = 0; i < count; ++i) out[i] = a[i];
+  return out;
+}
+
+int64_t CheckedProduct(Napi::Env env, std::initializer_list<int64_t> dims, const char* what) {
+  int64_t p = 1;
+  for (int64_t d : dims) {
+    if (d < 0 || (d > 0 && p > kMaxElements / d)) Fail(env, std::string(what) + " is too large");
+    p *= d;
+  }
+  return p;
+}
+
+Napi::Float32Array NewFloats(Napi::Env env, int64_t n) {
+  return Napi::Float32Array::New(env, static_cast<size_t>(n));
+}
+
+// Runs fn(begin, end) over [0, n), split in two halves on two threads when the work is large enough.
+template <typename F>
+void Split(int64_t n, int64_t floatsPerItem, F fn) {
+  if (n < 2 || n * floatsPerItem < kParallelMinFloats) {
+    fn(int64_t{0}, n);
+    return;
+  }
+  const int64_t mid = n / 2;
+  std::thread other([&] { fn(mid, n); });
+  fn(int64_t{0}, mid);
+  other.join();
+}
+
+// Geometry of a 2-D convolution, NHWC input and HWIO filter.
+struct Conv {
+  int64_t n, h, w, ci, kh, kw, co, oh, ow, sh, sw, dh, dw, pt, pl;
+  int64_t K() const { return kh * kw * ci; }
+  int64_t Rows() const { return oh * ow; }  // output positions per image
+  bool Pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w; }
+};
+
+Conv ReadConv(Napi::Env env, const Napi::Value& v) {
+  const std::vector<int64_t> g = Ints(env, v, "geometry", 15);
+  Conv c{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14]};
+  const int64_t positive[] = {c.n, c.h, c.w, c.ci, c.kh, c.kw, c.co, c.oh, c.ow, c.sh, c.sw, c.dh, c.dw};
+  for (int64_t d : positive) {
+    if (d < 1) Fail(env, "conv geometry: every size, stride and dilation must be at least 1");
+  }
+  if (c.pt < 0 || c.pl < 0) Fail(env, "conv geometry: padding must be non-negative");
+  // Every output window must start before the padded input ends; anything else is a shape the caller got wrong.
+  if ((c.oh - 1) * c.sh - c.pt >= c.h + c.dh * (c.kh - 1) || (c.ow - 1) * c.sw - c.pl >= c.w + c.dw * (c.kw - 1)) {
+    Fail(env, "conv geometry: the output is larger than the padded input allows");
+  }
+  CheckedProduct(env, {c.n, c.h, c.w, c.ci}, "conv input");
+  CheckedProduct(env, {c.kh, c.kw, c.ci, c.co}, "conv filter");
+  CheckedProduct(env, {c.n, c.oh, c.ow, c.co}, "conv output");
+  CheckedProduct(env, {c.oh, c.ow, c.kh, c.kw, c.ci}, "conv patch matrix of one image");
+  return c;
+}
+
+int64_t ImagesPerChunk(const Conv& c) {
+  return std::max<int64_t>(1, std::min<int64_t>(c.n, kWorkspaceFloats / (c.Rows() * c.K())));
+}
+
+// Patch rows of images [first, first + count): row (image, oy, ox) holds the receptive field, (ky, kx, ci) order.
+void Im2col(const Conv& c, const float* x, int64_t first, int64_t count, float* cols) {
+  const int64_t K = c.K();
+  const int64_t rows = count * c.Rows();
+  Split(rows, K, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t img = first + r / c.Rows();
+      const int64_t oy = (r % c.Rows()) / c.ow;
+      const int64_t ox = r % c.ow;
+      float* dst = cols + r * K;
+      for (int64_t ky = 0; ky < c.kh; ++ky) {
+        const int64_t iy = oy * c.sh - c.pt + ky * c.dh;
+        for (int64_t kx = 0; kx < c.kw; ++kx, dst += c.ci) {
+          const int64_t ix = ox * c.sw - c.pl + kx * c.dw;
+          if (iy < 0 || iy >= c.h || ix < 0 || ix >= c.w) {
+            std::memset(dst, 0, sizeof(float) * c.ci);
+          } else {
+            std::memcpy(dst, x + ((img * c.h + iy) * c.w + ix) * c.ci, sizeof(float) * c.ci);
+          }
+        }
+      }
+    }
+  });
+}
+
+// Adds patch rows back into the input gradient. Threads split the channels, so no two write the same element.
+void Col2im(const Conv& c, const float* cols, int64_t first, int64_t count, float* dx) {
+  const int64_t K = c.K();
+  Split(c.ci, count * c.Rows() * c.kh * c.kw, [&](int64_t c0, int64_t c1) {
+    for (int64_t r = 0; r < count * c.Rows(); ++r) {
+      const int64_t img = first + r / c.Rows();
+      const int64_t oy = (r % c.Rows()) / c.ow;
+      const int64_t ox = r % c.ow;
+      const float* src = cols + r * K;
+      for (int64_t ky = 0; ky < c.kh; ++ky) {
+        const int64_t iy = oy * c.sh - c.pt + ky * c.dh;
+        for (int64_t kx = 0; kx < c.kw; ++kx, src += c.ci) {
+          const int64_t ix = ox * c.sw - c.pl + kx * c.dw;
+          if (iy < 0 || iy >= c.h || ix < 0 || ix >= c.w) continue;
+          float* dst = dx + ((img * c.h + iy) * c.w + ix) * c.ci;
+          for (int64_t k = c0; k < c1; ++k) dst[k] += src[k];
+        }
+      }
+    }
+  });
+}
+
+std::vector<float>& Workspace(int64_t floats) {
+  thread_local std::vector<float> ws;
+  if (static_cast<int64_t>(ws.size()) < floats) ws.resize(static_cast<size_t>(floats));
+  return ws;
+}
+
+void UseAllThreads() {
+  if (g_useThreads) g_useThreads(INT32_MAX);
+}
+
+int I(int64_t v) { return static_cast<int>(v); }
+
+// conv2d(x, filter, geometry) → y: y[img, oy, ox, :] = patch · W, as one sgemm per chunk of images.
+Napi::Value Conv2d(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Conv c = ReadConv(env, info[2]);
+  Napi::Float32Array x = Floats(env, info[0], "x", c.n * c.h * c.w * c.ci);
+  Napi::Float32Array f = Floats(env, info[1], "filter", c.K() * c.co);
+  Napi::Float32Array y = NewFloats(env, c.n * c.Rows() * c.co);
+  UseAllThreads();
+  const int64_t K = c.K();
+  if (c.Pointwise()) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(c.n * c.Rows()), I(c.co), I(K), 1.0f, x.Data(), I(K),
+                f.Data(), I(c.co), 0.0f, y.Data(), I(c.co));
+    return y;
+  }
+  const int64_t chunk = ImagesPerChunk(c);
+  float* cols = Workspace(chunk * c.Rows() * K).data();
+  for (int64_t first = 0; first < c.n; first += chunk) {
+    const int64_t count = std::min(chunk, c.n - first);
+    Im2col(c, x.Data(), first, count, cols);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(count * c.Rows()), I(c.co), I(K), 1.0f, cols, I(K),
+                f.Data(), I(c.co), 0.0f, y.Data() + first * c.Rows() * c.co, I(c.co));
+  }
+  return y;
+}
+
+// conv2dBackpropInput(dy, filter, geometry) → dx: patch gradients dy · Wᵀ, added back into place.
+Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Conv c = ReadConv(env, info[2]);
+  Napi::Float32Array dy = Floats(env, info[0], "dy", c.n * c.Rows() * c.co);
+  Napi::Float32Array f = Floats(env, info[1], "filter", c.K() * c.co);
+  Napi::Float32Array dx = NewFloats(env, c.n * c.h * c.w * c.ci);
+  UseAllThreads();
+  const int64_t K = c.K();
+  if (c.Pointwise()) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(c.n * c.Rows()), I(K), I(c.co), 1.0f, dy.Data(), I(c.co),
+                f.Data(), I(c.co), 0.0f, dx.Data(), I(K));
+    return dx;
+  }
+  const int64_t chunk = ImagesPerChunk(c);
+  float* cols = Workspace(chunk * c.Rows() * K).data();
+  for (int64_t first = 0; first < c.n; first += chunk) {
+    const int64_t count = std::min(chunk, c.n - first);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(count * c.Rows()), I(K), I(c.co), 1.0f,
+                dy.Data() + first * c.Rows() * c.co, I(c.co), f.Data(), I(c.co), 0.0f, cols, I(K));
+    Col2im(c, cols, first, count, dx.Data());
+  }
+  return dx;
+}
+
+// conv2dBackpropFilter(x, dy, geometry) → dW = Σ over chunks of patchesᵀ · dy.
+Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Conv c = ReadConv(env, info[2]);
+  Napi::Float32Array x = Floats(env, info[0], "x", c.n * c.h * c.w * c.ci);
+  Napi::Float32Array dy = Floats(env, info[1], "dy", c.n * c.Rows() * c.co);
+  Napi::Float32Array dw = NewFloats(env, c.K() * c.co);
+  UseAllThreads();
+  const int64_t K = c.K();
+  if (c.Pointwise()) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(K), I(c.co), I(c.n * c.Rows()), 1.0f, x.Data(), I(K),
+                dy.Data(), I(c.co), 0.0f, dw.Data(), I(c.co));
+    return dw;
+  }
+  const int64_t chunk = ImagesPerChunk(c);
+  float* cols = Workspace(chunk * c.Rows() * K).data();
+  for (int64_t first = 0; first < c.n; first += chunk) {
+    const int64_t count = std::min(chunk, c.n - first);
+    Im2col(c, x.Data(), first, count, cols);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(K), I(c.co), I(count * c.Rows()), 1.0f, cols, I(K),
+                dy.Data() + first * c.Rows() * c.co, I(c.co), first == 0 ? 0.0f : 1.0f, dw.Data(), I(c.co));
+  }
+  return dw;
+}
+
+// batchMatMul(a, b, [batchA, batchB, m, k, n, transA, transB]) → c of [max(batchA, batchB), m, n]; a batch of 1
+// is broadcast against the other.
+Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::vector<int64_t> d = Ints(env, info[2], "dims", 7);
+  const int64_t batchA = d[0], batchB = d[1], m = d[2], k = d[3], n = d[4];
+  if (batchA < 1 || batchB < 1 || m < 1 || k < 1 || n < 1) Fail(env, "batchMatMul: every size must be at least 1");
+  if (batchA != batchB && batchA != 1 && batchB != 1) {
+    Fail(env, "batchMatMul: batch sizes " + std::to_string(batchA) + " and " + std::to_string(batchB) + " do not broadcast");
+  }
+  const bool transA = d[5] != 0, transB = d[6] != 0;
+  const int64_t batch = std::max(batchA, batchB);
+  Napi::Float32Array a = Floats(env, info[0], "a", CheckedProduct(env, {batchA, m, k}, "a"));
+  Napi::Float32Array b = Floats(env, info[1], "b", CheckedProduct(env, {batchB, k, n}, "b"));
+  Napi::Float32Array out = NewFloats(env, CheckedProduct(env, {batch, m, n}, "the product"));
+  UseAllThreads();
+  const float* pa = a.Data();
+  const float* pb = b.Data();
+  float* pc = out.Data();
+  if (batchB == 1 && !transA) {
+    // A shared right factor: one sgemm over all the batch's rows.
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, I(batchA * m), I(n), I(k), 1.0f, pa,
+                I(k), pb, transB ? I(k) : I(n), 0.0f, pc, I(n));
+    return out;
+  }
+  const auto product = [&](int64_t i) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, I(m), I(n), I(k),
+                1.0f, pa + (batchA == 1 ? 0 : i) * m * k, transA ? I(m) : I(k), pb + (batchB == 1 ? 0 : i) * k * n,
+                transB ? I(k) : I(n), 0.0f, pc + i * m * n, I(n));
+  };
+  // Many small products: OpenBLAS's own threads cost more than they give, so the batch is split over two threads,
+  // each running single-threaded products.
+  if (batch >= 2 && m * n * k < (int64_t{1} << 22)) {
+    if (g_useThreads) g_useThreads(1);
+    Split(batch, m * n + m * k, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) product(i);
+    });
+    return out;
+  }
+  for (int64_t i = 0; i < batch; ++i) product(i);
+  return out;
+}
+
+// A failed allocation or thread start would otherwise terminate the process.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value Guarded(const Napi::CallbackInfo& info) {
+  try {
+    return F(info);
+  } catch (const std::bad_alloc&) {
+    Fail(info.Env(), "out of memory");
+  } catch (const std::system_error& e) {
+    Fail(info.Env(), std::string("could not start a thread: ") + e.what());
+  }
+}
+
+}  // namespace
+
+void Register(Napi::Env env, Napi::Object exports, void (*useThreads)(int)) {
+  g_useThreads = useThreads;
+  exports.Set("tfConv2d", Napi::Function::New(env, Guarded<Conv2d>, "tfConv2d"));
+  exports.Set("tfConv2dBackpropInput", Napi::Function::New(env, Guarded<Conv2dBackpropInput>, "tfConv2dBackpropInput"));
+  exports.Set("tfConv2dBackpropFilter", Napi::Function::New(env, Guarded<Conv2dBackpropFilter>, "tfConv2dBackpropFilter"));
+  exports.Set("tfBatchMatMul", Napi::Function::New(env, Guarded<BatchMatMul>, "tfBatchMatMul"));
+}
+
+}  // namespace tfkernels
