@@ -10,13 +10,14 @@ import {
   FeaturesJobSpecSchema,
   LastBlockJobSpecSchema,
   modeOf,
+  SpecError,
   type BackboneJobSpec,
   type FeaturesJobSpec,
   type JobMode,
   type LastBlockJobSpec,
   type ModeJobSpec,
 } from './jobSpec.js';
-import type { JobResult, ProcessorDeps } from './processorDeps.js';
+import type { JobResult, ProcessorDeps, RunOptions } from './processorDeps.js';
 import { runBackboneJob } from './processors/backbone.js';
 import { runFeaturesJob } from './processors/features.js';
 import { runLastBlockJob } from './processors/lastBlock.js';
@@ -24,7 +25,7 @@ import { runLastBlockJob } from './processors/lastBlock.js';
 export interface ModeProcessor<S> {
   description: string;
   schema: TSchema;
-  run(spec: S, deps: ProcessorDeps, signal?: AbortSignal): Promise<JobResult>;
+  run(spec: S, deps: ProcessorDeps, signal?: AbortSignal, options?: RunOptions): Promise<JobResult>;
 }
 
 export const MODE_REGISTRY: {
@@ -49,11 +50,18 @@ export function assertModes(): JobMode[] {
   return Object.keys(MODE_REGISTRY) as JobMode[];
 }
 
-/** Runs a parsed spec with its mode's processor. */
-export function runJob(spec: ModeJobSpec, deps: ProcessorDeps, signal?: AbortSignal): Promise<JobResult> {
-  switch (modeOf(spec)) {
+/**
+ * Runs a parsed spec with its mode's processor. `options` (a θ to score, data already loaded, report wording) come
+ * from the CLI's evaluate and demo commands and apply to features jobs only.
+ */
+export function runJob(spec: ModeJobSpec, deps: ProcessorDeps, signal?: AbortSignal, options: RunOptions = {}): Promise<JobResult> {
+  const mode = modeOf(spec);
+  if (mode !== 'features' && (options.theta !== undefined || options.input !== undefined)) {
+    return Promise.reject(new SpecError(`a given θ or preloaded data apply to features jobs only, not to a ${mode} job`));
+  }
+  switch (mode) {
     case 'features':
-      return MODE_REGISTRY.features.run(spec as FeaturesJobSpec, deps, signal);
+      return MODE_REGISTRY.features.run(spec as FeaturesJobSpec, deps, signal, options);
     case 'backbone':
       return MODE_REGISTRY.backbone.run(spec as BackboneJobSpec, deps, signal);
     case 'last-block':

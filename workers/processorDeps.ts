@@ -37,6 +37,19 @@ export interface BackboneMetrics {
   executionProviderNote: string;
 }
 
+/**
+ * What a caller in the same process may add to a spec, beyond what a queued job carries: the CLI's evaluate command
+ * and its House Price demo. A queued job never sets these.
+ */
+export interface RunOptions {
+  /** Score the θ in this theta.safetensors file instead of optimizing one (features jobs only). */
+  theta?: string;
+  /** The data, already in memory (the House Price demo's own train and test split), instead of the spec's files. */
+  input?: EngineInput;
+  /** How report.html presents the run. */
+  report?: ReportOptions;
+}
+
 export type LinearJobMetrics = Metrics & Partial<BackboneMetrics>;
 
 export interface JobResult {

@@ -2,12 +2,11 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
-import { immunize } from '../../models/engine/index.js';
+import type { StepEvent } from '../../models/engine/index.js';
 import { loadHousePrice } from '../../models/io/index.js';
 import { DirectorySink } from '../../workers/artifacts.js';
 import { runJob } from '../../workers/modes.js';
-import { writeArtifacts, type JobResult } from '../../workers/processorDeps.js';
-import { runEvaluateJob } from '../../workers/processors/evaluate.js';
+import type { JobResult } from '../../workers/processorDeps.js';
 import { parseJobSpec } from '../../workers/jobSpec.js';
 import { parseCli, USAGE, UsageError } from './args.js';
 import { progressReporter } from './progress.js';
@@ -48,6 +47,7 @@ export async function main(argv: string[]): Promise<number> {
     const mode = cmd.json ? 'json' : process.stderr.isTTY ? 'tty' : 'quiet';
     const progress = progressReporter(mode);
     const sink = new DirectorySink(cmd.out!);
+    const deps = { sink, observe: (e: StepEvent) => progress.observe(e) };
     let result: JobResult;
     if (cmd.command === 'demo') {
       const hp = await loadHousePrice(HOUSE_PRICE_DIR);
@@ -56,16 +56,11 @@ export async function main(argv: string[]): Promise<number> {
         harmful: { dataset: join(HOUSE_PRICE_DIR, 'D2.csv'), labelColumn: 'SalePrice', dropColumns: ['LotArea'], rowLimit: 200 },
         method: cmd.method,
       });
-      const engine = immunize(
-        { benign: hp.benign, harmful: hp.harmful, benignTest: hp.benignTest },
-        { method: spec.method, kappaBudget: spec.kappaBudget, seed: spec.seed },
-        (e) => progress.observe(e),
-      );
-      result = { metrics: engine.metrics, artifacts: await writeArtifacts(engine, sink, { paperRow: true, title: 'House Price demo' }) };
-    } else if (cmd.command === 'evaluate') {
-      result = await runEvaluateJob(cmd.spec!, cmd.theta!, { sink, observe: (e) => progress.observe(e) });
+      // The demo also scores D1.csv's held-out rows 200–299, which a spec cannot name: its data come already loaded.
+      const input = { benign: hp.benign, harmful: hp.harmful, benignTest: hp.benignTest };
+      result = await runJob(spec, deps, undefined, { input, report: { paperRow: true, title: 'House Price demo' } });
     } else {
-      result = await runJob(cmd.spec!, { sink, observe: (e) => progress.observe(e) });
+      result = await runJob(cmd.spec!, deps, undefined, { theta: cmd.command === 'evaluate' ? cmd.theta : undefined });
     }
     progress.end();
     const m = result.metrics;
