@@ -13,7 +13,7 @@ import { ApiError, badRequest, conflict, isRedisUnavailable, notFound } from './
 import { isId, newId } from './ids.js';
 import type { Logger } from './logger.js';
 import type { JobQueue } from './queue.js';
-import type { JobRecord, Records } from './records.js';
+import type { IdempotencyClaim, JobRecord, Records } from './records.js';
 import type { FsStore } from './storage/fsStore.js';
 
 const JOB_NAME = 'immunize';
@@ -191,36 +191,48 @@ export class JobService {
     if (principal.admin) throw new ApiError(403, 'forbidden', 'the admin key can read and cancel jobs; submit with a tenant key');
   }
 
+  /**
+   * Submits a job. The spec's checks come first; then one script claims the Idempotency-Key (if any) and writes the
+   * record, so that a crash leaves both or neither; then the job is queued. A key already used answers with its
+   * job, and puts it on the queue again while it has not finished: the submission that wrote it may have been cut
+   * off before queueing it, and adding a job id the queue holds already changes nothing.
+   */
   async submit(principal: Principal, { spec, body, idempotencyKey }: Submission): Promise<{ id: string; status: JobStatus; created: boolean }> {
     this.assertMaySubmit(principal);
-    const id = newId('job');
-    let keyHash: string | null = null;
+    let claim: IdempotencyClaim | null = null;
     if (idempotencyKey !== undefined) {
       if (!IDEMPOTENCY_KEY.test(idempotencyKey)) {
         throw badRequest('invalid_idempotency_key', 'Idempotency-Key must be 1 to 255 visible ASCII characters');
       }
-      keyHash = sha256(idempotencyKey);
-      const prior = await this.records.claimIdempotencyKey(principal.tenant, keyHash, sha256(canonicalJson(body)), id, IDEMPOTENCY_TTL_SECONDS);
-      if (prior) {
-        if (!prior.sameBody) {
-          throw conflict('idempotency_conflict', 'this Idempotency-Key was already used with a different request body; use a new key for a new job');
-        }
-        const existing = await this.records.getJob(prior.jobId);
-        return { id: prior.jobId, status: existing?.status ?? 'queued', created: false };
-      }
+      claim = { keyHash: sha256(idempotencyKey), bodyHash: sha256(canonicalJson(body)), ttlSeconds: IDEMPOTENCY_TTL_SECONDS };
     }
-    let recorded = false;
+    const tenant = principal.tenant;
+    // A key already used answers with its job even when the spec no longer passes (a dataset deleted since).
+    const refusal = await this.datasets.checkSpec(principal, spec).then(
+      () => null,
+      (err: unknown) => ({ err }),
+    );
+    if (refusal && !claim) throw refusal.err;
+    const id = newId('job');
+    const outcome = await this.records.submitJob({ id, tenant, name: JOB_NAME, spec, createdAt: Date.now() }, claim, refusal === null);
+    switch (outcome.kind) {
+      case 'refused':
+        throw refusal!.err;
+      case 'conflict':
+        throw conflict('idempotency_conflict', 'this Idempotency-Key was already used with a different request body; use a new key for a new job');
+      case 'replay':
+        if (!TERMINAL_STATUSES.has(outcome.status)) await this.queue.add(JOB_NAME, outcome.jobId, { tenant, payload: outcome.spec ?? spec });
+        return { id: outcome.jobId, status: outcome.status, created: false };
+    }
     try {
-      await this.datasets.checkSpec(principal, spec);
-      await this.records.createJob({ id, tenant: principal.tenant, name: JOB_NAME, spec, createdAt: Date.now(), idemKey: keyHash });
-      recorded = true;
-      await this.queue.add(JOB_NAME, id, { tenant: principal.tenant, payload: spec });
+      await this.queue.add(JOB_NAME, id, { tenant, payload: spec });
     } catch (err) {
-      if (keyHash) await this.records.releaseIdempotencyKey(principal.tenant, keyHash).catch(() => undefined);
-      if (recorded) await this.records.deleteJob(id, principal.tenant).catch(() => undefined);
+      // Taken back unless a replay has answered for it meanwhile (that one queues it); while Redis is away this
+      // fails too, and a retry with the same key queues the job.
+      await this.records.abandonJob(id, tenant, claim?.keyHash ?? null).catch(() => undefined);
       throw err;
     }
-    this.logger?.info({ jobId: id, tenant: principal.tenant }, 'job submitted');
+    this.logger?.info({ jobId: id, tenant }, 'job submitted');
     return { id, status: 'queued', created: true };
   }
 

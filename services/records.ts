@@ -7,8 +7,9 @@
  *   P:finished                 sorted set, score = finish time: what the retention sweep looks at
  *   P:ds:<id>                  hash: a dataset or backbone record
  *   P:datasets:<tenant>        sorted set: the tenant's datasets and backbones
- *   P:idem:<tenant>:<sha256>   string: an Idempotency-Key's body hash and job id; the job's record names the key
- *                              (field idemKey) so that deleting the job releases it
+ *   P:idem:<tenant>:<sha256>   string: an Idempotency-Key's body hash and job id, claimed by the script that writes
+ *                              the job's record; the record names the key (field idemKey) so that deleting the job
+ *                              releases it
  *   P:cancel                   pub/sub channel: ids of jobs to cancel
  *
  * Status changes go through Lua scripts so that a finished job never changes again.
@@ -41,6 +42,32 @@ export interface JobRecord {
   purgeRequested: boolean;
 }
 
+/** A job's record as submitted. */
+export interface NewJob {
+  id: string;
+  tenant: string;
+  name: string;
+  spec: unknown;
+  createdAt: number;
+}
+
+/** An Idempotency-Key (its sha256) to claim for a new job, with the hash of the body it is bound to. */
+export interface IdempotencyClaim {
+  keyHash: string;
+  bodyHash: string;
+  ttlSeconds: number;
+}
+
+export type SubmitOutcome =
+  /** The record is written (and the key, if any, claimed for it). */
+  | { kind: 'created' }
+  /** The key stands for this job, submitted with the same body; its status and its spec as stored. */
+  | { kind: 'replay'; jobId: string; status: JobStatus; spec: unknown }
+  /** The key stands for this job, submitted with another body. */
+  | { kind: 'conflict'; jobId: string }
+  /** Nothing was written: the job may not be created and no key answers for it. */
+  | { kind: 'refused' };
+
 export interface DatasetRecord {
   id: string;
   tenant: string;
@@ -62,10 +89,36 @@ export interface DatasetRecord {
   outputs?: unknown[];
 }
 
-/** KEYS: job, tenant's jobs. ARGV: job id, then the record's field/value pairs. */
-const CREATE_JOB = `redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+/**
+ * A submission, in one step: the Idempotency-Key's claim, the job record and the tenant's index are written together
+ * or not at all, so that a crash never leaves a key standing for a job with no record (or a record its key does not
+ * name).
+ *
+ * KEYS: job, tenant's jobs and, when the submission has one, its Idempotency-Key. ARGV: job id, '1' when the job may
+ * be created (its spec passed the checks), the prefix of job keys, the claim (JSON), its TTL in seconds, the body
+ * hash, then the record's field/value pairs.
+ * Returns {'created'}; {'replay', id, status, spec} when the key stands for a job that still has its record (marked
+ * replayed while it has not finished); {'conflict', id} when it does so for another body; {'refused'} when the job
+ * may not be created. A claim whose job has no record any more is taken over.
+ */
+const SUBMIT_JOB = `if KEYS[3] then
+  local v = redis.call('GET', KEYS[3])
+  local ok, claim = pcall(cjson.decode, v or '')
+  if ok and type(claim) == 'table' and type(claim.jobId) == 'string' then
+    local job = ARGV[3] .. claim.jobId
+    local found = redis.call('HMGET', job, 'status', 'spec')
+    if found[1] then
+      if claim.bodyHash ~= ARGV[6] then return {'conflict', claim.jobId} end
+      if found[1] == 'queued' or found[1] == 'running' then redis.call('HSET', job, 'replayed', '1') end
+      return {'replay', claim.jobId, found[1], found[2] or 'null'}
+    end
+  end
+end
+if ARGV[2] ~= '1' then return {'refused'} end
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
-return 1`;
+return {'created'}`;
 
 const TERMINAL_LUA = `local s = redis.call('HGET', KEYS[1], 'status')
 if not s then return -1 end
@@ -96,10 +149,12 @@ redis.call('HSET', KEYS[1], 'status', 'queued', 'lastError', ARGV[1])
 return 1`;
 
 /**
- * KEYS: job, tenant's jobs, finished and, when the job was submitted with one, its Idempotency-Key. ARGV: job id.
- * Deletes the job and releases its Idempotency-Key, unless the key has meanwhile come to stand for another job.
+ * KEYS: job, tenant's jobs, finished and, when the job was submitted with one, its Idempotency-Key. ARGV: job id,
+ * and '1' to leave a job alone that a replayed submission has answered for. Deletes the job and releases its
+ * Idempotency-Key, unless the key has meanwhile come to stand for another job. Returns 1, or 0 when left alone.
  */
-const DELETE_JOB = `local v = KEYS[4] and redis.call('GET', KEYS[4])
+const DELETE_JOB = `if ARGV[2] == '1' and redis.call('HGET', KEYS[1], 'replayed') == '1' then return 0 end
+local v = KEYS[4] and redis.call('GET', KEYS[4])
 if v then
   local ok, claim = pcall(cjson.decode, v)
   if ok and type(claim) == 'table' and claim.jobId == ARGV[1] then redis.call('DEL', KEYS[4]) end
@@ -285,8 +340,17 @@ export class Records implements WorkerRecords {
 
   // ---- jobs: API side ----------------------------------------------------------------------------------------
 
-  /** `idemKey`: the sha256 of the Idempotency-Key the job was submitted with, released when the job is deleted. */
-  async createJob(r: { id: string; tenant: string; name: string; spec: unknown; createdAt: number; idemKey?: string | null }): Promise<void> {
+  /** Writes a new job's record and adds it to its tenant's jobs. */
+  async createJob(r: NewJob): Promise<void> {
+    await this.submitJob(r, null, true);
+  }
+
+  /**
+   * A submission in one script: with an Idempotency-Key, the key is looked up and, unless it stands for a job whose
+   * record exists, claimed for the new job together with its record. `mayCreate` false only looks the key up (a
+   * spec that failed its checks creates nothing, but a key already used still answers with its job).
+   */
+  async submitJob(r: NewJob, claim: IdempotencyClaim | null, mayCreate: boolean): Promise<SubmitOutcome> {
     const fields: Record<string, string> = {
       id: r.id,
       tenant: r.tenant,
@@ -297,9 +361,43 @@ export class Records implements WorkerRecords {
       attempts: '0',
       spec: JSON.stringify(r.spec),
       artifacts: '[]',
-      ...(r.idemKey ? { idemKey: r.idemKey } : {}),
+      ...(claim ? { idemKey: claim.keyHash } : {}),
     };
-    await this.batch.send('eval', CREATE_JOB, 2, this.jobKey(r.id), this.tenantJobsKey(r.tenant), r.id, ...Object.entries(fields).flat());
+    const keys = [this.jobKey(r.id), this.tenantJobsKey(r.tenant), ...(claim ? [this.idempotencyKey(r.tenant, claim.keyHash)] : [])];
+    const reply = await this.batch.send<string[]>(
+      'eval',
+      SUBMIT_JOB,
+      keys.length,
+      ...keys,
+      r.id,
+      mayCreate ? '1' : '0',
+      this.jobKey(''),
+      claim ? JSON.stringify({ bodyHash: claim.bodyHash, jobId: r.id }) : '',
+      claim ? String(claim.ttlSeconds) : '0',
+      claim?.bodyHash ?? '',
+      ...Object.entries(fields).flat(),
+    );
+    switch (reply[0]) {
+      case 'created':
+        return { kind: 'created' };
+      case 'replay':
+        return { kind: 'replay', jobId: reply[1], status: reply[2] as JobStatus, spec: json<unknown>(reply[3], null) };
+      case 'conflict':
+        return { kind: 'conflict', jobId: reply[1] };
+      default:
+        return { kind: 'refused' };
+    }
+  }
+
+  /**
+   * Takes back a job whose submission failed after its record was written (its queue entry could not be added):
+   * deletes the record and releases its Idempotency-Key, unless a replay of the same submission has answered for
+   * the job meanwhile (that replay queues it). Returns whether the job was deleted.
+   */
+  async abandonJob(id: string, tenant: string, keyHash: string | null): Promise<boolean> {
+    const keys = [this.jobKey(id), this.tenantJobsKey(tenant), this.finishedKey];
+    if (keyHash) keys.push(this.idempotencyKey(tenant, keyHash));
+    return Number(await this.redis.eval(DELETE_JOB, keys.length, ...keys, id, '1')) === 1;
   }
 
   async getJob(id: string): Promise<JobRecord | null> {
@@ -457,31 +555,6 @@ export class Records implements WorkerRecords {
 
   async deleteDataset(id: string, tenant: string): Promise<void> {
     await this.redis.multi().unlink(this.datasetKey(id)).zrem(this.tenantDatasetsKey(tenant), id).exec();
-  }
-
-  // ---- idempotency --------------------------------------------------------------------------------------------
-
-  /**
-   * Claims an Idempotency-Key for a new job. Returns {jobId} of the job the key already stands for, with
-   * `sameBody` telling whether it was submitted with the same body; or null when the claim is ours.
-   */
-  async claimIdempotencyKey(
-    tenant: string,
-    keyHash: string,
-    bodyHash: string,
-    jobId: string,
-    ttlSeconds: number,
-  ): Promise<{ jobId: string; sameBody: boolean } | null> {
-    const key = this.idempotencyKey(tenant, keyHash);
-    const ok = await this.redis.set(key, JSON.stringify({ bodyHash, jobId }), 'EX', ttlSeconds, 'NX');
-    if (ok === 'OK') return null;
-    const prior = json<{ bodyHash?: string; jobId?: string }>((await this.redis.get(key)) ?? undefined, {});
-    if (!prior.jobId) return null;
-    return { jobId: prior.jobId, sameBody: prior.bodyHash === bodyHash };
-  }
-
-  async releaseIdempotencyKey(tenant: string, keyHash: string): Promise<void> {
-    await this.redis.del(this.idempotencyKey(tenant, keyHash));
   }
 }
 
