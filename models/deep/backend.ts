@@ -1,7 +1,8 @@
 /**
  * The tfjs backend a deep-mode job trains on. Native TensorFlow (tfjs-node-gpu, then tfjs-node) is optional: its
- * install downloads libtensorflow, so it is imported only when present. Without it, the wasm backend, then the
- * plain JS cpu backend. A backend that lacks a gradient kernel the tail needs is passed over, with the reason.
+ * install downloads libtensorflow, so it is imported only when present. Without it, our own `native` backend
+ * (tfjs-backend-cpu with the heavy kernels over OpenBLAS sgemm in the addon), then wasm, then the plain JS cpu
+ * backend. A backend that lacks a gradient kernel the tail needs is passed over, with the reason.
  */
 import type * as TF from '@tensorflow/tfjs';
 
@@ -9,10 +10,11 @@ export type Tf = typeof TF;
 
 export interface TfBackend {
   tf: Tf;
-  /** tfjs-node-gpu, tfjs-node, wasm or cpu. */
-  name: 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
-  /** The tfjs backend id ('tensorflow', 'wasm', 'cpu'). */
+  /** tfjs-node-gpu, tfjs-node, native, wasm or cpu. */
+  name: 'tfjs-node-gpu' | 'tfjs-node' | 'native' | 'wasm' | 'cpu';
+  /** The tfjs backend id ('tensorflow', 'native', 'wasm', 'cpu'). */
   id: string;
+  /** Compiled kernels for the heavy operators (TensorFlow's, or our sgemm ones), not JS or wasm. */
   native: boolean;
   /** Why this backend, and why not the ones before it. */
   note: string;
@@ -26,7 +28,7 @@ export interface BackendOptions {
   log?: (message: string) => void;
 }
 
-const ORDER: Array<TfBackend['name']> = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'];
+const ORDER: Array<TfBackend['name']> = ['tfjs-node-gpu', 'tfjs-node', 'native', 'wasm', 'cpu'];
 
 /** A module name the type checker does not try to resolve: these packages are optional. */
 async function optionalImport(name: string): Promise<unknown> {
@@ -37,7 +39,10 @@ async function plainTf(): Promise<Tf> {
   return (await import('@tensorflow/tfjs')) as Tf;
 }
 
-/** tfjs's cpu backend prints an advert for tfjs-node on its first tensor in Node; the job log says it more precisely. */
+/**
+ * tfjs's cpu backend (and so our native one, built on it) prints an advert for tfjs-node on its first tensor in
+ * Node; the job log says it more precisely.
+ */
 function quiet(tf: Tf): void {
   const backend = tf.backend() as unknown as { firstUse?: boolean };
   if (backend && typeof backend.firstUse === 'boolean') backend.firstUse = false;
@@ -69,6 +74,7 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<TfBacken
       } else {
         tf = await plainTf();
         if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+        if (name === 'native') (await import('./nativeBackend.js')).registerNativeBackend(tf);
         id = name;
       }
       if (!(await tf.setBackend(id))) {
@@ -76,7 +82,7 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<TfBacken
         continue;
       }
       await tf.ready();
-      if (id === 'cpu') quiet(tf);
+      if (id === 'cpu' || id === 'native') quiet(tf);
       const missing = missingKernels(tf, id, kernels);
       if (missing.length > 0) {
         skipped.push(`${name} lacks ${missing.join(', ')}`);
@@ -84,7 +90,7 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<TfBacken
       }
       const note = skipped.length > 0 ? `${name} (${skipped.join('; ')})` : name;
       opts.log?.(`tfjs backend: ${note}`);
-      return { tf, name, id, native: id === 'tensorflow', note };
+      return { tf, name, id, native: id === 'tensorflow' || id === 'native', note };
     } catch (err) {
       skipped.push(`${name} failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
     }

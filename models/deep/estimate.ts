@@ -55,30 +55,47 @@ function dimsOfConstant(plan: TailPlan, name: string): number[] | undefined {
   return t ? (t.dims ?? []).map(int) : undefined;
 }
 
-/** Times a small forward+backward of the tail's main kernel (conv or matmul) after a warm-up run. */
+/**
+ * Probe sizes: a compiled backend runs small kernels far below its rate on a tail's, so it gets a kernel about the
+ * size of a ResNet/ViT last block's per image; the JS and wasm backends run at about the same rate at any size, and a
+ * small probe keeps their start quick.
+ */
+const PROBES = {
+  small: { batch: 4, spatial: 8, channels: 64, matrix: 256 },
+  large: { batch: 16, spatial: 7, channels: 256, matrix: 768 },
+};
+
+/**
+ * Times a forward+backward of a kernel like the tail's main one (conv or matmul) on the backend that will run the
+ * job (selectBackend made it tfjs's current one), after a warm-up run.
+ */
 export function measureRate(backend: TfBackend, conv: boolean): { rate: number; kernel: string } {
   const tf = backend.tf;
+  const p = backend.native ? PROBES.large : PROBES.small;
   const run = (): number => {
     const start = performance.now();
     tf.tidy(() => {
       if (conv) {
-        const x = tf.randomNormal([4, 8, 8, 64]) as TF.Tensor4D;
-        const w = tf.randomNormal([3, 3, 64, 64]) as TF.Tensor4D;
+        const x = tf.randomNormal([p.batch, p.spatial, p.spatial, p.channels]) as TF.Tensor4D;
+        const w = tf.randomNormal([3, 3, p.channels, p.channels]) as TF.Tensor4D;
         const g = tf.grads((a: TF.Tensor, b: TF.Tensor) => tf.sum(tf.conv2d(a as TF.Tensor4D, b as TF.Tensor4D, 1, 'same')))([x, w]);
         g.forEach((t) => t.dataSync());
       } else {
-        const a = tf.randomNormal([256, 256]) as TF.Tensor2D;
-        const b = tf.randomNormal([256, 256]) as TF.Tensor2D;
-        const g = tf.grads((p: TF.Tensor, q: TF.Tensor) => tf.sum(tf.matMul(p as TF.Tensor2D, q as TF.Tensor2D)))([a, b]);
+        const a = tf.randomNormal([p.matrix, p.matrix]) as TF.Tensor2D;
+        const b = tf.randomNormal([p.matrix, p.matrix]) as TF.Tensor2D;
+        const g = tf.grads((x: TF.Tensor, y: TF.Tensor) => tf.sum(tf.matMul(x as TF.Tensor2D, y as TF.Tensor2D)))([a, b]);
         g.forEach((t) => t.dataSync());
       }
     });
     return (performance.now() - start) / 1000;
   };
-  const flops = TRAIN_FACTOR * (conv ? 2 * 4 * 8 * 8 * 64 * 64 * 9 : 2 * 256 * 256 * 256);
+  const flops = TRAIN_FACTOR * (conv ? 2 * p.batch * p.spatial * p.spatial * p.channels * p.channels * 9 : 2 * p.matrix ** 3);
   run();
   const seconds = Math.min(run(), run());
-  return { rate: flops / seconds, kernel: conv ? 'conv2d 3×3, 64→64, 4×8×8, forward+backward' : 'matmul 256³, forward+backward' };
+  const kernel = conv
+    ? `conv2d 3×3, ${p.channels}→${p.channels}, ${p.batch}×${p.spatial}×${p.spatial}, forward+backward on ${backend.name}`
+    : `matmul ${p.matrix}³, forward+backward on ${backend.name}`;
+  return { rate: flops / seconds, kernel };
 }
 
 export function estimateStep(flopsPerImage: number, batchSize: number, evalRows: number, measured: { rate: number; kernel: string }): StepEstimate {

@@ -1,0 +1,188 @@
+/**
+ * The `native` tfjs backend: tfjs-backend-cpu's backend and kernels under a new name, with the heavy kernels
+ * (Conv2D and both its gradients, BatchMatMul) replaced by float32 ones over OpenBLAS sgemm in our addon. tfjs still
+ * does the autodiff; anything these kernels don't cover (another dtype, NCHW, batch dimensions that broadcast other
+ * than by a batch of 1) falls through to the cpu kernel. Every kernel call is counted and timed, so a benchmark can
+ * split a step between the native kernels and the rest of tfjs.
+ */
+import type * as TF from '@tensorflow/tfjs';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { batchMatMul, conv2d, conv2dBackpropFilter, conv2dBackpropInput, type ConvGeometry } from '../linalg/tfKernels.js';
+
+type Tf = typeof TF;
+type KernelConfig = TF.KernelConfig;
+type KernelFunc = TF.KernelFunc;
+type TensorInfo = TF.TensorInfo;
+
+export const NATIVE_BACKEND = 'native';
+
+/** Kernels with a native implementation. */
+export const NATIVE_KERNELS = ['Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'BatchMatMul'] as const;
+
+export interface KernelTally {
+  calls: number;
+  seconds: number;
+  /** Calls that the native kernel passed on to the cpu one. */
+  fallbacks: number;
+}
+
+const tallies = new Map<string, KernelTally>();
+
+/** Calls and seconds per kernel on the native backend since the last reset. */
+export function kernelProfile(): Map<string, KernelTally> {
+  return new Map([...tallies].map(([k, v]) => [k, { ...v }]));
+}
+
+export function resetKernelProfile(): void {
+  tallies.clear();
+}
+
+function tally(name: string): KernelTally {
+  let t = tallies.get(name);
+  if (!t) tallies.set(name, (t = { calls: 0, seconds: 0, fallbacks: 0 }));
+  return t;
+}
+
+function timed(name: string, fn: KernelFunc): KernelFunc {
+  return (args) => {
+    const start = performance.now();
+    try {
+      return fn(args);
+    } finally {
+      const t = tally(name);
+      t.calls++;
+      t.seconds += (performance.now() - start) / 1000;
+    }
+  };
+}
+
+function floats(backend: MathBackendCPU, t: TensorInfo): Float32Array | null {
+  if (t.dtype !== 'float32') return null;
+  const values = backend.data.get(t.dataId)?.values;
+  return values instanceof Float32Array ? values : null;
+}
+
+function geometry(tf: Tf, xShape: number[], filterShape: number[], attrs: Record<string, unknown>, dilations: number | [number, number]): ConvGeometry | null {
+  if (attrs.dataFormat !== undefined && attrs.dataFormat !== 'NHWC') return null;
+  const info = tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides as [number, number],
+    dilations,
+    attrs.pad as 'same' | 'valid',
+    attrs.dimRoundingMode as 'floor' | undefined,
+  );
+  return {
+    batch: info.batchSize,
+    inHeight: info.inHeight,
+    inWidth: info.inWidth,
+    inChannels: info.inChannels,
+    filterHeight: info.filterHeight,
+    filterWidth: info.filterWidth,
+    outChannels: info.outChannels,
+    outHeight: info.outHeight,
+    outWidth: info.outWidth,
+    strideHeight: info.strideHeight,
+    strideWidth: info.strideWidth,
+    dilationHeight: info.dilationHeight,
+    dilationWidth: info.dilationWidth,
+    padTop: info.padInfo.top,
+    padLeft: info.padInfo.left,
+  };
+}
+
+type Native = (tf: Tf, args: Parameters<KernelFunc>[0]) => TensorInfo | null;
+
+const conv2dKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x, filter } = inputs as { x: TensorInfo; filter: TensorInfo };
+  const g = geometry(tf, x.shape, filter.shape, attrs, attrs.dilations as [number, number]);
+  const xv = floats(cpu, x);
+  const fv = floats(cpu, filter);
+  if (!g || !xv || !fv) return null;
+  return cpu.makeTensorInfo([g.batch, g.outHeight, g.outWidth, g.outChannels], 'float32', conv2d(xv, fv, g));
+};
+
+const conv2dBackpropInputKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
+  const g = geometry(tf, attrs.inputShape as number[], filter.shape, attrs, 1);
+  const dyv = floats(cpu, dy);
+  const fv = floats(cpu, filter);
+  if (!g || !dyv || !fv) return null;
+  return cpu.makeTensorInfo([g.batch, g.inHeight, g.inWidth, g.inChannels], 'float32', conv2dBackpropInput(dyv, fv, g));
+};
+
+const conv2dBackpropFilterKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+  const filterShape = attrs.filterShape as number[];
+  const g = geometry(tf, x.shape, filterShape, attrs, 1);
+  const xv = floats(cpu, x);
+  const dyv = floats(cpu, dy);
+  if (!g || !xv || !dyv) return null;
+  return cpu.makeTensorInfo(filterShape, 'float32', conv2dBackpropFilter(xv, dyv, g));
+};
+
+const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
+
+const batchMatMulKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { a, b } = inputs as { a: TensorInfo; b: TensorInfo };
+  const av = floats(cpu, a);
+  const bv = floats(cpu, b);
+  if (!av || !bv || a.shape.length < 2 || b.shape.length < 2) return null;
+  const transposeA = !!attrs.transposeA;
+  const transposeB = !!attrs.transposeB;
+  const outerA = a.shape.slice(0, -2);
+  const outerB = b.shape.slice(0, -2);
+  const batchA = size(outerA);
+  const batchB = size(outerB);
+  // Only equal batch shapes, or one side with a single matrix, map onto consecutive products.
+  const sameOuter = outerA.length === outerB.length && outerA.every((d, i) => d === outerB[i]);
+  if (!sameOuter && batchA !== 1 && batchB !== 1) return null;
+  const [ra, ca] = a.shape.slice(-2);
+  const [rb, cb] = b.shape.slice(-2);
+  const m = transposeA ? ca : ra;
+  const k = transposeA ? ra : ca;
+  const n = transposeB ? rb : cb;
+  if ((transposeB ? cb : rb) !== k)
+    throw new Error(`matMul: inner dimensions of shapes [${a.shape}] and [${b.shape}] differ (transposeA=${transposeA}, transposeB=${transposeB})`);
+  const outer = tf.broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
+  const values = batchMatMul(av, bv, { batchA, batchB, m, k, n, transposeA, transposeB });
+  return cpu.makeTensorInfo([...outer, m, n], 'float32', values);
+};
+
+const NATIVE: Record<(typeof NATIVE_KERNELS)[number], Native> = {
+  Conv2D: conv2dKernel,
+  Conv2DBackpropInput: conv2dBackpropInputKernel,
+  Conv2DBackpropFilter: conv2dBackpropFilterKernel,
+  BatchMatMul: batchMatMulKernel,
+};
+
+function withFallback(tf: Tf, name: string, native: Native, cpuKernel: KernelFunc | undefined): KernelFunc {
+  return (args) => {
+    const out = native(tf, args);
+    if (out) return out;
+    if (!cpuKernel) throw new Error(`${name}: no native kernel for these inputs and no cpu kernel to fall back on`);
+    tally(name).fallbacks++;
+    return cpuKernel(args);
+  };
+}
+
+/** Registers the native backend once, at a priority below cpu's, so that it runs only where it is chosen. */
+export function registerNativeBackend(tf: Tf): void {
+  if (tf.findBackendFactory(NATIVE_BACKEND)) return;
+  tf.registerBackend(NATIVE_BACKEND, () => new MathBackendCPU(), 0);
+  const cpuKernels = new Map(tf.getKernelsForBackend('cpu').map((k) => [k.kernelName, k]));
+  for (const k of cpuKernels.values()) {
+    const native = NATIVE[k.kernelName as keyof typeof NATIVE];
+    const kernelFunc = native ? withFallback(tf, k.kernelName, native, k.kernelFunc) : k.kernelFunc;
+    const config: KernelConfig = { ...k, backendName: NATIVE_BACKEND, kernelFunc: timed(k.kernelName, kernelFunc) };
+    tf.registerKernel(config);
+  }
+  for (const name of NATIVE_KERNELS) {
+    if (cpuKernels.has(name)) continue;
+    tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: timed(name, withFallback(tf, name, NATIVE[name], undefined)) });
+  }
+}

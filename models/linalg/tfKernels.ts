@@ -1,0 +1,134 @@
+/**
+ * Float32 kernels for the native tfjs backend, over OpenBLAS sgemm in the addon: 2-D convolution (NHWC input, HWIO
+ * filter) with its input and filter gradients, and batched matrix products. Shapes are checked here and again in
+ * C++; a bad one throws LinalgError('BAD_ARGUMENT').
+ */
+import { createRequire } from 'node:module';
+import { packageRoot } from './coretype.js';
+import { LinalgError, toLinalgError } from './errors.js';
+// Loads the addon with OPENBLAS_CORETYPE chosen; the require below then returns that same module.
+import './index.js';
+
+/** A 2-D convolution's sizes: input N×H×W×Cin, filter kh×kw×Cin×Cout, output N×outHeight×outWidth×Cout. */
+export interface ConvGeometry {
+  batch: number;
+  inHeight: number;
+  inWidth: number;
+  inChannels: number;
+  filterHeight: number;
+  filterWidth: number;
+  outChannels: number;
+  outHeight: number;
+  outWidth: number;
+  strideHeight: number;
+  strideWidth: number;
+  dilationHeight: number;
+  dilationWidth: number;
+  /** Zero rows above and columns left of the input; the bottom and right padding follows from the output size. */
+  padTop: number;
+  padLeft: number;
+}
+
+/** a (batchA×m×k, or batchA×k×m when transposeA) times b (batchB×k×n, or batchB×n×k); a batch of 1 broadcasts. */
+export interface MatMulDims {
+  batchA: number;
+  batchB: number;
+  m: number;
+  k: number;
+  n: number;
+  transposeA: boolean;
+  transposeB: boolean;
+}
+
+interface TfAddon {
+  tfConv2d(x: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
+  tfConv2dBackpropInput(dy: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
+  tfConv2dBackpropFilter(x: Float32Array, dy: Float32Array, geometry: Int32Array): Float32Array;
+  tfBatchMatMul(a: Float32Array, b: Float32Array, dims: Int32Array): Float32Array;
+}
+
+const require = createRequire(import.meta.url);
+const bindings = require('bindings') as typeof import('bindings');
+const addon = bindings({ bindings: 'immunize_linalg', module_root: packageRoot() }) as TfAddon;
+
+function bad(message: string): never {
+  throw new LinalgError('BAD_ARGUMENT', message);
+}
+
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw toLinalgError(err);
+  }
+}
+
+function checkCount(name: string, n: number, least: number): void {
+  if (!Number.isInteger(n) || n < least || n >= 2 ** 31) bad(`${name} must be an integer in [${least}, 2^31), got ${n}`);
+}
+
+function checkLength(name: string, a: Float32Array, expected: number): void {
+  if (!(a instanceof Float32Array)) bad(`${name} must be a Float32Array`);
+  if (a.length !== expected) bad(`${name} has ${a.length} elements, its shape needs ${expected}`);
+}
+
+const GEOMETRY_KEYS = [
+  'batch',
+  'inHeight',
+  'inWidth',
+  'inChannels',
+  'filterHeight',
+  'filterWidth',
+  'outChannels',
+  'outHeight',
+  'outWidth',
+  'strideHeight',
+  'strideWidth',
+  'dilationHeight',
+  'dilationWidth',
+  'padTop',
+  'padLeft',
+] as const;
+
+function packGeometry(g: ConvGeometry): Int32Array {
+  for (const key of GEOMETRY_KEYS) checkCount(`conv ${key}`, g[key], key === 'padTop' || key === 'padLeft' ? 0 : 1);
+  return Int32Array.from(GEOMETRY_KEYS, (key) => g[key]);
+}
+
+const inputSize = (g: ConvGeometry) => g.batch * g.inHeight * g.inWidth * g.inChannels;
+const filterSize = (g: ConvGeometry) => g.filterHeight * g.filterWidth * g.inChannels * g.outChannels;
+const outputSize = (g: ConvGeometry) => g.batch * g.outHeight * g.outWidth * g.outChannels;
+
+/** y = conv(x, filter): x N×H×W×Cin, filter kh×kw×Cin×Cout, y N×outHeight×outWidth×Cout. */
+export function conv2d(x: Float32Array, filter: Float32Array, g: ConvGeometry): Float32Array {
+  const geometry = packGeometry(g);
+  checkLength('conv2d x', x, inputSize(g));
+  checkLength('conv2d filter', filter, filterSize(g));
+  return call(() => addon.tfConv2d(x, filter, geometry));
+}
+
+/** ∂L/∂x of y = conv(x, filter) given dy = ∂L/∂y. */
+export function conv2dBackpropInput(dy: Float32Array, filter: Float32Array, g: ConvGeometry): Float32Array {
+  const geometry = packGeometry(g);
+  checkLength('conv2dBackpropInput dy', dy, outputSize(g));
+  checkLength('conv2dBackpropInput filter', filter, filterSize(g));
+  return call(() => addon.tfConv2dBackpropInput(dy, filter, geometry));
+}
+
+/** ∂L/∂filter of y = conv(x, filter) given dy = ∂L/∂y. */
+export function conv2dBackpropFilter(x: Float32Array, dy: Float32Array, g: ConvGeometry): Float32Array {
+  const geometry = packGeometry(g);
+  checkLength('conv2dBackpropFilter x', x, inputSize(g));
+  checkLength('conv2dBackpropFilter dy', dy, outputSize(g));
+  return call(() => addon.tfConv2dBackpropFilter(x, dy, geometry));
+}
+
+/** max(batchA, batchB) products op(a)·op(b), each m×n, one after another. */
+export function batchMatMul(a: Float32Array, b: Float32Array, d: MatMulDims): Float32Array {
+  for (const key of ['batchA', 'batchB', 'm', 'k', 'n'] as const) checkCount(`batchMatMul ${key}`, d[key], 1);
+  if (d.batchA !== d.batchB && d.batchA !== 1 && d.batchB !== 1) bad(`batchMatMul: batch sizes ${d.batchA} and ${d.batchB} do not broadcast`);
+  checkLength('batchMatMul a', a, d.batchA * d.m * d.k);
+  checkLength('batchMatMul b', b, d.batchB * d.k * d.n);
+  const dims = Int32Array.from([d.batchA, d.batchB, d.m, d.k, d.n, d.transposeA ? 1 : 0, d.transposeB ? 1 : 0]);
+  return call(() => addon.tfBatchMatMul(a, b, dims));
+}

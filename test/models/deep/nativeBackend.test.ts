@@ -1,0 +1,256 @@
+/**
+ * The native tfjs backend's sgemm kernels against tfjs-backend-cpu's on random shapes: Conv2D forward (strides,
+ * same / valid / explicit padding, dilation) and both its gradients through tfjs's autodiff, and MatMul / BatchMatMul
+ * with transposes and a broadcast batch, at batch 1 and 64. Each case also checks, from the kernel counter, that the
+ * native kernel ran and did not fall back to the cpu one. Bad shapes raise an Error.
+ */
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { kernelProfile, registerNativeBackend, resetKernelProfile, NATIVE_BACKEND } from '../../../models/deep/nativeBackend.js';
+import { conv2d, batchMatMul, type ConvGeometry } from '../../../models/linalg/tfKernels.js';
+import { isLinalgErrorCode } from '../../../models/linalg/index.js';
+import { uniform } from '../../../models/engine/random.js';
+
+type Padding = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+
+function randomArray(n: number, next: () => number): Float32Array {
+  return Float32Array.from({ length: n }, () => 2 * next() - 1);
+}
+
+function on<T>(backend: string, fn: () => T): T {
+  tf.setBackend(backend);
+  return fn();
+}
+
+/** Largest difference relative to the reference's largest magnitude (1 at least). */
+function relErr(got: Float32Array, want: Float32Array): number {
+  assert.equal(got.length, want.length);
+  let diff = 0;
+  let scale = 1;
+  for (let i = 0; i < want.length; i++) {
+    diff = Math.max(diff, Math.abs(got[i] - want[i]));
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return diff / scale;
+}
+
+function nativeCalls(name: string): { calls: number; fallbacks: number } {
+  const t = kernelProfile().get(name);
+  return { calls: t?.calls ?? 0, fallbacks: t?.fallbacks ?? 0 };
+}
+
+interface ConvCase {
+  batch: number;
+  h: number;
+  w: number;
+  cin: number;
+  cout: number;
+  kh: number;
+  kw: number;
+  stride: [number, number];
+  dilation: [number, number];
+  pad: Padding;
+}
+
+function randomConvCase(next: () => number, batch: number, withDilation: boolean): ConvCase {
+  const pick = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
+  const kh = pick(1, 3);
+  const kw = pick(1, 3);
+  const dilation: [number, number] = withDilation ? [pick(1, 2), pick(1, 2)] : [1, 1];
+  const stride: [number, number] = withDilation ? [1, 1] : [pick(1, 3), pick(1, 3)];
+  // Spatial sizes large enough for a valid convolution; small at batch 64 to keep the cpu reference quick.
+  const minH = (kh - 1) * dilation[0] + 1;
+  const minW = (kw - 1) * dilation[1] + 1;
+  const h = pick(minH, minH + (batch > 1 ? 3 : 8));
+  const w = pick(minW, minW + (batch > 1 ? 3 : 8));
+  const which = pick(0, 2);
+  const pad: Padding =
+    which === 0
+      ? 'same'
+      : which === 1
+        ? 'valid'
+        : [
+            [0, 0],
+            [pick(0, kh - 1), pick(0, kh - 1)],
+            [pick(0, kw - 1), pick(0, kw - 1)],
+            [0, 0],
+          ];
+  return { batch, h, w, cin: pick(1, 9), cout: pick(1, 9), kh, kw, stride, dilation, pad };
+}
+
+function describeCase(c: ConvCase): string {
+  return `x ${c.batch}×${c.h}×${c.w}×${c.cin}, filter ${c.kh}×${c.kw}→${c.cout}, stride ${c.stride}, dilation ${c.dilation}, pad ${JSON.stringify(c.pad)}`;
+}
+
+/** Forward, and (without dilation) both gradients of Σ r·conv(x, w) for a random r, on one backend. */
+function convOn(backend: string, c: ConvCase, x: Float32Array, w: Float32Array, seed: number): Float32Array[] {
+  return on(backend, () =>
+    tf.tidy(() => {
+      const xt = tf.tensor4d(x, [c.batch, c.h, c.w, c.cin]);
+      const wt = tf.tensor4d(w, [c.kh, c.kw, c.cin, c.cout]);
+      const y = tf.conv2d(xt, wt, c.stride, c.pad, 'NHWC', c.dilation);
+      const out = [y.dataSync() as Float32Array];
+      if (c.dilation[0] === 1 && c.dilation[1] === 1) {
+        const r = tf.tensor(randomArray(y.size, uniform(seed)), y.shape);
+        const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad), r)))([xt, wt]);
+        out.push(dx.dataSync() as Float32Array, dw.dataSync() as Float32Array);
+      }
+      return out;
+    }),
+  );
+}
+
+function checkConv(c: ConvCase, seed: number): void {
+  const next = uniform(seed);
+  const x = randomArray(c.batch * c.h * c.w * c.cin, next);
+  const w = randomArray(c.kh * c.kw * c.cin * c.cout, next);
+  const want = convOn('cpu', c, x, w, seed + 1);
+  resetKernelProfile();
+  const got = convOn(NATIVE_BACKEND, c, x, w, seed + 1);
+  ['y', 'dx', 'dw'].slice(0, want.length).forEach((name, i) => {
+    const e = relErr(got[i], want[i]);
+    assert.ok(e < 2e-6, `${name} differs by ${e.toExponential(2)} for ${describeCase(c)}`);
+  });
+  const kernels = want.length === 3 ? ['Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter'] : ['Conv2D'];
+  for (const k of kernels) {
+    const t = nativeCalls(k);
+    assert.ok(t.calls >= 1 && t.fallbacks === 0, `${k} ran natively for ${describeCase(c)}: ${JSON.stringify(t)}`);
+  }
+}
+
+describe('native tfjs backend', () => {
+  before(() => {
+    registerNativeBackend(tf);
+    tf.setBackend('cpu');
+    (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
+  });
+
+  for (const batch of [1, 64]) {
+    it(`Conv2D and its gradients match tfjs-backend-cpu on random shapes, batch ${batch}`, () => {
+      const next = uniform(100 + batch);
+      for (let i = 0; i < (batch === 1 ? 40 : 12); i++) checkConv(randomConvCase(next, batch, false), 1000 * batch + i);
+    });
+    it(`Conv2D with dilation matches tfjs-backend-cpu, batch ${batch}`, () => {
+      const next = uniform(200 + batch);
+      for (let i = 0; i < (batch === 1 ? 20 : 6); i++) checkConv(randomConvCase(next, batch, true), 2000 * batch + i);
+    });
+  }
+
+  it('a layer4-sized 3×3 convolution (stride 2, 1×1 shortcut) matches', () => {
+    const base = { batch: 2, h: 14, w: 14, cin: 64, cout: 96, dilation: [1, 1] as [number, number] };
+    checkConv({ ...base, kh: 3, kw: 3, stride: [2, 2], pad: 'same' }, 7);
+    checkConv({ ...base, kh: 1, kw: 1, stride: [2, 2], pad: 'valid' }, 8);
+    checkConv({ ...base, kh: 1, kw: 1, stride: [1, 1], pad: 'valid' }, 9);
+  });
+
+  interface MatCase {
+    a: number[];
+    b: number[];
+    ta: boolean;
+    tb: boolean;
+  }
+
+  function randomMatCase(next: () => number, batch: number): MatCase {
+    const pick = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
+    const [m, k, n] = [pick(1, 17), pick(1, 17), pick(1, 17)];
+    const ta = next() < 0.5;
+    const tb = next() < 0.5;
+    const kind = pick(0, 3);
+    const outerA = kind === 0 ? [] : kind === 3 ? [1] : batch === 1 ? [1] : [batch];
+    const outerB = kind === 0 ? [] : kind === 2 ? [1] : batch === 1 ? [1] : [batch];
+    return { a: [...outerA, ...(ta ? [k, m] : [m, k])], b: [...outerB, ...(tb ? [n, k] : [k, n])], ta, tb };
+  }
+
+  function matOn(backend: string, c: MatCase, a: Float32Array, b: Float32Array, seed: number): Float32Array[] {
+    return on(backend, () =>
+      tf.tidy(() => {
+        const at = tf.tensor(a, c.a);
+        const bt = tf.tensor(b, c.b);
+        const y = tf.matMul(at, bt, c.ta, c.tb);
+        // tfjs's own MatMul gradient does not sum over a broadcast batch, on any backend: forward only there.
+        if (c.a.length !== c.b.length || c.a[0] !== c.b[0]) return [y.dataSync() as Float32Array];
+        const r = tf.tensor(randomArray(y.size, uniform(seed)), y.shape);
+        const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.matMul(p, q, c.ta, c.tb), r)))([at, bt]);
+        return [y.dataSync(), da.dataSync(), db.dataSync()] as Float32Array[];
+      }),
+    );
+  }
+
+  for (const batch of [1, 64]) {
+    it(`MatMul / BatchMatMul and their gradients match tfjs-backend-cpu, batch ${batch}`, () => {
+      const next = uniform(300 + batch);
+      for (let i = 0; i < 30; i++) {
+        const c = randomMatCase(next, batch);
+        const a = randomArray(
+          c.a.reduce((x, y) => x * y, 1),
+          next,
+        );
+        const b = randomArray(
+          c.b.reduce((x, y) => x * y, 1),
+          next,
+        );
+        const want = matOn('cpu', c, a, b, i);
+        resetKernelProfile();
+        const got = matOn(NATIVE_BACKEND, c, a, b, i);
+        ['y', 'da', 'db'].slice(0, want.length).forEach((name, j) => {
+          const e = relErr(got[j], want[j]);
+          assert.ok(e < 2e-6, `${name} differs by ${e.toExponential(2)} for a [${c.a}] b [${c.b}] ta ${c.ta} tb ${c.tb}`);
+        });
+        const t = nativeCalls('BatchMatMul');
+        assert.ok(t.calls >= want.length && t.fallbacks === 0, `BatchMatMul ran natively: ${JSON.stringify(t)}`);
+      }
+    });
+  }
+
+  it('batch dimensions that broadcast other than by a single matrix fall back to the cpu kernel', () => {
+    const a = randomArray(2 * 1 * 3 * 4, uniform(1));
+    const b = randomArray(1 * 3 * 4 * 5, uniform(2));
+    const run = (backend: string) =>
+      on(backend, () => tf.tidy(() => tf.matMul(tf.tensor(a, [2, 1, 3, 4]), tf.tensor(b, [1, 3, 4, 5])).dataSync() as Float32Array));
+    const want = run('cpu');
+    resetKernelProfile();
+    assert.ok(relErr(run(NATIVE_BACKEND), want) < 2e-6);
+    assert.equal(nativeCalls('BatchMatMul').fallbacks, 1);
+  });
+
+  it('bad shapes throw an Error and leave the process running', () => {
+    const g: ConvGeometry = {
+      batch: 1,
+      inHeight: 4,
+      inWidth: 4,
+      inChannels: 2,
+      filterHeight: 3,
+      filterWidth: 3,
+      outChannels: 2,
+      outHeight: 2,
+      outWidth: 2,
+      strideHeight: 1,
+      strideWidth: 1,
+      dilationHeight: 1,
+      dilationWidth: 1,
+      padTop: 0,
+      padLeft: 0,
+    };
+    const x = new Float32Array(32);
+    const w = new Float32Array(36);
+    assert.equal(conv2d(x, w, g).length, 8);
+    const badArgument = (fn: () => unknown) => assert.throws(fn, (e: Error & { code?: string }) => isLinalgErrorCode(e.code) && e.code === 'BAD_ARGUMENT');
+    badArgument(() => conv2d(new Float32Array(31), w, g));
+    badArgument(() => conv2d(x, w, { ...g, strideHeight: 0 }));
+    badArgument(() => conv2d(x, w, { ...g, padTop: -1 }));
+    // Caught in C++: an output past the padded input.
+    badArgument(() => conv2d(x, w, { ...g, outHeight: 40 }));
+    badArgument(() => conv2d(x, w, { ...g, inChannels: 2 ** 31 }));
+    badArgument(() => conv2d(new Float64Array(32) as unknown as Float32Array, w, g));
+    badArgument(() => batchMatMul(new Float32Array(6), new Float32Array(6), { batchA: 1, batchB: 1, m: 2, k: 3, n: 3, transposeA: false, transposeB: false }));
+    badArgument(() =>
+      batchMatMul(new Float32Array(12), new Float32Array(18), { batchA: 2, batchB: 3, m: 2, k: 3, n: 3, transposeA: false, transposeB: false }),
+    );
+    // Through tfjs: its own shape checks answer before the kernel runs.
+    on(NATIVE_BACKEND, () => {
+      assert.throws(() => tf.matMul(tf.zeros([2, 3]), tf.zeros([4, 5])), Error);
+      assert.throws(() => tf.conv2d(tf.zeros([1, 4, 4, 2]) as tf.Tensor4D, tf.zeros([3, 3, 5, 2]) as tf.Tensor4D, 1, 'valid'), Error);
+    });
+  });
+});
