@@ -7,13 +7,15 @@ import type { StepEvent } from '../models/engine/index.js';
 import { errorClass, type ErrorReason } from './errorTable.js';
 import type { DescribedError } from './jobErrors.js';
 import type { ThreadMessage, ThreadRequest } from './engineProtocol.js';
+import type { JobName, JobPayload } from './registry.js';
 import type { StoredArtifact } from './staging.js';
 
 const THREAD_FILE = new URL('./engineThread.js', import.meta.url);
 
 export interface EngineRun {
   name: string;
-  payload: unknown;
+  /** Already validated (parseJobPayload): the engine thread runs it as it is. */
+  payload: JobPayload<JobName>;
   paths: Record<string, string>;
   stagingDir: string;
 }

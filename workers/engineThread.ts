@@ -55,14 +55,13 @@ async function run(req: ThreadRequest): Promise<void> {
   try {
     checkCancel();
     const def = jobDefinition(req.name);
-    const payload = def.parse(req.payload);
     const sink = new StagingSink(req.stagingDir);
     const resolve = (ref: string): string => {
       checkCancel();
       if (!Object.hasOwn(req.paths, ref)) throw new DataError('NOT_FOUND', `${ref} is not an upload available to this job`);
       return req.paths[ref];
     };
-    const result = await def.run(payload, { sink, resolve, observe }, controller.signal);
+    const result = await def.run(req.payload, { sink, resolve, observe }, controller.signal);
     flush(performance.now());
     post({ type: 'done', id: req.id, metrics: result.metrics as unknown as Record<string, unknown>, artifacts: sink.artifacts });
   } catch (err) {

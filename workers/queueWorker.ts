@@ -13,7 +13,7 @@ import { hostname } from 'node:os';
 import { UnrecoverableError, Worker, type ConnectionOptions, type Job, type WorkerOptions } from 'bullmq';
 import type { StepEvent } from '../models/engine/index.js';
 import { EngineJobError, EnginePool, type EngineOutput } from './enginePool.js';
-import { CodedError, errorClass } from './errorTable.js';
+import { errorClass } from './errorTable.js';
 import { describeJobError, type DescribedError } from './jobErrors.js';
 import {
   TERMINAL_STATUSES,
@@ -25,7 +25,7 @@ import {
   type WorkerMetrics,
   type WorkerRecords,
 } from './ports.js';
-import { assertRegistry, isJobName, jobDefinition, type JobDefinition, type JobName } from './registry.js';
+import { assertRegistry, isJobName, jobDefinition, parseJobPayload, type JobName } from './registry.js';
 
 /** What a job carries in the queue. The job id is the record id. */
 export interface QueuedJobData {
@@ -331,7 +331,7 @@ class QueueJobProcessor {
   private async execute(a: Attempt, signal: AbortSignal, progress: ProgressThrottle): Promise<EngineOutput> {
     const { records, store, datasets } = this.opts;
     const def = jobDefinition(a.name);
-    const payload = parsePayload(def, a.job.data.payload);
+    const payload = parseJobPayload(a.name, a.job.data.payload);
     a.paths = await datasets.resolve(a.tenant, def.datasetRefs(payload));
     const stagingDir = await store.stagingDir(a.jobId, a.id);
     const track = progressTracker();
@@ -397,15 +397,6 @@ class QueueJobProcessor {
     logger.warn({ ...a.log, code: d.code, final }, `job failed: ${d.message}`);
     if (d.permanent) throw new UnrecoverableError(message);
     throw new Error(message);
-  }
-}
-
-/** A payload that does not parse fails for good, as invalid_spec. */
-function parsePayload(def: JobDefinition<unknown>, payload: unknown): unknown {
-  try {
-    return def.parse(payload);
-  } catch (err) {
-    throw new CodedError('spec.INVALID', err instanceof Error ? err.message : String(err), { cause: err });
   }
 }
 

@@ -4,6 +4,7 @@
  * engine thread look processors up in it, and both check it once at startup.
  */
 import type { TSchema } from '@sinclair/typebox';
+import { CodedError } from './errorTable.js';
 import { JobSpecSchema, parseJobSpec, type JobSpec, type ModeJobSpec } from './jobSpec.js';
 import { assertModes, runJob } from './modes.js';
 import type { JobResult, ProcessorDeps } from './processorDeps.js';
@@ -59,6 +60,19 @@ export class UnknownJobError extends Error {
 
 export function isJobName(name: string): name is JobName {
   return Object.hasOwn(JOB_REGISTRY, name);
+}
+
+/**
+ * Validates a payload for the named job once, where it enters (a job's bytes from Redis are untrusted); what it
+ * returns travels on typed, to the engine thread and the processor, and is not parsed again. A payload that does
+ * not parse fails for good, as invalid_spec.
+ */
+export function parseJobPayload<N extends JobName>(name: N, payload: unknown): JobPayload<N> {
+  try {
+    return JOB_REGISTRY[name].parse(payload) as JobPayload<N>;
+  } catch (err) {
+    throw new CodedError('spec.INVALID', err instanceof Error ? err.message : String(err), { cause: err });
+  }
 }
 
 export function jobDefinition(name: string): JobDefinition<unknown> {

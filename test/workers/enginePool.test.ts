@@ -6,11 +6,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StepEvent } from '../../models/engine/progress.js';
 import { EngineJobError, EnginePool } from '../../workers/enginePool.js';
+import { describeJobError } from '../../workers/jobErrors.js';
+import type { ModeJobSpec } from '../../workers/jobSpec.js';
+import { parseJobPayload } from '../../workers/registry.js';
 import { randomNpy } from '../helpers/service.js';
 
 let dir: string;
 let pool: EnginePool;
 const paths: Record<string, string> = {};
+/** The pool takes payloads already validated, as the queue worker hands them over. */
+const spec = (raw: unknown) => parseJobPayload('immunize', raw);
 
 before(async () => {
   await import('../../models/linalg/index.js');
@@ -40,7 +45,7 @@ describe('engine pool', () => {
     const out = await pool.run(
       {
         name: 'immunize',
-        payload: { benign: { dataset: 'small-b' }, harmful: { dataset: 'small-h' }, method: 'paper', steps: 300 },
+        payload: spec({ benign: { dataset: 'small-b' }, harmful: { dataset: 'small-h' }, method: 'paper', steps: 300 }),
         paths,
         stagingDir: join(dir, 'stage1'),
       },
@@ -69,7 +74,7 @@ describe('engine pool', () => {
     const run = pool.run(
       {
         name: 'immunize',
-        payload: { benign: { dataset: 'long-b' }, harmful: { dataset: 'long-h' }, method: 'paper', steps: 500_000 },
+        payload: spec({ benign: { dataset: 'long-b' }, harmful: { dataset: 'long-h' }, method: 'paper', steps: 500_000 }),
         paths,
         stagingDir: join(dir, 'stage2'),
       },
@@ -91,7 +96,7 @@ describe('engine pool', () => {
     const again = await pool.run(
       {
         name: 'immunize',
-        payload: { benign: { dataset: 'small-b' }, harmful: { dataset: 'small-h' }, method: 'closed-form' },
+        payload: spec({ benign: { dataset: 'small-b' }, harmful: { dataset: 'small-h' }, method: 'closed-form' }),
         paths,
         stagingDir: join(dir, 'stage3'),
       },
@@ -101,7 +106,7 @@ describe('engine pool', () => {
   });
 
   it('reports bad input as a permanent failure with a code', async () => {
-    const run = (payload: unknown) => pool.run({ name: 'immunize', payload, paths, stagingDir: join(dir, 'stage4') }, {});
+    const run = async (payload: unknown) => pool.run({ name: 'immunize', payload: spec(payload), paths, stagingDir: join(dir, 'stage4') }, {});
     await assert.rejects(
       run({ benign: { dataset: 'small-b' }, harmful: { dataset: 'wide' } }),
       (e: EngineJobError) => e.described.code === 'dimension_mismatch' && e.described.permanent,
@@ -110,11 +115,19 @@ describe('engine pool', () => {
       run({ benign: { dataset: 'small-b' }, harmful: { dataset: 'missing' } }),
       (e: EngineJobError) => e.described.code === 'not_found' && e.described.permanent,
     );
-    await assert.rejects(run({ benign: { dataset: 'small-b' } }), (e: EngineJobError) => e.described.code === 'invalid_spec' && e.described.permanent);
+    // A payload that does not parse is refused where it is validated, before any thread sees it.
+    await assert.rejects(run({ benign: { dataset: 'small-b' } }), (e: unknown) => describeJobError(e).code === 'invalid_spec' && describeJobError(e).permanent);
     await assert.rejects(
-      pool.run({ name: 'no-such-job', payload: {}, paths, stagingDir: join(dir, 'stage5') }, {}),
+      pool.run({ name: 'no-such-job', payload: {} as ModeJobSpec, paths, stagingDir: join(dir, 'stage5') }, {}),
       (e: EngineJobError) => e.described.code === 'unknown_job' && e.described.permanent,
     );
+  });
+
+  it('runs the payload it is handed without parsing it again', async () => {
+    // A field the schema refuses: a thread that validated the payload again would fail the job as invalid_spec.
+    const payload = { ...spec({ benign: { dataset: 'small-b' }, harmful: { dataset: 'small-h' }, method: 'closed-form' }), notInTheSchema: true };
+    const out = await pool.run({ name: 'immunize', payload, paths, stagingDir: join(dir, 'stage7') }, {});
+    assert.equal(out.metrics.method, 'closed-form');
   });
 
   it('keeps the main thread free while the engine computes', async () => {
@@ -124,7 +137,7 @@ describe('engine pool', () => {
     await pool.run(
       {
         name: 'immunize',
-        payload: { benign: { dataset: 'long-b' }, harmful: { dataset: 'long-h' }, method: 'paper', steps: 1500 },
+        payload: spec({ benign: { dataset: 'long-b' }, harmful: { dataset: 'long-h' }, method: 'paper', steps: 1500 }),
         paths,
         stagingDir: join(dir, 'stage6'),
       },
