@@ -1,139 +1,237 @@
 /**
- * npm run bench:deep — last-block step times on the tfjs backends available here (no tfjs-node): the small test
- * fixtures measured over a few real steps, and a ResNet-18-sized layer4 tail (batch 64), whose step on the cpu
- * backend takes far too long to run, extrapolated from one timed conv forward+backward of its size.
+ * npm run bench:deep — one last-block training step (forward + backward through the tail to its parameters, batch
+ * 64, float32) on our native tfjs backend, beside PyTorch's on the same tails when a Python with torch is found:
+ * ResNet-18 layer4 (+pool+fc) and ViT-B/16 block 11 (+LayerNorm+head). Our step is split between the native sgemm
+ * kernels, the rest of tfjs and (per job step) the engine's spectral part, and set against the time the tail's GEMM
+ * work takes at the sgemm rate measured in the same run.
  */
+import { execFile } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type * as TF from '@tensorflow/tfjs';
 import { OnnxGraph } from '../models/backbones/graph.js';
 import { selectBackend, type TfBackend } from '../models/deep/backend.js';
-import { estimateStep, measureRate, tailFlops, describeSeconds } from '../models/deep/estimate.js';
+import { kernelProfile, NATIVE_KERNELS, resetKernelProfile } from '../models/deep/nativeBackend.js';
 import { spectralTerm } from '../models/deep/spectral.js';
-import { MemoryCut } from '../models/deep/cutStore.js';
 import { planTail } from '../models/deep/split.js';
 import { TailModel } from '../models/deep/tail.js';
-import { trainTail, TRAIN_DEFAULTS } from '../models/deep/train.js';
-import { Trunk, tailShapes } from '../models/deep/trunk.js';
+import { tailShapes } from '../models/deep/trunk.js';
 import { gaussian } from '../models/engine/index.js';
+import { coreSelection, getThreads } from '../models/linalg/index.js';
+import { batchMatMul } from '../models/linalg/tfKernels.js';
 import { resnetFixture } from './fixtures/onnxResnet.js';
 import { vitFixture } from './fixtures/onnxVit.js';
+import { findTorchPython, type TorchPython } from './torchPython.js';
 import { handleUsage } from './usage.js';
 
-const say = (line = '') => process.stdout.write(line + '\n');
-const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BATCH = 64;
+const THREADS = 2;
+/** Targets: our step against PyTorch's, and against the GEMM ceiling where PyTorch is out of GEMM's reach. */
+const TORCH_TARGET = 1.5;
+const CEILING_TARGET = 1.2;
 
-function images(n: number, size: number, seed: number, shift = 0): Float32Array {
-  const next = gaussian(seed);
-  return Float32Array.from({ length: n * 3 * size * size }, () => next() + shift);
+const say = (line = '') => process.stdout.write(line + '\n');
+const sec = (s: number) => `${s.toFixed(3)} s`;
+const gflops = (f: number, s: number) => `${(f / s / 1e9).toFixed(1)} GFLOP/s`;
+
+interface TailCase {
+  label: string;
+  torchName: 'resnet18_layer4' | 'vit_b_16_block11';
+  bytes: () => Uint8Array;
+  /** The GEMM that dominates the tail (m × k times k × n), for the sgemm rate. */
+  gemm: [number, number, number];
+  reps: number;
 }
 
-async function fixtureSteps(name: string, bytes: Uint8Array, size: number, backend: TfBackend, steps: number): Promise<void> {
-  const graph = OnnxGraph.parse(bytes, name);
+const TAILS: TailCase[] = [
+  {
+    label: 'ResNet-18 layer4 (+pool+fc)',
+    torchName: 'resnet18_layer4',
+    bytes: () => resnetFixture({ classes: 1000, batchNorm: 'folded' }).model.bytes,
+    // layer4's 3×3 512→512 convolution at 7×7 over the batch: (64·49) × (9·512) times (9·512) × 512.
+    gemm: [BATCH * 49, 9 * 512, 512],
+    reps: 3,
+  },
+  {
+    label: 'ViT-B/16 block 11 (+LayerNorm+head)',
+    torchName: 'vit_b_16_block11',
+    bytes: () => vitFixture({ imageSize: 224, patch: 16, hidden: 768, layers: 2, heads: 12, mlp: 3072, classes: 1000 }).model.bytes,
+    // The MLP's first matrix over every token of the batch: (64·197) × 768 times 768 × 3072.
+    gemm: [BATCH * 197, 768, 3072],
+    reps: 2,
+  },
+];
+
+function randomFloats(n: number, seed: number): Float32Array {
+  const next = gaussian(seed);
+  return Float32Array.from({ length: n }, () => next());
+}
+
+/** sgemm's rate on one m×k by k×n product through the addon, best of three after a warm-up. */
+function sgemmRate([m, k, n]: [number, number, number]): number {
+  const a = randomFloats(m * k, 1);
+  const b = randomFloats(k * n, 2);
+  const dims = { batchA: 1, batchB: 1, m, k, n, transposeA: false, transposeB: false };
+  batchMatMul(a, b, dims);
+  let best = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const start = performance.now();
+    batchMatMul(a, b, dims);
+    best = Math.min(best, (performance.now() - start) / 1000);
+  }
+  return (2 * m * k * n) / best;
+}
+
+interface OurStep {
+  seconds: number;
+  heavySeconds: number;
+  heavyFlops: number;
+  /** The rest of tfjs's kernels by time, largest first. */
+  others: Array<[string, number]>;
+  parameters: number;
+  featureDim: number;
+  cutShape: readonly number[];
+}
+
+async function ourStep(backend: TfBackend, t: TailCase): Promise<OurStep> {
+  const tf = backend.tf;
+  const graph = OnnxGraph.parse(t.bytes(), `${t.torchName}.onnx`);
   const plan = planTail(graph);
-  const trunk = await Trunk.open(graph, plan, { executionProvider: 'cpu' });
-  const n = 128;
+  const shapes = await tailShapes(graph, plan, randomFloats(3 * 224 * 224, 3), [1, 3, 224, 224], { executionProvider: 'cpu' });
+  const cutShape = shapes.get(plan.cut)!.slice(1);
+  const tail = new TailModel(tf, plan);
+  const x = tf.tensor(randomFloats(BATCH * cutShape.reduce((a, b) => a * b, 1), 4), [BATCH, ...cutShape]);
+  const vars = [...tail.variables.values()];
+  let featureDim = 0;
+  const step = (): number => {
+    const start = performance.now();
+    tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => {
+        const { features, logits } = tail.forward(x);
+        featureDim = features.shape[1] as number;
+        const weights = tf.tensor(randomFloats(logits.size, 5), logits.shape);
+        return tf.sum(tf.mul(logits, weights)) as TF.Scalar;
+      }, vars);
+      value.dataSync();
+      for (const g of Object.values(grads)) g.dataSync();
+    });
+    return (performance.now() - start) / 1000;
+  };
   try {
-    const run = async (seed: number, shift: number) => {
-      const out = await trunk.runBatch(images(n, size, seed, shift), [n, 3, size, size]);
-      const shape = [...out.cut.dims.slice(1)];
-      const cut = new MemoryCut(
-        n,
-        shape.reduce((a, b) => a * b, 1),
-      );
-      cut.append(out.cut.data as Float32Array);
-      return { cut, rows: n, cutShape: shape };
-    };
-    const benign = await run(1, 0);
-    const harmful = await run(2, 0.5);
-    const tail = new TailModel(backend.tf, plan);
-    try {
-      const r = trainTail(tail, harmful, benign, { ...TRAIN_DEFAULTS, steps, batchSize: 64, evalRows: 128 });
-      const per = (s: number) => ms(s / steps);
-      say(
-        `${name.padEnd(26)} ${backend.name.padEnd(5)} step ${per(r.seconds.total).padStart(10)}   tfjs ${per(r.seconds.tfjs).padStart(10)}   engine spectral ${per(r.seconds.spectral).padStart(8)}   data ${per(r.seconds.data).padStart(8)}   (${steps} steps, batch 64, ${tail.parameterCount()} parameters)`,
-      );
-    } finally {
-      tail.dispose();
+    step();
+    let best: { seconds: number; profile: ReturnType<typeof kernelProfile> } | null = null;
+    for (let i = 0; i < t.reps; i++) {
+      resetKernelProfile();
+      const seconds = step();
+      if (!best || seconds < best.seconds) best = { seconds, profile: kernelProfile() };
     }
+    const { seconds, profile } = best!;
+    const heavy = new Set<string>(NATIVE_KERNELS);
+    let heavySeconds = 0;
+    let heavyFlops = 0;
+    const others: Array<[string, number]> = [];
+    for (const [name, tally] of profile) {
+      if (heavy.has(name)) {
+        heavySeconds += tally.seconds;
+        heavyFlops += tally.flops;
+        if (tally.fallbacks > 0) say(`  note: ${name} fell back to the cpu kernel ${tally.fallbacks} times`);
+      } else others.push([name, tally.seconds]);
+    }
+    others.sort((a, b) => b[1] - a[1]);
+    return { seconds, heavySeconds, heavyFlops, others, parameters: tail.parameterCount(), featureDim, cutShape };
   } finally {
-    await trunk.close();
+    x.dispose();
+    tail.dispose();
   }
 }
 
-function timeConv(backend: TfBackend, batch: number, spatial: number, cin: number, cout: number): number {
-  const tf = backend.tf;
-  return tf.tidy(() => {
-    const x = tf.randomNormal([batch, spatial, spatial, cin]) as TF.Tensor4D;
-    const w = tf.randomNormal([3, 3, cin, cout]) as TF.Tensor4D;
-    const start = performance.now();
-    const g = tf.grads((a: TF.Tensor, b: TF.Tensor) => tf.sum(tf.conv2d(a as TF.Tensor4D, b as TF.Tensor4D, 1, 'same')))([x, w]);
-    g.forEach((t) => t.dataSync());
-    return (performance.now() - start) / 1000;
+/** One spectral term (S = FᵀF in float64, its eigenpairs, the gradient) at batch 64: a job step takes two. */
+function spectralSeconds(dim: number): number {
+  const next = gaussian(6);
+  const F = Float32Array.from({ length: BATCH * dim }, () => Math.abs(next()));
+  spectralTerm(F, BATCH, dim, 'ill');
+  const start = performance.now();
+  for (let i = 0; i < 3; i++) spectralTerm(F, BATCH, dim, i % 2 === 0 ? 'ill' : 'well');
+  return (performance.now() - start) / 3000;
+}
+
+function torchStep(py: TorchPython, t: TailCase): Promise<{ seconds: number } | { error: string }> {
+  const script = join(ROOT, 'scripts', 'benchDeepTorch.py');
+  const args = [script, '--tail', t.torchName, '--threads', String(THREADS), '--batch', String(BATCH), '--reps', String(t.reps)];
+  return new Promise((done) => {
+    execFile(py.python, args, { timeout: 900_000 }, (err, stdout, stderr) => {
+      const m = /seconds_per_step=([0-9.]+)/.exec(stdout);
+      if (m) return done({ seconds: Number(m[1]) });
+      done({ error: (stderr || (err ? err.message : 'no figure printed')).trim().split('\n').pop() ?? 'failed' });
+    });
   });
 }
 
-async function resnet18Tail(cpu: TfBackend): Promise<void> {
-  say();
-  say('ResNet-18-sized layer4 tail (224×224 input, cut 256×14×14 → features 512, batch 64), cpu backend:');
-  const fx = resnetFixture({ classes: 1000 });
-  const graph = OnnxGraph.parse(fx.model.bytes, 'resnet18.onnx');
-  const plan = planTail(graph);
-  const shapes = await tailShapes(graph, plan, images(1, 224, 3), [1, 3, 224, 224], { executionProvider: 'cpu' });
-  const flops = tailFlops(plan, shapes);
-  say(`  cut ${plan.cut} [${shapes.get(plan.cut)?.join('×')}], ${plan.description}`);
-  say(`  tail forward: ${(flops / 1e9).toFixed(2)} GFLOP per image`);
-  // One conv of layer4's main size (3×3, 512→512 at 7×7), forward and both gradients, at batch 1: a batch-64 one
-  // does not finish in minutes on this backend, so the step is extrapolated from this rate.
-  timeConv(cpu, 1, 7, 64, 64);
-  const seconds = timeConv(cpu, 1, 7, 512, 512);
-  const convFlops = 3 * 2 * 49 * 512 * 512 * 9;
-  const rate = convFlops / seconds;
-  say(`  measured: one 3×3 512→512 conv on 7×7, batch 1, forward+backward: ${ms(seconds)} → ${(rate / 1e9).toFixed(2)} GFLOP/s`);
-  const est = estimateStep(flops, 64, TRAIN_DEFAULTS.evalRows, { rate, kernel: 'layer4 conv' });
-  say(
-    `  extrapolated step (3 passes × forward+backward at batch 64, plus ${TRAIN_DEFAULTS.evalRows}+${TRAIN_DEFAULTS.evalRows} evaluation forwards): ${(est.flopsPerStep / 1e9).toFixed(0)} GFLOP → ${describeSeconds(est.stepSeconds)} per step, ${describeSeconds(20 * est.stepSeconds)} for 20 steps (not run)`,
-  );
-  const small = measureRate(cpu, true);
-  say(
-    `  the job's own pre-start probe (${small.kernel}): ${(small.rate / 1e9).toFixed(2)} GFLOP/s → estimate ${describeSeconds(estimateStep(flops, 64, TRAIN_DEFAULTS.evalRows, small).stepSeconds)} per step`,
-  );
-
-  // The other two shares of a step at this size, measured directly.
-  const next = gaussian(5);
-  const F = Float32Array.from({ length: 64 * 512 }, () => Math.abs(next()));
-  let t = performance.now();
-  for (let i = 0; i < 3; i++) spectralTerm(F, 64, 512, i % 2 === 0 ? 'ill' : 'well');
-  const spectral = (performance.now() - t) / 3000;
-  const cut = new Float32Array(64 * 256 * 14 * 14);
-  t = performance.now();
-  for (let i = 0; i < 3; i++) {
-    const x = cpu.tf.tensor(cut, [64, 256, 14, 14]);
-    const f = cpu.tf.tensor(F, [64, 512]);
-    f.dataSync();
-    x.dispose();
-    f.dispose();
-  }
-  const data = (performance.now() - t) / 3000;
-  say(
-    `  split per step: tfjs ≈ ${describeSeconds(est.stepSeconds)}, engine spectral ${ms(2 * spectral)} (two terms, D=512, float64), data movement ${ms(2 * data)} (two cut batches in, two feature batches out)`,
-  );
-}
-
 const USAGE = `usage: npm run bench:deep
-  prints deep-mode step times for the test fixtures (cpu and wasm backends) and a ResNet-18-sized layer4 tail`;
+  one last-block training step (batch ${BATCH}, float32, ${THREADS} threads) on ResNet-18 layer4 and ViT-B/16 block 11:
+  our native tfjs backend beside PyTorch (when a Python with torch is found), the split of our step, and the time
+  the tail's GEMM work takes at the sgemm rate measured in the same run`;
 
 async function main(): Promise<void> {
   if (!handleUsage(process.argv.slice(2), {}, USAGE)) return;
-  say('deep mode (last block) step times; tfjs-node / tfjs-node-gpu are not installed here');
-  const cpu = await selectBackend({ only: ['cpu'] });
-  const small = { imageSize: 32, classes: 10 };
-  const resnet = resnetFixture({ ...small, widths: [8, 16, 24, 48], blocks: [1, 1, 1, 1] });
-  const vit = vitFixture({ ...small, patch: 8, hidden: 32, layers: 2, heads: 4, mlp: 64 });
-  await fixtureSteps('test ResNet fixture', resnet.model.bytes, 32, cpu, 5);
-  await fixtureSteps('test ViT fixture', vit.model.bytes, 32, cpu, 5);
-  const wasm = await selectBackend({ only: ['wasm'], kernels: ['BatchMatMul'] });
-  await fixtureSteps('test ViT fixture', vit.model.bytes, 32, wasm, 5);
-  await selectBackend({ only: ['cpu'] });
-  await resnet18Tail(cpu);
+  const core = coreSelection();
+  say(
+    `deep mode step, batch ${BATCH}, float32; OpenBLAS ${core.core} (OPENBLAS_CORETYPE ${core.requested ?? 'unset'}, ${core.source}), ${getThreads()} threads; load average at start ${loadavg()[0].toFixed(1)}`,
+  );
+  if (getThreads() !== THREADS) say(`  note: OpenBLAS runs ${getThreads()} threads here, not ${THREADS}; PyTorch is given ${THREADS}`);
+  const backend = await selectBackend({ only: ['native'] });
+  const py = await findTorchPython();
+  say(
+    py.found
+      ? `PyTorch: ${py.found.torch} (torchvision ${py.found.torchvision}) via ${py.found.python}`
+      : `PyTorch: not found (tried ${py.tried.join(', ')}); its side is unmeasured`,
+  );
+  say();
+
+  for (const t of TAILS) {
+    say(`${t.label}`);
+    const rate = sgemmRate(t.gemm);
+    say(`  sgemm ${t.gemm.join('×')}: ${gflops(1, 1e9 / rate)} (this run)`);
+    const ours = await ourStep(backend, t);
+    const spectral = spectralSeconds(ours.featureDim);
+    const rest = ours.seconds - ours.heavySeconds;
+    const ceiling = ours.heavyFlops / rate;
+    say(
+      `  cut ${BATCH}×${ours.cutShape.join('×')}, ${(ours.parameters / 1e6).toFixed(2)} M parameters, ${(ours.heavyFlops / 1e9).toFixed(1)} GFLOP of GEMM per step`,
+    );
+    say(`  ours (native):  ${sec(ours.seconds)} per step`);
+    say(`    native sgemm kernels ${sec(ours.heavySeconds)} (${gflops(ours.heavyFlops, ours.heavySeconds)}), rest of tfjs ${sec(rest)}`);
+    say(
+      `    largest of the rest: ${ours.others
+        .slice(0, 5)
+        .map(([k, s]) => `${k} ${s.toFixed(3)}`)
+        .join(', ')}`,
+    );
+    say(`    engine spectral part: ${sec(spectral)} per term (D=${ours.featureDim}, float64), ${sec(2 * spectral)} in a job step (two terms)`);
+    say(
+      `  GEMM ceiling: ${sec(ceiling)} (the step's GEMM FLOPs at the sgemm rate above); ours / ceiling = ${(ours.seconds / ceiling).toFixed(2)}× (target ≤ ${CEILING_TARGET}×: ${ours.seconds / ceiling <= CEILING_TARGET ? 'met' : 'NOT met'})`,
+    );
+    if (!py.found) {
+      say(`  PyTorch: unmeasured (no Python with torch); ratio unmeasured`);
+    } else {
+      const torch = await torchStep(py.found, t);
+      if ('error' in torch) say(`  PyTorch: failed (${torch.error}); ratio unmeasured`);
+      else {
+        const ratio = ours.seconds / torch.seconds;
+        say(`  PyTorch ${py.found.torch}: ${sec(torch.seconds)} per step (${gflops(ours.heavyFlops, torch.seconds)} on the same GEMM work)`);
+        say(`  ours / PyTorch = ${ratio.toFixed(2)}× (target ≤ ${TORCH_TARGET}×: ${ratio <= TORCH_TARGET ? 'met' : 'NOT met'})`);
+        if (ratio > TORCH_TARGET && torch.seconds < ceiling) {
+          say(
+            `  PyTorch is ${(ceiling / torch.seconds).toFixed(2)}× faster than this sgemm could do the same GEMM work: it does less arithmetic (Winograd) or runs faster kernels`,
+          );
+        }
+      }
+    }
+    say();
+  }
+  say(`load average at the end ${loadavg()[0].toFixed(1)} (figures taken on a busy machine are slower on both sides)`);
 }
 
 main().catch((err) => {

@@ -24,6 +24,7 @@ import type { LinearJobMetrics } from '../workers/processorDeps.js';
 import { parseJobSpec } from '../workers/jobSpec.js';
 import { resnetFixture, type BackboneFixture } from './fixtures/onnxResnet.js';
 import { vitFixture } from './fixtures/onnxVit.js';
+import { findTorchPython } from './torchPython.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -124,11 +125,13 @@ async function pipeline(model: string, threads: number, batch: number) {
 
 const best = (a: Throughput | null, b: Throughput) => (a && a.imagesPerSecond >= b.imagesPerSecond ? a : b);
 
-function pytorch(model: string, threads: number, batch: number, reps: number): Promise<number | null> {
+async function pytorch(model: string, threads: number, batch: number, reps: number): Promise<number | null> {
   const script = join(ROOT, 'scripts', 'benchFeaturesTorch.py');
+  const python = (await findTorchPython()).found?.python;
+  if (!python) return null;
   return new Promise((done) => {
     execFile(
-      'python3',
+      python,
       [script, '--model', model, '--threads', String(threads), '--batch', String(batch), '--reps', String(reps)],
       { timeout: 600_000 },
       (err, stdout) => {

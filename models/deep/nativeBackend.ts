@@ -24,6 +24,8 @@ export interface KernelTally {
   seconds: number;
   /** Calls that the native kernel passed on to the cpu one. */
   fallbacks: number;
+  /** Multiply-add work of the native calls (2 FLOPs each), for rates. */
+  flops: number;
 }
 
 const tallies = new Map<string, KernelTally>();
@@ -39,7 +41,7 @@ export function resetKernelProfile(): void {
 
 function tally(name: string): KernelTally {
   let t = tallies.get(name);
-  if (!t) tallies.set(name, (t = { calls: 0, seconds: 0, fallbacks: 0 }));
+  if (!t) tallies.set(name, (t = { calls: 0, seconds: 0, fallbacks: 0, flops: 0 }));
   return t;
 }
 
@@ -91,6 +93,8 @@ function geometry(tf: Tf, xShape: number[], filterShape: number[], attrs: Record
   };
 }
 
+const convFlops = (g: ConvGeometry) => 2 * g.batch * g.outHeight * g.outWidth * g.outChannels * g.filterHeight * g.filterWidth * g.inChannels;
+
 type Native = (tf: Tf, args: Parameters<KernelFunc>[0]) => TensorInfo | null;
 
 const conv2dKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
@@ -100,6 +104,7 @@ const conv2dKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
   const xv = floats(cpu, x);
   const fv = floats(cpu, filter);
   if (!g || !xv || !fv) return null;
+  tally('Conv2D').flops += convFlops(g);
   return cpu.makeTensorInfo([g.batch, g.outHeight, g.outWidth, g.outChannels], 'float32', conv2d(xv, fv, g));
 };
 
@@ -110,6 +115,7 @@ const conv2dBackpropInputKernel: Native = (tf, { inputs, backend, attrs = {} }) 
   const dyv = floats(cpu, dy);
   const fv = floats(cpu, filter);
   if (!g || !dyv || !fv) return null;
+  tally('Conv2DBackpropInput').flops += convFlops(g);
   return cpu.makeTensorInfo([g.batch, g.inHeight, g.inWidth, g.inChannels], 'float32', conv2dBackpropInput(dyv, fv, g));
 };
 
@@ -121,6 +127,7 @@ const conv2dBackpropFilterKernel: Native = (tf, { inputs, backend, attrs = {} })
   const xv = floats(cpu, x);
   const dyv = floats(cpu, dy);
   if (!g || !xv || !dyv) return null;
+  tally('Conv2DBackpropFilter').flops += convFlops(g);
   return cpu.makeTensorInfo(filterShape, 'float32', conv2dBackpropFilter(xv, dyv, g));
 };
 
@@ -149,6 +156,7 @@ const batchMatMulKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
   if ((transposeB ? cb : rb) !== k)
     throw new Error(`matMul: inner dimensions of shapes [${a.shape}] and [${b.shape}] differ (transposeA=${transposeA}, transposeB=${transposeB})`);
   const outer = tf.broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
+  tally('BatchMatMul').flops += 2 * Math.max(batchA, batchB) * m * k * n;
   const values = batchMatMul(av, bv, { batchA, batchB, m, k, n, transposeA, transposeB });
   return cpu.makeTensorInfo([...outer, m, n], 'float32', values);
 };
