@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 
 const DataRef = Type.Object(
@@ -121,10 +122,14 @@ export class SpecError extends Error {
   readonly code = 'BAD_SPEC';
 }
 
+/** The two schemas' checks, compiled on first use (the API parses every submitted spec). */
+let compiled: { spec: TypeCheck<typeof JobSpecSchema>; mode: TypeCheck<typeof ModeJobSpecSchema> } | null = null;
+const checks = () => (compiled ??= { spec: TypeCompiler.Compile(JobSpecSchema), mode: TypeCompiler.Compile(ModeJobSpecSchema) });
+
 /** Fills defaults and validates; the error lists every problem with its path. */
 export function parseJobSpec(input: unknown): ModeJobSpec {
   const withDefaults = Value.Default(JobSpecSchema, structuredClone(input ?? {}));
-  const errors = [...Value.Errors(JobSpecSchema, withDefaults)];
+  const errors = checks().spec.Check(withDefaults) ? [] : [...Value.Errors(JobSpecSchema, withDefaults)];
   if (errors.length > 0) {
     const lines = errors.slice(0, 10).map((e) => `${e.path || '/'}: ${describe(e.schema, e.message)}`);
     throw new SpecError(`invalid job spec: ${lines.join('; ')}`);
@@ -156,6 +161,6 @@ export function parseJobSpec(input: unknown): ModeJobSpec {
     }
   }
   // The checks above leave exactly one of the three shapes; this says so to the type checker and guards the rules.
-  if (!Value.Check(ModeJobSpecSchema, spec)) throw new SpecError(`invalid job spec: it is none of a features, backbone or last-block job`);
+  if (!checks().mode.Check(spec)) throw new SpecError(`invalid job spec: it is none of a features, backbone or last-block job`);
   return spec as ModeJobSpec;
 }
