@@ -1,6 +1,7 @@
 /**
- * API keys. The configured keys are hashed at boot and only the hashes are kept; a presented key is hashed and
- * compared with every stored hash in constant time. Each key is a tenant; the admin key sees every tenant.
+ * API keys. The configured keys are hashed at boot; a presented key is hashed and compared with every stored hash in
+ * constant time, once: a key that matched is remembered for the next requests (the set of keys is fixed at boot, so
+ * the memory never goes stale). Each key is a tenant; the admin key sees every tenant.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { TenantKey } from './config.js';
@@ -21,8 +22,13 @@ function sha256(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
 }
 
+/** How many verified keys ApiKeys remembers. */
+const VERIFIED_KEPT = 1024;
+
 export class ApiKeys {
   private readonly keys: StoredKey[];
+  /** Keys that matched, by the key as presented: an ES private field, so that neither JSON nor inspect shows it. */
+  readonly #verified = new Map<string, Principal>();
 
   constructor(keys: TenantKey[], adminKey: string | null) {
     this.keys = keys.map((k) => ({ hash: sha256(k.key), principal: { tenant: k.tenant, admin: false } }));
@@ -41,8 +47,23 @@ export class ApiKeys {
     return new Map(this.keys.map((k) => [keyDigest(k.hash, secret), k.principal]));
   }
 
-  /** The principal a key stands for, or null. Every stored hash is compared, whatever matches first. */
+  /**
+   * The principal a key stands for, or null. Every stored hash is compared, whatever matches first. Keys that
+   * matched are remembered (at most VERIFIED_KEPT, the oldest forgotten first), so that a client's every request
+   * does not hash its key again; a key that matched nothing is hashed each time.
+   */
   verify(presented: string): Principal | null {
+    const known = this.#verified.get(presented);
+    if (known) return known;
+    const found = this.#compare(presented);
+    if (found) {
+      if (this.#verified.size >= VERIFIED_KEPT) this.#verified.delete(this.#verified.keys().next().value!);
+      this.#verified.set(presented, found);
+    }
+    return found;
+  }
+
+  #compare(presented: string): Principal | null {
     const h = sha256(presented);
     let found: Principal | null = null;
     for (const k of this.keys) {

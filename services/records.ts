@@ -188,6 +188,25 @@ const QUEUED_PROGRESS: JobProgress = { fraction: 0, phase: 'queued' };
 
 type Command = [name: string, ...args: (string | number)[]];
 
+/**
+ * The scripts the batch sends, as commands defined on the client: each is sent by its sha1 (EVALSHA), its body only
+ * the first time on a connection, rather than the whole text with every call.
+ */
+const BATCH_SCRIPTS = { immunizeReadHashes: '', immunizeSubmitJob: '' };
+type BatchScript = keyof typeof BATCH_SCRIPTS;
+type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
+
+function defineBatchScripts(redis: Redis): void {
+  const lua: Record<BatchScript, string> = { immunizeReadHashes: READ_HASHES, immunizeSubmitJob: SUBMIT_JOB };
+  for (const [name, body] of Object.entries(lua)) {
+    if (typeof (redis as unknown as Record<string, unknown>)[name] !== 'function') redis.defineCommand(name, { lua: body });
+  }
+}
+
+function isBatchScript(name: string): name is BatchScript {
+  return Object.hasOwn(BATCH_SCRIPTS, name);
+}
+
 interface Waiting {
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
@@ -214,7 +233,9 @@ export class CommandBatch {
   /** Sends (a command or a pipeline) waiting for their answer. */
   private inFlight = 0;
 
-  constructor(private readonly redis: Redis) {}
+  constructor(private readonly redis: Redis) {
+    defineBatchScripts(redis);
+  }
 
   /** A hash's fields (an empty object for a missing key), as HGETALL reads it. */
   hgetall(key: string): Promise<Record<string, string>> {
@@ -254,7 +275,7 @@ export class CommandBatch {
     if (reads.length === 1) all.push({ command: ['hgetall', reads[0].key], resolve: reads[0].resolve, reject: reads[0].reject });
     else if (reads.length > 1) {
       all.push({
-        command: ['eval', READ_HASHES, reads.length, ...reads.map((r) => r.key)],
+        command: ['immunizeReadHashes', reads.length, ...reads.map((r) => r.key)],
         resolve: (hashes) =>
           reads.forEach((r, i) => {
             const h = (hashes as unknown[])[i];
@@ -268,10 +289,9 @@ export class CommandBatch {
     this.inFlight++;
     if (all.length === 1) {
       const [{ command, resolve, reject }] = all;
-      this.redis
-        .call(...command)
-        .finally(this.settled)
-        .then(resolve, reject);
+      const [name, ...args] = command;
+      const sent = isBatchScript(name) ? (this.redis as unknown as Record<BatchScript, ScriptCall>)[name](...args) : this.redis.call(...command);
+      sent.finally(this.settled).then(resolve, reject);
       return;
     }
     this.redis
@@ -365,8 +385,7 @@ export class Records implements WorkerRecords {
     };
     const keys = [this.jobKey(r.id), this.tenantJobsKey(r.tenant), ...(claim ? [this.idempotencyKey(r.tenant, claim.keyHash)] : [])];
     const reply = await this.batch.send<string[]>(
-      'eval',
-      SUBMIT_JOB,
+      'immunizeSubmitJob',
       keys.length,
       ...keys,
       r.id,

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
 import { ConfigError, loadConfig } from '../../services/config.js';
 import { ApiKeys, bearerToken, canAccess } from '../../services/auth.js';
 
@@ -95,6 +96,14 @@ describe('API keys', () => {
 
   it('keeps no key in plain text', () => {
     assert.ok(!JSON.stringify(keys).includes('alice-key'));
+  });
+
+  it('remembers a key that matched, and shows it neither in JSON nor in inspect', () => {
+    const fresh = new ApiKeys([{ tenant: 'carol', key: 'carol-key-0123456789abcdef' }], null);
+    for (let i = 0; i < 3; i++) assert.deepEqual(fresh.verify('carol-key-0123456789abcdef'), { tenant: 'carol', admin: false });
+    assert.equal(fresh.verify('carol-key-0123456789abcdeF'), null);
+    assert.equal(fresh.verify('carol-key-0123456789abcde'), null);
+    for (const shown of [JSON.stringify(fresh), inspect(fresh, { showHidden: true, depth: 10 })]) assert.ok(!shown.includes('carol-key'), shown);
   });
 
   it('parses bearer headers', () => {
