@@ -5,6 +5,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import { attribute, floatValues, int, intAttribute, type NodeProto } from '../backbones/onnxProto.js';
 import { SHAPE_OPS } from './shapeOps.js';
+import { axisRange, sliceByRanges } from './slice.js';
 import type { Tf } from './backend.js';
 import { DeepError } from './errors.js';
 
@@ -178,18 +179,12 @@ const slice: OpFn = (ctx, node, [x0]) => {
   const ends = constantInts(ctx, node, 2);
   const axes = node.input?.[3] ? constantInts(ctx, node, 3) : starts.map((_, i) => i);
   const steps = node.input?.[4] ? constantInts(ctx, node, 4) : starts.map(() => 1);
-  const begin = new Array(x.rank).fill(0);
-  const end = [...x.shape];
-  const stride = new Array(x.rank).fill(1);
-  axes.forEach((a0, i) => {
+  const ranges = axes.map((a0, i) => {
     const a = axisOf(a0, x.rank);
-    const n = x.shape[a];
-    if (steps[i] !== 1) throw new DeepError('UNSUPPORTED_OPERATOR', `Slice "${node.name ?? ''}" with a step other than 1 is not supported in last-block mode`);
-    const clamp = (v: number) => Math.max(0, Math.min(n, v < 0 ? v + n : v));
-    begin[a] = clamp(starts[i]);
-    end[a] = clamp(ends[i]);
+    if (steps[i] === 0) throw new DeepError('TAIL_SHAPE', `Slice "${node.name ?? ''}": step 0 on axis ${a0}`);
+    return axisRange(a, x.shape[a] as number, starts[i], ends[i], steps[i]);
   });
-  return ctx.tf.stridedSlice(x, begin, end, stride);
+  return sliceByRanges(ctx.tf, x, ranges);
 };
 
 const reduceMean: OpFn = (ctx, node, [x0]) => {

@@ -688,7 +688,7 @@ function kernelsFor(ops: string[]): string[] {
     Erf: ['Erf'],
     Softmax: ['Softmax'],
     Gather: ['Slice', 'PadV2'],
-    Slice: ['StridedSlice'],
+    Slice: ['Slice', 'PadV2', 'Reverse'],
   };
   return [...new Set(ops.flatMap((op) => need[op] ?? []))];
 }

@@ -21,6 +21,13 @@ export interface TailPlan {
   featureNodeCount: number;
   /** Float initializers the block's nodes read that training may change (not the head's, not BN statistics). */
   trainable: string[];
+  /**
+   * Trainable tensors that the tail computes as Identity(initializer), by the Identity's output → the initializer.
+   * torch.onnx.export writes one initializer for parameters of equal value (a freshly initialised model's zero
+   * biases and unit norm scales) and an Identity per parameter; each is trained as its own copy, so that the trunk
+   * and the other readers of the shared initializer stay as they were.
+   */
+  copies: Map<string, string>;
   /** Every initializer (and Constant node value) the tail reads, by name. */
   constants: Map<string, TensorProto>;
   /** Operator names in the tail, for messages and backend choice. */
@@ -206,13 +213,33 @@ export function planTail(graph: OnnxGraph, opts: { cutTensor?: string; featureTe
       if (t && !constants.has(inp)) constants.set(inp, t);
     }
   }
+  const tailNodes = new Set(order);
+  const readOutsideTail = (name: string) => (ix.consumers.get(name) ?? []).some((k) => !tailNodes.has(k));
+  const readersOf = (name: string, within: NodeProto[]) => within.filter((n) => (n.input ?? []).includes(name));
+  const headNodes = nodes.slice(featureSlice.length);
+  const trainableAs = (name: string, t: TensorProto) => {
+    const readers = readersOf(name, blockNodes);
+    return readers.length > 0 && readersOf(name, headNodes).length === 0 && isTrainable(name, t, readers);
+  };
   for (const [name, t] of constants) {
-    const readers = blockNodes.filter((n) => (n.input ?? []).includes(name));
-    const headReaders = nodes.slice(featureSlice.length).filter((n) => (n.input ?? []).includes(name));
-    if (readers.length > 0 && headReaders.length === 0 && isTrainable(name, t, readers)) trainable.push(name);
+    // An initializer the trunk reads too stays fixed: changing it would change the cut activations. (Identities
+    // that read it get their own copies below, so training it does not tie them to it.)
+    const readers = readersOf(name, blockNodes).filter((n) => n.opType !== 'Identity');
+    if (!readOutsideTail(name) && readers.length > 0 && readersOf(name, headNodes).length === 0 && isTrainable(name, t, readers)) trainable.push(name);
+  }
+  const copies = new Map<string, string>();
+  for (const n of blockNodes) {
+    const source = n.input?.[0] ?? '';
+    const out = n.output?.[0] ?? '';
+    const t = ix.initializers.get(source);
+    if (n.opType !== 'Identity' || !t || !out) continue;
+    if (trainableAs(out, t)) {
+      trainable.push(out);
+      copies.set(out, source);
+    }
   }
   const ops = [...new Set(nodes.map((n) => n.opType ?? ''))];
-  const params = trainable.reduce((a, name) => a + dimsOf(constants.get(name)!).reduce((x, y) => x * y, 1), 0);
+  const params = trainable.reduce((a, name) => a + dimsOf(constants.get(copies.get(name) ?? name)!).reduce((x, y) => x * y, 1), 0);
   return {
     cut,
     cutSource: opts.cutTensor !== undefined ? 'spec' : 'auto',
@@ -221,6 +248,7 @@ export function planTail(graph: OnnxGraph, opts: { cutTensor?: string; featureTe
     nodes,
     featureNodeCount: featureSlice.length,
     trainable,
+    copies,
     constants,
     ops,
     description: `${featureSlice.length} nodes from "${cut}" to "${features}" (${trainable.length} trainable tensors, ${params} parameters), head ${nodes.length - featureSlice.length} nodes`,

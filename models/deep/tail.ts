@@ -43,6 +43,11 @@ export class TailModel {
       }
     };
     for (const [name, t] of plan.constants) addConstant(name, t);
+    for (const [copy, source] of plan.copies) {
+      const values = floatValues(plan.constants.get(source)!);
+      if (!values) throw new DeepError('TAIL_SHAPE', `initializer "${source}" could not be read as float32`);
+      this.variables.set(copy, tf.variable(tf.tensor(values, dimsOf(plan.constants.get(source)!), 'float32'), true, `tail/${copy}`));
+    }
     for (const node of plan.nodes) {
       if (node.opType !== 'Constant') continue;
       const value = attribute(node, 'value')?.t;
@@ -66,6 +71,8 @@ export class TailModel {
       const node = this.plan.nodes[i];
       const op = node.opType!;
       if (op === 'Constant') continue;
+      // A trained copy stands in for the Identity that read the shared initializer.
+      if (op === 'Identity' && this.plan.copies.has(node.output?.[0] ?? '')) continue;
       const names = node.input ?? [];
       const out = node.output![0];
       if (op === 'Shape') {

@@ -5,7 +5,7 @@
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { checkAbort } from '../engine/index.js';
 import type { OnnxGraph } from '../backbones/graph.js';
-import { encodeModel, floatValueInfo, type TensorProto } from '../backbones/onnxProto.js';
+import { DataType, encodeModel, floatValueInfo, type TensorProto } from '../backbones/onnxProto.js';
 import type { ImageSource } from '../backbones/images.js';
 import { createSession, loadOrt, type RuntimeOptions, type Session } from '../backbones/runtime.js';
 import { BackboneError } from '../backbones/errors.js';
@@ -34,16 +34,26 @@ export function withTailOutputs(graph: OnnxGraph, plan: TailPlan): Uint8Array {
 
 /** The original graph with the named initializers replaced by new float32 values (the exported checkpoint). */
 export function withInitializers(graph: OnnxGraph, values: Map<string, { dims: number[]; values: Float32Array }>, extraOutputs: string[] = []): Uint8Array {
-  const initializer = (graph.graph.initializer ?? []).map((t): TensorProto => {
-    const v = values.get(t.name ?? '');
-    if (!v) return t;
-    const raw = new Uint8Array(v.values.buffer.slice(v.values.byteOffset, v.values.byteOffset + v.values.byteLength));
-    return { name: t.name, dims: t.dims, dataType: t.dataType, rawData: raw };
+  const tensor = (name: string, dataType: number | undefined, v: { dims: number[]; values: Float32Array }): TensorProto => ({
+    name,
+    dims: v.dims,
+    dataType: dataType ?? DataType.FLOAT,
+    rawData: new Uint8Array(v.values.buffer.slice(v.values.byteOffset, v.values.byteOffset + v.values.byteLength)),
   });
+  const existing = graph.graph.initializer ?? [];
+  const initializer = existing.map((t): TensorProto => {
+    const v = values.get(t.name ?? '');
+    return v ? tensor(t.name ?? '', t.dataType ?? undefined, v) : t;
+  });
+  // A trained copy of a shared initializer (see TailPlan.copies) replaces the Identity that made it.
+  const known = new Set(existing.map((t) => t.name));
+  const copies = new Set([...values.keys()].filter((name) => !known.has(name)));
+  for (const name of copies) initializer.push(tensor(name, DataType.FLOAT, values.get(name)!));
+  const node = (graph.graph.node ?? []).filter((n) => !(n.opType === 'Identity' && copies.has(n.output?.[0] ?? '')));
   const outputs = graph.graph.output ?? [];
   const have = new Set(outputs.map((o) => o.name));
   const extra = extraOutputs.filter((n) => !have.has(n)).map((n) => floatValueInfo(n));
-  return encodeModel({ ...graph.model, graph: { ...graph.graph, initializer, output: [...outputs, ...extra] } });
+  return encodeModel({ ...graph.model, graph: { ...graph.graph, node, initializer, output: [...outputs, ...extra] } });
 }
 
 export class Trunk {
