@@ -10,11 +10,10 @@
  */
 import { BackboneError, type BackboneErrorReason } from '../models/backbones/errors.js';
 import { DeepError, type DeepErrorReason } from '../models/deep/errors.js';
-import { CancelledError } from '../models/engine/index.js';
-import { DataError, type DataErrorCode } from '../models/io/index.js';
+import { DataError, type DataErrorCode, type DataErrorReason } from '../models/io/index.js';
 import { LinalgError } from '../models/linalg/errors.js';
 import type { LinalgErrorCode } from '../models/linalg/types.js';
-import { SpecError } from './jobSpec.js';
+import { SpecError } from './specError.js';
 
 /** permanent: retrying cannot help (a job fails at once, as a bullmq UnrecoverableError); retryable: it might. */
 export type Retry = 'permanent' | 'retryable';
@@ -94,7 +93,13 @@ export const ERROR_TABLE = {
     NOT_FOUND: 'not_found',
     BAD_ARGUMENT: 'invalid_argument',
     IO_ERROR: 'io_error',
-  } satisfies Record<DataErrorCode, ErrorCode>,
+    // Reasons a DataError may carry beside its code: the codes the upload and submit checks give the same files.
+    NPY_MALFORMED: 'invalid_npy',
+    CSV_MALFORMED: 'invalid_csv',
+    WRONG_KIND: 'invalid_spec',
+    LABELS_NOT_VECTOR: 'invalid_labels',
+    LABEL_COUNT: 'label_mismatch',
+  } satisfies Record<DataErrorCode | DataErrorReason, ErrorCode>,
   /** models/backbones/errors.ts: the ONNX backbone and its images, at upload, at submit and in the job. */
   backbone: {
     ONNX_MALFORMED: 'invalid_onnx',
@@ -108,7 +113,8 @@ export const ERROR_TABLE = {
     IMAGES_EMPTY: 'images_empty',
     IMAGE_UNREADABLE: 'invalid_data',
     IMAGES_DTYPE: 'invalid_dtype',
-    IMAGES_SHAPE: 'invalid_shape',
+    // The upload check refuses such an array (3-D, Fortran order) as invalid_npy.
+    IMAGES_SHAPE: 'invalid_npy',
     TAR_MALFORMED: 'invalid_tar',
     LABELS: 'label_mismatch',
     PREPROCESS: 'invalid_argument',
@@ -218,17 +224,31 @@ export class CodedError extends Error {
   }
 }
 
+/**
+ * The engine's CancelledError, told by its stable code: importing the class would load the whole engine (its native
+ * addon included) into every module that classifies errors, the upload inspection thread among them.
+ */
+function isCancellation(err: unknown): boolean {
+  return err instanceof Error && !(err instanceof DataError) && (err as { code?: unknown }).code === 'CANCELLED';
+}
+
 const known = (reason: string): ErrorReason | null => (CLASSES.has(reason) ? (reason as ErrorReason) : null);
 
 /**
  * The domain reason of an error, or null when it is none of ours (an unexpected error: internal). A BackboneError or
- * DeepError is also a DataError; its own reason wins over the DataError code it carries.
+ * DeepError is also a DataError; its own reason wins over the DataError code it carries, and a DataError's
+ * dataReason (a file the upload or submit check refuses under another code) wins over both.
  */
 export function reasonOf(err: unknown): ErrorReason | null {
   if (err instanceof CodedError) return err.reason;
-  if (err instanceof CancelledError) return 'job.CANCELLED';
+  if (isCancellation(err)) return 'job.CANCELLED';
   if (err instanceof SpecError) return 'spec.INVALID';
   if (err instanceof LinalgError) return known(`linalg.${err.code}`) ?? 'linalg.LAPACK_FAILED';
+  // A data reason names the failure more closely than the code, or than a backbone's reason.
+  if (err instanceof DataError && err.dataReason) {
+    const reason = known(`data.${err.dataReason}`);
+    if (reason) return reason;
+  }
   if (err instanceof BackboneError) {
     const reason = known(`backbone.${err.reason}`);
     if (reason) return reason;

@@ -1,6 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
+import { SpecError } from './specError.js';
+
+export { SpecError };
 
 const DataRef = Type.Object(
   {
@@ -116,10 +119,6 @@ function describe(schema: unknown, fallback: string): string {
   const options = (schema as { anyOf?: Array<{ const?: unknown }> }).anyOf;
   if (options && options.every((o) => o.const !== undefined)) return `expected one of ${options.map((o) => JSON.stringify(o.const)).join(', ')}`;
   return fallback;
-}
-
-export class SpecError extends Error {
-  readonly code = 'BAD_SPEC';
 }
 
 /** The two schemas' checks, compiled on first use (the API parses every submitted spec). */

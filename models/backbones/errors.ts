@@ -1,4 +1,4 @@
-import { DataError, type DataErrorCode } from '../io/index.js';
+import { DataError, type DataErrorCode, type DataErrorReason } from '../io/index.js';
 
 /**
  * Stable reasons for a backbone job's bad input. Each maps onto the DataError code the job machinery already
@@ -44,7 +44,8 @@ const DATA_CODE: Record<BackboneErrorReason, DataErrorCode> = {
 export class BackboneError extends DataError {
   readonly reason: BackboneErrorReason;
 
-  constructor(reason: BackboneErrorReason, message: string, options?: { cause?: unknown }) {
+  /** `dataReason`, where given, names the failure more closely than the reason (see DataErrorReason). */
+  constructor(reason: BackboneErrorReason, message: string, options?: { cause?: unknown; dataReason?: DataErrorReason }) {
     super(DATA_CODE[reason], message, options);
     this.name = 'BackboneError';
     this.reason = reason;

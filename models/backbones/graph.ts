@@ -125,6 +125,15 @@ export class OnnxGraph {
     const graph = model.graph;
     if (!graph || (graph.node ?? []).length === 0) throw new BackboneError('ONNX_MALFORMED', `${label}: the ONNX model has no graph nodes; ${expected}`);
     if ((graph.output ?? []).length === 0) throw new BackboneError('ONNX_MALFORMED', `${label}: the ONNX graph has no outputs; ${expected}`);
+    // What the upload check refuses as not a model is refused here for the same reason, not later as a missing classifier.
+    if ((graph.node ?? []).some((n) => !n.opType)) throw new BackboneError('ONNX_MALFORMED', `${label}: an ONNX graph node has no op_type; ${expected}`);
+    const weights = new Set((graph.initializer ?? []).map((t) => t.name ?? ''));
+    if (!(graph.input ?? []).some((v) => !weights.has(v.name ?? ''))) {
+      throw new BackboneError('ONNX_MALFORMED', `${label}: the ONNX graph has no inputs; ${expected}`);
+    }
+    if ([...(graph.input ?? []), ...(graph.output ?? [])].some((v) => !v.name)) {
+      throw new BackboneError('ONNX_MALFORMED', `${label}: an ONNX graph input or output has no name; ${expected}`);
+    }
     const external = (graph.initializer ?? []).find((t) => t.dataLocation === 1);
     if (external) {
       throw new BackboneError(

@@ -250,7 +250,7 @@ class NpyImages implements ImageSource {
     const bytes = n * per * 4;
     const view = Buffer.from(out.buffer, out.byteOffset, bytes);
     const { bytesRead } = await this.fh.read(view, 0, bytes, this.dataOffset + start * per * 4);
-    if (bytesRead !== bytes) throw new DataError('TRUNCATED', `${this.label}: the file ended early while reading image ${start}`);
+    if (bytesRead !== bytes) throw new DataError('TRUNCATED', `${this.label}: the file ended early while reading image ${start}`, NPY_MALFORMED);
     for (let i = 0; i < n * per; i++) {
       if (!Number.isFinite(out[i])) {
         const image = start + Math.floor(i / per);
@@ -265,6 +265,9 @@ class NpyImages implements ImageSource {
   }
 }
 
+/** A file that is not a readable .npy array: the upload check refuses the same bytes as invalid_npy. */
+const NPY_MALFORMED = { dataReason: 'NPY_MALFORMED' } as const;
+
 async function openNpy(path: string, geometry: InputGeometry, limit: number | undefined): Promise<NpyImages> {
   let fh: FileHandle;
   try {
@@ -277,19 +280,19 @@ async function openNpy(path: string, geometry: InputGeometry, limit: number | un
     const head = Buffer.alloc(Math.min(size, 65_536 + 12));
     await fh.read(head, 0, head.length, 0);
     if (head.length < 10 || head.subarray(0, 6).toString('latin1') !== '\x93NUMPY') {
-      throw new DataError('BAD_FORMAT', `${path}: not an .npy file (missing the "\\x93NUMPY" magic string); ${IMAGES_EXPECTED}`);
+      throw new DataError('BAD_FORMAT', `${path}: not an .npy file (missing the "\\x93NUMPY" magic string); ${IMAGES_EXPECTED}`, NPY_MALFORMED);
     }
     const major = head[6];
     const lenBytes = major === 1 ? 2 : 4;
     const headerLen = major === 1 ? head.readUInt16LE(8) : head.readUInt32LE(8);
     const dataOffset = 8 + lenBytes + headerLen;
-    if (dataOffset > head.length) throw new DataError('TRUNCATED', `${path}: the .npy header runs past the end of the file`);
+    if (dataOffset > head.length) throw new DataError('TRUNCATED', `${path}: the .npy header runs past the end of the file`, NPY_MALFORMED);
     const header = head.subarray(8 + lenBytes, dataOffset).toString('latin1');
     const descr = /'descr'\s*:\s*'([^']*)'/.exec(header)?.[1];
     const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
     const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
     if (descr === undefined || fortran === undefined || shapeText === undefined) {
-      throw new DataError('BAD_FORMAT', `${path}: malformed .npy header; ${IMAGES_EXPECTED}`);
+      throw new DataError('BAD_FORMAT', `${path}: malformed .npy header; ${IMAGES_EXPECTED}`, NPY_MALFORMED);
     }
     const shape = shapeText
       .split(',')
@@ -305,7 +308,9 @@ async function openNpy(path: string, geometry: InputGeometry, limit: number | un
     if (fortran === 'True') throw new BackboneError('IMAGES_SHAPE', `${path}: the array is in Fortran order; save np.ascontiguousarray(arr)`);
     if (shape.length !== 4 || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       const hint = shape.length === 2 ? ' (a 2-D array holds precomputed features: run without a backbone for those)' : '';
-      throw new BackboneError('IMAGES_SHAPE', `${path}: images have shape (${shape.join(', ')}); expected a 4-D N×C×H×W array${hint}`);
+      // Features (2-D) or a label vector (1-D) are arrays of another kind; any other rank is no array this project takes.
+      const wrongKind = shape.length === 2 || shape.length === 1 ? ({ dataReason: 'WRONG_KIND' } as const) : undefined;
+      throw new BackboneError('IMAGES_SHAPE', `${path}: images have shape (${shape.join(', ')}); expected a 4-D N×C×H×W array${hint}`, wrongKind);
     }
     const [n, c, h, w] = shape;
     const want = [geometry.channels, geometry.height, geometry.width];
@@ -319,6 +324,7 @@ async function openNpy(path: string, geometry: InputGeometry, limit: number | un
       throw new DataError(
         'TRUNCATED',
         `${path}: shape (${shape.join(', ')}) of float32 needs ${n * c * h * w * 4} data bytes but the file holds ${size - dataOffset}`,
+        NPY_MALFORMED,
       );
     }
     if (!HOST_LE) throw new DataError('BAD_FORMAT', `${path}: reading float32 images needs a little-endian host`);

@@ -52,6 +52,11 @@ interface ParsedRecord {
   info: { lines: number };
 }
 
+/** Bytes that are not a CSV table: the upload check refuses the same file as invalid_csv. */
+function csvError(message: string): DataError {
+  return new DataError('BAD_FORMAT', message, { dataReason: 'CSV_MALFORMED' });
+}
+
 export async function readCsvTable(path: string): Promise<CsvTable> {
   let text: string;
   try {
@@ -72,16 +77,17 @@ export async function readCsvTable(path: string): Promise<CsvTable> {
     const detail = err instanceof Error ? err.message : String(err);
     throw new DataError('BAD_FORMAT', `${path}: not valid CSV (${detail}); expected comma-separated values with a header row`, {
       cause: err,
+      dataReason: 'CSV_MALFORMED',
     });
   }
   if (records.length === 0) {
-    throw new DataError('BAD_FORMAT', `${path}: the file is empty; expected a header row followed by data rows`);
+    throw csvError(`${path}: the file is empty; expected a header row followed by data rows`);
   }
   const header = records[0].record;
   const seen = new Set<string>();
   for (const name of header) {
     if (seen.has(name)) {
-      throw new DataError('BAD_FORMAT', `${path}: duplicate column name ${JSON.stringify(name)} in the header; expected unique names`);
+      throw csvError(`${path}: duplicate column name ${JSON.stringify(name)} in the header; expected unique names`);
     }
     seen.add(name);
   }
@@ -90,8 +96,7 @@ export async function readCsvTable(path: string): Promise<CsvTable> {
   for (let i = 1; i < records.length; i++) {
     const { record, info } = records[i];
     if (record.length !== header.length) {
-      throw new DataError(
-        'BAD_FORMAT',
+      throw csvError(
         `${path}: line ${info.lines} has ${record.length} field${record.length === 1 ? '' : 's'}; ` + `expected ${header.length} (as in the header row)`,
       );
     }
@@ -203,11 +208,13 @@ export function prepareCsv(table: CsvTable, opts: PrepareCsvOptions = {}): Prepa
     throw new DataError(
       'TOO_FEW_ROWS',
       `${source}: ${n} data row${n === 1 ? '' : 's'}; expected at least ${minRows}` + (standardize ? ' (the sample standard deviation needs two)' : ''),
+      // A header and no data rows is no table at all (the upload check says so); one row is a table too short to use.
+      n === 0 ? { dataReason: 'CSV_MALFORMED' } : undefined,
     );
   }
   for (let i = 0; i < n; i++) {
     if (table.rows[i].length !== table.header.length) {
-      throw new DataError('BAD_FORMAT', `${where(i)} has ${table.rows[i].length} fields; expected ${table.header.length} (as in the header row)`);
+      throw csvError(`${where(i)} has ${table.rows[i].length} fields; expected ${table.header.length} (as in the header row)`);
     }
   }
 

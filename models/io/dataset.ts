@@ -47,6 +47,7 @@ async function loadLabelFile(path: string): Promise<Float64Array> {
     throw new DataError(
       'BAD_SHAPE',
       `${path}: labels CSV has ${table.header.length} columns (${table.header.join(', ')}); expected a single column with a header row`,
+      { dataReason: 'LABELS_NOT_VECTOR' },
     );
   }
   const y = new Float64Array(table.rows.length);
@@ -113,7 +114,9 @@ export async function loadDataset(spec: DatasetSpec): Promise<LoadedDataset> {
   if (spec.labels !== undefined) {
     const labels = await loadLabelFile(spec.labels);
     if (labels.length !== fullRows) {
-      throw new DataError('BAD_SHAPE', `${spec.labels}: ${labels.length} labels but ${path} has ${fullRows} rows; expected one label per row`);
+      throw new DataError('BAD_SHAPE', `${spec.labels}: ${labels.length} labels but ${path} has ${fullRows} rows; expected one label per row`, {
+        dataReason: 'LABEL_COUNT',
+      });
     }
     y = labels.length > X.rows ? labels.slice(0, X.rows) : labels;
     source = `${path} (labels: ${spec.labels})`;

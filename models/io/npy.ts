@@ -7,7 +7,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import type { Mat } from '../linalg/types.js';
-import { DataError, fsError } from './errors.js';
+import { DataError, fsError, type DataErrorCode } from './errors.js';
 
 export type NpyDtype = 'f4' | 'f8' | 'u1' | 'i4' | 'i8';
 
@@ -54,7 +54,7 @@ class HeaderParser {
   ) {}
 
   fail(what: string): never {
-    throw new DataError(
+    throw npyError(
       'BAD_FORMAT',
       `${this.name}: malformed .npy header (${what} at character ${this.pos}); expected a Python dict ` +
         `like {'descr': '<f8', 'fortran_order': False, 'shape': (N, D)}`,
@@ -181,28 +181,28 @@ function isDict(v: PyValue): v is PyDict {
 function parseDescr(descr: PyValue, name: string, allowInt: boolean): NpyDtype {
   const expected = allowInt ? LABEL_EXPECTED : FLOAT_EXPECTED;
   if (typeof descr !== 'string') {
-    throw new DataError('BAD_DTYPE', `${name}: structured/record dtypes are not supported; expected a plain dtype ${expected}`);
+    throw npyError('BAD_DTYPE', `${name}: structured/record dtypes are not supported; expected a plain dtype ${expected}`);
   }
   const m = /^([<>|=])([a-zA-Z])(\d+)$/.exec(descr);
   if (m && m[1] === '>' && Number(m[3]) > 1) {
-    throw new DataError(
+    throw npyError(
       'BAD_DTYPE',
       `${name}: big-endian dtype '${descr}' is not supported; expected little-endian ${expected} ` + `(convert with arr.astype(arr.dtype.newbyteorder('<')))`,
     );
   }
   const dtype: NpyDtype | undefined = Object.hasOwn(ACCEPTED_DESCR, descr) ? ACCEPTED_DESCR[descr] : undefined;
   if (dtype === undefined) {
-    throw new DataError('BAD_DTYPE', `${name}: unsupported dtype '${descr}'; expected ${expected}`);
+    throw npyError('BAD_DTYPE', `${name}: unsupported dtype '${descr}'; expected ${expected}`);
   }
   if (!allowInt && dtype !== 'f4' && dtype !== 'f8') {
-    throw new DataError('BAD_DTYPE', `${name}: integer dtype '${descr}' is only accepted for label files; feature arrays must be ${FLOAT_EXPECTED}`);
+    throw npyError('BAD_DTYPE', `${name}: integer dtype '${descr}' is only accepted for label files; feature arrays must be ${FLOAT_EXPECTED}`);
   }
   return dtype;
 }
 
 function parseShape(shape: PyValue, name: string): number[] {
   if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) {
-    throw new DataError('BAD_FORMAT', `${name}: malformed .npy header: 'shape' must be a tuple of non-negative integers, got ${JSON.stringify(shape)}`);
+    throw npyError('BAD_FORMAT', `${name}: malformed .npy header: 'shape' must be a tuple of non-negative integers, got ${JSON.stringify(shape)}`);
   }
   return shape as number[];
 }
@@ -271,53 +271,55 @@ function decodeData(bytes: Buffer, dtype: NpyDtype, count: number, name: string)
 const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
 function checkedInt64(v: bigint, i: number, name: string): number {
   if (v > MAX_EXACT || v < -MAX_EXACT) {
-    throw new DataError('BAD_DTYPE', `${name}: int64 value ${v} at index ${i} cannot be represented exactly as float64; expected |value| <= 2^53-1`);
+    throw npyError('BAD_DTYPE', `${name}: int64 value ${v} at index ${i} cannot be represented exactly as float64; expected |value| <= 2^53-1`);
   }
   return Number(v);
+}
+
+/** A file that is not an .npy array this project reads: the upload check refuses the same bytes as invalid_npy. */
+function npyError(code: DataErrorCode, message: string): DataError {
+  return new DataError(code, message, { dataReason: 'NPY_MALFORMED' });
 }
 
 /** Parses an in-memory .npy file; `name` is used in error messages. */
 export function parseNpy(buf: Buffer, name: string, opts: ParseNpyOptions = {}): NpyArray {
   const allowInt = opts.allowInt ?? false;
   if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) {
-    throw new DataError('BAD_FORMAT', `${name}: not an .npy file (missing the "\\x93NUMPY" magic string); expected a file written by numpy.save`);
+    throw npyError('BAD_FORMAT', `${name}: not an .npy file (missing the "\\x93NUMPY" magic string); expected a file written by numpy.save`);
   }
-  if (buf.length < 8) throw new DataError('TRUNCATED', `${name}: file ends inside the .npy preamble; expected at least 10 bytes`);
+  if (buf.length < 8) throw npyError('TRUNCATED', `${name}: file ends inside the .npy preamble; expected at least 10 bytes`);
   const major = buf[6];
   const minor = buf[7];
   if (![1, 2, 3].includes(major) || minor !== 0) {
-    throw new DataError('BAD_FORMAT', `${name}: unsupported .npy format version ${major}.${minor}; expected 1.0, 2.0 or 3.0`);
+    throw npyError('BAD_FORMAT', `${name}: unsupported .npy format version ${major}.${minor}; expected 1.0, 2.0 or 3.0`);
   }
   const lenBytes = major === 1 ? 2 : 4;
   if (buf.length < 8 + lenBytes) {
-    throw new DataError('TRUNCATED', `${name}: file ends inside the .npy header length field`);
+    throw npyError('TRUNCATED', `${name}: file ends inside the .npy header length field`);
   }
   const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
   const headerStart = 8 + lenBytes;
   const dataStart = headerStart + headerLen;
   if (dataStart > buf.length) {
-    throw new DataError('TRUNCATED', `${name}: .npy header claims ${headerLen} bytes but only ${buf.length - headerStart} remain in the file`);
+    throw npyError('TRUNCATED', `${name}: .npy header claims ${headerLen} bytes but only ${buf.length - headerStart} remain in the file`);
   }
   const headerText = buf.subarray(headerStart, dataStart).toString(major === 3 ? 'utf8' : 'latin1');
   const header = new HeaderParser(headerText, name).parseTop();
   if (!isDict(header)) {
-    throw new DataError('BAD_FORMAT', `${name}: .npy header is not a dict; expected {'descr': ..., 'fortran_order': ..., 'shape': ...}`);
+    throw npyError('BAD_FORMAT', `${name}: .npy header is not a dict; expected {'descr': ..., 'fortran_order': ..., 'shape': ...}`);
   }
   const keys = [...header.entries.keys()].sort();
   if (keys.join(',') !== 'descr,fortran_order,shape') {
-    throw new DataError('BAD_FORMAT', `${name}: .npy header has keys [${keys.join(', ')}]; expected exactly descr, fortran_order, shape`);
+    throw npyError('BAD_FORMAT', `${name}: .npy header has keys [${keys.join(', ')}]; expected exactly descr, fortran_order, shape`);
   }
   const dtype = parseDescr(header.entries.get('descr')!, name, allowInt);
   const fortran = header.entries.get('fortran_order');
   if (typeof fortran !== 'boolean') {
-    throw new DataError('BAD_FORMAT', `${name}: .npy header 'fortran_order' must be True or False`);
+    throw npyError('BAD_FORMAT', `${name}: .npy header 'fortran_order' must be True or False`);
   }
   const shape = parseShape(header.entries.get('shape')!, name);
   if (fortran) {
-    throw new DataError(
-      'BAD_FORMAT',
-      `${name}: array is stored in Fortran (column-major) order; expected C order ` + `(save np.ascontiguousarray(arr) instead)`,
-    );
+    throw npyError('BAD_FORMAT', `${name}: array is stored in Fortran (column-major) order; expected C order ` + `(save np.ascontiguousarray(arr) instead)`);
   }
 
   let count = 1;
@@ -326,13 +328,13 @@ export function parseNpy(buf: Buffer, name: string, opts: ParseNpyOptions = {}):
   const expectedBytes = count * itemsize;
   const available = buf.length - dataStart;
   if (!Number.isSafeInteger(expectedBytes) || available < expectedBytes) {
-    throw new DataError(
+    throw npyError(
       'TRUNCATED',
       `${name}: truncated data: shape ${formatShape(shape)} of ${DESCR[dtype]} needs ${expectedBytes} bytes ` + `but the file holds ${available}`,
     );
   }
   if (available > expectedBytes) {
-    throw new DataError(
+    throw npyError(
       'BAD_FORMAT',
       `${name}: ${available - expectedBytes} extra trailing bytes after the data; expected exactly ${expectedBytes} ` +
         `bytes for shape ${formatShape(shape)} of ${DESCR[dtype]}`,
@@ -365,7 +367,12 @@ export async function readNpy(path: string, opts: ParseNpyOptions = {}): Promise
 export async function readNpyMatrix(path: string): Promise<Mat> {
   const arr = await readNpy(path);
   if (arr.shape.length !== 2) {
-    throw new DataError('BAD_SHAPE', `${path}: expected a 2-D N×D array, got shape ${formatShape(arr.shape)} (${arr.shape.length}-D)`);
+    // Images (4-D) and label vectors (1-D) are arrays of another kind; any other rank is no array this project takes.
+    const dataReason = arr.shape.length === 4 || arr.shape.length === 1 ? 'WRONG_KIND' : 'NPY_MALFORMED';
+    throw new DataError('BAD_SHAPE', `${path}: expected a 2-D N×D array, got shape ${formatShape(arr.shape)} (${arr.shape.length}-D)`, { dataReason });
+  }
+  if (arr.shape[0] < 1 || arr.shape[1] < 1) {
+    throw npyError('BAD_SHAPE', `${path}: shape ${formatShape(arr.shape)} holds no values; expected a 2-D N×D array with N, D ≥ 1`);
   }
   return { rows: arr.shape[0], cols: arr.shape[1], data: arr.data };
 }
@@ -375,7 +382,9 @@ export async function readNpyLabels(path: string): Promise<Float64Array> {
   const arr = await readNpy(path, { allowInt: true });
   const ok = arr.shape.length === 1 || (arr.shape.length === 2 && arr.shape[1] === 1);
   if (!ok) {
-    throw new DataError('BAD_SHAPE', `${path}: expected a label vector of shape (N,) or (N, 1), got shape ${formatShape(arr.shape)}`);
+    throw new DataError('BAD_SHAPE', `${path}: expected a label vector of shape (N,) or (N, 1), got shape ${formatShape(arr.shape)}`, {
+      dataReason: 'LABELS_NOT_VECTOR',
+    });
   }
   return arr.data;
 }
