@@ -26,6 +26,8 @@ export const USAGE = `usage:
       trains the backbone's last block (tfjs) instead of adding θ; immunized.onnx carries the trained weights
   immunize evaluate --benign FILE --harmful FILE --theta theta.safetensors [label options] [--json] --out DIR
   immunize demo house-price [--method spectral|closed-form|gradient|paper] [--json] --out DIR
+  immunize demo backbone [--quick] [--json] --out DIR
+      the bundled ViT (data/backbone/vit-fmnist): a linear-head job, then a last-block job, in DIR/linear-head and DIR/last-block
 
 talking to a running service (--url or IMMUNIZE_URL, default http://127.0.0.1:8080; --api-key or IMMUNIZE_API_KEY):
   immunize submit --benign FILE --harmful FILE [run options] [--idempotency-key KEY] [--watch] [--json]
@@ -69,6 +71,7 @@ const OPTIONS = {
   'idempotency-key': { type: 'string' },
   name: { type: 'string' },
   watch: { type: 'boolean', default: false },
+  quick: { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
   debug: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -90,6 +93,8 @@ export interface CliCommand {
   remote?: RemoteOptions;
   spec?: ModeJobSpec;
   demo?: string;
+  /** demo backbone: fewer last-block steps, to check the path quickly. */
+  quick?: boolean;
   method?: JobSpec['method'];
   theta?: string;
   out?: string;
@@ -123,7 +128,12 @@ export function parseCli(argv: string[]): CliCommand {
   if (remoteCommands.includes(command)) return parseRemote(command as RemoteCommand, v, rest, json, debug);
   if (!v.out) throw new UsageError('--out DIR is required');
   if (command === 'demo') {
-    if (rest[0] !== 'house-price') throw new UsageError(`unknown demo ${JSON.stringify(rest[0] ?? '')}: the available demo is house-price`);
+    if (rest[0] === 'backbone') {
+      if (v.method) throw new UsageError('--method applies to demo house-price; demo backbone runs the defaults of each mode');
+      return { command, demo: rest[0], quick: v.quick, out: v.out, json, debug };
+    }
+    if (v.quick) throw new UsageError('--quick applies to demo backbone');
+    if (rest[0] !== 'house-price') throw new UsageError(`unknown demo ${JSON.stringify(rest[0] ?? '')}: the available demos are house-price and backbone`);
     const method = v.method as JobSpec['method'] | undefined;
     if (method && !['spectral', 'closed-form', 'gradient', 'paper'].includes(method))
       throw new UsageError(`--method must be spectral, closed-form, gradient or paper`);

@@ -9,6 +9,7 @@ import { runJob } from '../../workers/modes.js';
 import type { JobResult } from '../../workers/processorDeps.js';
 import { parseJobSpec } from '../../workers/jobSpec.js';
 import { parseCli, USAGE, UsageError } from './args.js';
+import { backboneDemoCommand } from './demoBackbone.js';
 import { progressReporter } from './progress.js';
 import { runRemote } from './remote.js';
 import { summaryLines } from './summary.js';
@@ -48,6 +49,11 @@ export async function main(argv: string[]): Promise<number> {
     const progress = progressReporter(mode);
     const sink = new DirectorySink(cmd.out!);
     const deps = { sink, observe: (e: StepEvent) => progress.observe(e) };
+    if (cmd.command === 'demo' && cmd.demo === 'backbone') {
+      const code = await backboneDemoCommand(cmd, deps.observe);
+      progress.end();
+      return code;
+    }
     let result: JobResult;
     if (cmd.command === 'demo') {
       const hp = await loadHousePrice(HOUSE_PRICE_DIR);
