@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Backbone, BackboneError } from '../../models/backbones/index.js';
+import { Backbone, BackboneError, encodeModel, floatValueInfo, type ModelProto } from '../../models/backbones/index.js';
 import { DataError } from '../../models/io/errors.js';
 import { encodeNpy } from '../../models/io/npy.js';
 import { resnetFixture } from '../../scripts/fixtures/onnxResnet.js';
@@ -16,8 +16,10 @@ import { ApiError, errorAnswer, notFound, payloadTooLarge } from '../../services
 import type { RunningServer } from '../../services/server.js';
 import { checkBackboneFile } from '../../services/storage/inspect.js';
 import { codeClass, CodedError } from '../../workers/errorTable.js';
+import { DirectorySink } from '../../workers/artifacts.js';
 import { describeJobError } from '../../workers/jobErrors.js';
-import { SpecError } from '../../workers/jobSpec.js';
+import { parseJobSpec, SpecError } from '../../workers/jobSpec.js';
+import { runJob } from '../../workers/modes.js';
 import { ALICE, cleanup, eventually, multipart, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
@@ -78,6 +80,30 @@ async function jobCode(path: string): Promise<string> {
   return described.code;
 }
 
+/** The code a features job records when it reads these files (the CLI's path and the engine thread's alike). */
+async function featuresJobCode(benign: string, harmful: string, labels?: string): Promise<string> {
+  const spec = parseJobSpec({ benign: { dataset: benign, labels }, harmful: { dataset: harmful }, method: 'closed-form' });
+  const err = await runJob(spec, { sink: new DirectorySink(join(dir, 'never')) }).then(
+    () => assert.fail(`${benign} was accepted`),
+    (e: unknown) => e,
+  );
+  const described = describeJobError(err);
+  assert.equal(described.permanent, true, described.message);
+  return described.code;
+}
+
+/** A one-node model whose graph `change` breaks in a way the upload's format check catches. */
+function brokenModel(change: (g: NonNullable<ModelProto['graph']>) => void): Uint8Array {
+  const graph: NonNullable<ModelProto['graph']> = {
+    name: 'g',
+    node: [{ input: ['x'], output: ['y'], name: 'n', opType: 'Identity' }],
+    input: [floatValueInfo('x', [1, 3, 8, 8])],
+    output: [floatValueInfo('y', [1, 3, 8, 8])],
+  };
+  change(graph);
+  return encodeModel({ irVersion: 8, producerName: 'test', opsetImport: [{ domain: '', version: 17 }], graph });
+}
+
 describe('one code per failure', () => {
   it('a backbone without a classifier: the same code at submit and in the job', { timeout: 120_000 }, async () => {
     const app = api.api!;
@@ -135,6 +161,80 @@ describe('one code per failure', () => {
     const check = await checkBackboneFile(path, 'junk.onnx');
     assert.ok(!check.ok);
     assert.equal(check.code, 'invalid_onnx');
+  });
+
+  it('an ONNX file the upload refuses: the same code when a job (or the CLI) loads it', async () => {
+    const cases: Array<[string, Uint8Array]> = [
+      ['no-inputs.onnx', brokenModel((g) => (g.input = []))],
+      ['no-op-type.onnx', brokenModel((g) => (g.node![0].opType = ''))],
+      ['unnamed-output.onnx', brokenModel((g) => (g.output = [floatValueInfo('', [1, 3, 8, 8])]))],
+    ];
+    for (const [name, bytes] of cases) {
+      const refused = await upload('/v1/backbones', name, bytes);
+      assert.equal(refused.statusCode, 400, `${name}: ${refused.body}`);
+      const path = join(dir, name);
+      await writeFile(path, bytes);
+      assert.equal(await jobCode(path), refused.json().error.code, name);
+      const check = await checkBackboneFile(path, name);
+      assert.ok(!check.ok);
+      assert.equal(check.code, refused.json().error.code, name);
+    }
+  });
+
+  it('a dataset the upload refuses: the same code when a job reads the file', async () => {
+    const good = encodeNpy({ shape: [6, 3], data: Float64Array.from({ length: 18 }, (_, i) => Math.sin(i)) }, 'f8');
+    const goodPath = join(dir, 'good.npy');
+    await writeFile(goodPath, good);
+    const cases: Array<[string, Buffer]> = [
+      ['truncated.npy', good.subarray(0, good.length - 5)],
+      ['magic.npy', Buffer.from('hello, not numpy')],
+      ['cube.npy', encodeNpy({ shape: [2, 2, 2], data: new Float64Array(8) }, 'f8')],
+      ['integers.npy', encodeNpy({ shape: [4, 3], data: new Float64Array(12) }, 'i4')],
+      ['empty.npy', encodeNpy({ shape: [0, 3], data: new Float64Array(0) }, 'f8')],
+      ['ragged.csv', Buffer.from('a,b\n1,2\n3\n')],
+      ['header-only.csv', Buffer.from('a,b\n')],
+      ['duplicate.csv', Buffer.from('a,a\n1,2\n3,4\n')],
+    ];
+    for (const [name, bytes] of cases) {
+      const refused = await upload('/v1/datasets', name, bytes);
+      assert.equal(refused.statusCode, 400, `${name}: ${refused.body}`);
+      const path = join(dir, name);
+      await writeFile(path, bytes);
+      assert.equal(await featuresJobCode(path, goodPath), refused.json().error.code, name);
+    }
+  });
+
+  it('data of the wrong shape for the spec: the same code at submit and in a job', async () => {
+    const app = api.api!;
+    const arrays = {
+      'features.npy': encodeNpy({ shape: [6, 3], data: Float64Array.from({ length: 18 }, (_, i) => Math.cos(i)) }, 'f8'),
+      'images.npy': images(6, 5),
+      'matrix-labels.npy': encodeNpy({ shape: [6, 2], data: new Float64Array(12) }, 'f8'),
+      'five-labels.npy': encodeNpy({ shape: [5], data: new Float64Array(5) }, 'f8'),
+    };
+    const ids: Record<string, string> = {};
+    const paths: Record<string, string> = {};
+    for (const [name, bytes] of Object.entries(arrays)) {
+      ids[name] = await uploadOk('/v1/datasets', name, bytes);
+      paths[name] = join(dir, name);
+      await writeFile(paths[name], bytes);
+    }
+    const cases: Array<[string, string, string | undefined]> = [
+      ['images where features go', 'images.npy', undefined],
+      ['labels that are no vector', 'features.npy', 'matrix-labels.npy'],
+      ['labels of another count', 'features.npy', 'five-labels.npy'],
+    ];
+    for (const [what, benign, labels] of cases) {
+      const payload = {
+        benign: { dataset: ids[benign], ...(labels ? { labels: ids[labels] } : {}) },
+        harmful: { dataset: ids['features.npy'] },
+        method: 'closed-form',
+      };
+      const refused = await app.inject({ method: 'POST', url: '/v1/jobs', headers: ALICE, payload });
+      assert.equal(refused.statusCode, 400, `${what}: ${refused.body}`);
+      const inJob = await featuresJobCode(paths[benign], paths['features.npy'], labels && paths[labels]);
+      assert.equal(inJob, refused.json().error.code, what);
+    }
   });
 
   it('keeps the documented upload and submit codes', async () => {
