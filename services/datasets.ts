@@ -190,19 +190,29 @@ export class DatasetService implements DatasetResolver {
 
   /** Checks a spec's dataset references against the upload metadata: ownership, columns, labels, and D. */
   async checkSpec(principal: Principal, spec: JobSpec): Promise<void> {
+    // Every record the spec names is read at once; each is then checked in the order the answers would be given.
+    const lookups = new Map<string, Promise<DatasetRecord>>();
+    for (const side of ['benign', 'harmful', 'benignTest'] as const) {
+      const ref = spec[side];
+      if (!ref) continue;
+      lookups.set(`${side}.dataset`, this.mustGet(principal, 'dataset', ref.dataset, `${side}.dataset`));
+      if (ref.labels) lookups.set(`${side}.labels`, this.mustGet(principal, 'dataset', ref.labels, `${side}.labels`));
+    }
+    // A lookup that fails is answered when its turn comes, or never when an earlier check fails first.
+    for (const lookup of lookups.values()) lookup.catch(() => undefined);
     const lastBlock = spec.mode === 'last-block' ? { cutTensor: spec.cutTensor } : undefined;
     const modelInput = spec.backbone ? await this.checkBackbone(principal, spec.backbone, spec.featureTensor, lastBlock) : null;
     const dims: Array<{ field: string; d: number | string }> = [];
     for (const side of ['benign', 'harmful', 'benignTest'] as const) {
       const ref = spec[side];
       if (!ref) continue;
-      const ds = await this.mustGet(principal, 'dataset', ref.dataset, `${side}.dataset`);
+      const ds = await lookups.get(`${side}.dataset`)!;
       // With a backbone, D is the backbone's feature size: the images must at least share their shape.
       const d = spec.backbone ? imageShape(`${side}.dataset`, ds) : featureDim(`${side}.dataset`, ref, ds);
       const rows = Math.min(ds.rows ?? 0, ref.rowLimit ?? Number.POSITIVE_INFINITY);
       if (rows < 2) throw new CodedError('data.TOO_FEW_ROWS', `${side}.dataset: ${rows} row${rows === 1 ? '' : 's'} would be used; at least 2 are needed`);
       if (ref.labels) {
-        const labels = await this.mustGet(principal, 'dataset', ref.labels, `${side}.labels`);
+        const labels = await lookups.get(`${side}.labels`)!;
         const vector = labels.format === 'npy' ? labels.shape?.length === 1 || labels.shape?.[1] === 1 : labels.cols === 1;
         if (!vector) {
           throw new CodedError(
