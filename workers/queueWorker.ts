@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { UnrecoverableError, Worker, type ConnectionOptions, type Job, type WorkerOptions } from 'bullmq';
 import type { StepEvent } from '../models/engine/index.js';
+import { logAccelerators } from './accelerators.js';
 import { EngineJobError, EnginePool, type EngineOutput } from './enginePool.js';
 import { errorClass } from './errorTable.js';
 import { describeJobError, type DescribedError } from './jobErrors.js';
@@ -426,6 +427,8 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   void worker.run();
   await worker.waitUntilReady();
   logger.info({ worker: workerId, concurrency: opts.concurrency, queue: opts.queueName }, 'queue worker started');
+  // In the background: loading tfjs and onnxruntime to ask them takes a moment, and jobs need not wait for it.
+  void logAccelerators(logger);
 
   let closing: Promise<void> | null = null;
   return {
