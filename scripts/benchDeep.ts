@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type * as TF from '@tensorflow/tfjs';
 import { OnnxGraph } from '../models/backbones/graph.js';
 import { selectBackend, type TfBackend } from '../models/deep/backend.js';
-import { kernelProfile, NATIVE_KERNELS, resetKernelProfile } from '../models/deep/nativeBackend.js';
+import { GEMM_KERNELS, kernelProfile, resetKernelProfile } from '../models/deep/nativeBackend.js';
 import { spectralTerm } from '../models/deep/spectral.js';
 import { planTail } from '../models/deep/split.js';
 import { TailModel } from '../models/deep/tail.js';
@@ -128,7 +128,7 @@ async function ourStep(backend: TfBackend, t: TailCase): Promise<OurStep> {
       if (!best || seconds < best.seconds) best = { seconds, profile: kernelProfile() };
     }
     const { seconds, profile } = best!;
-    const heavy = new Set<string>(NATIVE_KERNELS);
+    const heavy = new Set<string>(GEMM_KERNELS);
     let heavySeconds = 0;
     let heavyFlops = 0;
     const others: Array<[string, number]> = [];

@@ -7,7 +7,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { batchMatMul, conv2d, conv2dBackpropFilter, conv2dBackpropInput, type ConvGeometry } from '../linalg/tfKernels.js';
+import { batchMatMul, conv2d, conv2dBackpropFilter, conv2dBackpropInput, stridedCopy, binary, type BinaryOp, type ConvGeometry } from '../linalg/tfKernels.js';
 
 type Tf = typeof TF;
 type KernelConfig = TF.KernelConfig;
@@ -16,8 +16,17 @@ type TensorInfo = TF.TensorInfo;
 
 export const NATIVE_BACKEND = 'native';
 
+/** Kernels over sgemm: the heavy arithmetic. */
+export const GEMM_KERNELS = ['Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'BatchMatMul'] as const;
+/**
+ * Kernels that move data: tfjs-backend-cpu's generic index loops made them the largest part of a ResNet tail's
+ * step (an NCHW conv is a Transpose each side, and its padding a PadV2 whose gradient is a Slice).
+ */
+export const COPY_KERNELS = ['Transpose', 'Slice', 'PadV2', 'Sum'] as const;
+/** Element-wise arithmetic, where tfjs-backend-cpu's broadcasting path (a conv's bias over NCHW) is slow. */
+export const ELEMENTWISE_KERNELS = ['Add', 'Sub', 'Multiply', 'RealDiv'] as const;
 /** Kernels with a native implementation. */
-export const NATIVE_KERNELS = ['Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'BatchMatMul'] as const;
+export const NATIVE_KERNELS = [...GEMM_KERNELS, ...COPY_KERNELS, ...ELEMENTWISE_KERNELS] as const;
 
 export interface KernelTally {
   calls: number;
@@ -161,11 +170,130 @@ const batchMatMulKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
   return cpu.makeTensorInfo([...outer, m, n], 'float32', values);
 };
 
+function rowMajorStrides(shape: readonly number[]): number[] {
+  const strides = new Array<number>(shape.length);
+  let acc = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    strides[d] = acc;
+    acc *= shape[d];
+  }
+  return strides;
+}
+
+/** x's values permuted to outShape = perm(x.shape); null for an empty or scalar tensor (the cpu kernel handles those). */
+function permuted(values: Float32Array, shape: number[], perm: number[]): Float32Array | null {
+  if (shape.length === 0 || values.length === 0) return null;
+  const inStrides = rowMajorStrides(shape);
+  const outShape = perm.map((p) => shape[p]);
+  const out = new Float32Array(values.length);
+  stridedCopy(values, out, { shape: outShape, srcStrides: perm.map((p) => inStrides[p]), dstStrides: rowMajorStrides(outShape), srcBase: 0, dstBase: 0 });
+  return out;
+}
+
+const transposeKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x } = inputs as { x: TensorInfo };
+  const xv = floats(cpu, x);
+  const perm = attrs.perm as number[];
+  const out = xv && permuted(xv, x.shape, perm);
+  return out
+    ? cpu.makeTensorInfo(
+        perm.map((p) => x.shape[p]),
+        'float32',
+        out,
+      )
+    : null;
+};
+
+const sliceKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x } = inputs as { x: TensorInfo };
+  const xv = floats(cpu, x);
+  if (!xv || x.shape.length === 0) return null;
+  const [begin, sizes] = tf.slice_util.parseSliceParams(x as TF.Tensor, attrs.begin as number[], attrs.size as number[]);
+  tf.slice_util.assertParamsValid(x as TF.Tensor, begin, sizes);
+  if (size(sizes) === 0) return null;
+  const strides = rowMajorStrides(x.shape);
+  const out = new Float32Array(size(sizes));
+  const srcBase = begin.reduce((a, b, d) => a + b * strides[d], 0);
+  stridedCopy(xv, out, { shape: sizes, srcStrides: strides, dstStrides: rowMajorStrides(sizes), srcBase, dstBase: 0 });
+  return cpu.makeTensorInfo(sizes, 'float32', out);
+};
+
+const padKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x } = inputs as { x: TensorInfo };
+  const xv = floats(cpu, x);
+  const paddings = attrs.paddings as Array<[number, number]>;
+  if (!xv || xv.length === 0 || paddings.length !== x.shape.length) return null;
+  const outShape = x.shape.map((n, d) => paddings[d][0] + n + paddings[d][1]);
+  const outStrides = rowMajorStrides(outShape);
+  const out = new Float32Array(size(outShape));
+  const constant = (attrs.constantValue as number | undefined) ?? 0;
+  if (constant !== 0) out.fill(constant);
+  const dstBase = paddings.reduce((a, [before], d) => a + before * outStrides[d], 0);
+  stridedCopy(xv, out, { shape: x.shape, srcStrides: rowMajorStrides(x.shape), dstStrides: outStrides, srcBase: 0, dstBase });
+  return cpu.makeTensorInfo(outShape, 'float32', out);
+};
+
+/** A float32 sum over any axes: the reduced axes are moved innermost by a native copy, then summed in rows. */
+const sumKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x } = inputs as { x: TensorInfo };
+  const xv = floats(cpu, x);
+  if (!xv || xv.length === 0 || x.shape.length === 0) return null;
+  const rank = x.shape.length;
+  const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape);
+  const perm = tf.backend_util.getAxesPermutation(axes, rank);
+  const values = perm ? permuted(xv, x.shape, perm) : xv;
+  if (!values) return null;
+  const shape = perm ? perm.map((p) => x.shape[p]) : x.shape;
+  const [outShape, reduceShape] = tf.backend_util.computeOutAndReduceShapes(shape, tf.backend_util.getInnerMostAxes(axes.length, rank));
+  const width = size(reduceShape);
+  const out = new Float32Array(size(outShape));
+  for (let i = 0; i < out.length; i++) {
+    let acc = 0;
+    for (let j = i * width, end = j + width; j < end; j++) acc += values[j];
+    out[i] = acc;
+  }
+  const finalShape = attrs.keepDims ? tf.backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
+  return cpu.makeTensorInfo(finalShape, 'float32', out);
+};
+
+/** Below this many elements the addon call costs more than tfjs's own loop. */
+const ELEMENTWISE_MIN = 4096;
+
+function binaryKernel(op: BinaryOp): Native {
+  return (tf, { inputs, backend }) => {
+    const cpu = backend as MathBackendCPU;
+    const { a, b } = inputs as { a: TensorInfo; b: TensorInfo };
+    const av = floats(cpu, a);
+    const bv = floats(cpu, b);
+    if (!av || !bv) return null;
+    const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+    if (outShape.length === 0 || size(outShape) < ELEMENTWISE_MIN) return null;
+    const stridesFor = (shape: number[]) => {
+      const own = rowMajorStrides(shape);
+      const lead = outShape.length - shape.length;
+      return outShape.map((n, d) => (d < lead || shape[d - lead] === 1 ? 0 : own[d - lead]));
+    };
+    return cpu.makeTensorInfo(outShape, 'float32', binary(op, av, bv, outShape, stridesFor(a.shape), stridesFor(b.shape)));
+  };
+}
+
 const NATIVE: Record<(typeof NATIVE_KERNELS)[number], Native> = {
   Conv2D: conv2dKernel,
   Conv2DBackpropInput: conv2dBackpropInputKernel,
   Conv2DBackpropFilter: conv2dBackpropFilterKernel,
   BatchMatMul: batchMatMulKernel,
+  Transpose: transposeKernel,
+  Slice: sliceKernel,
+  PadV2: padKernel,
+  Sum: sumKernel,
+  Add: binaryKernel('add'),
+  Sub: binaryKernel('sub'),
+  Multiply: binaryKernel('mul'),
+  RealDiv: binaryKernel('div'),
 };
 
 function withFallback(tf: Tf, name: string, native: Native, cpuKernel: KernelFunc | undefined): KernelFunc {

@@ -45,6 +45,8 @@ interface TfAddon {
   tfConv2dBackpropInput(dy: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
   tfConv2dBackpropFilter(x: Float32Array, dy: Float32Array, geometry: Int32Array): Float32Array;
   tfBatchMatMul(a: Float32Array, b: Float32Array, dims: Int32Array): Float32Array;
+  tfStridedCopy(src: Float32Array, dst: Float32Array, layout: Int32Array): void;
+  tfBinary(a: Float32Array, b: Float32Array, layout: Int32Array, op: number): Float32Array;
 }
 
 const require = createRequire(import.meta.url);
@@ -131,4 +133,51 @@ export function batchMatMul(a: Float32Array, b: Float32Array, d: MatMulDims): Fl
   checkLength('batchMatMul b', b, d.batchB * d.k * d.n);
   const dims = Int32Array.from([d.batchA, d.batchB, d.m, d.k, d.n, d.transposeA ? 1 : 0, d.transposeB ? 1 : 0]);
   return call(() => addon.tfBatchMatMul(a, b, dims));
+}
+
+/** Where a strided copy reads and writes: element i (a multi-index over `shape`) goes from src[srcBase + i·srcStrides] to dst[dstBase + i·dstStrides]. */
+export interface CopyLayout {
+  shape: readonly number[];
+  srcStrides: readonly number[];
+  dstStrides: readonly number[];
+  srcBase: number;
+  dstBase: number;
+}
+
+/** Copies a strided view of src into dst (transpose, slice and pad are all this copy); the rest of dst is untouched. */
+export function stridedCopy(src: Float32Array, dst: Float32Array, l: CopyLayout): void {
+  const rank = l.shape.length;
+  if (rank < 1 || rank > 8 || l.srcStrides.length !== rank || l.dstStrides.length !== rank)
+    bad(`stridedCopy: a rank of 1 to 8 with a stride for each dimension, got rank ${rank}`);
+  if (!(src instanceof Float32Array) || !(dst instanceof Float32Array)) bad('stridedCopy: src and dst must be Float32Arrays');
+  l.shape.forEach((n) => checkCount('stridedCopy size', n, 1));
+  [...l.srcStrides, ...l.dstStrides, l.srcBase, l.dstBase].forEach((n) => checkCount('stridedCopy stride or offset', n, 0));
+  const layout = Int32Array.from([rank, ...l.shape, ...l.srcStrides, ...l.dstStrides, l.srcBase, l.dstBase]);
+  call(() => addon.tfStridedCopy(src, dst, layout));
+}
+
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
+const BINARY_OPS: readonly BinaryOp[] = ['add', 'sub', 'mul', 'div'];
+
+/**
+ * Element-wise a op b over `shape`, reading a[i·aStrides] and b[i·bStrides]: a stride of 0 broadcasts that input
+ * along the dimension. The result is row-major over `shape`.
+ */
+export function binary(
+  op: BinaryOp,
+  a: Float32Array,
+  b: Float32Array,
+  shape: readonly number[],
+  aStrides: readonly number[],
+  bStrides: readonly number[],
+): Float32Array {
+  const rank = shape.length;
+  if (rank < 1 || rank > 8 || aStrides.length !== rank || bStrides.length !== rank)
+    bad(`binary: a rank of 1 to 8 with a stride for each dimension, got rank ${rank}`);
+  if (!(a instanceof Float32Array) || !(b instanceof Float32Array)) bad('binary: a and b must be Float32Arrays');
+  if (!BINARY_OPS.includes(op)) bad(`binary: unknown op ${String(op)}`);
+  shape.forEach((n) => checkCount('binary size', n, 1));
+  [...aStrides, ...bStrides].forEach((n) => checkCount('binary stride', n, 0));
+  const layout = Int32Array.from([rank, ...shape, ...aStrides, ...bStrides]);
+  return call(() => addon.tfBinary(a, b, layout, BINARY_OPS.indexOf(op)));
 }

@@ -286,6 +286,177 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// stridedCopy(src, dst, layout): for every index i over `shape`, dst[dstBase + i·dstStrides] = src[srcBase +
+// i·srcStrides]. layout = [rank, shape…, srcStrides…, dstStrides…, srcBase, dstBase]. Transpose, Slice and Pad are
+// this one loop with different strides; every offset it can reach is checked against both arrays first.
+Napi::Value StridedCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    Fail(env, "layout must be an Int32Array");
+  }
+  const size_t len = info[2].As<Napi::Int32Array>().ElementLength();
+  if (len < 3) Fail(env, "layout is too short");
+  const int64_t rank = info[2].As<Napi::Int32Array>()[0];
+  if (rank < 1 || rank > 8 || len != static_cast<size_t>(3 * rank + 3)) Fail(env, "layout: rank must be 1 to 8, with 3·rank + 3 entries");
+  const std::vector<int64_t> l = Ints(env, info[2], "layout", len);
+  std::vector<int64_t> shape(l.begin() + 1, l.begin() + 1 + rank);
+  std::vector<int64_t> ss(l.begin() + 1 + rank, l.begin() + 1 + 2 * rank);
+  std::vector<int64_t> ds(l.begin() + 1 + 2 * rank, l.begin() + 1 + 3 * rank);
+  const int64_t srcBase = l[3 * rank + 1], dstBase = l[3 * rank + 2];
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+      !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    Fail(env, "src and dst must be Float32Arrays");
+  }
+  Napi::Float32Array src = info[0].As<Napi::Float32Array>();
+  Napi::Float32Array dst = info[1].As<Napi::Float32Array>();
+  int64_t srcLast = srcBase, dstLast = dstBase;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (shape[d] < 1 || ss[d] < 0 || ds[d] < 0) Fail(env, "layout: sizes must be positive and strides non-negative");
+    srcLast += (shape[d] - 1) * ss[d];
+    dstLast += (shape[d] - 1) * ds[d];
+  }
+  if (srcBase < 0 || dstBase < 0 || srcLast >= static_cast<int64_t>(src.ElementLength()) ||
+      dstLast >= static_cast<int64_t>(dst.ElementLength())) {
+    Fail(env, "layout reaches outside src or dst");
+  }
+  // Merge neighbouring dimensions that are contiguous in both arrays, so the inner loop runs as long as it can.
+  std::vector<int64_t> sh{shape[0]}, sst{ss[0]}, dst_{ds[0]};
+  for (int64_t d = 1; d < rank; ++d) {
+    if (sst.back() == ss[d] * shape[d] && dst_.back() == ds[d] * shape[d]) {
+      sh.back() *= shape[d];
+      sst.back() = ss[d];
+      dst_.back() = ds[d];
+    } else {
+      sh.push_back(shape[d]);
+      sst.push_back(ss[d]);
+      dst_.push_back(ds[d]);
+    }
+  }
+  const int64_t r = static_cast<int64_t>(sh.size());
+  const int64_t inner = sh[r - 1], si = sst[r - 1], di = dst_[r - 1];
+  int64_t outer = 1;
+  for (int64_t d = 0; d + 1 < r; ++d) outer *= sh[d];
+  const float* s = src.Data() + srcBase;
+  float* o = dst.Data() + dstBase;
+  Split(outer, inner, [&](int64_t o0, int64_t o1) {
+    for (int64_t k = o0; k < o1; ++k) {
+      int64_t so = 0, doff = 0, rem = k;
+      for (int64_t d = r - 2; d >= 0; --d) {
+        const int64_t i = rem % sh[d];
+        rem /= sh[d];
+        so += i * sst[d];
+        doff += i * dst_[d];
+      }
+      const float* a = s + so;
+      float* b = o + doff;
+      if (si == 1 && di == 1) {
+        std::memcpy(b, a, sizeof(float) * inner);
+      } else {
+        for (int64_t j = 0; j < inner; ++j) b[j * di] = a[j * si];
+      }
+    }
+  });
+  return env.Undefined();
+}
+
+// binary(a, b, layout, op) → out: out[i] = a[i·aStrides] op b[i·bStrides] over `shape`, a stride of 0 broadcasting.
+// layout = [rank, shape…, aStrides…, bStrides…]; op 0 add, 1 subtract, 2 multiply, 3 divide.
+template <int Op>
+inline float Apply(float x, float y) {
+  if constexpr (Op == 0) return x + y;
+  if constexpr (Op == 1) return x - y;
+  if constexpr (Op == 2) return x * y;
+  return x / y;
+}
+
+template <int Op>
+void BinaryLoop(const float* a, const float* b, float* out, const std::vector<int64_t>& sh, const std::vector<int64_t>& as,
+                const std::vector<int64_t>& bs) {
+  const int64_t r = static_cast<int64_t>(sh.size());
+  const int64_t inner = sh[r - 1], ai = as[r - 1], bi = bs[r - 1];
+  int64_t outer = 1;
+  for (int64_t d = 0; d + 1 < r; ++d) outer *= sh[d];
+  Split(outer, inner, [&](int64_t o0, int64_t o1) {
+    for (int64_t k = o0; k < o1; ++k) {
+      int64_t ao = 0, bo = 0, rem = k;
+      for (int64_t d = r - 2; d >= 0; --d) {
+        const int64_t i = rem % sh[d];
+        rem /= sh[d];
+        ao += i * as[d];
+        bo += i * bs[d];
+      }
+      const float* x = a + ao;
+      const float* y = b + bo;
+      float* z = out + k * inner;
+      if (ai == 1 && bi == 1) {
+        for (int64_t j = 0; j < inner; ++j) z[j] = Apply<Op>(x[j], y[j]);
+      } else if (ai == 1 && bi == 0) {
+        const float c = y[0];
+        for (int64_t j = 0; j < inner; ++j) z[j] = Apply<Op>(x[j], c);
+      } else if (ai == 0 && bi == 1) {
+        const float c = x[0];
+        for (int64_t j = 0; j < inner; ++j) z[j] = Apply<Op>(c, y[j]);
+      } else {
+        for (int64_t j = 0; j < inner; ++j) z[j] = Apply<Op>(x[j * ai], y[j * bi]);
+      }
+    }
+  });
+}
+
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    Fail(env, "layout must be an Int32Array");
+  }
+  const size_t len = info[2].As<Napi::Int32Array>().ElementLength();
+  const int64_t rank = len > 0 ? info[2].As<Napi::Int32Array>()[0] : 0;
+  if (rank < 1 || rank > 8 || len != static_cast<size_t>(3 * rank + 1)) Fail(env, "layout: rank must be 1 to 8, with 3·rank + 1 entries");
+  if (!info[3].IsNumber()) Fail(env, "op must be a number");
+  const int op = info[3].As<Napi::Number>().Int32Value();
+  if (op < 0 || op > 3) Fail(env, "op must be 0 (add), 1 (subtract), 2 (multiply) or 3 (divide)");
+  const std::vector<int64_t> l = Ints(env, info[2], "layout", len);
+  std::vector<int64_t> shape(l.begin() + 1, l.begin() + 1 + rank);
+  std::vector<int64_t> as(l.begin() + 1 + rank, l.begin() + 1 + 2 * rank);
+  std::vector<int64_t> bs(l.begin() + 1 + 2 * rank, l.begin() + 1 + 3 * rank);
+  int64_t aLast = 0, bLast = 0, total = 1;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (shape[d] < 1 || as[d] < 0 || bs[d] < 0) Fail(env, "layout: sizes must be positive and strides non-negative");
+    aLast += (shape[d] - 1) * as[d];
+    bLast += (shape[d] - 1) * bs[d];
+    total = CheckedProduct(env, {total, shape[d]}, "the result");
+  }
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+      !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    Fail(env, "a and b must be Float32Arrays");
+  }
+  Napi::Float32Array a = info[0].As<Napi::Float32Array>();
+  Napi::Float32Array b = info[1].As<Napi::Float32Array>();
+  if (aLast >= static_cast<int64_t>(a.ElementLength()) || bLast >= static_cast<int64_t>(b.ElementLength())) {
+    Fail(env, "layout reaches outside a or b");
+  }
+  // Merge neighbouring dimensions that are contiguous (or broadcast) in both inputs.
+  std::vector<int64_t> sh{shape[0]}, sa{as[0]}, sb{bs[0]};
+  for (int64_t d = 1; d < rank; ++d) {
+    if (sa.back() == as[d] * shape[d] && sb.back() == bs[d] * shape[d]) {
+      sh.back() *= shape[d];
+      sa.back() = as[d];
+      sb.back() = bs[d];
+    } else {
+      sh.push_back(shape[d]);
+      sa.push_back(as[d]);
+      sb.push_back(bs[d]);
+    }
+  }
+  Napi::Float32Array out = NewFloats(env, total);
+  switch (op) {
+    case 0: BinaryLoop<0>(a.Data(), b.Data(), out.Data(), sh, sa, sb); break;
+    case 1: BinaryLoop<1>(a.Data(), b.Data(), out.Data(), sh, sa, sb); break;
+    case 2: BinaryLoop<2>(a.Data(), b.Data(), out.Data(), sh, sa, sb); break;
+    default: BinaryLoop<3>(a.Data(), b.Data(), out.Data(), sh, sa, sb); break;
+  }
+  return out;
+}
+
 // A failed allocation or thread start would otherwise terminate the process.
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 Napi::Value Guarded(const Napi::CallbackInfo& info) {
@@ -306,6 +477,8 @@ void Register(Napi::Env env, Napi::Object exports, void (*useThreads)(int)) {
   exports.Set("tfConv2dBackpropInput", Napi::Function::New(env, Guarded<Conv2dBackpropInput>, "tfConv2dBackpropInput"));
   exports.Set("tfConv2dBackpropFilter", Napi::Function::New(env, Guarded<Conv2dBackpropFilter>, "tfConv2dBackpropFilter"));
   exports.Set("tfBatchMatMul", Napi::Function::New(env, Guarded<BatchMatMul>, "tfBatchMatMul"));
+  exports.Set("tfBinary", Napi::Function::New(env, Guarded<Binary>, "tfBinary"));
+  exports.Set("tfStridedCopy", Napi::Function::New(env, Guarded<StridedCopy>, "tfStridedCopy"));
 }
 
 }  // namespace tfkernels

@@ -8,7 +8,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { kernelProfile, registerNativeBackend, resetKernelProfile, NATIVE_BACKEND } from '../../../models/deep/nativeBackend.js';
-import { conv2d, batchMatMul, type ConvGeometry } from '../../../models/linalg/tfKernels.js';
+import { binary, conv2d, batchMatMul, stridedCopy, type ConvGeometry } from '../../../models/linalg/tfKernels.js';
 import { isLinalgErrorCode } from '../../../models/linalg/index.js';
 import { uniform } from '../../../models/engine/random.js';
 
@@ -214,6 +214,109 @@ describe('native tfjs backend', () => {
     assert.equal(nativeCalls('BatchMatMul').fallbacks, 1);
   });
 
+  function randomShape(next: () => number, rank: number, big: boolean): number[] {
+    return Array.from({ length: rank }, () => 1 + Math.floor(next() * (big ? 9 : 5)));
+  }
+
+  function compareOps(name: string, kernels: string[], cases: number, make: (next: () => number) => { label: string; run: () => tf.Tensor }): void {
+    const next = uniform(400 + name.length);
+    for (let i = 0; i < cases; i++) {
+      const c = make(next);
+      const want = on('cpu', () => tf.tidy(() => c.run().dataSync() as Float32Array));
+      resetKernelProfile();
+      const got = on(NATIVE_BACKEND, () => tf.tidy(() => c.run().dataSync() as Float32Array));
+      const e = relErr(got, want);
+      assert.ok(e < 2e-6, `${name}: differs by ${e.toExponential(2)} for ${c.label}`);
+      for (const k of kernels) {
+        const t = nativeCalls(k);
+        assert.ok(t.calls >= 1 && t.fallbacks === 0, `${k} ran natively for ${c.label}: ${JSON.stringify(t)}`);
+      }
+    }
+  }
+
+  it('Transpose, Slice and PadV2 match tfjs-backend-cpu on random shapes, with their gradients', () => {
+    compareOps('transpose', ['Transpose'], 30, (next) => {
+      const rank = 2 + Math.floor(next() * 4);
+      const shape = randomShape(next, rank, rank < 4);
+      let perm = shape.map((_, i) => i).sort(() => next() - 0.5);
+      // tfjs answers an identity permutation without calling the kernel.
+      if (perm.every((p, i) => p === i)) perm = perm.reverse();
+      const x = randomArray(
+        shape.reduce((a, b) => a * b, 1),
+        next,
+      );
+      return { label: `[${shape}] perm [${perm}]`, run: () => tf.transpose(tf.tensor(x, shape), perm) };
+    });
+    compareOps('slice', ['Slice'], 30, (next) => {
+      const rank = 1 + Math.floor(next() * 4);
+      const shape = randomShape(next, rank, true);
+      const begin = shape.map((n) => Math.floor(next() * n));
+      const size = shape.map((n, d) => 1 + Math.floor(next() * (n - begin[d])));
+      const x = randomArray(
+        shape.reduce((a, b) => a * b, 1),
+        next,
+      );
+      return { label: `[${shape}] begin [${begin}] size [${size}]`, run: () => tf.slice(tf.tensor(x, shape), begin, size) };
+    });
+    compareOps('pad and its gradient', ['PadV2', 'Slice'], 30, (next) => {
+      const rank = 1 + Math.floor(next() * 4);
+      const shape = randomShape(next, rank, true);
+      const pads = shape.map(() => [Math.floor(next() * 3), Math.floor(next() * 3)] as [number, number]);
+      const constant = next() < 0.5 ? 0 : 1.5;
+      const x = randomArray(
+        shape.reduce((a, b) => a * b, 1),
+        next,
+      );
+      return {
+        label: `[${shape}] pads ${JSON.stringify(pads)} constant ${constant}`,
+        run: () => {
+          const xt = tf.tensor(x, shape);
+          const padded = tf.pad(xt, pads, constant);
+          const r = tf.tensor(randomArray(padded.size, uniform(9)), padded.shape);
+          const dx = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.pad(a, pads, constant), r)))(xt);
+          return tf.concat([tf.reshape(padded, [-1]), tf.reshape(dx, [-1])]);
+        },
+      };
+    });
+  });
+
+  it('Sum over any axes and broadcasting Add, Sub, Multiply and RealDiv match tfjs-backend-cpu', () => {
+    compareOps('sum', ['Sum'], 30, (next) => {
+      const rank = 1 + Math.floor(next() * 4);
+      const shape = randomShape(next, rank, true);
+      const axes = shape.map((_, i) => i).filter(() => next() < 0.5);
+      const keepDims = next() < 0.5;
+      const x = randomArray(
+        shape.reduce((a, b) => a * b, 1),
+        next,
+      );
+      return { label: `[${shape}] axes [${axes}] keepDims ${keepDims}`, run: () => tf.sum(tf.tensor(x, shape), axes.length ? axes : undefined, keepDims) };
+    });
+    const ops = { Add: tf.add, Sub: tf.sub, Multiply: tf.mul, RealDiv: tf.div } as const;
+    for (const [kernel, op] of Object.entries(ops)) {
+      compareOps(kernel, [kernel], 15, (next) => {
+        // Batch 64 so that the result is large enough to run natively; each side broadcasts along random axes.
+        // At least 64·8·4·2 elements: smaller results stay on tfjs's own loop.
+        const shape = [64, ...randomShape(next, 3, true)].map((n, d) => Math.max(n, [64, 8, 4, 2][d]));
+        const aShape = shape.map((n) => (next() < 0.3 ? 1 : n));
+        const bShape = shape.map((n) => (next() < 0.5 ? 1 : n)).slice(Math.floor(next() * 3));
+        const a = randomArray(
+          aShape.reduce((x, y) => x * y, 1),
+          next,
+        );
+        const b = Float32Array.from(
+          randomArray(
+            bShape.reduce((x, y) => x * y, 1),
+            next,
+          ),
+          (v) => (kernel === 'RealDiv' ? 1 + Math.abs(v) : v),
+        );
+        const bigA = [...shape];
+        return { label: `[${bigA}]-sized a [${aShape}] b [${bShape}]`, run: () => op(tf.add(tf.tensor(a, aShape), tf.zeros(shape)), tf.tensor(b, bShape)) };
+      });
+    }
+  });
+
   it('bad shapes throw an Error and leave the process running', () => {
     const g: ConvGeometry = {
       batch: 1,
@@ -247,6 +350,14 @@ describe('native tfjs backend', () => {
     badArgument(() =>
       batchMatMul(new Float32Array(12), new Float32Array(18), { batchA: 2, batchB: 3, m: 2, k: 3, n: 3, transposeA: false, transposeB: false }),
     );
+    const copy = { shape: [2, 3], srcStrides: [3, 1], dstStrides: [3, 1], srcBase: 0, dstBase: 0 };
+    stridedCopy(new Float32Array(6), new Float32Array(6), copy);
+    badArgument(() => stridedCopy(new Float32Array(6), new Float32Array(5), copy));
+    badArgument(() => stridedCopy(new Float32Array(6), new Float32Array(6), { ...copy, srcBase: 1 }));
+    badArgument(() => stridedCopy(new Float32Array(6), new Float32Array(6), { ...copy, srcStrides: [3] }));
+    assert.equal(binary('add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [0, 1]).length, 6);
+    badArgument(() => binary('add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [3, 1]));
+    badArgument(() => binary('pow' as 'add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [0, 1]));
     // Through tfjs: its own shape checks answer before the kernel runs.
     on(NATIVE_BACKEND, () => {
       assert.throws(() => tf.matMul(tf.zeros([2, 3]), tf.zeros([4, 5])), Error);
