@@ -16,7 +16,7 @@ import type { JobResult } from '../../workers/processorDeps.js';
 export const BACKBONE_DEMO_DIR = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..'), 'data', 'backbone', 'vit-fmnist');
 
 /** Gradient steps on the last block: the full demo stays near a minute on 2 cores; --quick only checks the path. */
-const LAST_BLOCK_STEPS = { full: 8, quick: 2 };
+const LAST_BLOCK_STEPS = { full: 4, quick: 2 };
 
 export interface DemoJob {
   name: 'linear-head' | 'last-block';
