@@ -95,7 +95,7 @@ describe('fixtures as torch 1.13 exports them', () => {
      * and half of it, combined by Richardson's extrapolation (error O(ε⁴)), in float32 with L summed in float64. Large
      * steps keep float32's rounding noise (about 1e-6 of Σ|w·f|, divided by 2ε) small next to the derivative, and
      * the extrapolation keeps the truncation error small too; 3e-3 relative is above both (measured: at most
-     * 2.3e-4) and far below a missing or wrong term.
+     * 7e-5) and far below a missing or wrong term.
      */
     it(`${name}: every trainable tensor's gradient agrees with central differences`, async () => {
       const ref = await reference(make().model.bytes, 4, 22);
