@@ -338,6 +338,41 @@ Napi::Value StridedCopy(const Napi::CallbackInfo& info) {
   for (int64_t d = 0; d + 1 < r; ++d) outer *= sh[d];
   const float* s = src.Data() + srcBase;
   float* o = dst.Data() + dstBase;
+  // A transpose of the two fastest-moving dimensions (NCHW ↔ NHWC): copied in square tiles, so that neither the
+  // reads nor the writes stride across memory a float at a time.
+  int64_t p = -1;
+  for (int64_t d = 0; d + 1 < r && di == 1 && si != 1; ++d) {
+    if (sst[d] == 1) p = d;
+  }
+  if (p >= 0) {
+    constexpr int64_t kTile = 32;
+    const int64_t rows = sh[p], dp = dst_[p];
+    const int64_t blocks = outer / rows;
+    Split(blocks, rows * inner, [&](int64_t b0, int64_t b1) {
+      for (int64_t k = b0; k < b1; ++k) {
+        int64_t so = 0, doff = 0, rem = k;
+        for (int64_t d = r - 2; d >= 0; --d) {
+          if (d == p) continue;
+          const int64_t i = rem % sh[d];
+          rem /= sh[d];
+          so += i * sst[d];
+          doff += i * dst_[d];
+        }
+        for (int64_t i0 = 0; i0 < rows; i0 += kTile) {
+          const int64_t i1 = std::min(rows, i0 + kTile);
+          for (int64_t j0 = 0; j0 < inner; j0 += kTile) {
+            const int64_t j1 = std::min(inner, j0 + kTile);
+            for (int64_t i = i0; i < i1; ++i) {
+              const float* a = s + so + i;
+              float* b = o + doff + i * dp;
+              for (int64_t j = j0; j < j1; ++j) b[j] = a[j * si];
+            }
+          }
+        }
+      }
+    });
+    return env.Undefined();
+  }
   Split(outer, inner, [&](int64_t o0, int64_t o1) {
     for (int64_t k = o0; k < o1; ++k) {
       int64_t so = 0, doff = 0, rem = k;
