@@ -13,7 +13,7 @@ import { ApiError, badRequest, conflict, isRedisUnavailable, notFound } from './
 import { isId, newId } from './ids.js';
 import type { Logger } from './logger.js';
 import type { JobQueue } from './queue.js';
-import type { IdempotencyClaim, JobRecord, Records } from './records.js';
+import type { IdempotencyClaim, JobRecord, NewJob, Records } from './records.js';
 import type { FsStore } from './storage/fsStore.js';
 
 const JOB_NAME = 'immunize';
@@ -214,7 +214,9 @@ export class JobService {
     );
     if (refusal && !claim) throw refusal.err;
     const id = newId('job');
-    const outcome = await this.records.submitJob({ id, tenant, name: JOB_NAME, spec, createdAt: Date.now() }, claim, refusal === null);
+    const job = { id, tenant, name: JOB_NAME, spec, createdAt: Date.now() };
+    if (!claim) return this.createAndQueue(job, spec);
+    const outcome = await this.records.submitJob(job, claim, refusal === null);
     switch (outcome.kind) {
       case 'refused':
         throw refusal!.err;
@@ -234,6 +236,29 @@ export class JobService {
     }
     this.logger?.info({ jobId: id, tenant }, 'job submitted');
     return { id, status: 'queued', created: true };
+  }
+
+  /**
+   * A submission without an Idempotency-Key, whose record is always written: the script that writes it goes out
+   * first and the queue's add right behind it on the same connection, so that both take one round trip and Redis
+   * runs them in that order (a worker never finds the job before its record).
+   */
+  private async createAndQueue(job: NewJob, spec: ModeJobSpec): Promise<{ id: string; status: JobStatus; created: boolean }> {
+    const [written, queued] = await Promise.allSettled([
+      this.records.submitJob(job, null, true, { now: true }),
+      this.queue.add(JOB_NAME, job.id, { tenant: job.tenant, payload: spec }),
+    ]);
+    if (written.status === 'rejected') {
+      // A queue entry without its record is dropped by the worker that takes it; removed here when Redis answers.
+      if (queued.status === 'fulfilled') await this.queue.removeUnlessActive(job.id).catch(() => false);
+      throw written.reason;
+    }
+    if (queued.status === 'rejected') {
+      await this.records.abandonJob(job.id, job.tenant, null).catch(() => undefined);
+      throw queued.reason;
+    }
+    this.logger?.info({ jobId: job.id, tenant: job.tenant }, 'job submitted');
+    return { id: job.id, status: 'queued', created: true };
   }
 
   /** The record, if the principal may see it; otherwise a 404 (another tenant's job is not found). */

@@ -252,6 +252,17 @@ export class CommandBatch {
     });
   }
 
+  /**
+   * Sends the command before this call returns, with whatever the batch holds: a command that must reach Redis
+   * ahead of one another client on the same connection is about to send.
+   */
+  sendNow<T>(...command: Command): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.commands.push({ command, resolve: resolve as (value: unknown) => void, reject });
+      this.flush();
+    });
+  }
+
   private schedule(): void {
     if (this.scheduled) return;
     if (this.inFlight === 0) {
@@ -368,9 +379,10 @@ export class Records implements WorkerRecords {
   /**
    * A submission in one script: with an Idempotency-Key, the key is looked up and, unless it stands for a job whose
    * record exists, claimed for the new job together with its record. `mayCreate` false only looks the key up (a
-   * spec that failed its checks creates nothing, but a key already used still answers with its job).
+   * spec that failed its checks creates nothing, but a key already used still answers with its job). `now`: the
+   * script is written to the connection before this call returns (see CommandBatch.sendNow).
    */
-  async submitJob(r: NewJob, claim: IdempotencyClaim | null, mayCreate: boolean): Promise<SubmitOutcome> {
+  async submitJob(r: NewJob, claim: IdempotencyClaim | null, mayCreate: boolean, opts: { now?: boolean } = {}): Promise<SubmitOutcome> {
     const fields: Record<string, string> = {
       id: r.id,
       tenant: r.tenant,
@@ -384,7 +396,8 @@ export class Records implements WorkerRecords {
       ...(claim ? { idemKey: claim.keyHash } : {}),
     };
     const keys = [this.jobKey(r.id), this.tenantJobsKey(r.tenant), ...(claim ? [this.idempotencyKey(r.tenant, claim.keyHash)] : [])];
-    const reply = await this.batch.send<string[]>(
+    const send = opts.now ? this.batch.sendNow.bind(this.batch) : this.batch.send.bind(this.batch);
+    const reply = await send<string[]>(
       'immunizeSubmitJob',
       keys.length,
       ...keys,

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FastifyInstance } from 'fastify';
 import type { RunningServer } from '../../services/server.js';
-import { ADMIN, ALICE, cleanup, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
+import { ADMIN, ALICE, cleanup, eventually, multipart, randomNpy, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
 
 await requireRedis();
 
@@ -82,6 +82,30 @@ describe('submitting a job', () => {
     const explicit = await submit(ALICE, { ...spec, seed: 0 }, { 'idempotency-key': 'as-sent-1' });
     assert.equal(explicit.statusCode, 409, explicit.body);
     assert.equal(explicit.json().error.code, 'idempotency_conflict');
+  });
+
+  it('writes the record before the queue entry, in one round trip, when there is no Idempotency-Key', async () => {
+    const monitor = await srv.services.redis.monitor();
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => seen.push(`${String(args[0]).toLowerCase()} ${args[1] ?? ''}`));
+    try {
+      const ids: string[] = [];
+      const answers = await Promise.all(Array.from({ length: 5 }, () => submit(ALICE, { benign: { dataset: benign }, harmful: { dataset: harmful } })));
+      for (const r of answers) {
+        assert.equal(r.statusCode, 202, r.body);
+        ids.push(r.json().id as string);
+      }
+      await eventually('the monitor saw every queue entry', async () =>
+        ids.every((id) => seen.some((c) => c.startsWith('hmset') && c.endsWith(`:${id}`))) ? true : undefined,
+      );
+      for (const id of ids) {
+        const record = seen.findIndex((c) => c === `hset ${t.prefix}:job:${id}`);
+        const entry = seen.findIndex((c) => c.startsWith('hmset') && c.endsWith(`:${id}`));
+        assert.ok(record >= 0 && record < entry, `record at ${record}, queue entry at ${entry}`);
+      }
+    } finally {
+      monitor.disconnect();
+    }
   });
 
   it('documents the body with the job spec schema', async () => {
