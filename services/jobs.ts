@@ -195,7 +195,8 @@ export class JobService {
    * Submits a job. The spec's checks come first; then one script claims the Idempotency-Key (if any) and writes the
    * record, so that a crash leaves both or neither; then the job is queued. A key already used answers with its
    * job, and puts it on the queue again while it has not finished: the submission that wrote it may have been cut
-   * off before queueing it, and adding a job id the queue holds already changes nothing.
+   * off before queueing it, and adding a job id the queue holds already changes nothing. Without a key, see
+   * createAndQueue.
    */
   async submit(principal: Principal, { spec, body, idempotencyKey }: Submission): Promise<{ id: string; status: JobStatus; created: boolean }> {
     this.assertMaySubmit(principal);
@@ -231,7 +232,7 @@ export class JobService {
     } catch (err) {
       // Taken back unless a replay has answered for it meanwhile (that one queues it); while Redis is away this
       // fails too, and a retry with the same key queues the job.
-      await this.records.abandonJob(id, tenant, claim?.keyHash ?? null).catch(() => undefined);
+      await this.records.abandonJob(id, tenant, claim.keyHash).catch(() => undefined);
       throw err;
     }
     this.logger?.info({ jobId: id, tenant }, 'job submitted');
