@@ -192,9 +192,12 @@ async function main(): Promise<void> {
 
   for (const t of TAILS) {
     say(`${t.label}`);
-    const rate = sgemmRate(t.gemm);
-    say(`  sgemm ${t.gemm.join('×')}: ${gflops(1, 1e9 / rate)} (this run)`);
+    const before = sgemmRate(t.gemm);
     const ours = await ourStep(backend, t);
+    // Measured on both sides of our step, the better one counts: on a shared machine a burst from another process
+    // would otherwise lower the ceiling.
+    const rate = Math.max(before, sgemmRate(t.gemm));
+    say(`  sgemm ${t.gemm.join('×')}: ${(rate / 1e9).toFixed(1)} GFLOP/s (this run, best of 6)`);
     const spectral = spectralSeconds(ours.featureDim);
     const rest = ours.seconds - ours.heavySeconds;
     const ceiling = ours.heavyFlops / rate;

@@ -7,7 +7,19 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { batchMatMul, conv2d, conv2dBackpropFilter, conv2dBackpropInput, stridedCopy, binary, type BinaryOp, type ConvGeometry } from '../linalg/tfKernels.js';
+import {
+  batchMatMul,
+  conv2d,
+  conv2dBackpropFilter,
+  conv2dBackpropInput,
+  stridedCopy,
+  binary,
+  unary,
+  softmaxRows,
+  type BinaryOp,
+  type UnaryOp,
+  type ConvGeometry,
+} from '../linalg/tfKernels.js';
 
 type Tf = typeof TF;
 type KernelConfig = TF.KernelConfig;
@@ -24,7 +36,7 @@ export const GEMM_KERNELS = ['Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFil
  */
 export const COPY_KERNELS = ['Transpose', 'Slice', 'PadV2', 'Sum'] as const;
 /** Element-wise arithmetic, where tfjs-backend-cpu's broadcasting path (a conv's bias over NCHW) is slow. */
-export const ELEMENTWISE_KERNELS = ['Add', 'Sub', 'Multiply', 'RealDiv'] as const;
+export const ELEMENTWISE_KERNELS = ['Add', 'Sub', 'Multiply', 'RealDiv', 'Exp', 'Erf', 'Neg', 'Square', 'Relu', 'Step', 'Softmax', 'Mean'] as const;
 /** Kernels with a native implementation. */
 export const NATIVE_KERNELS = [...GEMM_KERNELS, ...COPY_KERNELS, ...ELEMENTWISE_KERNELS] as const;
 
@@ -236,29 +248,31 @@ const padKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
   return cpu.makeTensorInfo(outShape, 'float32', out);
 };
 
-/** A float32 sum over any axes: the reduced axes are moved innermost by a native copy, then summed in rows. */
-const sumKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
-  const cpu = backend as MathBackendCPU;
-  const { x } = inputs as { x: TensorInfo };
-  const xv = floats(cpu, x);
-  if (!xv || xv.length === 0 || x.shape.length === 0) return null;
-  const rank = x.shape.length;
-  const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape);
-  const perm = tf.backend_util.getAxesPermutation(axes, rank);
-  const values = perm ? permuted(xv, x.shape, perm) : xv;
-  if (!values) return null;
-  const shape = perm ? perm.map((p) => x.shape[p]) : x.shape;
-  const [outShape, reduceShape] = tf.backend_util.computeOutAndReduceShapes(shape, tf.backend_util.getInnerMostAxes(axes.length, rank));
-  const width = size(reduceShape);
-  const out = new Float32Array(size(outShape));
-  for (let i = 0; i < out.length; i++) {
-    let acc = 0;
-    for (let j = i * width, end = j + width; j < end; j++) acc += values[j];
-    out[i] = acc;
-  }
-  const finalShape = attrs.keepDims ? tf.backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
-  return cpu.makeTensorInfo(finalShape, 'float32', out);
-};
+/** A float32 sum (or mean) over any axes: the reduced axes are moved innermost by a native copy, then summed in rows. */
+const reduceKernel =
+  (mean: boolean): Native =>
+  (tf, { inputs, backend, attrs = {} }) => {
+    const cpu = backend as MathBackendCPU;
+    const { x } = inputs as { x: TensorInfo };
+    const xv = floats(cpu, x);
+    if (!xv || xv.length === 0 || x.shape.length === 0) return null;
+    const rank = x.shape.length;
+    const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape);
+    const perm = tf.backend_util.getAxesPermutation(axes, rank);
+    const values = perm ? permuted(xv, x.shape, perm) : xv;
+    if (!values) return null;
+    const shape = perm ? perm.map((p) => x.shape[p]) : x.shape;
+    const [outShape, reduceShape] = tf.backend_util.computeOutAndReduceShapes(shape, tf.backend_util.getInnerMostAxes(axes.length, rank));
+    const width = size(reduceShape);
+    const out = new Float32Array(size(outShape));
+    for (let i = 0; i < out.length; i++) {
+      let acc = 0;
+      for (let j = i * width, end = j + width; j < end; j++) acc += values[j];
+      out[i] = mean ? acc / width : acc;
+    }
+    const finalShape = attrs.keepDims ? tf.backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
+    return cpu.makeTensorInfo(finalShape, 'float32', out);
+  };
 
 /** Below this many elements the addon call costs more than tfjs's own loop. */
 const ELEMENTWISE_MIN = 4096;
@@ -281,6 +295,26 @@ function binaryKernel(op: BinaryOp): Native {
   };
 }
 
+function unaryKernel(op: UnaryOp): Native {
+  return (_tf, { inputs, backend, attrs = {} }) => {
+    const cpu = backend as MathBackendCPU;
+    const { x } = inputs as { x: TensorInfo };
+    const xv = floats(cpu, x);
+    if (!xv || xv.length < ELEMENTWISE_MIN) return null;
+    return cpu.makeTensorInfo(x.shape, 'float32', unary(op, xv, (attrs.alpha as number | undefined) ?? 0));
+  };
+}
+
+const softmaxKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { logits } = inputs as { logits: TensorInfo };
+  const xv = floats(cpu, logits);
+  const rank = logits.shape.length;
+  const dim = attrs.dim as number;
+  if (!xv || xv.length === 0 || rank === 0 || (dim !== -1 && dim !== rank - 1)) return null;
+  return cpu.makeTensorInfo(logits.shape, 'float32', softmaxRows(xv, logits.shape[rank - 1]));
+};
+
 const NATIVE: Record<(typeof NATIVE_KERNELS)[number], Native> = {
   Conv2D: conv2dKernel,
   Conv2DBackpropInput: conv2dBackpropInputKernel,
@@ -289,7 +323,15 @@ const NATIVE: Record<(typeof NATIVE_KERNELS)[number], Native> = {
   Transpose: transposeKernel,
   Slice: sliceKernel,
   PadV2: padKernel,
-  Sum: sumKernel,
+  Sum: reduceKernel(false),
+  Mean: reduceKernel(true),
+  Exp: unaryKernel('exp'),
+  Erf: unaryKernel('erf'),
+  Neg: unaryKernel('neg'),
+  Square: unaryKernel('square'),
+  Relu: unaryKernel('relu'),
+  Step: unaryKernel('step'),
+  Softmax: softmaxKernel,
   Add: binaryKernel('add'),
   Sub: binaryKernel('sub'),
   Multiply: binaryKernel('mul'),

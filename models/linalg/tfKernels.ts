@@ -47,6 +47,8 @@ interface TfAddon {
   tfBatchMatMul(a: Float32Array, b: Float32Array, dims: Int32Array): Float32Array;
   tfStridedCopy(src: Float32Array, dst: Float32Array, layout: Int32Array): void;
   tfBinary(a: Float32Array, b: Float32Array, layout: Int32Array, op: number): Float32Array;
+  tfUnary(x: Float32Array, op: number, alpha: number): Float32Array;
+  tfSoftmax(x: Float32Array, cols: number): Float32Array;
 }
 
 const require = createRequire(import.meta.url);
@@ -180,4 +182,22 @@ export function binary(
   [...aStrides, ...bStrides].forEach((n) => checkCount('binary stride', n, 0));
   const layout = Int32Array.from([rank, ...shape, ...aStrides, ...bStrides]);
   return call(() => addon.tfBinary(a, b, layout, BINARY_OPS.indexOf(op)));
+}
+
+export type UnaryOp = 'exp' | 'erf' | 'neg' | 'square' | 'relu' | 'step';
+const UNARY_OPS: readonly UnaryOp[] = ['exp', 'erf', 'neg', 'square', 'relu', 'step'];
+
+/** Element-wise op(x); `step` is x > 0 ? 1 : alpha (NaN kept), `relu` is x < 0 ? 0 : x, as tfjs defines them. */
+export function unary(op: UnaryOp, x: Float32Array, alpha = 0): Float32Array {
+  if (!(x instanceof Float32Array)) bad('unary: x must be a Float32Array');
+  if (!UNARY_OPS.includes(op)) bad(`unary: unknown op ${String(op)}`);
+  return call(() => addon.tfUnary(x, UNARY_OPS.indexOf(op), alpha));
+}
+
+/** Softmax over each row of `cols` consecutive entries. */
+export function softmaxRows(x: Float32Array, cols: number): Float32Array {
+  if (!(x instanceof Float32Array)) bad('softmaxRows: x must be a Float32Array');
+  checkCount('softmaxRows cols', cols, 1);
+  if (x.length % cols !== 0) bad(`softmaxRows: ${cols} columns do not divide ${x.length} entries`);
+  return call(() => addon.tfSoftmax(x, cols));
 }

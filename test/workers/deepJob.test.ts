@@ -1,5 +1,5 @@
 /**
- * Last-block jobs through the shared processor, on the small generated fixtures and the cpu backend: the κ ratios
+ * Last-block jobs through the shared processor, on the small generated fixtures and the default (native) backend: the κ ratios
  * over 20 draws, the head's held-out accuracy, the exported ONNX against the trained features (recomputed here by
  * onnxruntime on the exported file and by the tfjs tail with the exported weights), and the refusals.
  */
@@ -57,7 +57,7 @@ async function resnetJob(): Promise<{ model: string; benign: string; labels: str
 }
 
 describe('last-block jobs', () => {
-  it('ResNet fixture: 20 steps on the cpu backend immunize the block, keep the head accurate, and the metrics agree with onnxruntime on the exported file', async () => {
+  it('ResNet fixture: 20 steps on the native backend immunize the block, keep the head accurate, and the metrics agree with onnxruntime on the exported file', async () => {
     const files = await resnetJob();
     const out = join(dir, 'resnet-out');
     const spec = parseJobSpec({
@@ -75,7 +75,7 @@ describe('last-block jobs', () => {
       `# harmful ratio ${d.harmfulRatio.mean} ± ${d.harmfulRatio.std}, benign ratio ${d.benignRatio.mean} ± ${d.benignRatio.std}, RIR ${d.rir.mean}, accuracy ${d.benignAccuracy.before} → ${d.benignAccuracy.after}, accepted ${d.training.accepted}/${d.training.steps}, tail diff ${m.checkpoint.maxTailFeatureDiff}`,
     );
     assert.equal(m.mode, 'last-block');
-    assert.equal(m.tfjsBackend, 'cpu');
+    assert.equal(m.tfjsBackend, 'native');
     assert.equal(d.training.steps, 20);
     assert.equal(d.draws, 20);
     assert.equal(d.sampleSize, 100);
@@ -139,7 +139,7 @@ describe('last-block jobs', () => {
     assert.ok(!differs('fc.weight') && !differs('layer1.0.1.conv.weight') && !differs('layer4.0.1.bn.running_mean'), 'head, trunk and BN statistics untouched');
   });
 
-  it('ViT fixture: runs end to end on the wasm backend (no conv in the tail) and exports a verified ONNX', async () => {
+  it('ViT fixture: runs end to end on the native backend and exports a verified ONNX', async () => {
     const benign = patternImages(40, 7, { classes: CLASSES });
     const harmful = patternImages(40, 8, { lowRank: 3 });
     const model = join(dir, 'vit.onnx');
@@ -162,7 +162,7 @@ describe('last-block jobs', () => {
     assert.equal(disk.metrics.deep.activations, 'disk');
     assert.equal(m.deep.activations, 'memory');
     assert.deepEqual(disk.metrics.deep.distributions, m.deep.distributions);
-    assert.equal(m.tfjsBackend, 'wasm');
+    assert.equal(m.tfjsBackend, 'native');
     assert.equal(m.deep.sampleSize, 40);
     assert.match(m.deep.cut.tensor, /encoder_layer_0/);
     assert.ok(m.checkpoint.passed, `tail feature difference ${m.checkpoint.relTailFeatureDiff}`);

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -492,6 +493,60 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// unary(x, op) → y element-wise: 0 exp, 1 erf, 2 negate, 3 square, 4 relu (x < 0 ? 0 : x), 5 step (x > 0 ? 1 :
+// alpha, NaN kept), as tfjs defines them.
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) Fail(env, "x must be a Float32Array");
+  if (!info[1].IsNumber() || !info[2].IsNumber()) Fail(env, "op and alpha must be numbers");
+  const int op = info[1].As<Napi::Number>().Int32Value();
+  if (op < 0 || op > 5) Fail(env, "op must be 0 to 5");
+  const float alpha = info[2].As<Napi::Number>().FloatValue();
+  Napi::Float32Array x = info[0].As<Napi::Float32Array>();
+  const int64_t n = static_cast<int64_t>(x.ElementLength());
+  Napi::Float32Array y = NewFloats(env, n);
+  const float* a = x.Data();
+  float* b = y.Data();
+  Split(n, 1, [&](int64_t i0, int64_t i1) {
+    switch (op) {
+      case 0: for (int64_t i = i0; i < i1; ++i) b[i] = std::exp(a[i]); break;
+      case 1: for (int64_t i = i0; i < i1; ++i) b[i] = std::erf(a[i]); break;
+      case 2: for (int64_t i = i0; i < i1; ++i) b[i] = -a[i]; break;
+      case 3: for (int64_t i = i0; i < i1; ++i) b[i] = a[i] * a[i]; break;
+      case 4: for (int64_t i = i0; i < i1; ++i) b[i] = a[i] < 0 ? 0.0f : a[i]; break;
+      default: for (int64_t i = i0; i < i1; ++i) b[i] = std::isnan(a[i]) ? a[i] : (a[i] > 0 ? 1.0f : alpha); break;
+    }
+  });
+  return y;
+}
+
+// softmax(x, cols) → y: each row of `cols` entries exp(x − max) / Σ, in float32 with a double sum.
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) Fail(env, "x must be a Float32Array");
+  if (!info[1].IsNumber()) Fail(env, "cols must be a number");
+  Napi::Float32Array x = info[0].As<Napi::Float32Array>();
+  const int64_t cols = info[1].As<Napi::Number>().Int64Value();
+  const int64_t n = static_cast<int64_t>(x.ElementLength());
+  if (cols < 1 || n % cols != 0) Fail(env, "softmax: cols must be positive and divide the length");
+  Napi::Float32Array y = NewFloats(env, n);
+  const float* a = x.Data();
+  float* b = y.Data();
+  Split(n / cols, cols, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = a + r * cols;
+      float* out = b + r * cols;
+      float top = row[0];
+      for (int64_t j = 1; j < cols; ++j) top = std::max(top, row[j]);
+      double sum = 0;
+      for (int64_t j = 0; j < cols; ++j) sum += (out[j] = std::exp(row[j] - top));
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int64_t j = 0; j < cols; ++j) out[j] *= inv;
+    }
+  });
+  return y;
+}
+
 // A failed allocation or thread start would otherwise terminate the process.
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 Napi::Value Guarded(const Napi::CallbackInfo& info) {
@@ -513,6 +568,8 @@ void Register(Napi::Env env, Napi::Object exports, void (*useThreads)(int)) {
   exports.Set("tfConv2dBackpropFilter", Napi::Function::New(env, Guarded<Conv2dBackpropFilter>, "tfConv2dBackpropFilter"));
   exports.Set("tfBatchMatMul", Napi::Function::New(env, Guarded<BatchMatMul>, "tfBatchMatMul"));
   exports.Set("tfBinary", Napi::Function::New(env, Guarded<Binary>, "tfBinary"));
+  exports.Set("tfUnary", Napi::Function::New(env, Guarded<Unary>, "tfUnary"));
+  exports.Set("tfSoftmax", Napi::Function::New(env, Guarded<Softmax>, "tfSoftmax"));
   exports.Set("tfStridedCopy", Napi::Function::New(env, Guarded<StridedCopy>, "tfStridedCopy"));
 }
 

@@ -317,6 +317,37 @@ describe('native tfjs backend', () => {
     }
   });
 
+  it('Exp, Erf, Neg, Square, Relu, Step, Softmax and Mean match tfjs-backend-cpu, with their gradients', () => {
+    const unaries = { Exp: tf.exp, Erf: tf.erf, Neg: tf.neg, Square: tf.square, Relu: tf.relu, Softmax: tf.softmax } as const;
+    for (const [kernel, op] of Object.entries(unaries)) {
+      compareOps(kernel, kernel === 'Relu' ? ['Relu', 'Step'] : [kernel], 5, (next) => {
+        const shape = [64, ...randomShape(next, 2, true)].map((n, d) => Math.max(n, [64, 8, 8][d]));
+        const x = randomArray(
+          shape.reduce((a, b) => a * b, 1),
+          next,
+        );
+        return {
+          label: `[${shape}]`,
+          run: () => {
+            const xt = tf.tensor(x, shape);
+            const r = tf.tensor(randomArray(xt.size, uniform(3)), shape);
+            const dx = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(op(a), r)))(xt);
+            return tf.concat([tf.reshape(op(xt), [-1]), tf.reshape(dx, [-1])]);
+          },
+        };
+      });
+    }
+    compareOps('mean', ['Mean'], 20, (next) => {
+      const shape = [64, ...randomShape(next, 3, true)].map((n, d) => Math.max(n, [64, 8, 4, 2][d]));
+      const axes = shape.map((_, i) => i).filter(() => next() < 0.5);
+      const x = randomArray(
+        shape.reduce((a, b) => a * b, 1),
+        next,
+      );
+      return { label: `[${shape}] axes [${axes}]`, run: () => tf.mean(tf.tensor(x, shape), axes.length ? axes : undefined, next() < 0.5) };
+    });
+  });
+
   it('bad shapes throw an Error and leave the process running', () => {
     const g: ConvGeometry = {
       batch: 1,
