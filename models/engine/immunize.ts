@@ -148,8 +148,9 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
       details: {
         centred: r.centred ? 1 : 0,
         ridge: r.ridge,
+        complement: r.family === 'complement' ? 1 : 0,
         benignShare: r.benignShare,
-        harmfulShare: r.harmfulShare,
+        ...(r.harmfulShare === null ? {} : { harmfulShare: r.harmfulShare }),
         suppressed: r.suppressed,
         delta: r.delta,
       },
@@ -257,7 +258,7 @@ function screenAgainstVerdict(
   rtol: number,
   rawSides: Record<'benign' | 'harmful', RawSide>,
   keep: (s: Screened) => void,
-): (theta: Mat, mustBeat: number) => { passed: boolean; score: number; rir: number } {
+): (theta: Mat, mustBeat: number) => { passed: boolean; score: number; rir: number; kappaOk: boolean } {
   const t = VERDICT_THRESHOLDS;
   const before = {
     benign: conditioningFromSpectrum(syevr(prep.benignStats.K, { vectors: false }).values, rtol),
@@ -280,7 +281,7 @@ function screenAgainstVerdict(
       else kappaOk = false;
     }
     // A candidate that cannot beat the best one passed so far is not worth its attack runs.
-    if (!(rir > mustBeat)) return { passed: false, score, rir };
+    if (!(rir > mustBeat)) return { passed: false, score, rir, kappaOk };
     // Filled side by side below; complete only once both sides ran every attacker.
     const screened: Screened = { theta, stats: {} as Screened['stats'], eigen: {} as Screened['eigen'], immunized: {} as Screened['immunized'] };
     for (const data of ['benign', 'harmful'] as const) {
@@ -295,12 +296,12 @@ function screenAgainstVerdict(
         const stopAt = data === 'benign' ? t.benignSlowdown * 1.01 : t.harmfulSlowdown * 1.1;
         const o = simulateAttack(attacker, data, rawSides[data].baseline(attacker), isStandardized(attacker) ? imm.zScored : imm.plain, stopAt);
         const ok = data === 'benign' ? !o.capped && o.stepsImmunized <= t.benignSlowdown * o.stepsRaw : o.stepsImmunized >= t.harmfulSlowdown * o.stepsRaw;
-        if (!ok) return { passed: false, score, rir };
+        if (!ok) return { passed: false, score, rir, kappaOk };
         score++;
       }
     }
     if (kappaOk) keep(screened);
-    return { passed: kappaOk, score, rir };
+    return { passed: kappaOk, score, rir, kappaOk };
   };
 }
 

@@ -1,6 +1,7 @@
 import { gemm, syevr } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { mat, symmetrize } from './dense.js';
+import { complementBasis, complementTheta } from './benignComplement.js';
 import { randomRotation } from './closedForm.js';
 import { matrixCondition } from './spectrum.js';
 import type { SufficientStats } from './stats.js';
@@ -24,12 +25,14 @@ import type { SufficientStats } from './stats.js';
  */
 export interface SpectralCandidate {
   theta: Mat;
+  /** 'complement': everything outside the benign signal is suppressed (benignComplement.ts); 'energy': the directions chosen by their energy shares. */
+  family: 'complement' | 'energy';
   centred: boolean;
   ridge: number;
   /** The benign energy share the suppressed directions may hold. */
   benignShare: number;
-  /** The harmful energy share they do hold. */
-  harmfulShare: number;
+  /** The harmful energy share they do hold (the energy family only). */
+  harmfulShare: number | null;
   suppressed: number;
   delta: number;
   thetaCondition: number;
@@ -58,10 +61,15 @@ export const EXHAUSTIVE_MAX_DIM = 128;
 /** The milder suppression tried after the boldest one. */
 export const MILD_DELTA = 1e-2;
 
+/** The complement family: whitening ridges, harmful axes kept at full scale, and suppressions δ, in the order tried. */
+export const COMPLEMENT_RIDGES = [1e-4, 1e-3];
+export const COMPLEMENT_KEPT = [4, 1, 0];
+export const COMPLEMENT_DELTAS = [1e-3, 3e-4, 1e-4];
+
 /** Benign energy shares tried, from the boldest; the caller's check picks the first that passes. */
 export const BENIGN_SHARES = [1e-2, 1e-3, 1e-4, 1e-5];
 
-interface Geometry {
+export interface Geometry {
   centred: boolean;
   ridge: number;
   W: Mat;
@@ -186,8 +194,37 @@ export function spectralTheta(g: Geometry, suppressed: number[], delta: number, 
  */
 type Candidate = SpectralCandidate;
 
-/** Every candidate of the grid within the κ(θ) budget, geometry by geometry (centred first: the z-scoring attackers centre too). */
-function* candidates(benign: SufficientStats, harmful: SufficientStats, opts: SpectralOptions, rotation: Mat): Generator<Candidate> {
+/** W·A_H·W from its eigenpairs. */
+function harmfulWhitened(g: Geometry): Mat {
+  const D = g.m.length;
+  const Qm = mat(D, D);
+  for (let i = 0; i < D; i++) for (let j = 0; j < D; j++) Qm.data[i * D + j] = g.Q.data[i * D + j] * g.m[j];
+  return symmetrize(gemm(Qm, g.Q, { transB: true }));
+}
+
+function* complementCandidates(benign: SufficientStats, harmful: SufficientStats, opts: SpectralOptions, rotation: Mat): Generator<Candidate> {
+  const ridges = opts.ridge !== undefined ? [opts.ridge] : COMPLEMENT_RIDGES;
+  for (const centred of [true, false]) {
+    for (const ridge of ridges) {
+      const g = spectralGeometry(benign, harmful, centred, ridge, opts.harmfulLabelled);
+      const mean = centred ? null : Float64Array.from(benign.colSum, (v) => v / benign.n);
+      const c = complementBasis(g.W, crossMoment(benign, centred), mean, harmfulWhitened(g));
+      const suppressible = benign.dim - c.signalDims;
+      for (const kept of COMPLEMENT_KEPT) {
+        if (kept >= suppressible && kept > 0) continue;
+        for (const delta of COMPLEMENT_DELTAS) {
+          const theta = complementTheta(g.W, c, kept, delta, rotation);
+          const kt = matrixCondition(theta);
+          if (kt === null || kt > opts.kappaBudget) continue;
+          yield { theta, family: 'complement', centred, ridge, benignShare: 0, harmfulShare: null, suppressed: suppressible - kept, delta, thetaCondition: kt };
+        }
+      }
+    }
+  }
+}
+
+/** Every candidate of the energy family within the κ(θ) budget, geometry by geometry (centred first: the z-scoring attackers centre too). */
+function* energyCandidates(benign: SufficientStats, harmful: SufficientStats, opts: SpectralOptions, rotation: Mat): Generator<Candidate> {
   const ridges = opts.ridge !== undefined ? [opts.ridge] : SPECTRAL_RIDGES;
   for (const centred of [true, false]) {
     for (const ridge of ridges) {
@@ -205,7 +242,17 @@ function* candidates(benign: SufficientStats, harmful: SufficientStats, opts: Sp
           const theta = spectralTheta(g, set.indices, delta, rotation);
           const kt = matrixCondition(theta);
           if (kt === null || kt > opts.kappaBudget) continue;
-          yield { theta, centred, ridge, benignShare, harmfulShare: set.harmfulShare, suppressed: set.indices.length, delta, thetaCondition: kt };
+          yield {
+            theta,
+            family: 'energy',
+            centred,
+            ridge,
+            benignShare,
+            harmfulShare: set.harmfulShare,
+            suppressed: set.indices.length,
+            delta,
+            thetaCondition: kt,
+          };
         }
       }
     }
@@ -213,31 +260,28 @@ function* candidates(benign: SufficientStats, harmful: SufficientStats, opts: Sp
 }
 
 /**
- * Screens the candidates with the caller's check. Above EXHAUSTIVE_MAX_DIM the first that passes wins (at most
- * MAX_SCREENED are screened). Below it a screen costs milliseconds: every candidate's RIR is read first (the check
- * stops there when asked to beat Infinity), and they are screened from the largest RIR down, so that the first
- * that passes is the passing candidate with the largest RIR. When none passes, the one that passed the most checks
- * is returned.
+ * Screens the candidates with the caller's check. At most D ≤ EXHAUSTIVE_MAX_DIM a screen costs milliseconds: every
+ * candidate's RIR is read first (the check stops after the κ checks when asked to beat Infinity), and each family is
+ * screened from the largest RIR down, the energy family first (it keeps the benign geometry closest to the original),
+ * so that the first that passes is the passing candidate with the largest RIR of the first family that has one.
+ * Above it the complement family comes first (on learned features and pixels it is the one that passes), those that
+ * fail a κ check only after the rest, MAX_SCREENED at most, and the first that passes wins. When none passes, the one that passed the most checks is returned.
  */
 export function spectralImmunize(
   benign: SufficientStats,
   harmful: SufficientStats,
   opts: SpectralOptions,
-  /** The caller's check; it may stop early (not passed) once it knows the RIR is at most `mustBeat`. */
-  accept: (theta: Mat, mustBeat: number) => { passed: boolean; score: number; rir: number },
+  /** The caller's check; it may stop after the κ checks (not passed) once it knows the RIR is at most `mustBeat`. */
+  accept: (theta: Mat, mustBeat: number) => { passed: boolean; score: number; rir: number; kappaOk: boolean },
 ): SpectralCandidate & { passed: boolean; tried: number } {
   const D = benign.dim;
   const rotation = randomRotation(D, opts.seed);
-  const exhaustive = D <= EXHAUSTIVE_MAX_DIM;
-  let pool: Iterable<Candidate> = candidates(benign, harmful, opts, rotation);
-  if (exhaustive) {
-    const all = [...pool].map((c) => ({ c, rir: accept(c.theta, Infinity).rir }));
-    pool = all.sort((a, b) => b.rir - a.rir).map((x) => x.c);
-  }
+  const families = [complementCandidates, energyCandidates].map((family) => () => family(benign, harmful, opts, rotation));
+  const pool = D <= EXHAUSTIVE_MAX_DIM ? chain([families[1], families[0]].map((f) => () => byRir(f(), accept))) : kappaFirst(chain(families), accept);
   let best: (Candidate & { score: number }) | null = null;
   let tried = 0;
   for (const candidate of pool) {
-    if (!exhaustive && tried >= MAX_SCREENED) break;
+    if (tried >= MAX_SCREENED && D > EXHAUSTIVE_MAX_DIM) break;
     tried++;
     const verdict = accept(candidate.theta, -Infinity);
     if (verdict.passed) return { ...candidate, passed: true, tried };
@@ -246,4 +290,25 @@ export function spectralImmunize(
   if (best === null) throw new Error(`no candidate keeps κ(θ) within the budget ${opts.kappaBudget}`);
   const { score: _s, ...chosen } = best;
   return { ...chosen, passed: false, tried };
+}
+
+function* chain<T>(makers: Array<() => Iterable<T>>): Generator<T> {
+  for (const make of makers) yield* make();
+}
+
+type Check = (theta: Mat, mustBeat: number) => { rir: number; kappaOk: boolean };
+
+function byRir(made: Iterable<Candidate>, accept: Check): Candidate[] {
+  const all = [...made].map((c) => ({ c, rir: accept(c.theta, Infinity).rir }));
+  return all.sort((a, b) => b.rir - a.rir).map((x) => x.c);
+}
+
+/** The candidates that pass the κ checks as they come, then the others in their order. */
+function* kappaFirst(made: Iterable<Candidate>, accept: Check): Generator<Candidate> {
+  const failedKappa: Candidate[] = [];
+  for (const c of made) {
+    if (accept(c.theta, Infinity).kappaOk) yield c;
+    else failedKappa.push(c);
+  }
+  yield* failedKappa;
 }
