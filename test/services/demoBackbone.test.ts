@@ -84,6 +84,9 @@ test('demo backbone --quick: both jobs write a checkpoint that does what metrics
   const r = await cli(['demo', 'backbone', '--quick', '--out', out]);
   const linear = JSON.parse(await readFile(join(out, 'linear-head', 'metrics.json'), 'utf8'));
   const deep = JSON.parse(await readFile(join(out, 'last-block', 'metrics.json'), 'utf8'));
+  // The linear head is immunized on this backbone, with every first-order attacker measured or a capped lower bound.
+  assert.equal(linear.verdict, 'immunized', JSON.stringify(linear.verdictReasons));
+  for (const a of linear.attacks) if (a.attacker !== 'newton') assert.notEqual(a.status, 'unmeasured', `${a.attacker} on ${a.data}`);
   const allImmunized = linear.verdict === 'immunized' && deep.verdict === 'immunized';
   assert.equal(r.code, allImmunized ? 0 : 3, r.stderr);
 
