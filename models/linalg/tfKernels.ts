@@ -49,7 +49,6 @@ interface TfAddon {
   tfBinary(a: Float32Array, b: Float32Array, layout: Int32Array, op: number): Float32Array;
   tfUnary(x: Float32Array, op: number, alpha: number): Float32Array;
   tfSoftmax(x: Float32Array, cols: number): Float32Array;
-  tfAlloc(n: number): Float32Array;
 }
 
 const require = createRequire(import.meta.url);
@@ -201,13 +200,4 @@ export function softmaxRows(x: Float32Array, cols: number): Float32Array {
   checkCount('softmaxRows cols', cols, 1);
   if (x.length % cols !== 0) bad(`softmaxRows: ${cols} columns do not divide ${x.length} entries`);
   return call(() => addon.tfSoftmax(x, cols));
-}
-
-/**
- * n floats for a kernel's output, their contents undefined: large ones are reused memory from the addon's pool (a
- * fresh large buffer costs a page fault per 4 KiB on first touch), small ones are V8's, zeroed.
- */
-export function outputFloats(n: number): Float32Array {
-  checkCount('outputFloats n', n, 0);
-  return call(() => addon.tfAlloc(n));
 }

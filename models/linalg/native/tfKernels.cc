@@ -1,15 +1,11 @@
 #include "tfKernels.h"
 
 #include <cblas.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <map>
-#include <mutex>
 #include <new>
 #include <string>
 #include <system_error>
@@ -66,57 +62,8 @@ int64_t CheckedProduct(Napi::Env env, std::initializer_list<int64_t> dims, const
   return p;
 }
 
-// Output buffers. A fresh large ArrayBuffer is mapped page by page on first touch, and on this VM class each 4 KiB
-// fault costs about as much as computing the page (measured: filling a fresh 39 MB Float32Array takes 150 ms, a
-// reused one 30 ms). Large outputs therefore come from blocks in 2 MiB huge pages that go back to a pool when V8
-// collects their ArrayBuffer, so a step's tensors reuse the previous step's memory.
-constexpr size_t kPoolMinBytes = size_t{1} << 20;
-constexpr size_t kHugePage = size_t{2} << 20;
-constexpr size_t kPoolMaxIdleBytes = size_t{2} << 30;
-
-std::mutex g_poolMutex;
-std::multimap<size_t, void*> g_pool;
-size_t g_poolIdle = 0;
-
-void* TakeBlock(size_t bytes) {
-  {
-    std::lock_guard<std::mutex> lock(g_poolMutex);
-    auto it = g_pool.find(bytes);
-    if (it != g_pool.end()) {
-      void* p = it->second;
-      g_pool.erase(it);
-      g_poolIdle -= bytes;
-      return p;
-    }
-  }
-  void* p = std::aligned_alloc(kHugePage, bytes);
-  if (!p) throw std::bad_alloc();
-  madvise(p, bytes, MADV_HUGEPAGE);
-  return p;
-}
-
-void GiveBack(Napi::Env /*env*/, void* p, size_t* bytes) {
-  {
-    std::lock_guard<std::mutex> lock(g_poolMutex);
-    if (g_poolIdle + *bytes <= kPoolMaxIdleBytes) {
-      g_pool.emplace(*bytes, p);
-      g_poolIdle += *bytes;
-      p = nullptr;
-    }
-  }
-  std::free(p);
-  delete bytes;
-}
-
-// n floats, uninitialised unless `zero` (small buffers are always zeroed: they come from V8).
-Napi::Float32Array NewFloats(Napi::Env env, int64_t n, bool zero = false) {
-  const size_t bytes = static_cast<size_t>(n) * sizeof(float);
-  if (bytes < kPoolMinBytes) return Napi::Float32Array::New(env, static_cast<size_t>(n));
-  const size_t block = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-  void* p = TakeBlock(block);
-  if (zero) std::memset(p, 0, bytes);
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, p, bytes, GiveBack, new size_t(block));
-  return Napi::Float32Array::New(env, static_cast<size_t>(n), buffer, 0);
+Napi::Float32Array NewFloats(Napi::Env env, int64_t n) {
+  return Napi::Float32Array::New(env, static_cast<size_t>(n));
 }
 
 // Runs fn(begin, end) over [0, n), split in two halves on two threads when the work is large enough.
@@ -253,7 +200,7 @@ Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo& info) {
   const Conv c = ReadConv(env, info[2]);
   Napi::Float32Array dy = Floats(env, info[0], "dy", c.n * c.Rows() * c.co);
   Napi::Float32Array f = Floats(env, info[1], "filter", c.K() * c.co);
-  Napi::Float32Array dx = NewFloats(env, c.n * c.h * c.w * c.ci, !c.Pointwise());
+  Napi::Float32Array dx = NewFloats(env, c.n * c.h * c.w * c.ci);
   UseAllThreads();
   const int64_t K = c.K();
   if (c.Pointwise()) {
@@ -600,15 +547,6 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   return y;
 }
 
-// alloc(n) → an uninitialised Float32Array for kernels that fill their output in JS (see NewFloats).
-Napi::Value Alloc(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) Fail(env, "alloc: n must be a number");
-  const int64_t n = info[0].As<Napi::Number>().Int64Value();
-  if (n < 0 || n > kMaxElements) Fail(env, "alloc: n must be in [0, 2^31)");
-  return NewFloats(env, n);
-}
-
 // A failed allocation or thread start would otherwise terminate the process.
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 Napi::Value Guarded(const Napi::CallbackInfo& info) {
@@ -632,7 +570,6 @@ void Register(Napi::Env env, Napi::Object exports, void (*useThreads)(int)) {
   exports.Set("tfBinary", Napi::Function::New(env, Guarded<Binary>, "tfBinary"));
   exports.Set("tfUnary", Napi::Function::New(env, Guarded<Unary>, "tfUnary"));
   exports.Set("tfSoftmax", Napi::Function::New(env, Guarded<Softmax>, "tfSoftmax"));
-  exports.Set("tfAlloc", Napi::Function::New(env, Guarded<Alloc>, "tfAlloc"));
   exports.Set("tfStridedCopy", Napi::Function::New(env, Guarded<StridedCopy>, "tfStridedCopy"));
 }
 
