@@ -27,22 +27,39 @@ export interface ComplementBasis {
  */
 export function complementBasis(W: Mat, benignSignal: Mat, benignMean: Float64Array | null, harmfulWhitened: Mat): ComplementBasis {
   const D = W.rows;
-  const signal = gemm(W, withMean(benignSignal, benignMean));
-  const projector = signalProjector(signal);
-  // The projector's eigenvectors: value 1 on the signal, 0 on its complement (ascending, so the signal comes last).
-  const split = syevr(projector.P);
-  const rank = projector.rank;
-  const complementDims = D - rank;
-  const basis = mat(D, D);
-  for (let i = 0; i < D; i++) for (let k = 0; k < rank; k++) basis.data[i * D + k] = split.vectors!.data[i * D + (D - 1 - k)];
-  if (complementDims > 0) {
-    const C = mat(D, complementDims);
-    for (let i = 0; i < D; i++) for (let k = 0; k < complementDims; k++) C.data[i * complementDims + k] = split.vectors!.data[i * D + k];
-    const inner = syevr(symmetrize(gemm(gemm(C, harmfulWhitened, { transA: true }), C)));
-    const axes = gemm(C, inner.vectors!);
-    for (let i = 0; i < D; i++) {
-      for (let k = 0; k < complementDims; k++) basis.data[i * D + rank + k] = axes.data[i * complementDims + (complementDims - 1 - k)];
+  const V = orthonormalColumns(gemm(W, withMean(benignSignal, benignMean)));
+  const rank = V.cols;
+  // One eigendecomposition gives both parts: (I − VVᵀ)·M·(I − VVᵀ) − VVᵀ has eigenvalue −1 on the signal and the
+  // harmful curvatures (≥ 0) of the complement on their axes.
+  const M = harmfulWhitened;
+  const MV = gemm(M, V);
+  const T = gemm(V, gemm(V, MV, { transA: true }));
+  // A = M − V·(MV)ᵀ − (MV)·Vᵀ − V·Vᵀ + V·(VᵀMV)·Vᵀ, as M + L·Rᵀ with L = [V MV V T] and R = [−MV −V −V V].
+  const L = mat(D, 4 * rank);
+  const R = mat(D, 4 * rank);
+  for (let i = 0; i < D; i++) {
+    for (let a = 0; a < rank; a++) {
+      const at = (block: number) => i * 4 * rank + block * rank + a;
+      const v = V.data[i * rank + a];
+      const mv = MV.data[i * rank + a];
+      L.data[at(0)] = v;
+      R.data[at(0)] = -mv;
+      L.data[at(1)] = mv;
+      R.data[at(1)] = -v;
+      L.data[at(2)] = v;
+      R.data[at(2)] = -v;
+      L.data[at(3)] = T.data[i * rank + a];
+      R.data[at(3)] = v;
     }
+  }
+  const A = gemm(L, R, { transB: true });
+  for (let i = 0; i < D * D; i++) A.data[i] += M.data[i];
+  const e = syevr(symmetrize(A));
+  const basis = mat(D, D);
+  for (let i = 0; i < D; i++) {
+    for (let k = 0; k < rank; k++) basis.data[i * D + k] = V.data[i * rank + k];
+    // Ascending eigenvalues: the signal's −1's first, then the complement from its smallest curvature up.
+    for (let k = rank; k < D; k++) basis.data[i * D + k] = e.vectors!.data[i * D + (D - 1 - (k - rank))];
   }
   return { basis, signalDims: rank };
 }
@@ -69,25 +86,29 @@ function withMean(signal: Mat, mean: Float64Array | null): Mat {
   return out;
 }
 
-/** The orthogonal projector onto the columns' span, through their Gram matrix (columns may be dependent). */
-function signalProjector(S: Mat): { P: Mat; rank: number } {
+/** An orthonormal basis of the columns' span (modified Gram–Schmidt, twice; columns that add nothing new are dropped). */
+function orthonormalColumns(S: Mat): Mat {
   const D = S.rows;
-  const C = S.cols;
-  const gram = syevr(symmetrize(gemm(S, S, { transA: true })));
-  const top = gram.values[C - 1];
-  const P = mat(D, D);
-  let rank = 0;
-  for (let k = 0; k < C; k++) {
-    const lam = gram.values[k];
-    if (!(lam > 1e-12 * top)) continue;
-    rank++;
-    const v = new Float64Array(D);
-    for (let i = 0; i < D; i++) {
-      let acc = 0;
-      for (let c = 0; c < C; c++) acc += S.data[i * C + c] * gram.vectors!.data[c * C + k];
-      v[i] = acc / Math.sqrt(lam);
+  const kept: Float64Array[] = [];
+  let largest = 0;
+  for (let c = 0; c < S.cols; c++) largest = Math.max(largest, Math.hypot(...Array.from({ length: D }, (_, i) => S.data[i * S.cols + c])));
+  for (let c = 0; c < S.cols; c++) {
+    const v = Float64Array.from({ length: D }, (_, i) => S.data[i * S.cols + c]);
+    for (let pass = 0; pass < 2; pass++) {
+      for (const q of kept) {
+        let d = 0;
+        for (let i = 0; i < D; i++) d += q[i] * v[i];
+        for (let i = 0; i < D; i++) v[i] -= d * q[i];
+      }
     }
-    for (let i = 0; i < D; i++) for (let j = 0; j < D; j++) P.data[i * D + j] += v[i] * v[j];
+    const n = Math.hypot(...v);
+    if (!(n > 1e-10 * largest)) continue;
+    for (let i = 0; i < D; i++) v[i] /= n;
+    kept.push(v);
   }
-  return { P: symmetrize(P), rank };
+  const out = mat(D, kept.length);
+  kept.forEach((q, k) => {
+    for (let i = 0; i < D; i++) out.data[i * kept.length + k] = q[i];
+  });
+  return out;
 }

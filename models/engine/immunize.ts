@@ -265,14 +265,38 @@ function screenAgainstVerdict(
     harmful: conditioningFromSpectrum(syevr(prep.harmfulStats.K, { vectors: false }).values, rtol),
   };
   const kappaUntestable = kappaCeilingNote(before.harmful.kappa, rtol) !== undefined;
+  // A candidate is often checked twice (its κ's first, the attackers later): each side's transformed statistics, their
+  // eigenvalues and, once the attackers need them, their eigenvectors are kept for the second time.
+  type Side = { stats: SufficientStats; values: Float64Array; eigen?: Eigen };
+  const sides = new WeakMap<Mat, Record<'benign' | 'harmful', Side>>();
+  const sidesOf = (theta: Mat) => {
+    let both = sides.get(theta);
+    if (!both) {
+      const side = (s: SufficientStats): Side => {
+        const stats = transformStats(s, theta);
+        return { stats, values: syevr(stats.K, { vectors: false }).values };
+      };
+      both = { benign: side(prep.benignStats), harmful: side(prep.harmfulStats) };
+      sides.set(theta, both);
+    }
+    return both;
+  };
+  const eigenOf = (side: Side): Eigen => {
+    if (!side.eigen) {
+      const e = syevr(side.stats.K);
+      side.eigen = { values: e.values, vectors: e.vectors! };
+    }
+    return side.eigen;
+  };
   return (theta, mustBeat) => {
     // The κ checks are cheap and always scored; the attackers follow, and the first one that fails ends the screen.
     // The score counts the checks passed, so that the best of a failed search is the one closest to passing.
     let score = 0;
     let kappaOk = true;
-    const kAfter = (K: Mat, rank: number) => conditioningWithRank(syevr(congruence(K, theta), { vectors: false }).values, rtol, rank).kappa;
-    const benignRatio = (kAfter(prep.benignStats.K, before.benign.rank) ?? Infinity) / before.benign.kappa!;
-    const harmfulRatio = (kAfter(prep.harmfulStats.K, before.harmful.rank) ?? 0) / before.harmful.kappa!;
+    const after = sidesOf(theta);
+    const kAfter = (data: 'benign' | 'harmful') => conditioningWithRank(after[data].values, rtol, before[data].rank).kappa;
+    const benignRatio = (kAfter('benign') ?? Infinity) / before.benign.kappa!;
+    const harmfulRatio = (kAfter('harmful') ?? 0) / before.harmful.kappa!;
     const rir = harmfulRatio / benignRatio;
     if (benignRatio <= t.benignRatio) score++;
     else kappaOk = false;
@@ -285,9 +309,8 @@ function screenAgainstVerdict(
     // Filled side by side below; complete only once both sides ran every attacker.
     const screened: Screened = { theta, stats: {} as Screened['stats'], eigen: {} as Screened['eigen'], immunized: {} as Screened['immunized'] };
     for (const data of ['benign', 'harmful'] as const) {
-      const stats = transformStats(data === 'benign' ? prep.benignStats : prep.harmfulStats, theta);
-      const e = syevr(stats.K);
-      const eigen = { values: e.values, vectors: e.vectors! };
+      const stats = after[data].stats;
+      const eigen = eigenOf(after[data]);
       const imm = { plain: probeProblem(stats, null, false, eigen), zScored: probeProblem(stats, null, true) };
       screened.stats[data] = stats;
       screened.eigen[data] = eigen;

@@ -202,11 +202,13 @@ function harmfulWhitened(g: Geometry): Mat {
   return symmetrize(gemm(Qm, g.Q, { transB: true }));
 }
 
-function* complementCandidates(benign: SufficientStats, harmful: SufficientStats, opts: SpectralOptions, rotation: Mat): Generator<Candidate> {
+type GeometryOf = (centred: boolean, ridge: number) => Geometry;
+
+function* complementCandidates(benign: SufficientStats, opts: SpectralOptions, rotation: Mat, geometry: GeometryOf): Generator<Candidate> {
   const ridges = opts.ridge !== undefined ? [opts.ridge] : COMPLEMENT_RIDGES;
   for (const centred of [true, false]) {
     for (const ridge of ridges) {
-      const g = spectralGeometry(benign, harmful, centred, ridge, opts.harmfulLabelled);
+      const g = geometry(centred, ridge);
       const mean = centred ? null : Float64Array.from(benign.colSum, (v) => v / benign.n);
       const c = complementBasis(g.W, crossMoment(benign, centred), mean, harmfulWhitened(g));
       const suppressible = benign.dim - c.signalDims;
@@ -224,11 +226,11 @@ function* complementCandidates(benign: SufficientStats, harmful: SufficientStats
 }
 
 /** Every candidate of the energy family within the κ(θ) budget, geometry by geometry (centred first: the z-scoring attackers centre too). */
-function* energyCandidates(benign: SufficientStats, harmful: SufficientStats, opts: SpectralOptions, rotation: Mat): Generator<Candidate> {
+function* energyCandidates(opts: SpectralOptions, rotation: Mat, geometry: GeometryOf): Generator<Candidate> {
   const ridges = opts.ridge !== undefined ? [opts.ridge] : SPECTRAL_RIDGES;
   for (const centred of [true, false]) {
     for (const ridge of ridges) {
-      const g = spectralGeometry(benign, harmful, centred, ridge, opts.harmfulLabelled);
+      const g = geometry(centred, ridge);
       // κ(θ) ≤ κ(W)/√δ: δ as small as the budget allows (with a margin for rounding), then a milder one, which costs
       // the benign side less where the whitening is far from exact (a rank-deficient K_P, few rows).
       const boldest = Math.min(1, (g.kappaW / (0.5 * opts.kappaBudget)) ** 2);
@@ -276,7 +278,14 @@ export function spectralImmunize(
 ): SpectralCandidate & { passed: boolean; tried: number } {
   const D = benign.dim;
   const rotation = randomRotation(D, opts.seed);
-  const families = [complementCandidates, energyCandidates].map((family) => () => family(benign, harmful, opts, rotation));
+  // Both families share a geometry per (centring, ridge): two eigendecompositions each.
+  const made = new Map<string, Geometry>();
+  const geometry: GeometryOf = (centred, ridge) => {
+    const key = `${centred}:${ridge}`;
+    if (!made.has(key)) made.set(key, spectralGeometry(benign, harmful, centred, ridge, opts.harmfulLabelled));
+    return made.get(key)!;
+  };
+  const families = [() => complementCandidates(benign, opts, rotation, geometry), () => energyCandidates(opts, rotation, geometry)];
   const pool = D <= EXHAUSTIVE_MAX_DIM ? chain([families[1], families[0]].map((f) => () => byRir(f(), accept))) : kappaFirst(chain(families), accept);
   let best: (Candidate & { score: number }) | null = null;
   let tried = 0;
