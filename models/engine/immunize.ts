@@ -118,115 +118,128 @@ function prepare(input: EngineInput, opts: EngineOptions): Prepared {
 export function immunize(input: EngineInput, opts: EngineOptions, observe?: StepObserver, signal?: AbortSignal): EngineResult {
   const start = performance.now();
   const prep = prepare(input, opts);
-  const KP = prep.benignStats.K;
-  const KH = prep.harmfulStats.K;
-  const rtol = opts.rtol ?? defaultRtol(KP.rows);
-  let theta: Mat;
-  let history: StepRecord[] = [];
-  let optimizer: Metrics['optimizer'];
-  let rawSides: Record<'benign' | 'harmful', RawSide> | undefined;
-  let screened: Screened | undefined;
-  let known: Known | undefined;
+  const ctx: SolveContext = { input, opts, prep, rtol: opts.rtol ?? defaultRtol(prep.benignStats.K.rows), observe, signal };
   observe?.({ phase: 'optimize', step: 0, of: opts.steps ?? 0 });
-  if (opts.method === 'spectral') {
-    known = { eigP0: fullEigen(KP), eigH0: fullEigen(KH), thetaCondition: undefined };
-    rawSides = { benign: new RawSide(prep.benignStats, known.eigP0), harmful: new RawSide(prep.harmfulStats, known.eigH0) };
-    const passedScreen = new Map<Mat, Screened>();
-    const screen = screenAgainstVerdict(prep, rtol, rawSides, (s) => passedScreen.set(s.theta, s));
-    const r = spectralImmunize(
-      prep.benignStats,
-      prep.harmfulStats,
-      { kappaBudget: opts.kappaBudget, seed: opts.seed, harmfulLabelled: !!input.harmful.y },
-      screen,
-    );
-    theta = r.theta;
-    screened = passedScreen.get(theta);
-    known!.thetaCondition = r.thetaCondition;
-    optimizer = {
-      steps: r.tried,
-      stopReason: r.passed ? 'passed-screen' : 'best-of-grid',
-      details: {
-        centred: r.centred ? 1 : 0,
-        ridge: r.ridge,
-        complement: r.family === 'complement' ? 1 : 0,
-        benignShare: r.benignShare,
-        ...(r.harmfulShare === null ? {} : { harmfulShare: r.harmfulShare }),
-        suppressed: r.suppressed,
-        delta: r.delta,
-      },
-    };
-  } else if (opts.method === 'closed-form') {
-    const rawStd = {
-      benign: probeProblem(prep.benignStats, null, true),
-      harmful: probeProblem(prep.harmfulStats, null, true),
-    };
-    // Benign users who z-score their features must not be slowed at all; the harmful side must reach the verdict's bar.
-    const passesStandardizedAttack = (candidate: Mat) => {
-      const run = (data: 'benign' | 'harmful', stopAt: number) =>
-        simulateAttack(
-          'gd-exact-standardized',
-          data,
-          rawStd[data],
-          probeProblem(data === 'benign' ? prep.benignStats : prep.harmfulStats, candidate, true),
-          stopAt,
-        );
-      const benign = run('benign', 1.01);
-      const harmful = run('harmful', VERDICT_THRESHOLDS.harmfulSlowdown);
-      return !benign.capped && benign.stepsImmunized <= benign.stepsRaw && harmful.stepsImmunized >= VERDICT_THRESHOLDS.harmfulSlowdown * harmful.stepsRaw;
-    };
-    const cf = closedFormImmunize(
-      KP,
-      KH,
-      { ...CLOSED_FORM_DEFAULTS, kappaBudget: opts.kappaBudget, alpha: opts.alpha, rtol, rotationSeed: opts.seed },
-      passesStandardizedAttack,
-    );
-    theta = cf.theta;
-    optimizer = { steps: 0, stopReason: 'closed-form', details: { alpha: cf.alpha, ridge: cf.ridge, kappaM: cf.kappaM } };
-  } else if (opts.method === 'paper') {
-    const r = paperImmunize(
-      input.benign.X,
-      input.harmful.X,
-      KP,
-      KH,
-      { steps: opts.steps, seed: opts.seed, kappaBudget: opts.kappaBudget, lambdaBenign: opts.lambdaBenign, lambdaHarmful: opts.lambdaHarmful },
-      observe,
-      signal,
-    );
-    theta = r.theta;
-    history = r.steps;
-    optimizer = { steps: r.stepsTaken, stopReason: r.stopReason, details: {} };
-  } else {
-    const r = gradientImmunize(
-      KP,
-      KH,
-      {
-        ...GRADIENT_DEFAULTS,
-        steps: opts.steps ?? defaultStepCap(KP.rows),
-        kappaBudget: opts.kappaBudget,
-        seed: opts.seed,
-        init: opts.init ?? 'identity',
-        optimizer: opts.optimizer ?? 'gd',
-        lambdaBenign: opts.lambdaBenign,
-        lambdaHarmful: opts.lambdaHarmful,
-        rtol,
-      },
-      { n: prep.benignStats.n, colSum: prep.benignStats.colSum },
-      observe,
-      signal,
-    );
-    theta = r.theta;
-    history = r.steps;
-    optimizer = { steps: r.stepsTaken, stopReason: r.stopReason, details: {} };
-  }
+  const solver = { spectral: solveSpectral, 'closed-form': solveClosedForm, paper: solvePaper, gradient: solveGradient }[opts.method] ?? solveGradient;
+  const s = solver(ctx);
   const solveSeconds = (performance.now() - start) / 1000;
+  const screened = s.screened?.theta === s.theta ? s.screened : undefined;
   return finish(
     input,
     opts,
     prep,
-    { theta, history, optimizer, start, solveSeconds, rawSides, screened: screened?.theta === theta ? screened : undefined, known },
+    { theta: s.theta, history: s.history ?? [], optimizer: s.optimizer, start, solveSeconds, rawSides: s.rawSides, screened, known: s.known },
     observe,
     signal,
   );
+}
+
+interface SolveContext {
+  input: EngineInput;
+  opts: EngineOptions;
+  prep: Prepared;
+  rtol: number;
+  observe?: StepObserver;
+  signal?: AbortSignal;
+}
+
+/** What a method hands to the scoring step: θ, how it was found, and whatever it computed that the metrics reuse. */
+interface Solution {
+  theta: Mat;
+  optimizer: Metrics['optimizer'];
+  history?: StepRecord[];
+  rawSides?: Record<'benign' | 'harmful', RawSide>;
+  screened?: Screened;
+  known?: Known;
+}
+
+function solveSpectral({ input, opts, prep, rtol }: SolveContext): Solution {
+  const known: Known = { eigP0: fullEigen(prep.benignStats.K), eigH0: fullEigen(prep.harmfulStats.K), thetaCondition: undefined };
+  const rawSides = { benign: new RawSide(prep.benignStats, known.eigP0), harmful: new RawSide(prep.harmfulStats, known.eigH0) };
+  const passedScreen = new Map<Mat, Screened>();
+  const screen = screenAgainstVerdict(prep, rtol, rawSides, (s) => passedScreen.set(s.theta, s));
+  const r = spectralImmunize(
+    prep.benignStats,
+    prep.harmfulStats,
+    { kappaBudget: opts.kappaBudget, seed: opts.seed, harmfulLabelled: !!input.harmful.y },
+    screen,
+  );
+  known.thetaCondition = r.thetaCondition;
+  const details = {
+    centred: r.centred ? 1 : 0,
+    ridge: r.ridge,
+    complement: r.family === 'complement' ? 1 : 0,
+    benignShare: r.benignShare,
+    ...(r.harmfulShare === null ? {} : { harmfulShare: r.harmfulShare }),
+    suppressed: r.suppressed,
+    delta: r.delta,
+  };
+  const optimizer = { steps: r.tried, stopReason: r.passed ? 'passed-screen' : 'best-of-grid', details };
+  return { theta: r.theta, optimizer, rawSides, screened: passedScreen.get(r.theta), known };
+}
+
+function solveClosedForm({ opts, prep, rtol }: SolveContext): Solution {
+  const rawStd = {
+    benign: probeProblem(prep.benignStats, null, true),
+    harmful: probeProblem(prep.harmfulStats, null, true),
+  };
+  // Benign users who z-score their features must not be slowed at all; the harmful side must reach the verdict's bar.
+  const passesStandardizedAttack = (candidate: Mat) => {
+    const run = (data: 'benign' | 'harmful', stopAt: number) =>
+      simulateAttack(
+        'gd-exact-standardized',
+        data,
+        rawStd[data],
+        probeProblem(data === 'benign' ? prep.benignStats : prep.harmfulStats, candidate, true),
+        stopAt,
+      );
+    const benign = run('benign', 1.01);
+    const harmful = run('harmful', VERDICT_THRESHOLDS.harmfulSlowdown);
+    return !benign.capped && benign.stepsImmunized <= benign.stepsRaw && harmful.stepsImmunized >= VERDICT_THRESHOLDS.harmfulSlowdown * harmful.stepsRaw;
+  };
+  const cf = closedFormImmunize(
+    prep.benignStats.K,
+    prep.harmfulStats.K,
+    { ...CLOSED_FORM_DEFAULTS, kappaBudget: opts.kappaBudget, alpha: opts.alpha, rtol, rotationSeed: opts.seed },
+    passesStandardizedAttack,
+  );
+  return { theta: cf.theta, optimizer: { steps: 0, stopReason: 'closed-form', details: { alpha: cf.alpha, ridge: cf.ridge, kappaM: cf.kappaM } } };
+}
+
+function solvePaper({ input, opts, prep, observe, signal }: SolveContext): Solution {
+  const r = paperImmunize(
+    input.benign.X,
+    input.harmful.X,
+    prep.benignStats.K,
+    prep.harmfulStats.K,
+    { steps: opts.steps, seed: opts.seed, kappaBudget: opts.kappaBudget, lambdaBenign: opts.lambdaBenign, lambdaHarmful: opts.lambdaHarmful },
+    observe,
+    signal,
+  );
+  return { theta: r.theta, history: r.steps, optimizer: { steps: r.stepsTaken, stopReason: r.stopReason, details: {} } };
+}
+
+function solveGradient({ opts, prep, rtol, observe, signal }: SolveContext): Solution {
+  const KP = prep.benignStats.K;
+  const r = gradientImmunize(
+    KP,
+    prep.harmfulStats.K,
+    {
+      ...GRADIENT_DEFAULTS,
+      steps: opts.steps ?? defaultStepCap(KP.rows),
+      kappaBudget: opts.kappaBudget,
+      seed: opts.seed,
+      init: opts.init ?? 'identity',
+      optimizer: opts.optimizer ?? 'gd',
+      lambdaBenign: opts.lambdaBenign,
+      lambdaHarmful: opts.lambdaHarmful,
+      rtol,
+    },
+    { n: prep.benignStats.n, colSum: prep.benignStats.colSum },
+    observe,
+    signal,
+  );
+  return { theta: r.theta, history: r.steps, optimizer: { steps: r.stepsTaken, stopReason: r.stopReason, details: {} } };
 }
 
 /**
