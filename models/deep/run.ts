@@ -407,133 +407,42 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
 
     // The trunk, once per image.
     Object.assign(acts, await runTrunk(trunk, sets, opts, observe, signal));
-    const checkImages = await src.read(
-      0,
-      Math.min(CHECK_ROWS, src.count),
-      new Float32Array(Math.min(CHECK_ROWS, src.count) * src.channels * src.height * src.width),
-    );
+    const checkImages = await readCheckImages(src);
     const benignAll = acts.benign!;
     const harmful = acts.harmful!;
-    const classes = benignAll.classes;
-    const D = benignAll.dim;
-    if (harmful.dim !== D) throw new DeepError('TAIL_SHAPE', `harmful features are ${harmful.dim} wide, benign ${D}`);
+    if (harmful.dim !== benignAll.dim) throw new DeepError('TAIL_SHAPE', `harmful features are ${harmful.dim} wide, benign ${benignAll.dim}`);
 
     // Labels and the held-out benign rows for the accuracy check.
     const warnings: Warning[] = [];
-    const { benignLabels, benignTrain, trainLabels, heldOut } = splitBenign(input, sets, acts, opts.seed ?? 0);
-    if (!benignLabels) warnings.push({ field: 'deep.benignAccuracy', reason: 'no benign labels: no task term in training and no accuracy to report' });
+    const split = splitBenign(input, sets, acts, opts.seed ?? 0);
+    if (!split.benignLabels) warnings.push({ field: 'deep.benignAccuracy', reason: 'no benign labels: no task term in training and no accuracy to report' });
 
-    // Train the tail.
     const tail = new TailModel(backend.tf, plan);
     try {
-      const setOf = (a: ActivationRows, labels?: Int32Array): TrainSet => ({ cut: a.cut, rows: a.rows, cutShape: a.cutShape, labels });
-      const trainH = setOf(harmful);
-      const trainP = setOf(benignTrain, trainLabels);
-      const report = trainBlock(
-        tail,
-        trainH,
-        trainP,
-        { opts, steps, batchSize, headProjector: benignLabels ? headNullProjector(headWeights(graph, plan, D)) : null },
-        observe,
-        signal,
-      );
-
-      // New features for every row, through the trained tail.
-      observe?.({ phase: 'evaluate', message: 'features through the trained block' });
-      const all = (n: number) => Array.from({ length: n }, (_, i) => i);
-      const newB = tailOutputs(tail, setOf(benignTrain), all(benignTrain.rows));
-      const newH = tailOutputs(tail, trainH, all(harmful.rows));
-
-      // The exported checkpoint, checked on the first benign images against the tfjs tail.
-      checkAbort(signal);
-      observe?.({ phase: 'evaluate', message: 'checking immunized.onnx against the trained block' });
-      const { onnx, checkpoint } = await checkExportedTail(opts, { graph, plan, tail, benign: benignAll, checkImages, source: src });
-      if (!checkpoint.passed) {
-        warnings.push({
-          field: 'checkpoint',
-          reason: `immunized.onnx's features differ from the trained block's by ${checkpoint.relTailFeatureDiff.toExponential(2)} (relative), beyond float32 rounding`,
-        });
-      }
-
-      // The paper's protocol: κ ratios over random draws of k rows, same rows before and after.
-      observe?.({ phase: 'evaluate', message: 'κ ratios over random draws' });
-      const draws = drawRatios(
-        { benign: { data: benignTrain.features, rows: benignTrain.rows, dim: D }, harmful: { data: harmful.features, rows: harmful.rows, dim: D } },
-        { benign: { data: newB.features, rows: benignTrain.rows, dim: D }, harmful: { data: newH.features, rows: harmful.rows, dim: D } },
-        { draws: opts.draws ?? DEEP_DEFAULTS.draws, sampleSize: opts.sampleSize ?? DEEP_DEFAULTS.sampleSize, seed: opts.seed ?? 0 },
-      );
-
-      // Benign accuracy of the original head on held-out rows, before and after.
-      let accBefore: number | null = null;
-      let accAfter: number | null = null;
-      if (heldOut) {
-        accBefore = accuracy(heldOut.acts.logits, classes, heldOut.labels);
-        const after = tailOutputs(tail, setOf(heldOut.acts), all(heldOut.acts.rows));
-        accAfter = accuracy(after.logits, classes, heldOut.labels);
-      }
-
-      // Full-data spectra, and linear probing on the old and the new features.
-      const metricsStart = performance.now();
-      const task = trainLabels ? inferTask(Float64Array.from(trainLabels)) : null;
-      const targetsFor = (labels: Float64Array | undefined, n: number, seed: number) =>
-        labels && task ? encodeTargets(labels, inferTask(labels)).Y : gaussianTargets(n, seed);
-      const harmfulLabels = sets.harmful.labels;
-      const scored = scoreTail(
-        {
-          benign: { before: asMat(benignTrain.features, benignTrain.rows, D), after: asMat(newB.features, benignTrain.rows, D) },
-          harmful: { before: asMat(harmful.features, harmful.rows, D), after: asMat(newH.features, harmful.rows, D) },
-        },
-        {
-          benign: targetsFor(trainLabels ? Float64Array.from(trainLabels) : undefined, benignTrain.rows, (opts.seed ?? 0) + 1),
-          harmful: targetsFor(harmfulLabels, harmful.rows, (opts.seed ?? 0) + 2),
-        },
-        { benign: draws.benignRatio.mean, harmful: draws.harmfulRatio.mean },
-        observe,
-        signal,
-      );
-      const { rtol, spectra, conditioning, attacks, verdict } = scored;
-      if (!harmfulLabels) warnings.push({ field: 'attacks', reason: 'harmful data has no labels: attacks use seeded Gaussian targets' });
-      const reasons = [...verdict.verdictReasons];
-      if (accBefore !== null && accAfter !== null && accAfter < accBefore - 0.01)
-        reasons.push(`benign accuracy of the original head fell from ${accBefore.toFixed(3)} to ${accAfter.toFixed(3)}`);
-      if (!checkpoint.passed) reasons.push('immunized.onnx does not reproduce the trained block');
-      const raw = deepMetrics({
-        started,
-        metricsStart,
-        task,
-        D,
-        benignTrain,
-        harmful,
-        heldOut,
+      return await trainAndReport({
         opts,
-        draws,
-        conditioning,
-        accBefore,
-        accAfter,
-        attacks,
-        reasons,
-        verdict,
-        report,
-        rtol,
+        started,
+        graph,
         plan,
-        benignAll,
-        tail,
-        acts,
-        batchSize,
-        estimate,
-        steps,
-        total,
-        budget,
-        checkpoint,
         backend,
         trunk,
+        acts,
+        benignAll,
+        harmful,
+        harmfulLabels: sets.harmful.labels,
+        split,
+        tail,
+        source: src,
+        checkImages,
+        steps,
+        batchSize,
+        estimate,
+        total,
+        budget,
+        warnings,
+        observe,
+        signal,
       });
-      const metrics = sanitize(raw, warnings);
-      metrics.warnings = warnings;
-      const kappaSteps = report.history.map((h) => ({ step: h.step, benign: h.kappaBenign ?? NaN, harmful: h.kappaHarmful ?? NaN, seconds: h.seconds }));
-      const curves: Curves = sanitize(curvesOf(spectra, kappaSteps, attacks.outcomes), []);
-      observe?.({ phase: 'done' });
-      return { metrics, curves, onnx };
     } finally {
       tail.dispose();
     }
@@ -542,6 +451,157 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
     await trunk.close();
     await Promise.all(Object.values(sets).map((s) => s?.source.close().catch(() => undefined)));
   }
+}
+
+/** The first benign images, which immunized.onnx is checked on. */
+async function readCheckImages(src: ImageSource): Promise<Float32Array> {
+  return src.read(0, Math.min(CHECK_ROWS, src.count), new Float32Array(Math.min(CHECK_ROWS, src.count) * src.channels * src.height * src.width));
+}
+
+/** What the phases after the trunk share. */
+interface TrainedJob {
+  opts: DeepOptions;
+  /** performance.now() when the job started, for engineSeconds. */
+  started: number;
+  graph: OnnxGraph;
+  plan: TailPlan;
+  backend: Awaited<ReturnType<typeof selectBackend>>;
+  trunk: Trunk;
+  acts: Partial<Record<'benign' | 'harmful' | 'benignTest', Activations>>;
+  benignAll: Activations;
+  harmful: Activations;
+  harmfulLabels?: Float64Array;
+  split: ReturnType<typeof splitBenign>;
+  tail: TailModel;
+  source: ImageSource;
+  checkImages: Float32Array;
+  steps: number;
+  batchSize: number;
+  estimate: StepEstimate;
+  total: number;
+  budget: number;
+  warnings: Warning[];
+  observe?: StepObserver;
+  signal?: AbortSignal;
+}
+
+function trainSet(a: ActivationRows, labels?: Int32Array): TrainSet {
+  return { cut: a.cut, rows: a.rows, cutShape: a.cutShape, labels };
+}
+
+function allRows(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** Trains the tail, checks the exported checkpoint and scores the trained block: the job's metrics, curves and immunized.onnx. */
+async function trainAndReport(job: TrainedJob): Promise<DeepResult> {
+  const { opts, graph, plan, tail, harmful, warnings, observe, signal } = job;
+  const { benignLabels, benignTrain, trainLabels, heldOut } = job.split;
+  const trainH = trainSet(harmful);
+  const headProjector = benignLabels ? headNullProjector(headWeights(graph, plan, job.benignAll.dim)) : null;
+  const report = trainBlock(
+    tail,
+    trainH,
+    trainSet(benignTrain, trainLabels),
+    { opts, steps: job.steps, batchSize: job.batchSize, headProjector },
+    observe,
+    signal,
+  );
+
+  // New features for every row, through the trained tail.
+  observe?.({ phase: 'evaluate', message: 'features through the trained block' });
+  const after = {
+    benign: tailOutputs(tail, trainSet(benignTrain), allRows(benignTrain.rows)).features,
+    harmful: tailOutputs(tail, trainH, allRows(harmful.rows)).features,
+  };
+
+  const { onnx, checkpoint } = await checkCheckpoint(job);
+  const draws = kappaDraws(job, after);
+  const acc = heldOutAccuracy(tail, heldOut, job.benignAll.classes);
+
+  // Full-data spectra, and linear probing on the old and the new features.
+  const metricsStart = performance.now();
+  const scored = scoreFullData(job, after, draws);
+  const reasons = verdictReasons(scored.verdict.verdictReasons, acc, checkpoint);
+  const raw = deepMetrics(job, { metricsStart, draws, scored, acc, reasons, report, checkpoint });
+  const metrics = sanitize(raw, warnings);
+  metrics.warnings = warnings;
+  const kappaSteps = report.history.map((h) => ({ step: h.step, benign: h.kappaBenign ?? NaN, harmful: h.kappaHarmful ?? NaN, seconds: h.seconds }));
+  const curves: Curves = sanitize(curvesOf(scored.spectra, kappaSteps, scored.attacks.outcomes), []);
+  observe?.({ phase: 'done' });
+  return { metrics, curves, onnx };
+}
+
+/** The exported checkpoint, checked on the first benign images against the tfjs tail; a mismatch is a warning. */
+async function checkCheckpoint(job: TrainedJob): Promise<{ onnx: Uint8Array; checkpoint: DeepMetricsExtra['checkpoint'] }> {
+  checkAbort(job.signal);
+  job.observe?.({ phase: 'evaluate', message: 'checking immunized.onnx against the trained block' });
+  const { graph, plan, tail, benignAll, checkImages, source } = job;
+  const result = await checkExportedTail(job.opts, { graph, plan, tail, benign: benignAll, checkImages, source });
+  if (!result.checkpoint.passed) {
+    job.warnings.push({
+      field: 'checkpoint',
+      reason: `immunized.onnx's features differ from the trained block's by ${result.checkpoint.relTailFeatureDiff.toExponential(2)} (relative), beyond float32 rounding`,
+    });
+  }
+  return result;
+}
+
+/** The paper's protocol: κ ratios over random draws of k rows, same rows before and after. */
+function kappaDraws(job: TrainedJob, after: { benign: Float32Array; harmful: Float32Array }): DrawSummary {
+  const { opts, harmful } = job;
+  const { benignTrain } = job.split;
+  const D = job.benignAll.dim;
+  job.observe?.({ phase: 'evaluate', message: 'κ ratios over random draws' });
+  return drawRatios(
+    { benign: { data: benignTrain.features, rows: benignTrain.rows, dim: D }, harmful: { data: harmful.features, rows: harmful.rows, dim: D } },
+    { benign: { data: after.benign, rows: benignTrain.rows, dim: D }, harmful: { data: after.harmful, rows: harmful.rows, dim: D } },
+    { draws: opts.draws ?? DEEP_DEFAULTS.draws, sampleSize: opts.sampleSize ?? DEEP_DEFAULTS.sampleSize, seed: opts.seed ?? 0 },
+  );
+}
+
+type HeldOutAccuracy = { before: number | null; after: number | null };
+
+/** Benign accuracy of the original head on held-out rows, before and after. */
+function heldOutAccuracy(tail: TailModel, heldOut: HeldOut | null, classes: number): HeldOutAccuracy {
+  if (!heldOut) return { before: null, after: null };
+  const before = accuracy(heldOut.acts.logits, classes, heldOut.labels);
+  const after = tailOutputs(tail, trainSet(heldOut.acts), allRows(heldOut.acts.rows));
+  return { before, after: accuracy(after.logits, classes, heldOut.labels) };
+}
+
+/** scoreTail on the full-data features, with the labels' targets (seeded Gaussian ones without labels). */
+function scoreFullData(job: TrainedJob, after: { benign: Float32Array; harmful: Float32Array }, draws: DrawSummary) {
+  const { opts, harmful, harmfulLabels } = job;
+  const { benignTrain, trainLabels } = job.split;
+  const D = job.benignAll.dim;
+  const task = trainLabels ? inferTask(Float64Array.from(trainLabels)) : null;
+  const targetsFor = (labels: Float64Array | undefined, n: number, seed: number) =>
+    labels && task ? encodeTargets(labels, inferTask(labels)).Y : gaussianTargets(n, seed);
+  const scored = scoreTail(
+    {
+      benign: { before: asMat(benignTrain.features, benignTrain.rows, D), after: asMat(after.benign, benignTrain.rows, D) },
+      harmful: { before: asMat(harmful.features, harmful.rows, D), after: asMat(after.harmful, harmful.rows, D) },
+    },
+    {
+      benign: targetsFor(trainLabels ? Float64Array.from(trainLabels) : undefined, benignTrain.rows, (opts.seed ?? 0) + 1),
+      harmful: targetsFor(harmfulLabels, harmful.rows, (opts.seed ?? 0) + 2),
+    },
+    { benign: draws.benignRatio.mean, harmful: draws.harmfulRatio.mean },
+    job.observe,
+    job.signal,
+  );
+  if (!harmfulLabels) job.warnings.push({ field: 'attacks', reason: 'harmful data has no labels: attacks use seeded Gaussian targets' });
+  return { task, ...scored };
+}
+
+/** The scoring's reasons, plus a fall in held-out accuracy and a checkpoint that does not reproduce the block. */
+function verdictReasons(scoring: string[], acc: HeldOutAccuracy, checkpoint: DeepMetricsExtra['checkpoint']): string[] {
+  const reasons = [...scoring];
+  if (acc.before !== null && acc.after !== null && acc.after < acc.before - 0.01)
+    reasons.push(`benign accuracy of the original head fell from ${acc.before.toFixed(3)} to ${acc.after.toFixed(3)}`);
+  if (!checkpoint.passed) reasons.push('immunized.onnx does not reproduce the trained block');
+  return reasons;
 }
 
 /** The tail's training, with the job's options over the defaults. */
@@ -573,48 +633,30 @@ function trainBlock(
   );
 }
 
-/** metrics.json of a last-block job, from the pieces its phases produced. */
-function deepMetrics(p: {
-  started: number;
+/** What the phases after training produced, for metrics.json. */
+interface TrainedOutcome {
+  /** performance.now() when the full-data scoring began, for metricsSeconds. */
   metricsStart: number;
-  task: ReturnType<typeof inferTask> | null;
-  D: number;
-  benignTrain: ActivationRows;
-  harmful: Activations;
-  heldOut: HeldOut | null;
-  opts: DeepOptions;
   draws: DrawSummary;
-  conditioning: ReturnType<typeof scoreTail>['conditioning'];
-  accBefore: number | null;
-  accAfter: number | null;
-  attacks: ReturnType<typeof scoreTail>['attacks'];
+  scored: ReturnType<typeof scoreFullData>;
+  acc: HeldOutAccuracy;
   reasons: string[];
-  verdict: ReturnType<typeof scoreTail>['verdict'];
   report: TrainReport;
-  rtol: number;
-  plan: TailPlan;
-  benignAll: Activations;
-  tail: TailModel;
-  acts: Partial<Record<'benign' | 'harmful' | 'benignTest', Activations>>;
-  batchSize: number;
-  estimate: StepEstimate;
-  steps: number;
-  total: number;
-  budget: number;
   checkpoint: DeepMetricsExtra['checkpoint'];
-  backend: Awaited<ReturnType<typeof selectBackend>>;
-  trunk: Trunk;
-}): DeepMetrics {
-  const { task, D, benignTrain, harmful, heldOut, opts, draws, conditioning, accBefore, accAfter, attacks, reasons, verdict } = p;
-  const { report, rtol, plan, benignAll, tail, acts, batchSize, estimate, steps, total, budget, checkpoint, backend, trunk } = p;
+}
+
+/** metrics.json of a last-block job, from the pieces its phases produced. */
+function deepMetrics(job: TrainedJob, r: TrainedOutcome): DeepMetrics {
+  const { opts, harmful } = job;
+  const { benignTrain, heldOut } = job.split;
+  const { draws, report, reasons, acc } = r;
+  const { task, conditioning, attacks, verdict } = r.scored;
   const finalVerdict = reasons.length === 0 ? 'immunized' : verdict.verdict === 'infeasible' ? 'infeasible' : 'weak';
-  const engineSeconds = (performance.now() - p.started) / 1000;
-  const metricsStart = p.metricsStart;
-  const stepMean = report.seconds.total / Math.max(1, report.steps);
+  const engineSeconds = (performance.now() - job.started) / 1000;
   return {
     method: 'gradient',
     task,
-    dim: D,
+    dim: job.benignAll.dim,
     rows: { benign: benignTrain.rows, harmful: harmful.rows, benignTest: heldOut ? heldOut.acts.rows : null },
     rir: draws.rir.mean,
     benignRatio: draws.benignRatio.mean,
@@ -624,58 +666,68 @@ function deepMetrics(p: {
     kappaBudget: opts.kappaBudget ?? 1e4,
     kappa: conditioning.kappa,
     paperConvention: conditioning.paperConvention,
-    benignQuality: { metric: accBefore === null ? null : 'accuracy', before: accBefore, after: accAfter, headMaxDeviation: null },
+    benignQuality: { metric: acc.before === null ? null : 'accuracy', before: acc.before, after: acc.after, headMaxDeviation: null },
     attacks: attackRows(attacks.outcomes),
     verdict: finalVerdict,
     verdictReasons: reasons,
     kappaCriterion: verdict.kappaCriterion,
     verdictNotes: verdict.verdictNotes,
     optimizer: { steps: report.steps, stopReason: 'steps', details: { accepted: report.accepted, finalLearningRate: report.finalLearningRate } },
-    timings: { engineSeconds, solveSeconds: report.seconds.total, metricsSeconds: (performance.now() - metricsStart) / 1000, attackSeconds: attacks.seconds },
+    timings: { engineSeconds, solveSeconds: report.seconds.total, metricsSeconds: (performance.now() - r.metricsStart) / 1000, attackSeconds: attacks.seconds },
     warnings: [],
     openblasCore: openblasCore(),
     mode: 'last-block',
-    deep: {
-      draws: draws.draws,
-      sampleSize: draws.sampleSize,
-      rtol,
-      rir: draws.rir,
-      harmfulRatio: draws.harmfulRatio,
-      benignRatio: draws.benignRatio,
-      benignAccuracy: { before: accBefore, after: accAfter, rows: heldOut ? heldOut.acts.rows : 0, heldOut: heldOut ? heldOut.from : null },
-      distributions: distributionsOf(draws),
-      fullData: { harmfulRatio: conditioning.harmfulRatio, benignRatio: conditioning.benignRatio },
-      cut: {
-        tensor: plan.cut,
-        source: plan.cutSource,
-        shape: benignAll.cutShape,
-        tail: plan.description,
-        ops: plan.ops,
-        trainable: plan.trainable,
-        parameters: tail.parameterCount(),
-      },
-      features: { tensor: plan.features, dim: D },
-      activations: Object.values(acts).some((a) => a?.cut.where === 'disk') ? 'disk' : 'memory',
-      training: {
-        steps: report.steps,
-        accepted: report.accepted,
-        batchSize,
-        learningRate: opts.learningRate ?? TRAIN_DEFAULTS.learningRate,
-        finalLearningRate: report.finalLearningRate,
-        evaluation: { start: report.start, end: report.end },
-      },
-      estimate: { ...estimate, steps, totalSeconds: total, budgetSeconds: budget },
-      stepSeconds: {
-        mean: stepMean,
-        tfjs: report.seconds.tfjs / report.steps,
-        spectral: report.seconds.spectral / report.steps,
-        data: report.seconds.data / report.steps,
-      },
+    deep: lastBlockMetrics(job, r),
+    checkpoint: r.checkpoint,
+    tfjsBackend: job.backend.name,
+    tfjsBackendNote: job.backend.note,
+    executionProvider: job.trunk.runtime.provider,
+  };
+}
+
+/** metrics.json's deep section: the draws, the cut, the training and its estimate and timing. */
+function lastBlockMetrics(job: TrainedJob, r: TrainedOutcome): DeepMetricsExtra['deep'] {
+  const { opts, plan, benignAll } = job;
+  const { heldOut } = job.split;
+  const { draws, report, acc } = r;
+  const { conditioning } = r.scored;
+  const stepMean = report.seconds.total / Math.max(1, report.steps);
+  return {
+    draws: draws.draws,
+    sampleSize: draws.sampleSize,
+    rtol: r.scored.rtol,
+    rir: draws.rir,
+    harmfulRatio: draws.harmfulRatio,
+    benignRatio: draws.benignRatio,
+    benignAccuracy: { before: acc.before, after: acc.after, rows: heldOut ? heldOut.acts.rows : 0, heldOut: heldOut ? heldOut.from : null },
+    distributions: distributionsOf(draws),
+    fullData: { harmfulRatio: conditioning.harmfulRatio, benignRatio: conditioning.benignRatio },
+    cut: {
+      tensor: plan.cut,
+      source: plan.cutSource,
+      shape: benignAll.cutShape,
+      tail: plan.description,
+      ops: plan.ops,
+      trainable: plan.trainable,
+      parameters: job.tail.parameterCount(),
     },
-    checkpoint,
-    tfjsBackend: backend.name,
-    tfjsBackendNote: backend.note,
-    executionProvider: trunk.runtime.provider,
+    features: { tensor: plan.features, dim: benignAll.dim },
+    activations: Object.values(job.acts).some((a) => a?.cut.where === 'disk') ? 'disk' : 'memory',
+    training: {
+      steps: report.steps,
+      accepted: report.accepted,
+      batchSize: job.batchSize,
+      learningRate: opts.learningRate ?? TRAIN_DEFAULTS.learningRate,
+      finalLearningRate: report.finalLearningRate,
+      evaluation: { start: report.start, end: report.end },
+    },
+    estimate: { ...job.estimate, steps: job.steps, totalSeconds: job.total, budgetSeconds: job.budget },
+    stepSeconds: {
+      mean: stepMean,
+      tfjs: report.seconds.tfjs / report.steps,
+      spectral: report.seconds.spectral / report.steps,
+      data: report.seconds.data / report.steps,
+    },
   };
 }
 

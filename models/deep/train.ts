@@ -239,106 +239,184 @@ function globalNorm(tf: typeof import('@tensorflow/tfjs'), g: Grads): number {
   return Math.sqrt(s);
 }
 
-export function trainTail(tail: TailModel, harmful: TrainSet, benign: TrainSet, opts: TrainOptions, observe?: StepObserver, signal?: AbortSignal): TrainReport {
-  const tf = tail.tf;
-  const next = uniform(opts.seed + 7919);
-  const vars = [...tail.variables.values()];
-  const timing: SpectralTiming = { seconds: 0, last: null };
-  const ill = spectralLoss(tf, 'ill', timing, { withLogKappa: opts.logKappa, projector: opts.headProjector });
-  const ill2 = { seconds: 0, last: null } as SpectralTiming;
-  const well = spectralLoss(tf, 'well', ill2, { withLogKappa: opts.logKappa, projector: opts.headProjector });
-  const times: StepTimes = { tfjs: 0, spectral: 0, data: 0 };
-  const history: TrainReport['history'] = [];
-  const start = performance.now();
-  const evalH = draw(harmful.rows, opts.evalRows, uniform(opts.seed + 31)).sort((a, b) => a - b);
-  const evalB = draw(benign.rows, opts.evalRows, uniform(opts.seed + 37)).sort((a, b) => a - b);
+/** The two spectral terms, each with the timing its float64 part reports (seconds, and the last κ and value). */
+function spectralTerms(tf: TailModel['tf'], opts: TrainOptions) {
+  const illTiming: SpectralTiming = { seconds: 0, last: null };
+  const ill = spectralLoss(tf, 'ill', illTiming, { withLogKappa: opts.logKappa, projector: opts.headProjector });
+  const wellTiming = { seconds: 0, last: null } as SpectralTiming;
+  const well = spectralLoss(tf, 'well', wellTiming, { withLogKappa: opts.logKappa, projector: opts.headProjector });
+  return { ill, well, illTiming, wellTiming, seconds: () => illTiming.seconds + wellTiming.seconds };
+}
+
+type SpectralTerms = ReturnType<typeof spectralTerms>;
+
+/** The fixed rows (and subsets of them) the acceptance rule evaluates every step on. */
+interface EvaluationRows {
+  h: number[];
+  b: number[];
+  subsets: { h: number[][]; b: number[][] };
+}
+
+function evaluationRows(harmful: TrainSet, benign: TrainSet, opts: TrainOptions): EvaluationRows {
+  const h = draw(harmful.rows, opts.evalRows, uniform(opts.seed + 31)).sort((a, b) => a - b);
+  const b = draw(benign.rows, opts.evalRows, uniform(opts.seed + 37)).sort((a, b) => a - b);
   const pickSubsets = (n: number, seed: number) => {
     const next = uniform(seed);
     return Array.from({ length: EVAL_SUBSETS }, () => sampleRows(n, Math.min(EVAL_SUBSET_ROWS, n), next));
   };
-  const subsets = { h: pickSubsets(evalH.length, opts.seed + 41), b: pickSubsets(evalB.length, opts.seed + 43) };
-  const startEval = evaluate(tail, harmful, benign, evalH, evalB, subsets);
-  let best = startEval;
-  let lr = opts.learningRate;
-  let accepted = 0;
+  return { h, b, subsets: { h: pickSubsets(h.length, opts.seed + 41), b: pickSubsets(b.length, opts.seed + 43) } };
+}
+
+interface Batch {
+  xH: TF.Tensor;
+  xP: TF.Tensor;
+  labels: Int32Array | null;
+}
+
+function drawBatch(tf: TailModel['tf'], harmful: TrainSet, benign: TrainSet, batchSize: number, next: () => number): Batch {
+  const hRows = draw(harmful.rows, batchSize, next);
+  const bRows = draw(benign.rows, batchSize, next);
+  const xH = tf.tensor(pick(harmful, hRows), [hRows.length, ...harmful.cutShape]);
+  const xP = tf.tensor(pick(benign, bRows), [bRows.length, ...benign.cutShape]);
+  const labels = benign.labels ? Int32Array.from(bRows, (r) => benign.labels![r]) : null;
+  return { xH, xP, labels };
+}
+
+interface TermGradients {
+  gIll: { value: TF.Scalar; grads: Grads };
+  gWell: { value: TF.Scalar; grads: Grads };
+  gTask: { value: TF.Scalar; grads: Grads } | null;
+}
+
+function termGradients(tail: TailModel, vars: TF.Variable[], spectral: SpectralTerms, batch: Batch, opts: TrainOptions): TermGradients {
+  const tf = tail.tf;
+  const { xH, xP, labels } = batch;
+  const gIll = tf.variableGrads(() => spectral.ill(tail.forward(xH, { headToo: false }).features), vars);
+  const gWell = tf.variableGrads(() => spectral.well(tail.forward(xP, { headToo: false }).features), vars);
+  let gTask: { value: TF.Scalar; grads: Grads } | null = null;
+  if (labels && opts.lambdaTask > 0) {
+    gTask = tf.variableGrads(() => {
+      const { logits } = tail.forward(xP);
+      const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), logits.shape[1]);
+      return tf.losses.softmaxCrossEntropy(onehot, logits, undefined, opts.labelSmoothing) as TF.Scalar;
+    }, vars);
+  }
+  return { gIll, gWell, gTask };
+}
+
+/** The λ-weighted sum of the terms' unit-norm gradients, and the parameters' norm the step is scaled by. */
+function descentDirection(tf: TailModel['tf'], vars: TF.Variable[], g: TermGradients, opts: TrainOptions) {
+  const terms: Array<[Grads, number]> = [
+    [g.gIll.grads, opts.lambdaHarmful],
+    [g.gWell.grads, opts.lambdaBenign],
+  ];
+  if (g.gTask) terms.push([g.gTask.grads, opts.lambdaTask]);
+  const norms = terms.map(([grads]) => globalNorm(tf, grads));
+  const paramNorm = Math.sqrt(vars.reduce((a, v) => a + tf.tidy(() => tf.sum(tf.square(v)).dataSync()[0]), 0));
+  const direction: Grads = {};
+  tf.tidy(() => {
+    for (const v of vars) {
+      let d: TF.Tensor = tf.zerosLike(v);
+      terms.forEach(([grads, lambda], i) => {
+        if (norms[i] > 0 && grads[v.name]) d = tf.add(d, tf.mul(grads[v.name], lambda / norms[i]));
+      });
+      direction[v.name] = tf.keep(d);
+    }
+  });
+  return { direction, paramNorm };
+}
+
+/** Where the run stands: the best evaluation so far, the current rate and the steps kept. */
+interface Progress {
+  best: Evaluation;
+  lr: number;
+  accepted: number;
+}
+
+interface StepContext {
+  tail: TailModel;
+  vars: TF.Variable[];
+  harmful: TrainSet;
+  benign: TrainSet;
+  evalRows: EvaluationRows;
+  startEval: Evaluation;
+  opts: TrainOptions;
+}
+
+/** Moves the parameters along the direction and keeps the move only if the acceptance rule allows it; true when kept. */
+function tryStep(c: StepContext, progress: Progress, direction: Grads, paramNorm: number): boolean {
+  const { tail, vars, opts } = c;
+  const tf = tail.tf;
+  const dNorm = globalNorm(tf, direction);
+  if (!(dNorm > 0 && progress.lr >= opts.minLearningRate)) return false;
+  let kept = false;
+  const scale = (progress.lr * paramNorm) / dNorm;
+  const saved = vars.map((v) => tf.clone(v));
+  tf.tidy(() => {
+    for (const v of vars) v.assign(tf.sub(v, tf.mul(direction[v.name], scale)));
+  });
+  const e = evaluate(tail, c.harmful, c.benign, c.evalRows.h, c.evalRows.b, c.evalRows.subsets);
+  if (acceptable(e, c.startEval, progress.best)) {
+    progress.best = e;
+    kept = true;
+    progress.accepted++;
+    progress.lr = Math.min(opts.learningRate, progress.lr * 1.5);
+  } else {
+    vars.forEach((v, i) => v.assign(saved[i]));
+    progress.lr /= 2;
+  }
+  for (const t of saved) t.dispose();
+  return kept;
+}
+
+/** The task term's value, read before the step's gradients and direction are freed. */
+function releaseStep(g: TermGradients, direction: Grads): number | null {
+  const taskValue = g.gTask ? g.gTask.value.dataSync()[0] : null;
+  for (const t of [g.gIll.value, g.gWell.value, g.gTask?.value]) t?.dispose();
+  for (const grads of [g.gIll.grads, g.gWell.grads, g.gTask?.grads, direction]) if (grads) for (const t of Object.values(grads)) t.dispose();
+  return taskValue;
+}
+
+export function trainTail(tail: TailModel, harmful: TrainSet, benign: TrainSet, opts: TrainOptions, observe?: StepObserver, signal?: AbortSignal): TrainReport {
+  const tf = tail.tf;
+  const next = uniform(opts.seed + 7919);
+  const vars = [...tail.variables.values()];
+  const spectral = spectralTerms(tf, opts);
+  const times: StepTimes = { tfjs: 0, spectral: 0, data: 0 };
+  const history: TrainReport['history'] = [];
+  const start = performance.now();
+  const evalRows = evaluationRows(harmful, benign, opts);
+  const startEval = evaluate(tail, harmful, benign, evalRows.h, evalRows.b, evalRows.subsets);
+  const progress: Progress = { best: startEval, lr: opts.learningRate, accepted: 0 };
+  const context: StepContext = { tail, vars, harmful, benign, evalRows, startEval, opts };
   observe?.({ phase: 'optimize', step: 0, of: opts.steps });
   for (let step = 1; step <= opts.steps; step++) {
     checkAbort(signal);
     const t0 = performance.now();
-    const hRows = draw(harmful.rows, opts.batchSize, next);
-    const bRows = draw(benign.rows, opts.batchSize, next);
-    const xH = tf.tensor(pick(harmful, hRows), [hRows.length, ...harmful.cutShape]);
-    const xP = tf.tensor(pick(benign, bRows), [bRows.length, ...benign.cutShape]);
-    const labels = benign.labels ? Int32Array.from(bRows, (r) => benign.labels![r]) : null;
+    const batch = drawBatch(tf, harmful, benign, opts.batchSize, next);
     const t1 = performance.now();
-    const spectralBefore = timing.seconds + ill2.seconds;
+    const spectralBefore = spectral.seconds();
 
-    const gIll = tf.variableGrads(() => ill(tail.forward(xH, { headToo: false }).features), vars);
-    const gWell = tf.variableGrads(() => well(tail.forward(xP, { headToo: false }).features), vars);
-    let gTask: { value: TF.Scalar; grads: Grads } | null = null;
-    if (labels && opts.lambdaTask > 0) {
-      gTask = tf.variableGrads(() => {
-        const { logits } = tail.forward(xP);
-        const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), logits.shape[1]);
-        return tf.losses.softmaxCrossEntropy(onehot, logits, undefined, opts.labelSmoothing) as TF.Scalar;
-      }, vars);
-    }
-    const terms: Array<[Grads, number]> = [
-      [gIll.grads, opts.lambdaHarmful],
-      [gWell.grads, opts.lambdaBenign],
-    ];
-    if (gTask) terms.push([gTask.grads, opts.lambdaTask]);
-    const norms = terms.map(([g]) => globalNorm(tf, g));
-    const paramNorm = Math.sqrt(vars.reduce((a, v) => a + tf.tidy(() => tf.sum(tf.square(v)).dataSync()[0]), 0));
-    const direction: Grads = {};
-    tf.tidy(() => {
-      for (const v of vars) {
-        let d: TF.Tensor = tf.zerosLike(v);
-        terms.forEach(([g, lambda], i) => {
-          if (norms[i] > 0 && g[v.name]) d = tf.add(d, tf.mul(g[v.name], lambda / norms[i]));
-        });
-        direction[v.name] = tf.keep(d);
-      }
-    });
-    const dNorm = globalNorm(tf, direction);
-    let kept = false;
-    if (dNorm > 0 && lr >= opts.minLearningRate) {
-      const scale = (lr * paramNorm) / dNorm;
-      const saved = vars.map((v) => tf.clone(v));
-      tf.tidy(() => {
-        for (const v of vars) v.assign(tf.sub(v, tf.mul(direction[v.name], scale)));
-      });
-      const e = evaluate(tail, harmful, benign, evalH, evalB, subsets);
-      if (acceptable(e, startEval, best)) {
-        best = e;
-        kept = true;
-        accepted++;
-        lr = Math.min(opts.learningRate, lr * 1.5);
-      } else {
-        vars.forEach((v, i) => v.assign(saved[i]));
-        lr /= 2;
-      }
-      for (const t of saved) t.dispose();
-    }
-    const taskValue = gTask ? gTask.value.dataSync()[0] : null;
-    for (const t of [gIll.value, gWell.value, gTask?.value]) t?.dispose();
-    for (const g of [gIll.grads, gWell.grads, gTask?.grads, direction]) if (g) for (const t of Object.values(g)) t.dispose();
+    const grads = termGradients(tail, vars, spectral, batch, opts);
+    const { direction, paramNorm } = descentDirection(tf, vars, grads, opts);
+    const kept = tryStep(context, progress, direction, paramNorm);
+    const taskValue = releaseStep(grads, direction);
     const t2 = performance.now();
-    xH.dispose();
-    xP.dispose();
-    const spectral = timing.seconds + ill2.seconds - spectralBefore;
+    batch.xH.dispose();
+    batch.xP.dispose();
+    const spectralSeconds = spectral.seconds() - spectralBefore;
     times.data += (t1 - t0) / 1000;
-    times.spectral += spectral;
-    times.tfjs += (t2 - t1) / 1000 - spectral;
+    times.spectral += spectralSeconds;
+    times.tfjs += (t2 - t1) / 1000 - spectralSeconds;
     const record = {
       step,
-      kappaHarmful: timing.last?.kappa ?? null,
-      kappaBenign: ill2.last?.kappa ?? null,
-      rIll: timing.last?.value ?? NaN,
-      rWell: ill2.last?.value ?? NaN,
+      kappaHarmful: spectral.illTiming.last?.kappa ?? null,
+      kappaBenign: spectral.wellTiming.last?.kappa ?? null,
+      rIll: spectral.illTiming.last?.value ?? NaN,
+      rWell: spectral.wellTiming.last?.value ?? NaN,
       task: taskValue,
       accepted: kept,
-      learningRate: lr,
+      learningRate: progress.lr,
       seconds: (performance.now() - start) / 1000,
     };
     history.push(record);
@@ -347,10 +425,10 @@ export function trainTail(tail: TailModel, harmful: TrainSet, benign: TrainSet, 
   return {
     steps: opts.steps,
     history,
-    accepted,
-    finalLearningRate: lr,
+    accepted: progress.accepted,
+    finalLearningRate: progress.lr,
     start: startEval,
-    end: best,
+    end: progress.best,
     seconds: { ...times, total: (performance.now() - start) / 1000 },
   };
 }
