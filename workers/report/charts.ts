@@ -1,6 +1,6 @@
 /** The report's charts, drawn server-side as SVG with d3's scales and line generator. */
 import { extent, max, min, quantileSorted } from 'd3-array';
-import { scaleBand, scaleLinear, scaleLog, scalePoint, scaleSymlog } from 'd3-scale';
+import { scaleBand, scaleLinear, scaleLog, scalePoint, scaleSymlog, type ScaleLogarithmic } from 'd3-scale';
 import { line } from 'd3-shape';
 import type { Curves, Metrics } from '../../models/engine/index.js';
 import { slowdownText } from '../../models/engine/index.js';
@@ -123,69 +123,81 @@ export function spectraChart(spectra: Curves['spectra'] | undefined, dim: number
 // ---------------------------------------------------------------------------------------------- κ over steps
 
 export function kappaStepsChart(metrics: Metrics, steps: Curves['kappaSteps'] | undefined): Figure {
-  const f = FRAME;
   const history = steps ?? [];
   const legend: LegendItem[] = [
     { label: 'κ(H_P), benign', color: COLORS.benign, kind: history.length ? 'line' : 'dot' },
     { label: 'κ(H_H), harmful', color: COLORS.harmful, kind: history.length ? 'line' : 'dot' },
   ];
-  if (history.length === 0) {
-    const k = metrics.kappa;
-    const x = scalePoint<string>()
-      .domain(['before', 'after'])
-      .range([f.left, f.width - f.right])
-      .padding(0.5);
-    const pairs = [
-      {
-        name: 'κ(H_P), benign',
-        color: COLORS.benign,
-        pts: [
-          ['before', k?.benign?.before],
-          ['after', k?.benign?.after],
-        ] as Array<[string, unknown]>,
-      },
-      {
-        name: 'κ(H_H), harmful',
-        color: COLORS.harmful,
-        pts: [
-          ['before', k?.harmful?.before],
-          ['after', k?.harmful?.after],
-        ] as Array<[string, unknown]>,
-      },
-    ].map((s) => ({ ...s, pts: s.pts.filter((p): p is [string, number] => finite(p[1]) && p[1] > 0) }));
-    const y = logScale(
-      pairs.flatMap((s) => s.pts.map((p) => p[1])),
-      [f.height - f.bottom, f.top],
-    );
-    const parts = [logYAxis(y, { label: 'condition number κ' })];
-    const base = f.height - f.bottom;
-    parts.push(`<line class="axis" x1="${f.left}" x2="${f.width - f.right}" y1="${base}" y2="${base}"/>`);
-    for (const c of x.domain()) parts.push(text(x(c)!, base + 17, c, 'class="tick" text-anchor="middle"'));
-    let points = 0;
-    for (const s of pairs) {
-      const xy = s.pts.map(([c, v]): Pt => [x(c)!, y(v)]);
-      if (xy.length === 2)
-        parts.push(
-          `<path class="guide" d="M${xy[0][0].toFixed(1)},${xy[0][1].toFixed(1)}L${xy[1][0].toFixed(1)},${xy[1][1].toFixed(1)}" stroke="${s.color}"/>`,
-        );
-      parts.push(marksPath(dotsPath(xy, 5), xy.length, s.color, s.name));
-      s.pts.forEach(([, v], i) => parts.push(text(xy[i][0] + 9, xy[i][1] + 4, esc(fmt(v)), 'class="value"')));
-      points += xy.length;
-    }
-    const why = metrics.method === 'evaluate' ? 'This θ was evaluated, not optimised here' : 'The closed form computes θ in one go';
-    return {
-      heading: 'κ before and after θ',
-      svg: chartSvg({ family: 'kappa-steps', points, title: 'κ(H_P) and κ(H_H) before and after θ (no optimisation steps)', body: parts.join('') }),
-      caption:
-        `${why}: there are no optimisation steps, so the chart shows κ before and after only (${points} points).` +
-        (points < 4 ? ` ${4 - points} of the four κ's are undefined and not drawn.` : ''),
-      legend,
-    };
+  return history.length === 0 ? kappaBeforeAfterChart(metrics, legend) : kappaHistoryChart(history, legend);
+}
+
+/** The four κ's (benign and harmful, before and after θ), keeping only those a log axis can show. */
+function kappaBeforeAfterPairs(metrics: Metrics) {
+  const k = metrics.kappa;
+  return [
+    {
+      name: 'κ(H_P), benign',
+      color: COLORS.benign,
+      pts: [
+        ['before', k?.benign?.before],
+        ['after', k?.benign?.after],
+      ] as Array<[string, unknown]>,
+    },
+    {
+      name: 'κ(H_H), harmful',
+      color: COLORS.harmful,
+      pts: [
+        ['before', k?.harmful?.before],
+        ['after', k?.harmful?.after],
+      ] as Array<[string, unknown]>,
+    },
+  ].map((s) => ({ ...s, pts: s.pts.filter((p): p is [string, number] => finite(p[1]) && p[1] > 0) }));
+}
+
+/** With no optimisation steps (closed form, or an evaluated θ) the chart is κ before and after only. */
+function kappaBeforeAfterChart(metrics: Metrics, legend: LegendItem[]): Figure {
+  const f = FRAME;
+  const x = scalePoint<string>()
+    .domain(['before', 'after'])
+    .range([f.left, f.width - f.right])
+    .padding(0.5);
+  const pairs = kappaBeforeAfterPairs(metrics);
+  const y = logScale(
+    pairs.flatMap((s) => s.pts.map((p) => p[1])),
+    [f.height - f.bottom, f.top],
+  );
+  const parts = [logYAxis(y, { label: 'condition number κ' })];
+  const base = f.height - f.bottom;
+  parts.push(`<line class="axis" x1="${f.left}" x2="${f.width - f.right}" y1="${base}" y2="${base}"/>`);
+  for (const c of x.domain()) parts.push(text(x(c)!, base + 17, c, 'class="tick" text-anchor="middle"'));
+  let points = 0;
+  for (const s of pairs) {
+    const xy = s.pts.map(([c, v]): Pt => [x(c)!, y(v)]);
+    if (xy.length === 2)
+      parts.push(`<path class="guide" d="M${xy[0][0].toFixed(1)},${xy[0][1].toFixed(1)}L${xy[1][0].toFixed(1)},${xy[1][1].toFixed(1)}" stroke="${s.color}"/>`);
+    parts.push(marksPath(dotsPath(xy, 5), xy.length, s.color, s.name));
+    s.pts.forEach(([, v], i) => parts.push(text(xy[i][0] + 9, xy[i][1] + 4, esc(fmt(v)), 'class="value"')));
+    points += xy.length;
   }
+  const why = metrics.method === 'evaluate' ? 'This θ was evaluated, not optimised here' : 'The closed form computes θ in one go';
+  return {
+    heading: 'κ before and after θ',
+    svg: chartSvg({ family: 'kappa-steps', points, title: 'κ(H_P) and κ(H_H) before and after θ (no optimisation steps)', body: parts.join('') }),
+    caption:
+      `${why}: there are no optimisation steps, so the chart shows κ before and after only (${points} points).` +
+      (points < 4 ? ` ${4 - points} of the four κ's are undefined and not drawn.` : ''),
+    legend,
+  };
+}
+
+type KappaStep = Curves['kappaSteps'][number];
+
+function kappaHistoryChart(history: KappaStep[], legend: LegendItem[]): Figure {
+  const f = FRAME;
   const shown = stride(history, MAX_STEP_POINTS);
   const seriesDefs = [
-    { name: 'κ(H_P), benign', color: COLORS.benign, pick: (h: (typeof history)[number]) => h.benign },
-    { name: 'κ(H_H), harmful', color: COLORS.harmful, pick: (h: (typeof history)[number]) => h.harmful },
+    { name: 'κ(H_P), benign', color: COLORS.benign, pick: (h: KappaStep) => h.benign },
+    { name: 'κ(H_H), harmful', color: COLORS.harmful, pick: (h: KappaStep) => h.harmful },
   ];
   let skipped = 0;
   const series = seriesDefs.map((s) => {
@@ -333,8 +345,62 @@ export function attackerLabel(name: string): string {
 export const PAPER_TABLE1_HOUSE_PRICE = { harmfulRatio: 18.92, benignRatio: 0.053, rir: 356.2 };
 
 export function summaryChart(metrics: Metrics, paperRow: boolean): Figure {
-  const pc = metrics.paperConvention ?? ({} as Partial<Metrics['paperConvention']>);
-  const sources = [
+  const sources = summarySources(metrics, paperRow);
+  const groups = summaryGroups(metrics, paperRow);
+  const layout = summaryLayout(groups);
+  const { rows, frame } = layout;
+  const plotted = rows.filter((r): r is SummaryRow & { value: number } => finite(r.value) && r.value > 0);
+  const x = scaleLog()
+    .domain([Math.min(1, min(plotted, (r) => r.value) ?? 1), Math.max(1, max(plotted, (r) => r.value) ?? 1) * 1.0001])
+    .range([frame.left, frame.width - frame.right])
+    .nice();
+  const parts = summaryAxes(x, groups, layout);
+  const points = summaryBars({ x, sources, plotted, layout, parts });
+  const left = rows.length - plotted.length;
+  return {
+    heading: 'Ratios on a log scale',
+    svg: chartSvg({
+      family: 'summary',
+      points,
+      title: 'κ ratios, RIR and the RIR* bound' + (paperRow ? ", beside the paper's Table 1" : ''),
+      body: parts.join(''),
+      frame,
+    }),
+    caption:
+      `${points} bars, on a log axis centred on 1 (no change): a harmful ratio should reach right, a benign ratio left.` +
+      (left > 0 ? ` ${plural(left, 'value')} undefined or not positive, so not drawn.` : ''),
+    legend: sources.filter((s) => plotted.some((r) => r.source === s.key)).map((s) => ({ label: s.label, color: s.color, kind: 'bar' })),
+  };
+}
+
+interface SummarySource {
+  key: string;
+  label: string;
+  color: string;
+}
+
+interface SummaryGroup {
+  label: string;
+  bars: Array<[string, unknown]>;
+}
+
+interface SummaryRow {
+  id: string;
+  group: string;
+  source: string;
+  value: unknown;
+}
+
+interface SummaryLayout {
+  rows: SummaryRow[];
+  frame: Frame;
+  rowHeight: number;
+  /** The top of each bar's band, by row id (`group:bar`). */
+  yBand: Map<string, number>;
+}
+
+function summarySources(metrics: Metrics, paperRow: boolean): SummarySource[] {
+  return [
     { key: 'ours', label: 'ours (rank-aware κ)', color: COLORS.ours },
     { key: 'rule', label: "ours, paper's κ rule", color: COLORS.oursPaperRule },
     ...(paperRow ? [{ key: 'paper', label: 'paper, Table 1', color: COLORS.paper }] : []),
@@ -344,7 +410,11 @@ export function summaryChart(metrics: Metrics, paperRow: boolean): Figure {
       color: COLORS.bound,
     },
   ];
-  const groups: Array<{ label: string; bars: Array<[string, unknown]> }> = [
+}
+
+function summaryGroups(metrics: Metrics, paperRow: boolean): SummaryGroup[] {
+  const pc = metrics.paperConvention ?? ({} as Partial<Metrics['paperConvention']>);
+  return [
     {
       label: 'harmful ratio ↑',
       bars: [
@@ -364,6 +434,10 @@ export function summaryChart(metrics: Metrics, paperRow: boolean): Figure {
     { label: 'RIR ↑', bars: [['ours', metrics.rir], ['rule', pc.rir], ...(paperRow ? [['paper', PAPER_TABLE1_HOUSE_PRICE.rir] as [string, number]] : [])] },
     { label: metrics.warnings.some((w) => w.field === 'rirBound') ? 'RIR* (reference)' : 'RIR* (bound)', bars: [['bound', metrics.rirBound]] },
   ];
+}
+
+/** One row per bar, stacked group by group with a gap between groups; the frame's height follows the rows. */
+function summaryLayout(groups: SummaryGroup[]): SummaryLayout {
   const rows = groups.flatMap((g, gi) => g.bars.map(([source, value], bi) => ({ id: `${gi}:${bi}`, group: g.label, source, value })));
   const rowHeight = 20;
   const gap = 10;
@@ -379,11 +453,11 @@ export function summaryChart(metrics: Metrics, paperRow: boolean): Figure {
     for (let i = 0; i < g.bars.length; i++) yBand.set(`${gi}:${i}`, band(i)!);
     cursor += g.bars.length * rowHeight + gap;
   }
-  const plotted = rows.filter((r): r is typeof r & { value: number } => finite(r.value) && r.value > 0);
-  const x = scaleLog()
-    .domain([Math.min(1, min(plotted, (r) => r.value) ?? 1), Math.max(1, max(plotted, (r) => r.value) ?? 1) * 1.0001])
-    .range([frame.left, frame.width - frame.right])
-    .nice();
+  return { rows, frame, rowHeight, yBand };
+}
+
+/** The decade axis, the reference line at 1 and each group's label. */
+function summaryAxes(x: ScaleLogarithmic<number, number>, groups: SummaryGroup[], { frame, rowHeight, yBand }: SummaryLayout): string[] {
   const parts: string[] = [];
   const [lo, hi] = x.domain();
   const decades: number[] = [];
@@ -403,6 +477,19 @@ export function summaryChart(metrics: Metrics, paperRow: boolean): Figure {
     const mid = top + (g.bars.length * rowHeight) / 2 - 2;
     parts.push(text(frame.left - 8, mid + 4, esc(g.label), 'class="tick" text-anchor="end"'));
   }
+  return parts;
+}
+
+/** Appends one path of bars (from 1 to the value) per source, with value labels, to parts; returns the bars drawn. */
+function summaryBars(o: {
+  x: ScaleLogarithmic<number, number>;
+  sources: SummarySource[];
+  plotted: Array<SummaryRow & { value: number }>;
+  layout: SummaryLayout;
+  parts: string[];
+}): number {
+  const { x, sources, plotted, parts } = o;
+  const { rowHeight, yBand } = o.layout;
   const band = rowHeight * 0.8;
   let points = 0;
   for (const s of sources) {
@@ -424,21 +511,7 @@ export function summaryChart(metrics: Metrics, paperRow: boolean): Figure {
     }
     points += mine.length;
   }
-  const left = rows.length - plotted.length;
-  return {
-    heading: 'Ratios on a log scale',
-    svg: chartSvg({
-      family: 'summary',
-      points,
-      title: 'κ ratios, RIR and the RIR* bound' + (paperRow ? ", beside the paper's Table 1" : ''),
-      body: parts.join(''),
-      frame,
-    }),
-    caption:
-      `${points} bars, on a log axis centred on 1 (no change): a harmful ratio should reach right, a benign ratio left.` +
-      (left > 0 ? ` ${plural(left, 'value')} undefined or not positive, so not drawn.` : ''),
-    legend: sources.filter((s) => plotted.some((r) => r.source === s.key)).map((s) => ({ label: s.label, color: s.color, kind: 'bar' })),
-  };
+  return points;
 }
 
 // ---------------------------------------------------------------------------------------------- deep mode
