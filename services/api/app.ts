@@ -9,7 +9,7 @@ import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import type { Principal } from '../auth.js';
 import type { Services } from '../context.js';
 import { ApiError, errorAnswer, errorBody, isRedisUnavailable } from '../errors.js';
@@ -69,6 +69,20 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
   await fastify.register(cookie, { secret: svc.config.sessionSecret });
   for (const schema of [ErrorSchema, JobDocSchema, DatasetDocSchema, BackboneDocSchema]) fastify.addSchema(schema);
 
+  await registerOpenApiDocs(fastify);
+  addResponseHooks(fastify, svc);
+  fastify.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
+  });
+  fastify.setErrorHandler((err: FastifyError, req, reply) => answerError(svc, err, req, reply));
+
+  await fastify.register(healthRoutes);
+  await fastify.register(dashboardRoutes);
+  await fastify.register(adminQueueRoutes, { prefix: QUEUES_PATH });
+  await fastify.register(async (v1) => registerV1(v1, svc), { prefix: '/v1' });
+}
+
+async function registerOpenApiDocs(fastify: FastifyInstance): Promise<void> {
   await fastify.register(swagger, {
     openapi: {
       info: {
@@ -91,7 +105,10 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
     },
   });
   await fastify.register(swaggerUi, { routePrefix: '/docs' });
+}
 
+/** Every response carries its request id, and its duration goes to the metrics. */
+function addResponseHooks(fastify: FastifyInstance, svc: Services): void {
   // Hooks with callbacks rather than async functions: they run on every request, and a promise each is not free.
   fastify.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
@@ -102,68 +119,58 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
     svc.metrics.httpDuration.observe({ method: req.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     done();
   });
+}
 
-  fastify.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
+function answerError(svc: Services, err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  // An ApiError as raised; a domain failure (bad data, backbone or spec) by the error table, with a job's code.
+  const known = errorAnswer(err);
+  if (known) {
+    if (known.status === 401) void reply.header('www-authenticate', 'Bearer');
+    return reply.code(known.status).send(errorBody(known.code, known.message));
+  }
+  if (err.validation) {
+    return reply
+      .code(400)
+      .send(
+        errorBody('invalid_request', `${err.validationContext ?? 'request'} ${err.message.replace(/^(body|querystring|params|headers)\/?\s*/, '')}`.trim()),
+      );
+  }
+  const code = err.code ?? '';
+  if (code === 'FST_REQ_FILE_TOO_LARGE' || code === 'FST_ERR_CTP_BODY_TOO_LARGE' || statusCode(err) === 413) {
+    return reply.code(413).send(errorBody('payload_too_large', err.message));
+  }
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || code === 'FST_INVALID_MULTIPART_CONTENT_TYPE') {
+    return reply.code(415).send(errorBody('unsupported_media_type', err.message));
+  }
+  if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError) {
+    return reply.code(400).send(errorBody('invalid_json', `the request body is not valid JSON: ${err.message}`));
+  }
+  if (isRedisUnavailable(err) || svc.redis.status !== 'ready') {
+    req.log.warn({ err: err.message }, 'redis unavailable');
+    return reply.code(503).header('retry-after', '5').send(errorBody('redis_unavailable', 'the job store (Redis) is not answering; try again shortly'));
+  }
+  const status = statusCode(err);
+  if (status < 500) return reply.code(status).send(errorBody('invalid_request', err.message));
+  req.log.error({ err }, 'request failed');
+  return reply.code(500).send(errorBody('internal', 'internal error; the request id in x-request-id finds it in the logs'));
+}
+
+/** The authenticated, rate-limited API under /v1. */
+async function registerV1(v1: FastifyInstance, svc: Services): Promise<void> {
+  v1.addHook('onRequest', async (req, reply) => authenticate(req, reply, req.routeOptions.config.auth ?? 'required'));
+  await v1.register(rateLimit, {
+    max: svc.config.rateLimit,
+    timeWindow: 60_000,
+    hook: 'preHandler',
+    keyGenerator: (req) => req.principal?.tenant ?? req.ip,
+    errorResponseBuilder: (_req, ctx) =>
+      new ApiError(429, 'rate_limited', `rate limit of ${ctx.max} requests per minute reached; retry in ${Math.ceil(ctx.ttl / 1000)} s`),
   });
-
-  fastify.setErrorHandler((err: FastifyError, req, reply) => {
-    // An ApiError as raised; a domain failure (bad data, backbone or spec) by the error table, with a job's code.
-    const known = errorAnswer(err);
-    if (known) {
-      if (known.status === 401) void reply.header('www-authenticate', 'Bearer');
-      return reply.code(known.status).send(errorBody(known.code, known.message));
-    }
-    if (err.validation) {
-      return reply
-        .code(400)
-        .send(
-          errorBody('invalid_request', `${err.validationContext ?? 'request'} ${err.message.replace(/^(body|querystring|params|headers)\/?\s*/, '')}`.trim()),
-        );
-    }
-    const code = err.code ?? '';
-    if (code === 'FST_REQ_FILE_TOO_LARGE' || code === 'FST_ERR_CTP_BODY_TOO_LARGE' || statusCode(err) === 413) {
-      return reply.code(413).send(errorBody('payload_too_large', err.message));
-    }
-    if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || code === 'FST_INVALID_MULTIPART_CONTENT_TYPE') {
-      return reply.code(415).send(errorBody('unsupported_media_type', err.message));
-    }
-    if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError) {
-      return reply.code(400).send(errorBody('invalid_json', `the request body is not valid JSON: ${err.message}`));
-    }
-    if (isRedisUnavailable(err) || svc.redis.status !== 'ready') {
-      req.log.warn({ err: err.message }, 'redis unavailable');
-      return reply.code(503).header('retry-after', '5').send(errorBody('redis_unavailable', 'the job store (Redis) is not answering; try again shortly'));
-    }
-    const status = statusCode(err);
-    if (status < 500) return reply.code(status).send(errorBody('invalid_request', err.message));
-    req.log.error({ err }, 'request failed');
-    return reply.code(500).send(errorBody('internal', 'internal error; the request id in x-request-id finds it in the logs'));
+  await v1.register(multipart, {
+    limits: { fileSize: svc.config.maxUploadBytes, files: 1, fields: 8, parts: 10, fieldSize: 4096, headerPairs: 100 },
   });
-
-  await fastify.register(healthRoutes);
-  await fastify.register(dashboardRoutes);
-  await fastify.register(adminQueueRoutes, { prefix: QUEUES_PATH });
-
-  await fastify.register(
-    async (v1) => {
-      v1.addHook('onRequest', async (req, reply) => authenticate(req, reply, req.routeOptions.config.auth ?? 'required'));
-      await v1.register(rateLimit, {
-        max: svc.config.rateLimit,
-        timeWindow: 60_000,
-        hook: 'preHandler',
-        keyGenerator: (req) => req.principal?.tenant ?? req.ip,
-        errorResponseBuilder: (_req, ctx) =>
-          new ApiError(429, 'rate_limited', `rate limit of ${ctx.max} requests per minute reached; retry in ${Math.ceil(ctx.ttl / 1000)} s`),
-      });
-      await v1.register(multipart, {
-        limits: { fileSize: svc.config.maxUploadBytes, files: 1, fields: 8, parts: 10, fieldSize: 4096, headerPairs: 100 },
-      });
-      await v1.register(sessionRoutes);
-      await v1.register(datasetRoutes);
-      await v1.register(jobRoutes);
-      await v1.register(reportRoutes);
-    },
-    { prefix: '/v1' },
-  );
+  await v1.register(sessionRoutes);
+  await v1.register(datasetRoutes);
+  await v1.register(jobRoutes);
+  await v1.register(reportRoutes);
 }
