@@ -89,64 +89,95 @@ export async function extractFeatures(
     const shape = [n, source.channels, source.height, source.width];
     const feed = new ort.Tensor('float32', n === batch ? current : current.subarray(0, n * per), shape);
     const fetches = k === 0 && sampleRows > 0 ? [featureName, ...(opts.sampleOutputs ?? [])] : [featureName];
-    let out: InferenceSession.OnnxValueMapType;
-    try {
-      out = await session.run({ [inputName]: feed }, fetches);
-    } catch (err) {
-      const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
-      throw new BackboneError(
-        'INFERENCE_FAILED',
-        `${source.label}: the backbone failed on images ${at}–${at + n - 1} of shape [${shape.join(', ')}] (${detail})`,
-        { cause: err },
-      );
-    }
+    const out = await runBatch(
+      session,
+      { [inputName]: feed },
+      fetches,
+      `${source.label}: the backbone failed on images ${at}–${at + n - 1} of shape [${shape.join(', ')}]`,
+    );
     const t2 = performance.now();
     seconds.inference += (t2 - t1) / 1000;
-    const f = out[featureName] as Tensor;
-    if (f.type !== 'float32' || f.dims.length !== 2 || f.dims[0] !== n) {
-      throw new BackboneError(
-        'FEATURE_SHAPE',
-        `feature tensor "${featureName}" is ${f.type} of shape [${f.dims.join(', ')}] for a batch of ${n}; expected float32 N×D` +
-          (opts.describeCandidates ? `; ${opts.describeCandidates()}` : ''),
-      );
-    }
+    const f = featureTensor(out, featureName, n, opts.describeCandidates);
     const data = f.data as Float32Array;
     if (k === 0) {
       dim = f.dims[1];
       acc = new StatsAccumulator(dim);
       if (opts.keep) X = { rows: total, cols: dim, data: new Float64Array(total * dim) };
       else scratch = new Float64Array(batch * dim);
-      if (sampleRows > 0) {
-        const outputs: FeatureSample['outputs'] = {};
-        for (const name of opts.sampleOutputs ?? []) {
-          const o = out[name] as Tensor;
-          if (o.type !== 'float32') continue;
-          const rowSize = o.dims.slice(1).reduce((a, b) => a * b, 1);
-          outputs[name] = { data: (o.data as Float32Array).slice(0, sampleRows * rowSize), dims: [sampleRows, ...o.dims.slice(1)] };
-        }
-        sample = {
-          rows: sampleRows,
-          input: current.slice(0, sampleRows * per),
-          inputShape: [sampleRows, source.channels, source.height, source.width],
-          features: data.slice(0, sampleRows * dim),
-          outputs,
-        };
-      }
+      if (sampleRows > 0) sample = takeSample({ out, input: current, features: data, rows: sampleRows, dim, source, outputNames: opts.sampleOutputs ?? [] });
     } else if (f.dims[1] !== dim) {
       throw new BackboneError('FEATURE_SHAPE', `feature tensor "${featureName}" changed width between batches (${dim} then ${f.dims[1]})`);
     }
     const block = X ? X.data.subarray(at * dim, (at + n) * dim) : scratch!.subarray(0, n * dim);
-    for (let i = 0; i < n * dim; i++) {
-      const v = data[i];
-      if (!Number.isFinite(v)) {
-        throw new DataError('NON_FINITE', `${source.label}: the backbone gave a non-finite feature (${v}) for image ${at + Math.floor(i / dim)}`);
-      }
-      block[i] = v;
-    }
+    copyFinite(data, block, (i) => `${source.label}: the backbone gave a non-finite feature (${data[i]}) for image ${at + Math.floor(i / dim)}`);
     acc!.addRows({ rows: n, cols: dim, data: block });
     seconds.accumulate += (performance.now() - t2) / 1000;
     opts.progress?.(at + n, total);
   }
   seconds.total = (performance.now() - start) / 1000;
   return { rows: total, dim, stats: acc!.finish(), X, sample, seconds };
+}
+
+async function runBatch(
+  session: InferenceSession,
+  feeds: InferenceSession.FeedsType,
+  fetches: string[],
+  what: string,
+): Promise<InferenceSession.OnnxValueMapType> {
+  try {
+    return await session.run(feeds, fetches);
+  } catch (err) {
+    const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new BackboneError('INFERENCE_FAILED', `${what} (${detail})`, { cause: err });
+  }
+}
+
+/** The batch's features, which must be float32 N×D with one row per image. */
+function featureTensor(out: InferenceSession.OnnxValueMapType, featureName: string, n: number, describeCandidates?: () => string): Tensor {
+  const f = out[featureName] as Tensor;
+  if (f.type !== 'float32' || f.dims.length !== 2 || f.dims[0] !== n) {
+    throw new BackboneError(
+      'FEATURE_SHAPE',
+      `feature tensor "${featureName}" is ${f.type} of shape [${f.dims.join(', ')}] for a batch of ${n}; expected float32 N×D` +
+        (describeCandidates ? `; ${describeCandidates()}` : ''),
+    );
+  }
+  return f;
+}
+
+/** Copies of the first batch's first rows: its input, its features and each requested float32 output. */
+function takeSample(o: {
+  out: InferenceSession.OnnxValueMapType;
+  input: Float32Array;
+  features: Float32Array;
+  rows: number;
+  dim: number;
+  source: ImageSource;
+  outputNames: string[];
+}): FeatureSample {
+  const { rows, source } = o;
+  const per = source.channels * source.height * source.width;
+  const outputs: FeatureSample['outputs'] = {};
+  for (const name of o.outputNames) {
+    const t = o.out[name] as Tensor;
+    if (t.type !== 'float32') continue;
+    const rowSize = t.dims.slice(1).reduce((a, b) => a * b, 1);
+    outputs[name] = { data: (t.data as Float32Array).slice(0, rows * rowSize), dims: [rows, ...t.dims.slice(1)] };
+  }
+  return {
+    rows,
+    input: o.input.slice(0, rows * per),
+    inputShape: [rows, source.channels, source.height, source.width],
+    features: o.features.slice(0, rows * o.dim),
+    outputs,
+  };
+}
+
+/** Widens the features into block, refusing the first non-finite one. */
+function copyFinite(data: Float32Array, block: Float64Array, nonFinite: (i: number) => string): void {
+  for (let i = 0; i < block.length; i++) {
+    const v = data[i];
+    if (!Number.isFinite(v)) throw new DataError('NON_FINITE', nonFinite(i));
+    block[i] = v;
+  }
 }
