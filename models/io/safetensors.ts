@@ -123,6 +123,37 @@ function bad(name: string, what: string): DataError {
 }
 
 export function parseSafetensors(buf: Buffer, name: string): SafetensorsFile {
+  const { header, dataStart } = readHeader(buf, name);
+  const dataLen = buf.length - dataStart;
+  let metadata: Record<string, string> | undefined;
+  const entries: Entry[] = [];
+  for (const [key, raw] of Object.entries(header)) {
+    if (key === METADATA_KEY) {
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !Object.values(raw).every((v) => typeof v === 'string')) {
+        throw bad(name, `"${METADATA_KEY}" must be an object of string values`);
+      }
+      metadata = Object.assign(Object.create(null) as Record<string, string>, raw);
+      continue;
+    }
+    entries.push(headerEntry(name, key, raw, dataLen));
+  }
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  checkContiguous(name, entries, dataLen);
+  const tensors = Object.create(null) as Record<string, Tensor>;
+  for (const e of entries) tensors[e.key] = decodeTensor(name, buf.subarray(dataStart + e.begin, dataStart + e.end), e);
+  return metadata === undefined ? { tensors } : { tensors, metadata };
+}
+
+interface Entry {
+  key: string;
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/** The JSON header as an object, and where the data section starts. */
+function readHeader(buf: Buffer, name: string): { header: Record<string, unknown>; dataStart: number } {
   if (buf.length < 8)
     throw new DataError('TRUNCATED', `${name}: ${buf.length} bytes is too short for a safetensors file; expected an 8-byte header length first`);
   const n64 = buf.readBigUInt64LE(0);
@@ -143,42 +174,35 @@ export function parseSafetensors(buf: Buffer, name: string): SafetensorsFile {
   if (typeof header !== 'object' || header === null || Array.isArray(header)) {
     throw bad(name, 'the header must be a JSON object mapping tensor names to {dtype, shape, data_offsets}');
   }
+  return { header: header as Record<string, unknown>, dataStart: 8 + n };
+}
 
-  const dataStart = 8 + n;
-  const dataLen = buf.length - dataStart;
-  let metadata: Record<string, string> | undefined;
-  const entries: { key: string; dtype: string; shape: number[]; begin: number; end: number }[] = [];
-  for (const [key, raw] of Object.entries(header as Record<string, unknown>)) {
-    if (key === METADATA_KEY) {
-      if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !Object.values(raw).every((v) => typeof v === 'string')) {
-        throw bad(name, `"${METADATA_KEY}" must be an object of string values`);
-      }
-      metadata = Object.assign(Object.create(null) as Record<string, string>, raw);
-      continue;
-    }
-    const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null;
-    if (typeof info !== 'object' || info === null) throw bad(name, `entry ${JSON.stringify(key)} is not an object`);
-    const { dtype, shape, data_offsets: offs } = info;
-    if (typeof dtype !== 'string') throw bad(name, `tensor ${JSON.stringify(key)} has no string "dtype"`);
-    if (!Object.hasOwn(READ_DTYPES, dtype)) {
-      throw new DataError('BAD_DTYPE', `${name}: tensor ${JSON.stringify(key)} has dtype ${dtype}; expected F64 or F32`);
-    }
-    if (!validShape(shape)) throw bad(name, `tensor ${JSON.stringify(key)} has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-      throw bad(name, `tensor ${JSON.stringify(key)} has data_offsets ${JSON.stringify(offs)}; expected [begin, end] non-negative integers`);
-    }
-    const [begin, end] = offs as [number, number];
-    if (begin > end || end > dataLen) {
-      throw bad(name, `tensor ${JSON.stringify(key)} has data_offsets [${begin}, ${end}] outside the ${dataLen}-byte data section`);
-    }
-    const expected = shapeCount(shape) * READ_DTYPES[dtype];
-    if (end - begin !== expected) {
-      throw bad(name, `tensor ${JSON.stringify(key)} spans ${end - begin} bytes but shape [${shape.join(', ')}] of ${dtype} needs ${expected}`);
-    }
-    entries.push({ key, dtype, shape, begin, end });
+/** One tensor's header entry, checked: a readable dtype, a shape, and offsets inside the data section that fit both. */
+function headerEntry(name: string, key: string, raw: unknown, dataLen: number): Entry {
+  const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null;
+  if (typeof info !== 'object' || info === null) throw bad(name, `entry ${JSON.stringify(key)} is not an object`);
+  const { dtype, shape, data_offsets: offs } = info;
+  if (typeof dtype !== 'string') throw bad(name, `tensor ${JSON.stringify(key)} has no string "dtype"`);
+  if (!Object.hasOwn(READ_DTYPES, dtype)) {
+    throw new DataError('BAD_DTYPE', `${name}: tensor ${JSON.stringify(key)} has dtype ${dtype}; expected F64 or F32`);
   }
+  if (!validShape(shape)) throw bad(name, `tensor ${JSON.stringify(key)} has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
+  if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+    throw bad(name, `tensor ${JSON.stringify(key)} has data_offsets ${JSON.stringify(offs)}; expected [begin, end] non-negative integers`);
+  }
+  const [begin, end] = offs as [number, number];
+  if (begin > end || end > dataLen) {
+    throw bad(name, `tensor ${JSON.stringify(key)} has data_offsets [${begin}, ${end}] outside the ${dataLen}-byte data section`);
+  }
+  const expected = shapeCount(shape) * READ_DTYPES[dtype];
+  if (end - begin !== expected) {
+    throw bad(name, `tensor ${JSON.stringify(key)} spans ${end - begin} bytes but shape [${shape.join(', ')}] of ${dtype} needs ${expected}`);
+  }
+  return { key, dtype, shape, begin, end };
+}
 
-  entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
+/** The entries, sorted by offset, must tile the data section exactly: no overlap, no gap, nothing left over. */
+function checkContiguous(name: string, entries: Entry[], dataLen: number): void {
   let cursor = 0;
   for (const e of entries) {
     if (e.begin !== cursor) {
@@ -194,34 +218,33 @@ export function parseSafetensors(buf: Buffer, name: string): SafetensorsFile {
   if (cursor !== dataLen) {
     throw bad(name, `the tensors cover ${cursor} bytes but the data section holds ${dataLen}; expected them to match`);
   }
+}
 
-  const tensors = Object.create(null) as Record<string, Tensor>;
-  for (const e of entries) {
-    const count = shapeCount(e.shape);
-    const itemsize = READ_DTYPES[e.dtype];
-    const bytes = new Uint8Array(count * itemsize);
-    bytes.set(buf.subarray(dataStart + e.begin, dataStart + e.end));
-    let data: Float64Array;
-    if (!HOST_LE) {
-      const dv = new DataView(bytes.buffer);
-      data = new Float64Array(count);
-      for (let i = 0; i < count; i++) data[i] = itemsize === 8 ? dv.getFloat64(i * 8, true) : dv.getFloat32(i * 4, true);
-    } else if (itemsize === 8) {
-      data = new Float64Array(bytes.buffer);
-    } else {
-      data = Float64Array.from(new Float32Array(bytes.buffer));
-    }
-    for (let i = 0; i < count; i++) {
-      if (!Number.isFinite(data[i])) {
-        throw new DataError(
-          'NON_FINITE',
-          `${name}: tensor ${JSON.stringify(e.key)} holds a non-finite value ${data[i]} at flat index ${i}; expected finite weights`,
-        );
-      }
-    }
-    tensors[e.key] = { shape: e.shape, dtype: e.dtype, data };
+/** A tensor's little-endian bytes widened to float64, refusing non-finite weights. */
+function decodeTensor(name: string, raw: Buffer, e: Entry): Tensor {
+  const count = shapeCount(e.shape);
+  const itemsize = READ_DTYPES[e.dtype];
+  const bytes = new Uint8Array(count * itemsize);
+  bytes.set(raw);
+  let data: Float64Array;
+  if (!HOST_LE) {
+    const dv = new DataView(bytes.buffer);
+    data = new Float64Array(count);
+    for (let i = 0; i < count; i++) data[i] = itemsize === 8 ? dv.getFloat64(i * 8, true) : dv.getFloat32(i * 4, true);
+  } else if (itemsize === 8) {
+    data = new Float64Array(bytes.buffer);
+  } else {
+    data = Float64Array.from(new Float32Array(bytes.buffer));
   }
-  return metadata === undefined ? { tensors } : { tensors, metadata };
+  for (let i = 0; i < count; i++) {
+    if (!Number.isFinite(data[i])) {
+      throw new DataError(
+        'NON_FINITE',
+        `${name}: tensor ${JSON.stringify(e.key)} holds a non-finite value ${data[i]} at flat index ${i}; expected finite weights`,
+      );
+    }
+  }
+  return { shape: e.shape, dtype: e.dtype, data };
 }
 
 export async function readSafetensorsFile(path: string): Promise<SafetensorsFile> {
