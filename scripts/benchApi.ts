@@ -21,7 +21,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { Agent, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -34,6 +33,7 @@ import { encodeNpy } from '../models/io/index.js';
 import { Records } from '../services/records.js';
 import { deleteByPrefix } from '../services/redis.js';
 import { handleUsage } from './usage.js';
+import { freePort } from './privateRedis.js';
 
 const SERVER = fileURLToPath(new URL('../services/server.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -49,17 +49,6 @@ function arg(name: string, fallback: number): number {
   const v = i >= 0 ? Number(argv[i + 1]) : fallback;
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number`);
   return v;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => ok(port));
-    });
-  });
 }
 
 function matrix(rows: number, cols: number, seed: number): Buffer {

@@ -1,3 +1,5 @@
+import { encodeNpy } from '../models/io/index.js';
+
 /** The environment both soaks give the API and the worker processes they start: their own prefix, queue and data dir. */
 export function soakEnv(o: {
   redisUrl: string;
@@ -26,4 +28,15 @@ export function soakEnv(o: {
   };
   for (const k of ['OPENBLAS_CORETYPE', 'IMMUNIZE_OPENBLAS_CORETYPE_AUTO', 'HOME']) if (process.env[k]) env[k] = process.env[k]!;
   return env;
+}
+
+/** A seeded rows×cols float64 .npy of uniform values in [−0.5, 0.5): the soaks' datasets. */
+export function matrix(rows: number, cols: number, seed: number): Buffer {
+  let s = seed >>> 0 || 1;
+  const data = new Float64Array(rows * cols);
+  for (let i = 0; i < data.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = s / 2 ** 32 - 0.5;
+  }
+  return encodeNpy({ rows, cols, data });
 }

@@ -15,9 +15,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { encodeNpy } from '../models/io/index.js';
 import { createLogger } from '../services/logger.js';
-import { soakEnv } from './soakEnv.js';
+import { matrix, soakEnv } from './soakEnv.js';
 import { deleteByPrefix } from '../services/redis.js';
 import { startServer, type RunningServer } from '../services/server.js';
 import { describeRedisCrash, soakRedisCrash, type AppendFsync } from './soakRedisCrash.js';
@@ -58,16 +57,6 @@ export interface SoakReport {
 const SERVER = fileURLToPath(new URL('../services/server.js', import.meta.url));
 const KEY = `soak-${randomBytes(12).toString('hex')}`;
 const AUTH = { authorization: `Bearer ${KEY}` };
-
-function matrix(rows: number, cols: number, seed: number): Buffer {
-  let s = seed >>> 0 || 1;
-  const data = new Float64Array(rows * cols);
-  for (let i = 0; i < data.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = s / 2 ** 32 - 0.5;
-  }
-  return encodeNpy({ rows, cols, data });
-}
 
 interface JobDoc {
   id: string;

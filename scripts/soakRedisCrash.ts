@@ -13,9 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { encodeNpy } from '../models/io/index.js';
 import { createLogger } from '../services/logger.js';
-import { soakEnv } from './soakEnv.js';
+import { matrix, soakEnv } from './soakEnv.js';
 import { startServer, type RunningServer } from '../services/server.js';
 import { startPrivateRedis, type PrivateRedis } from './privateRedis.js';
 
@@ -78,16 +77,6 @@ export interface RedisCrashReport {
 const SERVER = fileURLToPath(new URL('../services/server.js', import.meta.url));
 const KEY = `soak-${randomBytes(12).toString('hex')}`;
 const AUTH = { authorization: `Bearer ${KEY}` };
-
-function matrix(rows: number, cols: number, seed: number): Buffer {
-  let s = seed >>> 0 || 1;
-  const data = new Float64Array(rows * cols);
-  for (let i = 0; i < data.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = s / 2 ** 32 - 0.5;
-  }
-  return encodeNpy({ rows, cols, data });
-}
 
 function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return 0;

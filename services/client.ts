@@ -8,6 +8,7 @@ import { rename, rm, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { sseBlocks } from './sse.js';
 
 export interface ClientJob {
   id: string;
@@ -91,25 +92,11 @@ export class ImmunizeClient {
   async watch(id: string, onEvent: (event: string, job: ClientJob) => void = () => undefined, signal?: AbortSignal): Promise<ClientJob> {
     const res = await fetch(`${this.base}/v1/jobs/${encodeURIComponent(id)}/events`, { headers: this.auth, signal });
     if (res.status !== 200 || !res.body) throw await failure(res);
-    const decoder = new TextDecoder();
-    let buffer = '';
     let last: ClientJob | null = null;
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let cut: number;
-      while ((cut = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
-        const data = block
-          .split('\n')
-          .filter((l) => l.startsWith('data: '))
-          .map((l) => l.slice(6))
-          .join('\n');
-        if (!data) continue;
-        last = JSON.parse(data) as ClientJob;
-        onEvent(event, last);
-      }
+    for await (const { event, data } of sseBlocks(res.body as unknown as AsyncIterable<Uint8Array>)) {
+      if (!data) continue;
+      last = JSON.parse(data) as ClientJob;
+      onEvent(event, last);
     }
     if (!last) throw new ApiClientError(502, 'stream_ended', `the event stream of job ${id} ended without an event`);
     return last;

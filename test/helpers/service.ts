@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { encodeNpy } from '../../models/io/npy.js';
 import { createLogger } from '../../services/logger.js';
 import { deleteByPrefix } from '../../services/redis.js';
+import { sseBlocks } from '../../services/sse.js';
 import { startServer, type RunningServer } from '../../services/server.js';
 import type { Role } from '../../services/config.js';
 
@@ -135,27 +136,12 @@ export async function readSse(url: string, headers: Record<string, string>, stop
     const res = await fetch(url, { headers, signal: controller.signal });
     if (res.status !== 200) throw new Error(`SSE answered ${res.status}: ${await res.text()}`);
     if (!res.headers.get('content-type')?.startsWith('text/event-stream')) throw new Error(`SSE content-type is ${res.headers.get('content-type')}`);
-    const decoder = new TextDecoder();
-    let buffer = '';
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let cut: number;
-      while ((cut = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        let event = 'message';
-        const data: string[] = [];
-        for (const line of block.split('\n')) {
-          if (line.startsWith('event: ')) event = line.slice(7);
-          else if (line.startsWith('data: ')) data.push(line.slice(6));
-        }
-        if (data.length === 0) continue;
-        const e = { event, data: JSON.parse(data.join('\n')) as unknown };
-        events.push(e);
-        if (stop?.(e)) {
-          controller.abort();
-          return events;
-        }
+    for await (const block of sseBlocks(res.body as unknown as AsyncIterable<Uint8Array>)) {
+      const e = { event: block.event, data: JSON.parse(block.data) as unknown };
+      events.push(e);
+      if (stop?.(e)) {
+        controller.abort();
+        return events;
       }
     }
     return events;

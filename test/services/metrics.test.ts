@@ -4,25 +4,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import type { RunningServer } from '../../services/server.js';
 import { ADMIN, ALICE, cleanup, requireRedis, start, type TestEnv, testEnv } from '../helpers/service.js';
+import { freePort } from '../../scripts/privateRedis.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();
 
 /** A port that was free a moment ago (the worker's metrics port cannot be 0: 0 turns it off). */
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const probe = createServer();
-    probe.once('error', fail);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => ok(port));
-    });
-  });
-}
-
 let t: TestEnv;
 let worker: RunningServer;
 let base: string;

@@ -12,25 +12,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { newId } from '../../services/ids.js';
 import { docEventId } from '../../services/jobs.js';
 import type { RunningServer } from '../../services/server.js';
+import { sseBlocks } from '../../services/sse.js';
 import { ALICE, BOB, eventually, multipart, randomNpy, start, testEnv, type TestEnv } from '../helpers/service.js';
-
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => ok(port));
-    });
-  });
-}
+import { freePort } from '../../scripts/privateRedis.js';
 
 /** A redis-server of this test's own on `port`, its append-only file in `dir` (fsync at every write). */
 class OwnRedis {
@@ -108,28 +98,8 @@ class OpenStream {
   }
 
   private async read(body: AsyncIterable<Uint8Array>): Promise<void> {
-    const decoder = new TextDecoder();
-    let buffer = '';
     try {
-      for await (const chunk of body) {
-        buffer += decoder.decode(chunk, { stream: true });
-        let cut: number;
-        while ((cut = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          let event = 'message';
-          let id: string | null = null;
-          let retry: number | null = null;
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event: ')) event = line.slice(7);
-            else if (line.startsWith('data: ')) data.push(line.slice(6));
-            else if (line.startsWith('id: ')) id = line.slice(4);
-            else if (line.startsWith('retry: ')) retry = Number(line.slice(7));
-          }
-          if (data.length > 0) this.events.push({ event, id, retry, data: JSON.parse(data.join('\n')) as Record<string, unknown> });
-        }
-      }
+      for await (const b of sseBlocks(body)) this.events.push({ ...b, data: JSON.parse(b.data) as Record<string, unknown> });
     } catch {
       // aborted by close()
     } finally {
