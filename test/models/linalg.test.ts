@@ -666,6 +666,23 @@ describe('eigenDescent', () => {
     assert.ok(!eigenDescent(lambdas, e0, 2, { rule: 'exact', scale, target: 1e-300, cap: 5 }).reached);
   });
 
+  // The kernels flush subnormals to zero while they run (a converging run passes through that range); the flag must
+  // not leak into the caller's thread, and the curve must still follow the closed form wherever it is normal.
+  it('runs through the subnormal range and leaves the caller’s arithmetic untouched', () => {
+    const l = Float64Array.from([0.5, 1]);
+    const r = eigenDescent(l, Float64Array.from([1, 1]), 1, { rule: 'fixed', scale: 1 / 1.5, target: 0, cap: 600 });
+    for (const k of [1, 100, 400, 500]) {
+      const expected = (0.5 * 0.25 ** k) / 1.5; // (1 − 0.5/1)^2k for λ = 0.5; λ = 1 is solved in one step
+      assert.ok(Math.abs(r.curve[k] - expected) <= 1e-12 * expected, `step ${k}: ${r.curve[k]} vs ${expected}`);
+    }
+    assert.ok(r.curve[600] >= 0 && r.curve[600] < 1e-300);
+    const one = { rows: 1, cols: 1, data: Float64Array.of(1) };
+    adamQuadratic(one, one, Float64Array.of(0.1), { c: 0, fStar: -0.5, gap: 0.5, target: 0, cap: 2000 });
+    const smallestNormal = 2.2250738585072014e-308;
+    assert.ok(smallestNormal / 4 > 0, 'subnormal results are flushed on the calling thread');
+    assert.equal(Number.MIN_VALUE * 3, 1.5e-323);
+  });
+
   it('rejects bad input', () => {
     const ok = { rule: 'fixed' as const, scale, target: 0, cap: 3 };
     expectCode(() => eigenDescent(lambdas, e0.subarray(1), 2, ok), 'SIZE_MISMATCH');
