@@ -10,6 +10,10 @@ export type AttackerName = (typeof ATTACKERS)[number];
 /** Every attacker the verdict counts. Newton ignores κ, so it is reported as the limit, never counted. */
 export const FIRST_ORDER_ATTACKERS: readonly AttackerName[] = ['gd', 'gd-exact', 'gd-exact-standardized', 'adam', 'adam-standardized'];
 
+export function isAdam(attacker: AttackerName): boolean {
+  return attacker === 'adam' || attacker === 'adam-standardized';
+}
+
 /** Attackers that z-score each feature column (and so fit an intercept) before probing. */
 export function isStandardized(attacker: AttackerName): boolean {
   return attacker === 'gd-exact-standardized' || attacker === 'adam-standardized';
@@ -102,7 +106,7 @@ export function adamLearningRates(p: ProbeProblem): Float64Array {
   return Float64Array.from(ADAM_LEARNING_RATE_MULTIPLES, (m) => m * (rms > 0 ? rms : 1));
 }
 
-/** adamRuns on threads of its own; `join()` waits for the result. */
+/** adamRuns on a thread of its own; `join()` waits for the result. */
 function startAdamRuns(p: ProbeProblem, target: number, cap: number): { join(): AttackRun & { learningRate: number } } {
   const rates = adamLearningRates(p);
   const G = rates.length;
@@ -113,11 +117,29 @@ function startAdamRuns(p: ProbeProblem, target: number, cap: number): { join(): 
       const len = r.steps + 1;
       const curveOf = (g: number) => r.curves.subarray(g * len, (g + 1) * len);
       if (r.winner >= 0) return { steps: r.steps, reached: true, curve: curveOf(r.winner), learningRate: rates[r.winner] };
-      let best = 0;
-      for (let g = 1; g < G; g++) if (r.curves[g * len + r.steps] < r.curves[best * len + r.steps]) best = g;
+      const best = bestRun(Array.from({ length: G }, (_, g) => curveOf(g)));
       return { steps: cap, reached: target <= 0, curve: curveOf(best), learningRate: rates[best] };
     },
   };
+}
+
+/**
+ * The run that gets lowest (down to TARGET_FLOOR, below which all count as equal), the earliest: the one whose curve
+ * sets the raw target. Judged by the last value alone, two runs that both reach rounding level would tie, and the
+ * slower one could win.
+ */
+export function bestRun(curves: Array<ArrayLike<number>>): number {
+  const levelAndStep = curves.map((c) => {
+    const baseline = baselineOf({ steps: c.length - 1, reached: true, curve: c });
+    return { level: baseline.target, step: baseline.stepsRaw };
+  });
+  let best = 0;
+  for (let g = 1; g < curves.length; g++) {
+    const a = levelAndStep[g];
+    const b = levelAndStep[best];
+    if (a.level < b.level || (a.level === b.level && a.step < b.step)) best = g;
+  }
+  return best;
 }
 
 export const adam: Attacker = (p, target, cap) => adamRuns(p, target, cap);
@@ -154,7 +176,7 @@ export function simulateAttack(
 
 /**
  * simulateAttack in two halves: the raw side now, and for Adam, whose immunized run is the longest by far, that run
- * on threads of its own until `finish()`.
+ * on a thread of its own until `finish()`.
  */
 export interface RawBaseline {
   /** What the attacker reaches on the raw features within RAW_BUDGET_STEPS (floored at TARGET_FLOOR). */
@@ -165,7 +187,10 @@ export interface RawBaseline {
 
 /** The raw side of an attack: it depends on the raw features only, so a caller scoring many θ's can keep it. */
 export function rawBaseline(attacker: AttackerName, raw: ProbeProblem): RawBaseline {
-  const budget = attackerFn(attacker)(raw, 0, RAW_BUDGET_STEPS);
+  return baselineOf(attackerFn(attacker)(raw, 0, RAW_BUDGET_STEPS));
+}
+
+function baselineOf(budget: AttackRun): RawBaseline {
   let reachedInBudget = Infinity;
   for (let k = 1; k < budget.curve.length; k++) reachedInBudget = Math.min(reachedInBudget, budget.curve[k]);
   const target = Math.max(reachedInBudget, TARGET_FLOOR);
@@ -183,8 +208,7 @@ export function startAttack(
 ): { finish(): AttackOutcome } {
   const run = attackerFn(attacker);
   const { target, stepsRaw, curve: rawCurve } = 'stepsRaw' in raw ? raw : rawBaseline(attacker, raw);
-  const isAdam = attacker === 'adam' || attacker === 'adam-standardized';
-  const fullCap = isAdam ? ADAM_CAP_FACTOR * stepsRaw : STEP_CAP;
+  const fullCap = isAdam(attacker) ? ADAM_CAP_FACTOR * stepsRaw : STEP_CAP;
   const cap = Math.min(fullCap, Math.ceil(stopAtSlowdown * stepsRaw));
   const outcome = (immRun: AttackRun): AttackOutcome => {
     const status = attackStatus(data, immRun.reached, immRun.steps / stepsRaw);
@@ -202,7 +226,7 @@ export function startAttack(
       curveImmunized: immRun.curve,
     };
   };
-  if (!isAdam) {
+  if (!isAdam(attacker)) {
     const done = outcome(run(immunized, target, cap));
     return { finish: () => done };
   }
@@ -297,6 +321,7 @@ export class RawSide {
   readonly plain: ProbeProblem;
   readonly zScored: ProbeProblem;
   private readonly baselines = new Map<AttackerName, RawBaseline>();
+  private readonly running = new Map<AttackerName, { join(): AttackRun }>();
   constructor(stats: SufficientStats, eigen?: Eigen) {
     this.plain = probeProblem(stats, null, false, eigen);
     this.zScored = probeProblem(stats, null, true);
@@ -304,13 +329,28 @@ export class RawSide {
   problem(attacker: AttackerName): ProbeProblem {
     return isStandardized(attacker) ? this.zScored : this.plain;
   }
+  /** Starts the raw Adam runs, the longest raw ones, on threads of their own: they overlap what the caller does next. */
+  startAdam(): this {
+    for (const attacker of ['adam', 'adam-standardized'] as const) {
+      if (!this.baselines.has(attacker) && !this.running.has(attacker)) {
+        this.running.set(attacker, startAdamRuns(this.problem(attacker), 0, RAW_BUDGET_STEPS));
+      }
+    }
+    return this;
+  }
   baseline(attacker: AttackerName): RawBaseline {
     let b = this.baselines.get(attacker);
     if (!b) {
-      b = rawBaseline(attacker, this.problem(attacker));
+      const run = this.running.get(attacker);
+      b = run ? baselineOf(run.join()) : rawBaseline(attacker, this.problem(attacker));
+      this.running.delete(attacker);
       this.baselines.set(attacker, b);
     }
     return b;
+  }
+  /** Waits for any run still going, so that none outlives a thrown error. */
+  abandon(): void {
+    for (const attacker of [...this.running.keys()]) this.baseline(attacker);
   }
 }
 

@@ -1,7 +1,18 @@
 import { gemm, gesv, openblasCore, syevr } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { congruence } from './dense.js';
-import { FIRST_ORDER_ATTACKERS, isStandardized, RawSide, simulateAttack, startAttackSuite, type AttackOutcome, type ImmunizedProblems } from './attacks.js';
+import {
+  FIRST_ORDER_ATTACKERS,
+  isAdam,
+  isStandardized,
+  RawSide,
+  simulateAttack,
+  startAttack,
+  startAttackSuite,
+  type AttackerName,
+  type AttackOutcome,
+  type ImmunizedProblems,
+} from './attacks.js';
 import { spectralImmunize } from './spectralMethod.js';
 import { closedFormImmunize, CLOSED_FORM_DEFAULTS, rirBound } from './closedForm.js';
 import { defaultStepCap, GRADIENT_DEFAULTS, gradientImmunize, type StepRecord } from './gradientMethod.js';
@@ -155,15 +166,17 @@ interface Solution {
 
 function solveSpectral({ input, opts, prep, rtol }: SolveContext): Solution {
   const known: Known = { eigP0: fullEigen(prep.benignStats.K), eigH0: fullEigen(prep.harmfulStats.K), thetaCondition: undefined };
-  const rawSides = { benign: new RawSide(prep.benignStats, known.eigP0), harmful: new RawSide(prep.harmfulStats, known.eigH0) };
+  const rawSides = { benign: new RawSide(prep.benignStats, known.eigP0).startAdam(), harmful: new RawSide(prep.harmfulStats, known.eigH0).startAdam() };
   const passedScreen = new Map<Mat, Screened>();
-  const screen = screenAgainstVerdict(prep, rtol, rawSides, (s) => passedScreen.set(s.theta, s));
-  const r = spectralImmunize(
-    prep.benignStats,
-    prep.harmfulStats,
-    { kappaBudget: opts.kappaBudget, seed: opts.seed, harmfulLabelled: !!input.harmful.y },
-    screen,
-  );
+  const screen = screenAgainstVerdict(prep, rtol, rawSides, known, (s) => passedScreen.set(s.theta, s));
+  let r: ReturnType<typeof spectralImmunize>;
+  try {
+    r = spectralImmunize(prep.benignStats, prep.harmfulStats, { kappaBudget: opts.kappaBudget, seed: opts.seed, harmfulLabelled: !!input.harmful.y }, screen);
+  } catch (err) {
+    rawSides.benign.abandon();
+    rawSides.harmful.abandon();
+    throw err;
+  }
   known.thetaCondition = r.thetaCondition;
   const details = {
     centred: r.centred ? 1 : 0,
@@ -270,12 +283,13 @@ function screenAgainstVerdict(
   prep: Prepared,
   rtol: number,
   rawSides: Record<'benign' | 'harmful', RawSide>,
+  known: Known,
   keep: (s: Screened) => void,
 ): (theta: Mat, mustBeat: number) => { passed: boolean; score: number; rir: number; kappaOk: boolean } {
   const t = VERDICT_THRESHOLDS;
   const before = {
-    benign: conditioningFromSpectrum(syevr(prep.benignStats.K, { vectors: false }).values, rtol),
-    harmful: conditioningFromSpectrum(syevr(prep.harmfulStats.K, { vectors: false }).values, rtol),
+    benign: conditioningFromSpectrum(known.eigP0.values, rtol),
+    harmful: conditioningFromSpectrum(known.eigH0.values, rtol),
   };
   const kappaUntestable = kappaCeilingNote(before.harmful.kappa, rtol) !== undefined;
   // A candidate is often checked twice (its κ's first, the attackers later): each side's transformed statistics, their
@@ -328,12 +342,20 @@ function screenAgainstVerdict(
       screened.stats[data] = stats;
       screened.eigen[data] = eigen;
       screened.immunized[data] = imm;
-      for (const attacker of FIRST_ORDER_ATTACKERS) {
-        const stopAt = data === 'benign' ? t.benignSlowdown * 1.01 : t.harmfulSlowdown * 1.1;
-        const o = simulateAttack(attacker, data, rawSides[data].baseline(attacker), isStandardized(attacker) ? imm.zScored : imm.plain, stopAt);
-        const ok = data === 'benign' ? !o.capped && o.stepsImmunized <= t.benignSlowdown * o.stepsRaw : o.stepsImmunized >= t.harmfulSlowdown * o.stepsRaw;
-        if (!ok) return { passed: false, score, rir, kappaOk };
-        score++;
+      const stopAt = data === 'benign' ? t.benignSlowdown * 1.01 : t.harmfulSlowdown * 1.1;
+      const start = (attacker: AttackerName) =>
+        startAttack(attacker, data, rawSides[data].baseline(attacker), isStandardized(attacker) ? imm.zScored : imm.plain, stopAt);
+      // The Adam runs, the longest, go on threads of their own while the others run here.
+      const adamRuns = new Map<AttackerName, { finish(): AttackOutcome }>(FIRST_ORDER_ATTACKERS.filter(isAdam).map((a) => [a, start(a)]));
+      try {
+        for (const attacker of FIRST_ORDER_ATTACKERS) {
+          const o = (adamRuns.get(attacker) ?? start(attacker)).finish();
+          const ok = data === 'benign' ? !o.capped && o.stepsImmunized <= t.benignSlowdown * o.stepsRaw : o.stepsImmunized >= t.harmfulSlowdown * o.stepsRaw;
+          if (!ok) return { passed: false, score, rir, kappaOk };
+          score++;
+        }
+      } finally {
+        for (const run of adamRuns.values()) run.finish();
       }
     }
     if (kappaOk) keep(screened);
@@ -416,7 +438,7 @@ function finish(input: EngineInput, opts: EngineOptions, prep: Prepared, solved:
           reason: `K_P has rank ${c.rank.benign} of ${D}: RIR* is formed with the ridge 1/budget² and is a reference value, not a bound (RIR can exceed it), so it cannot rule immunization out`,
         });
       }
-      quality = benignQuality(input, prep, theta, warnings);
+      quality = benignQuality(input, prep, theta, statsAfter.benign, warnings);
     },
   );
   // RIR ≤ RIR* is proven for a full-rank K_P only (K_H may be rank-deficient); only then may RIR* ≤ 1 say infeasible.
@@ -455,25 +477,30 @@ function finish(input: EngineInput, opts: EngineOptions, prep: Prepared, solved:
   return { theta, head: compensatedHead(prep, theta), metrics, curves };
 }
 
-function benignQuality(input: EngineInput, prep: Prepared, theta: Mat, warnings: Warning[]): Metrics['benignQuality'] {
+/**
+ * The best benign probe before and after θ, and how closely the compensated head θ⁻¹ω reproduces the original
+ * predictions. Predictions on X·θ are taken as X·(θ·w): the same numbers without forming X·θ, which at thousands of
+ * rows costs more than everything else here.
+ */
+function benignQuality(input: EngineInput, prep: Prepared, theta: Mat, statsAfter: SufficientStats, warnings: Warning[]): Metrics['benignQuality'] {
   if (!prep.task || !prep.benignY) {
     warnings.push({ field: 'benignQuality', reason: 'no benign labels, so there is no benign task to score' });
     return { metric: null, before: null, after: null, headMaxDeviation: null };
   }
   const task = prep.task;
-  const before = fitProbe(prep.benignStats);
-  const Xt = gemm(input.benign.X, theta);
-  const after = fitProbe(statsOf(Xt, prep.benignY));
+  const before = benignProbe(prep)!;
+  const after = fitProbe(statsAfter);
+  const throughTheta = (head: LinearHead): LinearHead => ({ weights: gemm(theta, head.weights), bias: head.bias });
+  const p0 = predict(input.benign.X, before);
   const out: Metrics['benignQuality'] = {
     metric: task === 'regression' ? 'mse' : 'accuracy',
-    before: score(task, predict(input.benign.X, before), prep.benignY),
-    after: score(task, predict(Xt, after), prep.benignY),
+    before: score(task, p0, prep.benignY),
+    after: score(task, predict(input.benign.X, throughTheta(after)), prep.benignY),
     headMaxDeviation: null,
   };
   const head = compensatedHead(prep, theta);
   if (head) {
-    const p0 = predict(input.benign.X, before);
-    const p1 = predict(Xt, head);
+    const p1 = predict(input.benign.X, throughTheta(head));
     let dev = 0;
     for (let i = 0; i < p0.data.length; i++) dev = Math.max(dev, Math.abs(p0.data[i] - p1.data[i]));
     out.headMaxDeviation = dev;
@@ -483,15 +510,28 @@ function benignQuality(input: EngineInput, prep: Prepared, theta: Mat, warnings:
       warnings.push({ field: 'benignQuality.test', reason: 'the benign test data has no labels' });
     } else {
       const Yt = encodeTargets(input.benignTest.y, task, prep.classes ?? undefined).Y;
-      out.test = score(task, predict(gemm(input.benignTest.X, theta), after), Yt);
+      out.test = score(task, predict(input.benignTest.X, throughTheta(after)), Yt);
     }
   }
   return out;
 }
 
-function compensatedHead(prep: Prepared, theta: Mat): LinearHead | null {
+const benignProbes = new WeakMap<Prepared, LinearHead>();
+
+/** The best benign probe on the raw features, fitted once per job. */
+function benignProbe(prep: Prepared): LinearHead | null {
   if (!prep.task || !prep.benignY) return null;
-  const head = fitProbe(prep.benignStats);
+  let head = benignProbes.get(prep);
+  if (!head) {
+    head = fitProbe(prep.benignStats);
+    benignProbes.set(prep, head);
+  }
+  return head;
+}
+
+function compensatedHead(prep: Prepared, theta: Mat): LinearHead | null {
+  const head = benignProbe(prep);
+  if (!head) return null;
   try {
     return { weights: gesv(theta, head.weights), bias: head.bias };
   } catch {

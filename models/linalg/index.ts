@@ -164,7 +164,7 @@ export function adamQuadratic(H: Mat, B: Mat, learningRates: Float64Array, o: Ad
 }
 
 /**
- * The same simulation on threads of its own, so that the caller can do other work meanwhile; `join()` waits for
+ * The same simulation on a thread of its own, so that the caller can do other work meanwhile; `join()` waits for
  * it and returns what adamQuadratic would. Bad input throws here, not at join.
  */
 export function startAdamQuadratic(H: Mat, B: Mat, learningRates: Float64Array, o: AdamQuadraticOptions): { join(): AdamQuadraticResult } {

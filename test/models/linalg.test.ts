@@ -731,6 +731,63 @@ describe('adamQuadratic', () => {
     alone.forEach((curve, g) => assert.deepEqual(stopped.curves.subarray(g * (first + 1), (g + 1) * (first + 1)), curve.subarray(0, first + 1)));
   });
 
+  // H is read as its packed upper triangle, each row padded to a multiple of 8: every width around that multiple,
+  // against a plain loop of textbook Adam.
+  it('matches a plain Adam loop at every width around the padding', () => {
+    const plainAdam = (Hm: Mat, Bm: Mat, lr: number, steps: number) => {
+      const [n, C] = [Hm.rows, Bm.cols];
+      const W = new Float64Array(n * C);
+      const m1 = new Float64Array(n * C);
+      const m2 = new Float64Array(n * C);
+      const curve = [1];
+      const f = () => {
+        let s = 0;
+        for (let i = 0; i < n; i++) {
+          for (let c = 0; c < C; c++) {
+            let hw = 0;
+            for (let j = 0; j < n; j++) hw += Hm.data[i * n + j] * W[j * C + c];
+            s += 0.5 * W[i * C + c] * hw - Bm.data[i * C + c] * W[i * C + c];
+          }
+        }
+        return s;
+      };
+      const fStar = -1;
+      for (let k = 1; k <= steps; k++) {
+        const grad = new Float64Array(n * C);
+        for (let i = 0; i < n; i++) {
+          for (let c = 0; c < C; c++) {
+            let hw = 0;
+            for (let j = 0; j < n; j++) hw += Hm.data[i * n + j] * W[j * C + c];
+            grad[i * C + c] = hw - Bm.data[i * C + c];
+          }
+        }
+        for (let q = 0; q < n * C; q++) {
+          m1[q] = 0.9 * m1[q] + 0.1 * grad[q];
+          m2[q] = 0.999 * m2[q] + 0.001 * grad[q] ** 2;
+          W[q] -= (lr * (m1[q] / (1 - 0.9 ** k))) / (Math.sqrt(m2[q] / (1 - 0.999 ** k)) + 1e-8);
+        }
+        curve.push(Math.max(0, f() - fStar));
+      }
+      return curve;
+    };
+    for (const n of [1, 2, 7, 8, 9, 15, 16, 17, 24]) {
+      for (const C of [1, 3]) {
+        const X = randMat(2 * n + 3, n, r);
+        const Hn = naiveMul(X, X, true);
+        const Bn = randMat(n, C, r);
+        const lrs = Float64Array.from([1e-2, 5e-2]);
+        const got = adamQuadratic(Hn, Bn, lrs, { c: 0, fStar: -1, gap: 1, target: 0, cap: 40 });
+        lrs.forEach((lr, g) => {
+          const expected = plainAdam(Hn, Bn, lr, 40);
+          for (let k = 0; k <= 40; k++) {
+            const v = got.curves[g * 41 + k];
+            assert.ok(Math.abs(v - expected[k]) <= 1e-10 * Math.max(1, Math.abs(expected[k])), `D ${n}, C ${C}, lr ${lr}, step ${k}: ${v} vs ${expected[k]}`);
+          }
+        });
+      }
+    }
+  });
+
   it('rejects bad input', () => {
     const ok = { ...quad, target: 0, cap: 5 };
     expectCode(() => adamQuadratic(H, randMat(D + 1, 2, r), rates, ok), 'SIZE_MISMATCH');

@@ -5,7 +5,6 @@
 #include <sched.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -111,68 +110,66 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DescentDispatc
 
 // ---- Adam in the original coordinates ---------------------------------------------------------------------------
 
-// Y[:, c] = H·W[:, c] for C columns of length Dp (zero-padded), rows i0 … i0 + 8R − 1. Ht holds Hᵀ row-major with
-// rows padded to Dp, so row j is the j-th column of H and the update Y += Ht[j, :]·w_j is elementwise. The R×C
-// partial results stay in registers for the whole sweep over j.
-template <int R, int C>
-PROBE_INLINE void MatColsBlock(const double* __restrict Ht, int D, int Dp, int i0, const double* __restrict W,
-                               double* __restrict Y) {
-  v8 acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = v8{};
-  for (int j = 0; j < D; ++j) {
-    const double* row = Ht + static_cast<size_t>(j) * Dp + i0;
-    v8 h[R];
-    for (int r = 0; r < R; ++r) h[r] = Load(row + r * kLanes);
+// H's upper triangle, row by row: row i holds H[i][i+1..D) padded with zeros to a multiple of 8, and the diagonal
+// apart. A step's product H·W is bound by reading H, and the triangle is half of it: each off-diagonal entry is read
+// once and used twice, for Y[i] += H[i][j]·W[j] and Y[j] += H[i][j]·W[i].
+struct PackedSymmetric {
+  std::vector<double> diag, upper;
+  std::vector<size_t> rowStart;
+  std::vector<int> rowLength;  // padded
+};
+
+PackedSymmetric PackUpper(const double* H, int D) {
+  PackedSymmetric P;
+  P.diag.resize(D);
+  P.rowStart.resize(D);
+  P.rowLength.resize(D);
+  size_t total = 0;
+  for (int i = 0; i < D; ++i) {
+    P.rowStart[i] = total;
+    P.rowLength[i] = Padded(D - i - 1);
+    total += static_cast<size_t>(P.rowLength[i]);
+  }
+  P.upper.assign(total, 0.0);
+  for (int i = 0; i < D; ++i) {
+    P.diag[i] = H[static_cast<size_t>(i) * D + i];
+    for (int j = i + 1; j < D; ++j) P.upper[P.rowStart[i] + (j - i - 1)] = H[static_cast<size_t>(i) * D + j];
+  }
+  return P;
+}
+
+// Y[:, c] = H·W[:, c] for C columns `stride` apart. A row's padding reads up to 7 entries past D, so the stride is at
+// least Padded(D) + 8 and those entries of W are zero; the padded entries of H are zero, so Y past D stays zero.
+// Each column's arithmetic is the same whatever C is, so a run's curve does not depend on its neighbours.
+template <int C>
+PROBE_INLINE void SymCols(const PackedSymmetric& P, int D, size_t stride, const double* __restrict W,
+                          double* __restrict Y) {
+  for (int c = 0; c < C; ++c) std::fill_n(Y + c * stride, stride, 0.0);
+  for (int i = 0; i < D; ++i) {
+    const double* row = P.upper.data() + P.rowStart[i];
+    const int L = P.rowLength[i];
+    v8 acc[C], wi[C];
     for (int c = 0; c < C; ++c) {
-      const v8 s = Splat(W[static_cast<size_t>(c) * Dp + j]);
-      for (int r = 0; r < R; ++r) acc[r][c] += h[r] * s;
+      acc[c] = v8{};
+      wi[c] = Splat(W[c * stride + i]);
     }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) Store(Y + static_cast<size_t>(c) * Dp + i0 + r * kLanes, acc[r][c]);
-}
-
-// A block of `r` ≤ R vectors, with r chosen at run time.
-template <int C, int R>
-PROBE_INLINE void MatColsBlockOf(int r, const double* Ht, int D, int Dp, int i0, const double* W, double* Y) {
-  if constexpr (R == 1) {
-    MatColsBlock<1, C>(Ht, D, Dp, i0, W, Y);
-  } else {
-    if (r == R) {
-      MatColsBlock<R, C>(Ht, D, Dp, i0, W, Y);
-    } else {
-      MatColsBlockOf<C, R - 1>(r, Ht, D, Dp, i0, W, Y);
+    for (int t = 0; t < L; t += kLanes) {
+      const v8 h = Load(row + t);
+      for (int c = 0; c < C; ++c) {
+        const size_t at = c * stride + i + 1 + t;
+        acc[c] += h * Load(W + at);
+        Store(Y + at, Load(Y + at) + h * wi[c]);
+      }
     }
+    for (int c = 0; c < C; ++c) Y[c * stride + i] += P.diag[i] * W[c * stride + i] + Sum(acc[c]);
   }
 }
 
-// The Dp/8 row vectors are cut into as few blocks of at most R as possible, of equal size give or take one: a
-// leftover block of one vector would be bound by its loads.
-template <int C, int R>
-PROBE_INLINE void MatColsChunk(const double* Ht, int D, int Dp, const double* W, double* Y) {
-  const int vectors = Dp / kLanes;
-  const int blocks = (vectors + R - 1) / R;
-  int i0 = 0;
-  for (int b = 0; b < blocks; ++b) {
-    const int r = vectors / blocks + (b < vectors % blocks ? 1 : 0);
-    MatColsBlockOf<C, R>(r, Ht, D, Dp, i0, W, Y);
-    i0 += r * kLanes;
-  }
-}
-
-// `Registers`: how many v8 values the register file holds (32 with AVX-512, 8 with AVX2, 4 with SSE2). A block of R
-// row vectors for C columns keeps R·C accumulators and R loaded vectors live.
-template <int Registers>
-PROBE_INLINE void MatCols(const double* Ht, int D, int Dp, const double* W, double* Y, int cols) {
-  constexpr int kFor1 = std::min(12, (Registers - 1) / 2);
-  constexpr int kFor2 = std::max(1, (Registers - 1) / 3);
-  constexpr int kFor3 = std::max(1, (Registers - 1) / 4);
+PROBE_INLINE void SymColsAll(const PackedSymmetric& P, int D, size_t stride, const double* W, double* Y, int cols) {
   int c = 0;
-  const size_t stride = static_cast<size_t>(Dp);
-  for (; c + 3 <= cols; c += 3) MatColsChunk<3, kFor3>(Ht, D, Dp, W + c * stride, Y + c * stride);
-  if (cols - c == 2) MatColsChunk<2, kFor2>(Ht, D, Dp, W + c * stride, Y + c * stride);
-  if (cols - c == 1) MatColsChunk<1, kFor1>(Ht, D, Dp, W + c * stride, Y + c * stride);
+  for (; c + 3 <= cols; c += 3) SymCols<3>(P, D, stride, W + c * stride, Y + c * stride);
+  if (cols - c == 2) SymCols<2>(P, D, stride, W + c * stride, Y + c * stride);
+  if (cols - c == 1) SymCols<1>(P, D, stride, W + c * stride, Y + c * stride);
 }
 
 PROBE_INLINE void AdamUpdate(double* __restrict w, double* __restrict m, double* __restrict v,
@@ -194,19 +191,17 @@ PROBE_INLINE void AdamUpdate(double* __restrict w, double* __restrict m, double*
 constexpr int kBlasMinDim = 192;
 constexpr int kBlasMinCols = 9;
 
-// The learning rates run on separate threads when a simulation is at least this many multiply-adds; below it the
-// threads cost more than they save.
-constexpr double kThreadedMinWork = 1e7;
-
-// One thread's share: a subset of the learning rates, each with its own iterates. Allocated by the thread that runs
-// it, so that no two threads write to the same cache line.
-struct AdamShare {
+// The learning rates a run takes, each with its own iterates, side by side in one pass.
+struct AdamIterates {
   std::vector<int> lrIndex;
   int D, Dp, C, cols;
-  std::vector<double> Ht, W, m, v, HW, Bc;
+  // Hᵀ (Dp×Dp) where the steps go through OpenBLAS, H's packed triangle otherwise.
+  std::vector<double> Ht;
+  PackedSymmetric packed;
+  std::vector<double> W, m, v, HW, Bc;
 };
 
-struct AdamShared {
+struct AdamSettings {
   const AdamProblem* p;
   const double* learningRates;
   double target;
@@ -216,33 +211,36 @@ struct AdamShared {
   double* curves;
   // The first step at which each learning rate reached the target (cap + 1: not yet).
   std::vector<int> firstHit;
-  // The earliest such step over all learning rates; a thread past it has nothing left to find.
-  std::atomic<int> earliestHit;
+  // The earliest such step over all learning rates.
+  int earliestHit;
 };
 
-void PrepareShare(AdamShare& s, const AdamProblem& p) {
+void PrepareIterates(AdamIterates& s, const AdamProblem& p, bool useBlas) {
   s.D = p.D;
-  s.Dp = Padded(p.D);
+  s.Dp = useBlas ? Padded(p.D) : Padded(p.D) + kLanes;
   s.C = p.C;
   s.cols = p.C * static_cast<int>(s.lrIndex.size());
   const size_t Dp = static_cast<size_t>(s.Dp);
   const size_t n = Dp * s.cols;
-  s.Ht.assign(Dp * Dp, 0.0);
   s.W.assign(n, 0.0);
   s.m.assign(n, 0.0);
   s.v.assign(n, 0.0);
   s.HW.assign(n, 0.0);
   s.Bc.assign(n, 0.0);
-  for (int i = 0; i < p.D; ++i)
-    for (int j = 0; j < p.D; ++j) s.Ht[j * Dp + i] = p.H[static_cast<size_t>(i) * p.D + j];
+  if (useBlas) {
+    s.Ht.assign(Dp * Dp, 0.0);
+    for (int i = 0; i < p.D; ++i)
+      for (int j = 0; j < p.D; ++j) s.Ht[j * Dp + i] = p.H[static_cast<size_t>(i) * p.D + j];
+  } else {
+    s.packed = PackUpper(p.H, p.D);
+  }
   const size_t perLr = Dp * p.C;
   for (size_t g = 0; g < s.lrIndex.size(); ++g)
     for (int cc = 0; cc < p.C; ++cc)
       for (int i = 0; i < p.D; ++i) s.Bc[g * perLr + cc * Dp + i] = p.B[static_cast<size_t>(i) * p.C + cc];
 }
 
-template <int Registers>
-PROBE_INLINE void AdamLoop(AdamShare& s, AdamShared& sh) {
+PROBE_INLINE void AdamLoop(AdamIterates& s, AdamSettings& sh) {
   const AdamProblem& p = *sh.p;
   const size_t stride = static_cast<size_t>(sh.cap) + 1;
   const int perLr = s.Dp * s.C;
@@ -255,7 +253,7 @@ PROBE_INLINE void AdamLoop(AdamShare& s, AdamShared& sh) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.cols, s.Dp, s.Dp, 1.0, s.W.data(), s.Dp,
                     s.Ht.data(), s.Dp, 0.0, s.HW.data(), s.Dp);
       } else {
-        MatCols<Registers>(s.Ht.data(), s.D, s.Dp, s.W.data(), s.HW.data(), s.cols);
+        SymColsAll(s.packed, s.D, s.Dp, s.W.data(), s.HW.data(), s.cols);
       }
       for (int g = 0; g < G; ++g) {
         const size_t o = static_cast<size_t>(g) * perLr;
@@ -270,13 +268,10 @@ PROBE_INLINE void AdamLoop(AdamShare& s, AdamShared& sh) {
         sh.curves[lr * stride + k] = sub;
         if (sh.target > 0 && sub <= sh.target && sh.firstHit[lr] > sh.cap) {
           sh.firstHit[lr] = k;
-          int seen = sh.earliestHit.load(std::memory_order_relaxed);
-          while (k < seen && !sh.earliestHit.compare_exchange_weak(seen, k, std::memory_order_relaxed)) {
-          }
+          sh.earliestHit = std::min(sh.earliestHit, k);
         }
       }
-      // Every step up to the earliest hit must be scored, so that an equal step on another thread is seen.
-      if (k >= sh.earliestHit.load(std::memory_order_relaxed)) return;
+      if (k >= sh.earliestHit) return;
     }
     if (k == sh.cap) return;
     b1t *= 0.9;
@@ -290,15 +285,15 @@ PROBE_INLINE void AdamLoop(AdamShare& s, AdamShared& sh) {
   }
 }
 
-__attribute__((target("avx512f"))) void AdamAvx512(AdamShare& s, AdamShared& sh) { AdamLoop<32>(s, sh); }
+__attribute__((target("avx512f"))) void AdamAvx512(AdamIterates& s, AdamSettings& sh) { AdamLoop(s, sh); }
 
-__attribute__((target("avx2,fma"))) void AdamAvx2(AdamShare& s, AdamShared& sh) { AdamLoop<8>(s, sh); }
+__attribute__((target("avx2,fma"))) void AdamAvx2(AdamIterates& s, AdamSettings& sh) { AdamLoop(s, sh); }
 
-void AdamBaseline(AdamShare& s, AdamShared& sh) { AdamLoop<4>(s, sh); }
+void AdamBaseline(AdamIterates& s, AdamSettings& sh) { AdamLoop(s, sh); }
 
-void RunShare(AdamShare& s, AdamShared& sh) {
+void RunAdam(AdamIterates& s, AdamSettings& sh) {
   const FlushSubnormals flush;
-  PrepareShare(s, *sh.p);
+  PrepareIterates(s, *sh.p, sh.useBlas);
   if (__builtin_cpu_supports("avx512f")) {
     AdamAvx512(s, sh);
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
@@ -379,7 +374,7 @@ AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int 
   const size_t stride = static_cast<size_t>(cap) + 1;
   AdamResult out{cap, -1, std::vector<double>(static_cast<size_t>(G) * stride, 0.0)};
   for (int g = 0; g < G; ++g) out.curves[g * stride] = 1.0;
-  AdamShared sh;
+  AdamSettings sh;
   sh.p = &p;
   sh.learningRates = learningRates;
   sh.target = target;
@@ -387,17 +382,13 @@ AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int 
   sh.useBlas = AdamUsesBlas(p.D, p.C * G);
   sh.curves = out.curves.data();
   sh.firstHit.assign(G, cap + 1);
-  sh.earliestHit.store(cap + 1);
+  sh.earliestHit = cap + 1;
 
-  // BLAS runs its own threads; otherwise the learning rates are shared out round-robin.
-  const double work = static_cast<double>(p.D) * p.D * p.C * G * cap;
-  const int threads = sh.useBlas || work < kThreadedMinWork ? 1 : std::min(G, UsableCpus());
-  std::vector<AdamShare> shares(threads);
-  for (int g = 0; g < G; ++g) shares[g % threads].lrIndex.push_back(g);
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(RunShare, std::ref(shares[t]), std::ref(sh));
-  RunShare(shares[0], sh);
-  for (auto& th : pool) th.join();
+  // One thread takes every learning rate in one pass over H: a step is bound by reading H, so a second thread would
+  // read it again for little gain, and the engine runs several simulations side by side anyway.
+  AdamIterates run;
+  for (int g = 0; g < G; ++g) run.lrIndex.push_back(g);
+  RunAdam(run, sh);
 
   for (int g = 0; g < G; ++g) {
     if (sh.firstHit[g] <= cap && (out.winner < 0 || sh.firstHit[g] < out.steps)) {

@@ -5,6 +5,7 @@ import {
   ADAM_CAP_FACTOR,
   adamRuns,
   adamLearningRates,
+  bestRun,
   attackStatus,
   slowdownText,
   gd,
@@ -266,7 +267,8 @@ describe('attacks: curves against the attackers run in the original coordinates'
     const other = ref.adamCurve(full.learningRate, n, (W) => ref.hessianGradient(W));
     const horizon = other.findIndex((v, k) => Math.abs(v - curves[g][k]) > 1e-6 * curves[g][k]);
     const comparable = horizon < 0 ? n : horizon;
-    assert.ok(comparable > 1000, `the references agree for ${comparable} steps`);
+    // The fastest learning rate (the one the raw side picks) leaves the shared path soonest: near 700 steps here.
+    assert.ok(comparable > 500, `the references agree for ${comparable} steps`);
     assertCurves(Array.from(full.curve).slice(0, comparable), curves[g].slice(0, comparable), `adam lr ${full.learningRate}, to the cap`, 1e-6, 1e-9);
     const stepsTo = (c: ArrayLike<number>, level: number) => Array.from(c).findIndex((v) => v <= level);
     for (const level of [1e-4, 1e-5, 1e-6]) {
@@ -308,6 +310,22 @@ describe('attacks: curves against the attackers run in the original coordinates'
 });
 
 describe('attacks: Adam is fair to a rescaled optimum, and capped runs are marked', () => {
+  it('the raw side keeps the run that gets lowest the earliest, even when several end at rounding level', () => {
+    const slow = [1, 0.5, 1e-3, 1e-7, 0, 0];
+    const fast = [1, 1e-3, 1e-8, 0, 0, 0];
+    const stuck = [1, 0.9, 0.8, 0.7, 0.6, 0.5];
+    assert.equal(bestRun([slow, fast, stuck]), 1);
+    assert.equal(bestRun([stuck, slow]), 1);
+    // Below TARGET_FLOOR every level counts as reached: the earlier run wins, whatever it reaches later.
+    assert.equal(
+      bestRun([
+        [1, 1e-7, 1e-7, 1e-7],
+        [1, 1e-3, 1e-12, 0],
+      ]),
+      0,
+    );
+  });
+
   it('Adam needs the same steps on X and on X·s: its learning rates follow the optimum', () => {
     const { X, Y } = regression(41, 60, 6);
     const s = 37;
