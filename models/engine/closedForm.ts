@@ -65,8 +65,17 @@ export function generalizedBasis(
   harmfulRank?: number,
   eigenOfKP?: { values: Float64Array; vectors: Mat },
 ): Basis {
-  const D = KP.rows;
-  const eig = eigenOfKP ?? syevr(KP);
+  const R = ridgedInverseRoot(eigenOfKP ?? syevr(KP), ridge);
+  const me = syevr(congruence(KH, R));
+  const c = harmfulRank === undefined ? conditioningFromSpectrum(me.values, rtol) : conditioningWithRank(me.values, rtol, harmfulRank);
+  if (c.kappa === null || c.lambdaMinPositive === null) throw new Error('the harmful Gram matrix is zero');
+  const lambdas = me.values.map((v) => Math.max(v, c.lambdaMinPositive!));
+  return { R, Q: me.vectors!, lambdas, kappaM: c.kappa };
+}
+
+/** (K_P + ε·λ_max·I)^{-1/2} from K_P's eigendecomposition. */
+function ridgedInverseRoot(eig: { values: Float64Array; vectors?: Mat }, ridge: number): Mat {
+  const D = eig.values.length;
   const lmax = eig.values[D - 1];
   const V = eig.vectors!;
   const scaledV = mat(D, D);
@@ -76,13 +85,7 @@ export function generalizedBasis(
       scaledV.data[i * D + j] = V.data[i * D + j] / Math.sqrt(p);
     }
   }
-  const R = symmetrize(gemm(scaledV, V, { transB: true }));
-  const M = congruence(KH, R);
-  const me = syevr(M);
-  const c = harmfulRank === undefined ? conditioningFromSpectrum(me.values, rtol) : conditioningWithRank(me.values, rtol, harmfulRank);
-  if (c.kappa === null || c.lambdaMinPositive === null) throw new Error('the harmful Gram matrix is zero');
-  const lambdas = me.values.map((v) => Math.max(v, c.lambdaMinPositive!));
-  return { R, Q: me.vectors!, lambdas, kappaM: c.kappa };
+  return symmetrize(gemm(scaledV, V, { transB: true }));
 }
 
 export function thetaFor(b: Basis, alpha: number, rotation?: Mat): Mat {
@@ -284,11 +287,13 @@ export function rirBound(
   const kH0 = cH.kappa;
   if (cP.kappa === null || kH0 === null) return null;
   const ridge = cP.rank < KP.rows ? 1 / (kappaBudget * kappaBudget) : 0;
-  let kM: number;
+  // κ(M) needs M's eigenvalues only.
+  let kM: number | null;
   try {
-    kM = generalizedBasis(KP, KH, ridge, rtol, cH.rank, known?.benign).kappaM;
+    const M = congruence(KH, ridgedInverseRoot(known?.benign ?? syevr(KP), ridge));
+    kM = conditioningWithRank(syevr(M, { vectors: false }).values, rtol, cH.rank).kappa;
   } catch {
     return null;
   }
-  return (kM * cP.kappa) / kH0;
+  return kM === null ? null : (kM * cP.kappa) / kH0;
 }

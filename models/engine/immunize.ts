@@ -13,7 +13,7 @@ import {
   type AttackOutcome,
   type ImmunizedProblems,
 } from './attacks.js';
-import { spectralImmunize } from './spectralMethod.js';
+import { EXHAUSTIVE_MAX_DIM, spectralImmunize } from './spectralMethod.js';
 import { closedFormImmunize, CLOSED_FORM_DEFAULTS, rirBound } from './closedForm.js';
 import { defaultStepCap, GRADIENT_DEFAULTS, gradientImmunize, type StepRecord } from './gradientMethod.js';
 import { paperImmunize } from './paperMethod.js';
@@ -301,6 +301,11 @@ function screenAgainstVerdict(
     if (!both) {
       const side = (s: SufficientStats): Side => {
         const stats = transformStats(s, theta);
+        // Above EXHAUSTIVE_MAX_DIM the first candidate usually goes on to the attackers, which need the vectors too.
+        if (stats.dim > EXHAUSTIVE_MAX_DIM) {
+          const e = syevr(stats.K);
+          return { stats, values: e.values, eigen: { values: e.values, vectors: e.vectors! } };
+        }
         return { stats, values: syevr(stats.K, { vectors: false }).values };
       };
       both = { benign: side(prep.benignStats), harmful: side(prep.harmfulStats) };
@@ -529,12 +534,21 @@ function benignProbe(prep: Prepared): LinearHead | null {
   return head;
 }
 
+const compensatedHeads = new WeakMap<Prepared, { theta: Mat; head: LinearHead | null }>();
+
+/** θ⁻¹ω: on X·θ it gives the original probe's predictions. Solved once per job and θ. */
 function compensatedHead(prep: Prepared, theta: Mat): LinearHead | null {
-  const head = benignProbe(prep);
-  if (!head) return null;
-  try {
-    return { weights: gesv(theta, head.weights), bias: head.bias };
-  } catch {
-    return null;
+  const known = compensatedHeads.get(prep);
+  if (known?.theta === theta) return known.head;
+  const probe = benignProbe(prep);
+  let head: LinearHead | null = null;
+  if (probe) {
+    try {
+      head = { weights: gesv(theta, probe.weights), bias: probe.bias };
+    } catch {
+      head = null;
+    }
   }
+  compensatedHeads.set(prep, { theta, head });
+  return head;
 }
