@@ -1,5 +1,5 @@
 import { eigenDescent, startAdamQuadratic, type DescentRule } from '../linalg/index.js';
-import { probeProblem, type Eigen, type ProbeProblem } from './probe.js';
+import { probeProblems, type Eigen, type ProbeProblem } from './probe.js';
 import { checkAbort, type StepObserver } from './progress.js';
 import type { SufficientStats } from './stats.js';
 import { HARMFUL_SLOWDOWN_THRESHOLD } from './thresholds.js';
@@ -282,10 +282,7 @@ export function startAttackSuite(
   immunizedProblems?: ImmunizedProblems,
 ): AttackSuite {
   const raw = rawSide ?? new RawSide(rawStats, eigen?.raw);
-  const immunized = immunizedProblems ?? {
-    plain: probeProblem(immunizedStats, null, false, eigen?.immunized),
-    zScored: probeProblem(immunizedStats, null, true),
-  };
+  const immunized = immunizedProblems ?? (([plain, zScored]) => ({ plain, zScored }))(plainAndZScored(immunizedStats, eigen?.immunized));
   const pair = (attacker: AttackerName) => {
     const kind = isStandardized(attacker) ? 'zScored' : 'plain';
     return { raw: raw.baseline(attacker), immunized: immunized[kind] };
@@ -311,6 +308,15 @@ export function startAttackSuite(
   };
 }
 
+/** The plain and the z-scored probing problems of one dataset, their eigendecompositions side by side. */
+export function plainAndZScored(stats: SufficientStats, eigen?: Eigen): [ProbeProblem, ProbeProblem] {
+  const [plain, zScored] = probeProblems([
+    { stats, theta: null, standardize: false, eigenOfK: eigen },
+    { stats, theta: null, standardize: true },
+  ]);
+  return [plain, zScored];
+}
+
 export interface ImmunizedProblems {
   plain: ProbeProblem;
   zScored: ProbeProblem;
@@ -322,9 +328,23 @@ export class RawSide {
   readonly zScored: ProbeProblem;
   private readonly baselines = new Map<AttackerName, RawBaseline>();
   private readonly running = new Map<AttackerName, { join(): AttackRun }>();
-  constructor(stats: SufficientStats, eigen?: Eigen) {
-    this.plain = probeProblem(stats, null, false, eigen);
-    this.zScored = probeProblem(stats, null, true);
+  constructor(stats: SufficientStats, eigen?: Eigen, problems?: ImmunizedProblems) {
+    const [plain, zScored] = problems ? [problems.plain, problems.zScored] : plainAndZScored(stats, eigen);
+    this.plain = plain;
+    this.zScored = zScored;
+  }
+  /** Both sides' raw problems, their eigendecompositions side by side. */
+  static both(benign: { stats: SufficientStats; eigen?: Eigen }, harmful: { stats: SufficientStats; eigen?: Eigen }): Record<'benign' | 'harmful', RawSide> {
+    const [bp, bz, hp, hz] = probeProblems([
+      { stats: benign.stats, theta: null, standardize: false, eigenOfK: benign.eigen },
+      { stats: benign.stats, theta: null, standardize: true },
+      { stats: harmful.stats, theta: null, standardize: false, eigenOfK: harmful.eigen },
+      { stats: harmful.stats, theta: null, standardize: true },
+    ]);
+    return {
+      benign: new RawSide(benign.stats, undefined, { plain: bp, zScored: bz }),
+      harmful: new RawSide(harmful.stats, undefined, { plain: hp, zScored: hz }),
+    };
   }
   problem(attacker: AttackerName): ProbeProblem {
     return isStandardized(attacker) ? this.zScored : this.plain;

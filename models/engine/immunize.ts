@@ -1,4 +1,4 @@
-import { gemm, gesv, openblasCore, syevr } from '../linalg/index.js';
+import { gemm, gesv, openblasCore, syevr, syevrMany } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { congruence } from './dense.js';
 import {
@@ -17,9 +17,9 @@ import { EXHAUSTIVE_MAX_DIM, spectralImmunize } from './spectralMethod.js';
 import { closedFormImmunize, CLOSED_FORM_DEFAULTS, rirBound } from './closedForm.js';
 import { defaultStepCap, GRADIENT_DEFAULTS, gradientImmunize, type StepRecord } from './gradientMethod.js';
 import { paperImmunize } from './paperMethod.js';
-import { probeProblem, type Eigen } from './probe.js';
+import { probeProblem, probeProblems, type Eigen } from './probe.js';
 import { checkAbort, type StepObserver } from './progress.js';
-import { fitProbe, predict, score, type LinearHead } from './quality.js';
+import { fitProbe, fitProbes, predict, score, type LinearHead } from './quality.js';
 import { sanitize, type Warning } from './report.js';
 import { attackRows, conditioningReport, curvesOf, runAttackSuites, verdictFields, type Spectra } from './scoring.js';
 import { conditioningFromSpectrum, conditioningWithRank, defaultRtol, matrixCondition } from './spectrum.js';
@@ -165,8 +165,11 @@ interface Solution {
 }
 
 function solveSpectral({ input, opts, prep, rtol }: SolveContext): Solution {
-  const known: Known = { eigP0: fullEigen(prep.benignStats.K), eigH0: fullEigen(prep.harmfulStats.K), thetaCondition: undefined };
-  const rawSides = { benign: new RawSide(prep.benignStats, known.eigP0).startAdam(), harmful: new RawSide(prep.harmfulStats, known.eigH0).startAdam() };
+  const [eigP0, eigH0] = syevrMany([prep.benignStats.K, prep.harmfulStats.K]) as Eigen[];
+  const known: Known = { eigP0, eigH0, thetaCondition: undefined };
+  const rawSides = RawSide.both({ stats: prep.benignStats, eigen: eigP0 }, { stats: prep.harmfulStats, eigen: eigH0 });
+  rawSides.benign.startAdam();
+  rawSides.harmful.startAdam();
   const passedScreen = new Map<Mat, Screened>();
   const screen = screenAgainstVerdict(prep, rtol, rawSides, known, (s) => passedScreen.set(s.theta, s));
   let r: ReturnType<typeof spectralImmunize>;
@@ -299,16 +302,14 @@ function screenAgainstVerdict(
   const sidesOf = (theta: Mat) => {
     let both = sides.get(theta);
     if (!both) {
-      const side = (s: SufficientStats): Side => {
-        const stats = transformStats(s, theta);
-        // Above EXHAUSTIVE_MAX_DIM the first candidate usually goes on to the attackers, which need the vectors too.
-        if (stats.dim > EXHAUSTIVE_MAX_DIM) {
-          const e = syevr(stats.K);
-          return { stats, values: e.values, eigen: { values: e.values, vectors: e.vectors! } };
-        }
-        return { stats, values: syevr(stats.K, { vectors: false }).values };
-      };
-      both = { benign: side(prep.benignStats), harmful: side(prep.harmfulStats) };
+      const stats = [transformStats(prep.benignStats, theta), transformStats(prep.harmfulStats, theta)];
+      // Above EXHAUSTIVE_MAX_DIM the first candidate usually goes on to the attackers, which need the vectors too.
+      const vectors = stats[0].dim > EXHAUSTIVE_MAX_DIM;
+      const [b, h] = syevrMany(
+        stats.map((st) => st.K),
+        { vectors },
+      ).map((e, i): Side => ({ stats: stats[i], values: e.values, eigen: vectors ? { values: e.values, vectors: e.vectors! } : undefined }));
+      both = { benign: b, harmful: h };
       sides.set(theta, both);
     }
     return both;
@@ -339,14 +340,21 @@ function screenAgainstVerdict(
     // A candidate that cannot beat the best one passed so far is not worth its attack runs.
     if (!(rir > mustBeat)) return { passed: false, score, rir, kappaOk };
     // Filled side by side below; complete only once both sides ran every attacker.
-    const screened: Screened = { theta, stats: {} as Screened['stats'], eigen: {} as Screened['eigen'], immunized: {} as Screened['immunized'] };
+    const screened: Screened = {
+      theta,
+      stats: { benign: after.benign.stats, harmful: after.harmful.stats },
+      eigen: { benign: eigenOf(after.benign), harmful: eigenOf(after.harmful) },
+      immunized: {} as Screened['immunized'],
+    };
+    const [bp, bz, hp, hz] = probeProblems(
+      (['benign', 'harmful'] as const).flatMap((data) => [
+        { stats: screened.stats[data], theta: null, standardize: false, eigenOfK: screened.eigen[data] },
+        { stats: screened.stats[data], theta: null, standardize: true },
+      ]),
+    );
+    screened.immunized = { benign: { plain: bp, zScored: bz }, harmful: { plain: hp, zScored: hz } };
     for (const data of ['benign', 'harmful'] as const) {
-      const stats = after[data].stats;
-      const eigen = eigenOf(after[data]);
-      const imm = { plain: probeProblem(stats, null, false, eigen), zScored: probeProblem(stats, null, true) };
-      screened.stats[data] = stats;
-      screened.eigen[data] = eigen;
-      screened.immunized[data] = imm;
+      const imm = screened.immunized[data];
       const stopAt = data === 'benign' ? t.benignSlowdown * 1.01 : t.harmfulSlowdown * 1.1;
       const start = (attacker: AttackerName) =>
         startAttack(attacker, data, rawSides[data].baseline(attacker), isStandardized(attacker) ? imm.zScored : imm.plain, stopAt);
@@ -493,8 +501,13 @@ function benignQuality(input: EngineInput, prep: Prepared, theta: Mat, statsAfte
     return { metric: null, before: null, after: null, headMaxDeviation: null };
   }
   const task = prep.task;
-  const before = benignProbe(prep)!;
-  const after = fitProbe(statsAfter);
+  let before: LinearHead;
+  let after: LinearHead;
+  if (benignProbes.has(prep)) [before, after] = [benignProbes.get(prep)!, fitProbe(statsAfter)];
+  else {
+    [before, after] = fitProbes([prep.benignStats, statsAfter]);
+    benignProbes.set(prep, before);
+  }
   const throughTheta = (head: LinearHead): LinearHead => ({ weights: gemm(theta, head.weights), bias: head.bias });
   const p0 = predict(input.benign.X, before);
   const out: Metrics['benignQuality'] = {

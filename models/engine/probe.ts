@@ -1,4 +1,4 @@
-import { gemm, syevr } from '../linalg/index.js';
+import { gemm, syevrMany } from '../linalg/index.js';
 import type { Mat } from '../linalg/types.js';
 import { mat, symmetrize } from './dense.js';
 import { defaultRtol, MACHINE_EPS } from './spectrum.js';
@@ -35,6 +35,36 @@ export interface Eigen {
  * standardization H = K/n has the same vectors and the values divided by n.
  */
 export function probeProblem(stats: SufficientStats, theta: Mat | null, standardize: boolean, eigenOfK?: Eigen): ProbeProblem {
+  return probeProblems([{ stats, theta, standardize, eigenOfK }])[0];
+}
+
+export interface ProbeSpec {
+  stats: SufficientStats;
+  theta: Mat | null;
+  standardize: boolean;
+  eigenOfK?: Eigen;
+}
+
+/** probeProblem for each spec, the eigendecompositions they need two at a time (syevrMany). */
+export function probeProblems(specs: ProbeSpec[]): ProbeProblem[] {
+  const quadratics = specs.map(quadraticOf);
+  const known = specs.map((spec, i) =>
+    spec.eigenOfK && !spec.standardize ? { values: spec.eigenOfK.values.map((v) => v / quadratics[i].n), vectors: spec.eigenOfK.vectors } : null,
+  );
+  const missing = quadratics.filter((_, i) => known[i] === null).map((q) => q.H);
+  const computed = syevrMany(missing);
+  let next = 0;
+  return quadratics.map((q, i) => inEigenbasis(q, known[i] ?? (computed[next++] as Eigen)));
+}
+
+interface Quadratic {
+  n: number;
+  H: Mat;
+  B: Mat;
+  c: number;
+}
+
+function quadraticOf({ stats, theta, standardize }: ProbeSpec): Quadratic {
   if (!stats.XtY || !stats.yty || !stats.ySum) throw new Error('probe problems need targets');
   const s = theta ? transformStats(stats, theta) : stats;
   const n = s.n;
@@ -67,15 +97,19 @@ export function probeProblem(stats: SufficientStats, theta: Mat | null, standard
   symmetrize(H);
   let c = 0;
   for (let k = 0; k < C; k++) c += s.yty![k] / (2 * n);
+  return { n, H, B, c };
+}
 
-  const eig = eigenOfK && !standardize ? { values: eigenOfK.values.map((v) => v / n), vectors: eigenOfK.vectors } : syevr(H);
+function inEigenbasis({ H, B, c }: Quadratic, eig: Eigen): ProbeProblem {
+  const D = H.rows;
+  const C = B.cols;
   const values = eig.values;
   const threshold = defaultRtol(D) * values[D - 1];
   let first = 0;
   while (first < D && !(values[first] > threshold)) first++;
   const r = D - first;
   const basis = mat(D, r);
-  for (let i = 0; i < D; i++) for (let j = 0; j < r; j++) basis.data[i * r + j] = eig.vectors!.data[i * D + first + j];
+  for (let i = 0; i < D; i++) for (let j = 0; j < r; j++) basis.data[i * r + j] = eig.vectors.data[i * D + first + j];
   const lambdas = values.slice(first);
   const projected = gemm(basis, B, { transA: true });
   const optimum = new Float64Array(r * C);

@@ -1,5 +1,5 @@
-import { gemm, syevr } from '../linalg/index.js';
-import type { Mat } from '../linalg/types.js';
+import { gemm, syevrMany } from '../linalg/index.js';
+import type { EigenResult, Mat } from '../linalg/types.js';
 import { mat, symmetrize } from './dense.js';
 import { defaultRtol } from './spectrum.js';
 import type { SufficientStats } from './stats.js';
@@ -16,6 +16,25 @@ export interface LinearHead {
  * pseudo-inverse so that rank-deficient features are handled the way least squares defines it.
  */
 export function fitProbe(s: SufficientStats): LinearHead {
+  return fitProbes([s])[0];
+}
+
+/** fitProbe for each set of statistics, the eigendecompositions two at a time. */
+export function fitProbes(list: SufficientStats[]): LinearHead[] {
+  const systems = list.map(normalEquations);
+  const eigens = syevrMany(systems.map((sys) => sys.A));
+  return systems.map((sys, i) => {
+    const D = sys.A.rows - 1;
+    const C = sys.rhs.cols;
+    const solution = pseudoSolve(eigens[i], sys.rhs);
+    const weights = mat(D, C);
+    weights.data.set(solution.data.subarray(0, D * C));
+    return { weights, bias: solution.data.slice(D * C) };
+  });
+}
+
+/** [K, Xᵀ1; 1ᵀX, n]·[w; b] = [XᵀY; 1ᵀY]. */
+function normalEquations(s: SufficientStats): { A: Mat; rhs: Mat } {
   if (!s.XtY || !s.ySum) throw new Error('fitting a probe needs targets');
   const D = s.dim;
   const C = s.XtY.cols;
@@ -29,15 +48,11 @@ export function fitProbe(s: SufficientStats): LinearHead {
   const rhs = mat(D + 1, C);
   for (let i = 0; i < D; i++) for (let c = 0; c < C; c++) rhs.data[i * C + c] = s.XtY.data[i * C + c];
   for (let c = 0; c < C; c++) rhs.data[D * C + c] = s.ySum[c];
-  const solution = pseudoSolve(symmetrize(A), rhs);
-  const weights = mat(D, C);
-  weights.data.set(solution.data.subarray(0, D * C));
-  return { weights, bias: solution.data.slice(D * C) };
+  return { A: symmetrize(A), rhs };
 }
 
-function pseudoSolve(A: Mat, B: Mat): Mat {
-  const n = A.rows;
-  const eig = syevr(A);
+function pseudoSolve(eig: EigenResult, B: Mat): Mat {
+  const n = eig.values.length;
   const V = eig.vectors!;
   const threshold = defaultRtol(n) * eig.values[n - 1];
   const proj = gemm(V, B, { transA: true });

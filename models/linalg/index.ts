@@ -30,6 +30,7 @@ interface NativeAddon {
   gemm(A: Mat, B: Mat, transA: boolean, transB: boolean, alpha: number, beta: number, out: Mat | null): Mat;
   syrk(X: Mat, alpha: number, beta: number, out: Mat | null): Mat;
   syevr(S: Mat, vectors: boolean, lo: number | null, hi: number | null): EigenResult;
+  syevrMany(Ss: Mat[], vectors: boolean): EigenResult[];
   potrf(S: Mat): Mat;
   potrs(L: Mat, B: Mat): Mat;
   gesv(A: Mat, B: Mat): Mat;
@@ -90,6 +91,11 @@ export function syevr(S: Mat, opts: SyevrOptions = {}): EigenResult {
   const range = opts.range;
   if (range !== undefined && (range === null || typeof range !== 'object')) bad('syevr: range must be {lo, hi}');
   return call(() => native.syevr(S, opts.vectors ?? true, range?.lo ?? null, range?.hi ?? null));
+}
+
+/** syevr of each matrix (the whole spectrum), two at a time on two cores: a pair costs about as much as one. */
+export function syevrMany(Ss: Mat[], opts: { vectors?: boolean } = {}): EigenResult[] {
+  return call(() => native.syevrMany(Ss, opts.vectors ?? true));
 }
 
 /**

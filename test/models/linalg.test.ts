@@ -8,6 +8,7 @@ import {
   congruenceExtremes,
   eigenpairsAt,
   eigenDescent,
+  syevrMany,
   coreSelection,
   gemm,
   gesv,
@@ -423,6 +424,36 @@ describe('syevr', () => {
 });
 
 // ---------- potrf / potrs / gesv ----------
+
+describe('syevrMany', () => {
+  it('gives what syevr gives for each matrix, with and without vectors, and rejects a bad one', () => {
+    const r = rng(31);
+    const sym = (n: number) => {
+      const A = randMat(n, n, r);
+      const S = naiveMul(A, A, true);
+      return S;
+    };
+    const list = [sym(40), sym(1), sym(25), sym(0), sym(33)];
+    for (const vectors of [true, false]) {
+      const many = syevrMany(list, { vectors });
+      assert.equal(many.length, list.length);
+      list.forEach((S, i) => {
+        const one = syevr(S, { vectors });
+        assert.deepEqual(many[i].values, one.values, `values of matrix ${i}`);
+        if (vectors) assert.deepEqual(many[i].vectors, one.vectors, `vectors of matrix ${i}`);
+        else assert.equal(many[i].vectors, undefined);
+      });
+    }
+    assert.deepEqual(syevrMany([]), []);
+    const asym = sym(5);
+    asym.data[1] += 1;
+    expectCode(() => syevrMany([sym(4), asym]), 'BAD_ARGUMENT');
+    const nan = sym(4);
+    nan.data[0] = Number.NaN;
+    expectCode(() => syevrMany([nan]), 'NON_FINITE');
+    expectCode(() => syevrMany([{ rows: 2, cols: 3, data: new Float64Array(6) }]), 'SIZE_MISMATCH');
+  });
+});
 
 describe('potrf and potrs', () => {
   const r = rng(4);
