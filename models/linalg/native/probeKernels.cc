@@ -110,13 +110,14 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DescentDispatc
 
 // ---- Adam in the original coordinates ---------------------------------------------------------------------------
 
-// H's upper triangle, row by row: row i holds H[i][i+1..D) padded with zeros to a multiple of 8, and the diagonal
-// apart. A step's product H·W is bound by reading H, and the triangle is half of it: each off-diagonal entry is read
-// once and used twice, for Y[i] += H[i][j]·W[j] and Y[j] += H[i][j]·W[i].
+// H's upper triangle, row by row: row i holds H[i][i+1..D) followed by zeros up to a multiple of 8 plus 8 more (a
+// block of rows reads a little past its first row's entries), and the diagonal apart. A step's product H·W is bound
+// by reading H, and the triangle is half of it: each off-diagonal entry is read once and used twice, for
+// Y[i] += H[i][j]·W[j] and Y[j] += H[i][j]·W[i].
 struct PackedSymmetric {
   std::vector<double> diag, upper;
   std::vector<size_t> rowStart;
-  std::vector<int> rowLength;  // padded
+  std::vector<int> rowLength;  // the entries j > i, padded to a multiple of 8
 };
 
 PackedSymmetric PackUpper(const double* H, int D) {
@@ -128,7 +129,7 @@ PackedSymmetric PackUpper(const double* H, int D) {
   for (int i = 0; i < D; ++i) {
     P.rowStart[i] = total;
     P.rowLength[i] = Padded(D - i - 1);
-    total += static_cast<size_t>(P.rowLength[i]);
+    total += static_cast<size_t>(P.rowLength[i]) + kLanes;
   }
   P.upper.assign(total, 0.0);
   for (int i = 0; i < D; ++i) {
@@ -138,38 +139,71 @@ PackedSymmetric PackUpper(const double* H, int D) {
   return P;
 }
 
-// Y[:, c] = H·W[:, c] for C columns `stride` apart. A row's padding reads up to 7 entries past D, so the stride is at
-// least Padded(D) + 8 and those entries of W are zero; the padded entries of H are zero, so Y past D stays zero.
-// Each column's arithmetic is the same whatever C is, so a run's curve does not depend on its neighbours.
-template <int C>
-PROBE_INLINE void SymCols(const PackedSymmetric& P, int D, size_t stride, const double* __restrict W,
-                          double* __restrict Y) {
-  for (int c = 0; c < C; ++c) std::fill_n(Y + c * stride, stride, 0.0);
-  for (int i = 0; i < D; ++i) {
-    const double* row = P.upper.data() + P.rowStart[i];
-    const int L = P.rowLength[i];
-    v8 acc[C], wi[C];
-    for (int c = 0; c < C; ++c) {
-      acc[c] = v8{};
-      wi[c] = Splat(W[c * stride + i]);
-    }
-    for (int t = 0; t < L; t += kLanes) {
-      const v8 h = Load(row + t);
+// Rows i … i+R−1 of the product for C columns: the pairs inside the block one by one, then every column j ≥ i+R with
+// the R rows side by side, so that each load of W[j] and Y[j] serves R rows. Reads up to 7 entries of W past D (the
+// stride leaves them, and they are zero) and of each row past its entries (the padding, zero), so Y past D stays zero.
+template <int C, int R>
+PROBE_INLINE void SymBlock(const PackedSymmetric& P, int D, size_t stride, int i, const double* __restrict W,
+                           double* __restrict Y) {
+  for (int r = 0; r < R; ++r) {
+    const double* row = P.upper.data() + P.rowStart[i + r];
+    for (int c = 0; c < C; ++c) Y[c * stride + i + r] += P.diag[i + r] * W[c * stride + i + r];
+    for (int q = r + 1; q < R; ++q) {
+      const double h = row[q - r - 1];
       for (int c = 0; c < C; ++c) {
-        const size_t at = c * stride + i + 1 + t;
-        acc[c] += h * Load(W + at);
-        Store(Y + at, Load(Y + at) + h * wi[c]);
+        Y[c * stride + i + r] += h * W[c * stride + i + q];
+        Y[c * stride + i + q] += h * W[c * stride + i + r];
       }
     }
-    for (int c = 0; c < C; ++c) Y[c * stride + i] += P.diag[i] * W[c * stride + i] + Sum(acc[c]);
   }
+  const int first = i + R;
+  if (first >= D) return;
+  const int L = Padded(D - first);
+  const double* rows[R];
+  v8 acc[R][C], wi[R][C];
+  for (int r = 0; r < R; ++r) {
+    rows[r] = P.upper.data() + P.rowStart[i + r] + (R - 1 - r);
+    for (int c = 0; c < C; ++c) {
+      acc[r][c] = v8{};
+      wi[r][c] = Splat(W[c * stride + i + r]);
+    }
+  }
+  for (int t = 0; t < L; t += kLanes) {
+    v8 h[R];
+    for (int r = 0; r < R; ++r) h[r] = Load(rows[r] + t);
+    for (int c = 0; c < C; ++c) {
+      const size_t at = c * stride + first + t;
+      const v8 w = Load(W + at);
+      v8 y = Load(Y + at);
+      for (int r = 0; r < R; ++r) {
+        acc[r][c] += h[r] * w;
+        y += h[r] * wi[r][c];
+      }
+      Store(Y + at, y);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) Y[c * stride + i + r] += Sum(acc[r][c]);
 }
 
+// Y[:, c] = H·W[:, c] for C columns `stride` (at least Padded(D) + 8) apart, rows in blocks of R. Each column's
+// arithmetic is the same whatever C is, so a learning rate's curve does not depend on its neighbours.
+template <int C, int R>
+PROBE_INLINE void SymCols(const PackedSymmetric& P, int D, size_t stride, const double* W, double* Y) {
+  for (int c = 0; c < C; ++c) std::fill_n(Y + c * stride, stride, 0.0);
+  int i = 0;
+  for (; i + R <= D; i += R) SymBlock<C, R>(P, D, stride, i, W, Y);
+  for (; i < D; ++i) SymBlock<C, 1>(P, D, stride, i, W, Y);
+}
+
+// `R`: rows per block. Four rows for three columns keep 24 accumulators and splats in registers, which takes
+// AVX-512's 32; with fewer registers the blocks are single rows.
+template <int R>
 PROBE_INLINE void SymColsAll(const PackedSymmetric& P, int D, size_t stride, const double* W, double* Y, int cols) {
   int c = 0;
-  for (; c + 3 <= cols; c += 3) SymCols<3>(P, D, stride, W + c * stride, Y + c * stride);
-  if (cols - c == 2) SymCols<2>(P, D, stride, W + c * stride, Y + c * stride);
-  if (cols - c == 1) SymCols<1>(P, D, stride, W + c * stride, Y + c * stride);
+  for (; c + 3 <= cols; c += 3) SymCols<3, R>(P, D, stride, W + c * stride, Y + c * stride);
+  if (cols - c == 2) SymCols<2, R>(P, D, stride, W + c * stride, Y + c * stride);
+  if (cols - c == 1) SymCols<1, R>(P, D, stride, W + c * stride, Y + c * stride);
 }
 
 PROBE_INLINE void AdamUpdate(double* __restrict w, double* __restrict m, double* __restrict v,
@@ -240,6 +274,7 @@ void PrepareIterates(AdamIterates& s, const AdamProblem& p, bool useBlas) {
       for (int i = 0; i < p.D; ++i) s.Bc[g * perLr + cc * Dp + i] = p.B[static_cast<size_t>(i) * p.C + cc];
 }
 
+template <int R>
 PROBE_INLINE void AdamLoop(AdamIterates& s, AdamSettings& sh) {
   const AdamProblem& p = *sh.p;
   const size_t stride = static_cast<size_t>(sh.cap) + 1;
@@ -253,7 +288,7 @@ PROBE_INLINE void AdamLoop(AdamIterates& s, AdamSettings& sh) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.cols, s.Dp, s.Dp, 1.0, s.W.data(), s.Dp,
                     s.Ht.data(), s.Dp, 0.0, s.HW.data(), s.Dp);
       } else {
-        SymColsAll(s.packed, s.D, s.Dp, s.W.data(), s.HW.data(), s.cols);
+        SymColsAll<R>(s.packed, s.D, s.Dp, s.W.data(), s.HW.data(), s.cols);
       }
       for (int g = 0; g < G; ++g) {
         const size_t o = static_cast<size_t>(g) * perLr;
@@ -285,11 +320,11 @@ PROBE_INLINE void AdamLoop(AdamIterates& s, AdamSettings& sh) {
   }
 }
 
-__attribute__((target("avx512f"))) void AdamAvx512(AdamIterates& s, AdamSettings& sh) { AdamLoop(s, sh); }
+__attribute__((target("avx512f"))) void AdamAvx512(AdamIterates& s, AdamSettings& sh) { AdamLoop<4>(s, sh); }
 
-__attribute__((target("avx2,fma"))) void AdamAvx2(AdamIterates& s, AdamSettings& sh) { AdamLoop(s, sh); }
+__attribute__((target("avx2,fma"))) void AdamAvx2(AdamIterates& s, AdamSettings& sh) { AdamLoop<1>(s, sh); }
 
-void AdamBaseline(AdamIterates& s, AdamSettings& sh) { AdamLoop(s, sh); }
+void AdamBaseline(AdamIterates& s, AdamSettings& sh) { AdamLoop<1>(s, sh); }
 
 void RunAdam(AdamIterates& s, AdamSettings& sh) {
   const FlushSubnormals flush;
