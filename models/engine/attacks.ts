@@ -107,11 +107,17 @@ export function adamLearningRates(p: ProbeProblem): Float64Array {
 }
 
 /** adamRuns on a thread of its own; `join()` waits for the result. */
-function startAdamRuns(p: ProbeProblem, target: number, cap: number): { join(): AttackRun & { learningRate: number } } {
+function startAdamRuns(
+  p: ProbeProblem,
+  target: number,
+  cap: number,
+): { join(): AttackRun & { learningRate: number }; waitFor(step: number): { scored: number; done: boolean }; cancel(): void } {
   const rates = adamLearningRates(p);
   const G = rates.length;
   const pending = startAdamQuadratic(p.H, p.B, rates, { c: p.c, fStar: p.fStar, gap: p.gap, target, cap });
   return {
+    waitFor: (step) => pending.waitFor(step),
+    cancel: () => pending.cancel(),
     join: () => {
       const r = pending.join();
       const len = r.steps + 1;
@@ -199,13 +205,25 @@ function baselineOf(budget: AttackRun): RawBaseline {
   return { target, stepsRaw: hit > 0 ? hit : RAW_BUDGET_STEPS, curve: budget.curve };
 }
 
+/** An attack under way: Adam's immunized run goes on a thread of its own; the others are done when started. */
+export interface StartedAttack {
+  finish(): AttackOutcome;
+  /**
+   * Whether the immunized run reaches its target within `steps` steps, waiting only until it has run that far: a check
+   * that needs an early part of a long run answers while the rest goes on.
+   */
+  reachedWithin(steps: number): boolean;
+  /** Stops a run still going; its outcome is not to be used. */
+  cancel(): void;
+}
+
 export function startAttack(
   attacker: AttackerName,
   data: 'benign' | 'harmful',
   raw: ProbeProblem | RawBaseline,
   immunized: ProbeProblem,
   stopAtSlowdown = Infinity,
-): { finish(): AttackOutcome } {
+): StartedAttack {
   const run = attackerFn(attacker);
   const { target, stepsRaw, curve: rawCurve } = 'stepsRaw' in raw ? raw : rawBaseline(attacker, raw);
   const fullCap = isAdam(attacker) ? ADAM_CAP_FACTOR * stepsRaw : STEP_CAP;
@@ -226,13 +244,20 @@ export function startAttack(
       curveImmunized: immRun.curve,
     };
   };
+  const reachedBy = (o: AttackOutcome, steps: number) => !o.capped && o.stepsImmunized <= steps;
   if (!isAdam(attacker)) {
     const done = outcome(run(immunized, target, cap));
-    return { finish: () => done };
+    return { finish: () => done, reachedWithin: (steps) => reachedBy(done, steps), cancel: () => {} };
   }
   const pending = startAdamRuns(immunized, target, cap);
   let done: AttackOutcome | null = null;
-  return { finish: () => (done ??= outcome(pending.join())) };
+  const finish = () => (done ??= outcome(pending.join()));
+  return {
+    finish,
+    // A run that reaches its target ends there, so one still going after `steps` has not reached it by then.
+    reachedWithin: (steps) => (pending.waitFor(steps).done ? reachedBy(finish(), steps) : false),
+    cancel: () => pending.cancel(),
+  };
 }
 
 /**
@@ -280,6 +305,8 @@ export function startAttackSuite(
   rawSide?: RawSide,
   /** The immunized probing problems when the caller already built them. */
   immunizedProblems?: ImmunizedProblems,
+  /** Adam runs on these problems that the caller started already, at their full caps. */
+  adamStarted?: Map<AttackerName, StartedAttack>,
 ): AttackSuite {
   const raw = rawSide ?? new RawSide(rawStats, eigen?.raw);
   const immunized = immunizedProblems ?? (([plain, zScored]) => ({ plain, zScored }))(plainAndZScored(immunizedStats, eigen?.immunized));
@@ -290,7 +317,7 @@ export function startAttackSuite(
   const adamRunsStarted = new Map<AttackerName, { finish(): AttackOutcome }>();
   for (const attacker of ['adam', 'adam-standardized'] as const) {
     const p = pair(attacker);
-    adamRunsStarted.set(attacker, startAttack(attacker, data, p.raw, p.immunized));
+    adamRunsStarted.set(attacker, adamStarted?.get(attacker) ?? startAttack(attacker, data, p.raw, p.immunized));
   }
   return {
     finish: (observe, signal) =>

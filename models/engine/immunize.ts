@@ -12,6 +12,7 @@ import {
   type AttackerName,
   type AttackOutcome,
   type ImmunizedProblems,
+  type StartedAttack,
 } from './attacks.js';
 import { EXHAUSTIVE_MAX_DIM, spectralImmunize } from './spectralMethod.js';
 import { closedFormImmunize, CLOSED_FORM_DEFAULTS, rirBound } from './closedForm.js';
@@ -135,14 +136,23 @@ export function immunize(input: EngineInput, opts: EngineOptions, observe?: Step
   const s = solver(ctx);
   const solveSeconds = (performance.now() - start) / 1000;
   const screened = s.screened?.theta === s.theta ? s.screened : undefined;
-  return finish(
-    input,
-    opts,
-    prep,
-    { theta: s.theta, history: s.history ?? [], optimizer: s.optimizer, start, solveSeconds, rawSides: s.rawSides, screened, known: s.known },
-    observe,
-    signal,
-  );
+  try {
+    return finish(
+      input,
+      opts,
+      prep,
+      { theta: s.theta, history: s.history ?? [], optimizer: s.optimizer, start, solveSeconds, rawSides: s.rawSides, screened, known: s.known },
+      observe,
+      signal,
+    );
+  } catch (err) {
+    // Runs the screen started for the final metrics must not outlive the job.
+    for (const run of screened?.harmfulAdam?.values() ?? []) {
+      run.cancel();
+      run.finish();
+    }
+    throw err;
+  }
 }
 
 interface SolveContext {
@@ -280,6 +290,8 @@ interface Screened {
   stats: Record<'benign' | 'harmful', SufficientStats>;
   eigen: Record<'benign' | 'harmful', Eigen>;
   immunized: Record<'benign' | 'harmful', ImmunizedProblems>;
+  /** The harmful Adam runs the screen started at their full caps; the final metrics take them over. */
+  harmfulAdam?: Map<AttackerName, StartedAttack>;
 }
 
 function screenAgainstVerdict(
@@ -353,26 +365,47 @@ function screenAgainstVerdict(
       ]),
     );
     screened.immunized = { benign: { plain: bp, zScored: bz }, harmful: { plain: hp, zScored: hz } };
-    for (const data of ['benign', 'harmful'] as const) {
-      const imm = screened.immunized[data];
-      const stopAt = data === 'benign' ? t.benignSlowdown * 1.01 : t.harmfulSlowdown * 1.1;
-      const start = (attacker: AttackerName) =>
-        startAttack(attacker, data, rawSides[data].baseline(attacker), isStandardized(attacker) ? imm.zScored : imm.plain, stopAt);
-      // The Adam runs, the longest, go on threads of their own while the others run here.
-      const adamRuns = new Map<AttackerName, { finish(): AttackOutcome }>(FIRST_ORDER_ATTACKERS.filter(isAdam).map((a) => [a, start(a)]));
-      try {
-        for (const attacker of FIRST_ORDER_ATTACKERS) {
-          const o = (adamRuns.get(attacker) ?? start(attacker)).finish();
-          const ok = data === 'benign' ? !o.capped && o.stepsImmunized <= t.benignSlowdown * o.stepsRaw : o.stepsImmunized >= t.harmfulSlowdown * o.stepsRaw;
-          if (!ok) return { passed: false, score, rir, kappaOk };
-          score++;
+    // The harmful Adam runs start at their full caps: the check needs only their first 2× the raw steps, and a
+    // candidate that passes keeps them going as its final runs.
+    const keptAdam = new Map<AttackerName, StartedAttack>();
+    let passed = false;
+    try {
+      for (const data of ['benign', 'harmful'] as const) {
+        const imm = screened.immunized[data];
+        const stopAt = data === 'benign' ? t.benignSlowdown * 1.01 : Infinity;
+        const start = (attacker: AttackerName) =>
+          startAttack(attacker, data, rawSides[data].baseline(attacker), isStandardized(attacker) ? imm.zScored : imm.plain, stopAt);
+        // The Adam runs, the longest, go on threads of their own while the others run here.
+        const adamRuns = new Map<AttackerName, StartedAttack>(FIRST_ORDER_ATTACKERS.filter(isAdam).map((a) => [a, start(a)]));
+        if (data === 'harmful') for (const [a, run] of adamRuns) keptAdam.set(a, run);
+        try {
+          for (const attacker of FIRST_ORDER_ATTACKERS) {
+            const run = adamRuns.get(attacker) ?? start(attacker);
+            const stepsRaw = rawSides[data].baseline(attacker).stepsRaw;
+            const ok =
+              data === 'benign'
+                ? ((o) => !o.capped && o.stepsImmunized <= t.benignSlowdown * o.stepsRaw)(run.finish())
+                : !run.reachedWithin(Math.ceil(t.harmfulSlowdown * stepsRaw) - 1);
+            if (!ok) return { passed: false, score, rir, kappaOk };
+            score++;
+          }
+        } finally {
+          if (data === 'benign') for (const run of adamRuns.values()) run.finish();
         }
-      } finally {
-        for (const run of adamRuns.values()) run.finish();
+      }
+      passed = kappaOk;
+    } finally {
+      if (!passed) {
+        for (const run of keptAdam.values()) {
+          run.cancel();
+          run.finish();
+        }
       }
     }
-    if (kappaOk) keep(screened);
-    return { passed: kappaOk, score, rir, kappaOk };
+    if (!passed) return { passed: false, score, rir, kappaOk };
+    screened.harmfulAdam = keptAdam;
+    keep(screened);
+    return { passed: true, score, rir, kappaOk };
   };
 }
 
@@ -437,7 +470,16 @@ function finish(input: EngineInput, opts: EngineOptions, prep: Prepared, solved:
   const attacks = runAttackSuites(
     {
       benign: () => startAttackSuite('benign', statsOfSide.benign, statsAfter.benign, eigen.benign, solved.rawSides?.benign, screened?.immunized.benign),
-      harmful: () => startAttackSuite('harmful', statsOfSide.harmful, statsAfter.harmful, eigen.harmful, solved.rawSides?.harmful, screened?.immunized.harmful),
+      harmful: () =>
+        startAttackSuite(
+          'harmful',
+          statsOfSide.harmful,
+          statsAfter.harmful,
+          eigen.harmful,
+          solved.rawSides?.harmful,
+          screened?.immunized.harmful,
+          screened?.harmfulAdam,
+        ),
     },
     observe,
     signal,

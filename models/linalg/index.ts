@@ -37,6 +37,8 @@ interface NativeAddon {
   matvec(A: Mat, x: Float64Array, trans: boolean): Float64Array;
   adamQuadraticStart(H: Mat, B: Mat, learningRates: Float64Array, c: number, fStar: number, gap: number, target: number, cap: number): unknown;
   adamQuadraticJoin(job: unknown): AdamQuadraticResult;
+  adamQuadraticWait(job: unknown, step: number): { scored: number; done: boolean };
+  adamQuadraticCancel(job: unknown): void;
   eigenDescent(
     lambdas: Float64Array,
     e0: Float64Array,
@@ -173,12 +175,22 @@ export function adamQuadratic(H: Mat, B: Mat, learningRates: Float64Array, o: Ad
  * The same simulation on a thread of its own, so that the caller can do other work meanwhile; `join()` waits for
  * it and returns what adamQuadratic would. Bad input throws here, not at join.
  */
-export function startAdamQuadratic(H: Mat, B: Mat, learningRates: Float64Array, o: AdamQuadraticOptions): { join(): AdamQuadraticResult } {
+export function startAdamQuadratic(H: Mat, B: Mat, learningRates: Float64Array, o: AdamQuadraticOptions): RunningAdam {
   const job = call(() => native.adamQuadraticStart(H, B, learningRates, o.c, o.fStar, o.gap, o.target, o.cap));
   let result: AdamQuadraticResult | null = null;
   return {
     join: () => (result ??= call(() => native.adamQuadraticJoin(job))),
+    waitFor: (step) => call(() => native.adamQuadraticWait(job, step)),
+    cancel: () => call(() => native.adamQuadraticCancel(job)),
   };
+}
+
+export interface RunningAdam {
+  join(): AdamQuadraticResult;
+  /** Blocks until the run has scored `step` (or ended); `scored` is the last step in its curves so far. */
+  waitFor(step: number): { scored: number; done: boolean };
+  /** Stops the run after its current step; join() then returns the curves up to there. */
+  cancel(): void;
 }
 
 /** Step 1/λ_max ("fixed") or the exact line-search step on the quadratic ("exact"). */

@@ -8,6 +8,7 @@ import {
   congruenceExtremes,
   eigenpairsAt,
   eigenDescent,
+  startAdamQuadratic,
   syevrMany,
   coreSelection,
   gemm,
@@ -817,6 +818,23 @@ describe('adamQuadratic', () => {
         });
       }
     }
+  });
+
+  it('can be watched while it runs and stopped early, keeping the curves up to there', () => {
+    const rate = Float64Array.of(1e-2);
+    const running = startAdamQuadratic(H, B, rate, { ...quad, target: 0, cap: 2_000_000 });
+    const seen = running.waitFor(500);
+    assert.ok(seen.scored >= 500, `scored ${seen.scored}`);
+    assert.equal(seen.done, false);
+    running.cancel();
+    const stopped = running.join();
+    assert.ok(stopped.steps >= 500 && stopped.steps < 2_000_000, `stopped at ${stopped.steps}`);
+    assert.equal(stopped.winner, -1);
+    assert.equal(stopped.curves.length, stopped.steps + 1);
+    const alone = adamQuadratic(H, B, rate, { ...quad, target: 0, cap: stopped.steps }).curves;
+    assert.deepEqual(stopped.curves, alone);
+    const after = running.waitFor(10 ** 9);
+    assert.deepEqual(after, { scored: stopped.steps, done: true });
   });
 
   it('rejects bad input', () => {

@@ -14,8 +14,10 @@
 #include <lapacke.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cfloat>
 #include <climits>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -759,11 +761,15 @@ struct AdamJob {
   double target = 0;
   int cap = 0;
   probe::AdamResult result{};
+  probe::AdamControl control;
+  std::atomic<bool> done{false};
   std::thread runner;
   bool collected = false;
 
   void Run() {
-    result = probe::AdamQuadratic(problem, learningRates.data(), static_cast<int>(learningRates.size()), target, cap);
+    result = probe::AdamQuadratic(problem, learningRates.data(), static_cast<int>(learningRates.size()), target, cap,
+                                  &control);
+    done.store(true, std::memory_order_release);
   }
   void Wait() {
     if (runner.joinable()) runner.join();
@@ -822,6 +828,36 @@ Napi::Value AdamQuadraticStart(const Napi::CallbackInfo& info) {
     }
   }
   return handle;
+}
+
+AdamJob* ReadAdamJob(Napi::Env env, const Napi::Value& v, const char* fn) {
+  if (!v.IsExternal() || !v.As<Napi::External<AdamJob>>().CheckTypeTag(&kAdamJobTag)) {
+    Fail(env, kBadArgument, std::string(fn) + " needs a job from adamQuadraticStart");
+  }
+  return v.As<Napi::External<AdamJob>>().Data();
+}
+
+// adamQuadraticWait(job, step) -> {scored, done}: blocks until the run has scored `step` or has ended, and says how
+// far it got. A caller that needs only an early part of a long run can decide on it while the rest goes on.
+Napi::Value AdamQuadraticWait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AdamJob* job = ReadAdamJob(env, info[0], "adamQuadraticWait");
+  const double step = ReadScalar(env, info[1], "step", 0);
+  while (!job->done.load(std::memory_order_acquire) && job->control.scored.load(std::memory_order_acquire) < step) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  const bool done = job->done.load(std::memory_order_acquire);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("scored", Napi::Number::New(env, job->control.scored.load(std::memory_order_acquire)));
+  result.Set("done", Napi::Boolean::New(env, done));
+  return result;
+}
+
+// adamQuadraticCancel(job): the run stops after the step it is on; join() then returns the curves so far.
+Napi::Value AdamQuadraticCancel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ReadAdamJob(env, info[0], "adamQuadraticCancel")->control.cancel.store(true, std::memory_order_relaxed);
+  return env.Undefined();
 }
 
 // adamQuadraticJoin(job) -> {steps, winner, curves}
@@ -914,6 +950,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<Matvec>(env, exports, "matvec");
   Export<AdamQuadraticStart>(env, exports, "adamQuadraticStart");
   Export<AdamQuadraticJoin>(env, exports, "adamQuadraticJoin");
+  Export<AdamQuadraticWait>(env, exports, "adamQuadraticWait");
+  Export<AdamQuadraticCancel>(env, exports, "adamQuadraticCancel");
   Export<EigenDescent>(env, exports, "eigenDescent");
   Export<Corename>(env, exports, "corename");
   Export<Config>(env, exports, "config");

@@ -247,6 +247,9 @@ struct AdamSettings {
   std::vector<int> firstHit;
   // The earliest such step over all learning rates.
   int earliestHit;
+  AdamControl* control;
+  // The step at which a cancelled run stopped (cap + 1: it was not cancelled).
+  int stoppedAt;
 };
 
 void PrepareIterates(AdamIterates& s, const AdamProblem& p, bool useBlas) {
@@ -307,6 +310,13 @@ PROBE_INLINE void AdamLoop(AdamIterates& s, AdamSettings& sh) {
         }
       }
       if (k >= sh.earliestHit) return;
+      if (sh.control) {
+        sh.control->scored.store(k, std::memory_order_release);
+        if (sh.control->cancel.load(std::memory_order_relaxed)) {
+          sh.stoppedAt = k;
+          return;
+        }
+      }
     }
     if (k == sh.cap) return;
     b1t *= 0.9;
@@ -405,7 +415,8 @@ DescentResult EigenDescent(const double* lambdas, int r, const double* e0, int C
   return out;
 }
 
-AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int G, double target, int cap) {
+AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int G, double target, int cap,
+                         AdamControl* control) {
   const size_t stride = static_cast<size_t>(cap) + 1;
   AdamResult out{cap, -1, std::vector<double>(static_cast<size_t>(G) * stride, 0.0)};
   for (int g = 0; g < G; ++g) out.curves[g * stride] = 1.0;
@@ -418,6 +429,8 @@ AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int 
   sh.curves = out.curves.data();
   sh.firstHit.assign(G, cap + 1);
   sh.earliestHit = cap + 1;
+  sh.control = control;
+  sh.stoppedAt = cap + 1;
 
   // One thread takes every learning rate in one pass over H: a step is bound by reading H, so a second thread would
   // read it again for little gain, and the engine runs several simulations side by side anyway.
@@ -431,6 +444,8 @@ AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int 
       out.steps = sh.firstHit[g];
     }
   }
+  if (out.winner < 0 && sh.stoppedAt <= cap) out.steps = sh.stoppedAt;
+  if (control) control->scored.store(out.steps, std::memory_order_release);
   if (out.steps < cap) {
     const size_t kept = static_cast<size_t>(out.steps) + 1;
     for (int g = 1; g < G; ++g) std::copy_n(out.curves.begin() + g * stride, kept, out.curves.begin() + g * kept);

@@ -2,6 +2,7 @@
 // arguments and calls these.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <vector>
 
@@ -39,9 +40,16 @@ struct AdamResult {
   std::vector<double> curves;
 };
 
+// How far a running simulation has got, and a request to stop it early; shared with the thread that waits on it.
+struct AdamControl {
+  std::atomic<int> scored{0};  // the last step whose suboptimality is in the curves
+  std::atomic<bool> cancel{false};
+};
+
 // Adam (β = 0.9, 0.999, ε = 1e-8) from W = 0, all learning rates side by side; stops at the first step where any
-// run reaches `target` (target ≤ 0: run `cap` steps).
-AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int G, double target, int cap);
+// run reaches `target` (target ≤ 0: run `cap` steps), or at the step after `control->cancel` is set.
+AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int G, double target, int cap,
+                         AdamControl* control = nullptr);
 
 // Whether AdamQuadratic takes its steps through OpenBLAS (a large H with many columns) rather than its own kernel.
 bool AdamUsesBlas(int D, int cols);
