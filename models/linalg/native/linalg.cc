@@ -781,9 +781,7 @@ constexpr napi_type_tag kAdamJobTag = {0x6a1d0c3e5b7f4a21ULL, 0x9e42c7d18f3b6a05
 
 // adamQuadraticStart(H, B, learningRates, c, fStar, gap, target, cap) -> job: Adam on the quadratic
 // f(W) = ½tr(WᵀHW) − tr(BᵀW) + c, several learning rates side by side, to simulate a probing attacker. The loop
-// runs up to 1e5 small steps on threads of its own; adamQuadraticJoin(job) waits for it. Where the steps go
-// through OpenBLAS (large H, many columns) it runs before this returns, since OpenBLAS's thread settings are
-// process-wide.
+// runs up to 1e5 small steps on a thread of its own; adamQuadraticJoin(job) waits for it.
 Napi::Value AdamQuadraticStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   MatArg H = ReadMat(env, info[0], "H");
@@ -817,15 +815,10 @@ Napi::Value AdamQuadraticStart(const Napi::CallbackInfo& info) {
   job->cap = cap;
   Napi::External<AdamJob> handle = Napi::External<AdamJob>::New(env, job, [](Napi::Env, AdamJob* j) { delete j; });
   handle.TypeTag(&kAdamJobTag);
-  if (probe::AdamUsesBlas(H.rows, B.cols * static_cast<int>(G))) {
-    SingleThreadScope threads(H.rows < kSmallFactorization);
+  try {
+    job->runner = std::thread([job] { job->Run(); });
+  } catch (const std::system_error&) {
     job->Run();
-  } else {
-    try {
-      job->runner = std::thread([job] { job->Run(); });
-    } catch (const std::system_error&) {
-      job->Run();
-    }
   }
   return handle;
 }

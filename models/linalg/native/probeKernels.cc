@@ -1,7 +1,5 @@
 #include "probeKernels.h"
 
-#include <cblas.h>
-
 #include <sched.h>
 
 #include <algorithm>
@@ -220,17 +218,10 @@ PROBE_INLINE void AdamUpdate(double* __restrict w, double* __restrict m, double*
   }
 }
 
-// With many columns on a large H one dgemm per step beats the register-blocked kernel, which streams H once per
-// three columns; below these sizes H stays in cache and the kernel wins.
-constexpr int kBlasMinDim = 192;
-constexpr int kBlasMinCols = 9;
-
 // The learning rates a run takes, each with its own iterates, side by side in one pass.
 struct AdamIterates {
   std::vector<int> lrIndex;
   int D, Dp, C, cols;
-  // Hᵀ (Dp×Dp) where the steps go through OpenBLAS, H's packed triangle otherwise.
-  std::vector<double> Ht;
   PackedSymmetric packed;
   std::vector<double> W, m, v, HW, Bc;
 };
@@ -240,7 +231,6 @@ struct AdamSettings {
   const double* learningRates;
   double target;
   int cap;
-  bool useBlas;
   // Relative suboptimality per learning rate and step, (cap + 1) apart.
   double* curves;
   // The first step at which each learning rate reached the target (cap + 1: not yet).
@@ -252,9 +242,9 @@ struct AdamSettings {
   int stoppedAt;
 };
 
-void PrepareIterates(AdamIterates& s, const AdamProblem& p, bool useBlas) {
+void PrepareIterates(AdamIterates& s, const AdamProblem& p) {
   s.D = p.D;
-  s.Dp = useBlas ? Padded(p.D) : Padded(p.D) + kLanes;
+  s.Dp = Padded(p.D) + kLanes;
   s.C = p.C;
   s.cols = p.C * static_cast<int>(s.lrIndex.size());
   const size_t Dp = static_cast<size_t>(s.Dp);
@@ -264,13 +254,7 @@ void PrepareIterates(AdamIterates& s, const AdamProblem& p, bool useBlas) {
   s.v.assign(n, 0.0);
   s.HW.assign(n, 0.0);
   s.Bc.assign(n, 0.0);
-  if (useBlas) {
-    s.Ht.assign(Dp * Dp, 0.0);
-    for (int i = 0; i < p.D; ++i)
-      for (int j = 0; j < p.D; ++j) s.Ht[j * Dp + i] = p.H[static_cast<size_t>(i) * p.D + j];
-  } else {
-    s.packed = PackUpper(p.H, p.D);
-  }
+  s.packed = PackUpper(p.H, p.D);
   const size_t perLr = Dp * p.C;
   for (size_t g = 0; g < s.lrIndex.size(); ++g)
     for (int cc = 0; cc < p.C; ++cc)
@@ -286,13 +270,7 @@ PROBE_INLINE void AdamLoop(AdamIterates& s, AdamSettings& sh) {
   double b1t = 1.0, b2t = 1.0;
   for (int k = 0; k <= sh.cap; ++k) {
     if (k > 0) {
-      if (sh.useBlas) {
-        // Column-major W (Dp×cols) is row-major Wᵀ (cols×Dp): HWᵀ = Wᵀ·Hᵀ.
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.cols, s.Dp, s.Dp, 1.0, s.W.data(), s.Dp,
-                    s.Ht.data(), s.Dp, 0.0, s.HW.data(), s.Dp);
-      } else {
-        SymColsAll<R>(s.packed, s.D, s.Dp, s.W.data(), s.HW.data(), s.cols);
-      }
+      SymColsAll<R>(s.packed, s.D, s.Dp, s.W.data(), s.HW.data(), s.cols);
       for (int g = 0; g < G; ++g) {
         const size_t o = static_cast<size_t>(g) * perLr;
         v8 quad{}, lin{};
@@ -338,7 +316,7 @@ void AdamBaseline(AdamIterates& s, AdamSettings& sh) { AdamLoop<1>(s, sh); }
 
 void RunAdam(AdamIterates& s, AdamSettings& sh) {
   const FlushSubnormals flush;
-  PrepareIterates(s, *sh.p, sh.useBlas);
+  PrepareIterates(s, *sh.p);
   if (__builtin_cpu_supports("avx512f")) {
     AdamAvx512(s, sh);
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
@@ -350,7 +328,6 @@ void RunAdam(AdamIterates& s, AdamSettings& sh) {
 
 }  // namespace
 
-bool AdamUsesBlas(int D, int cols) { return D >= kBlasMinDim && cols >= kBlasMinCols; }
 
 namespace {
 
@@ -425,7 +402,6 @@ AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int 
   sh.learningRates = learningRates;
   sh.target = target;
   sh.cap = cap;
-  sh.useBlas = AdamUsesBlas(p.D, p.C * G);
   sh.curves = out.curves.data();
   sh.firstHit.assign(G, cap + 1);
   sh.earliestHit = cap + 1;

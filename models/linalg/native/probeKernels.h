@@ -51,8 +51,6 @@ struct AdamControl {
 AdamResult AdamQuadratic(const AdamProblem& p, const double* learningRates, int G, double target, int cap,
                          AdamControl* control = nullptr);
 
-// Whether AdamQuadratic takes its steps through OpenBLAS (a large H with many columns) rather than its own kernel.
-bool AdamUsesBlas(int D, int cols);
 
 // CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota; at least 1.
 int UsableCpus();
