@@ -104,6 +104,11 @@ export function thetaFor(b: Basis, alpha: number, rotation?: Mat): Mat {
  * attacker who z-scores each column whitens it exactly.
  */
 export function randomRotation(D: number, seed: number): Mat {
+  return syevr(rotationSource(D, seed)).vectors!;
+}
+
+/** The seeded symmetric Gaussian matrix whose eigenvectors make randomRotation(D, seed). */
+export function rotationSource(D: number, seed: number): Mat {
   const rand = gaussian(seed);
   const G = mat(D, D);
   for (let i = 0; i < D; i++) {
@@ -113,7 +118,7 @@ export function randomRotation(D: number, seed: number): Mat {
       G.data[j * D + i] = v;
     }
   }
-  return syevr(G).vectors!;
+  return G;
 }
 
 /**

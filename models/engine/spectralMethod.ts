@@ -1,8 +1,8 @@
-import { gemm, syevr } from '../linalg/index.js';
-import type { Mat } from '../linalg/types.js';
+import { gemm, syevr, syevrMany } from '../linalg/index.js';
+import type { EigenResult, Mat } from '../linalg/types.js';
 import { mat, symmetrize } from './dense.js';
 import { complementBasis, complementTheta } from './benignComplement.js';
-import { randomRotation } from './closedForm.js';
+import { rotationSource } from './closedForm.js';
 import { matrixCondition } from './spectrum.js';
 import type { SufficientStats } from './stats.js';
 
@@ -124,9 +124,17 @@ function energyShares(b: Mat, curvature: (j: number) => number): Float64Array {
   return e;
 }
 
-export function spectralGeometry(benign: SufficientStats, harmful: SufficientStats, centred: boolean, ridge: number, harmfulLabelled: boolean): Geometry {
+export function spectralGeometry(
+  benign: SufficientStats,
+  harmful: SufficientStats,
+  centred: boolean,
+  ridge: number,
+  harmfulLabelled: boolean,
+  /** The eigendecomposition of the benign second moment (centred as asked), when the caller has it. */
+  benignMoment: EigenResult = syevr(secondMoment(benign, centred)),
+): Geometry {
   const D = benign.dim;
-  const eig = syevr(secondMoment(benign, centred));
+  const eig = benignMoment;
   const lmax = eig.values[D - 1];
   const V = eig.vectors!;
   const scaled = mat(D, D);
@@ -277,12 +285,16 @@ export function spectralImmunize(
   accept: (theta: Mat, mustBeat: number) => { passed: boolean; score: number; rir: number; kappaOk: boolean },
 ): SpectralCandidate & { passed: boolean; tried: number } {
   const D = benign.dim;
-  const rotation = randomRotation(D, opts.seed);
-  // Both families share a geometry per (centring, ridge): two eigendecompositions each.
+  // The rotation and the centred benign second moment (every family starts from it) are decomposed side by side.
+  const [rotationEigen, centredMoment] = syevrMany([rotationSource(D, opts.seed), secondMoment(benign, true)]);
+  const rotation = rotationEigen.vectors!;
+  const moments = new Map<boolean, EigenResult>([[true, centredMoment]]);
+  // Both families share a geometry per (centring, ridge): two eigendecompositions each, the first shared by the ridges.
   const made = new Map<string, Geometry>();
   const geometry: GeometryOf = (centred, ridge) => {
     const key = `${centred}:${ridge}`;
-    if (!made.has(key)) made.set(key, spectralGeometry(benign, harmful, centred, ridge, opts.harmfulLabelled));
+    if (!moments.has(centred)) moments.set(centred, syevr(secondMoment(benign, centred)));
+    if (!made.has(key)) made.set(key, spectralGeometry(benign, harmful, centred, ridge, opts.harmfulLabelled, moments.get(centred)));
     return made.get(key)!;
   };
   const families = [() => complementCandidates(benign, opts, rotation, geometry), () => energyCandidates(opts, rotation, geometry)];
