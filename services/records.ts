@@ -95,6 +95,12 @@ export interface DatasetRecord {
   outputs?: unknown[];
 }
 
+const QUEUED_PROGRESS: JobProgress = { fraction: 0, phase: 'queued' };
+const QUEUED_PROGRESS_JSON = JSON.stringify(QUEUED_PROGRESS);
+
+/** A Lua string literal of `text`. */
+const luaString = (text: string) => `'${text.replace(/[\\']/g, (c) => `\\${c}`)}'`;
+
 /**
  * A submission, in one step: the Idempotency-Key's claim, the job record, the tenant's index and (when given) the
  * queue entry are written together or not at all, so that a crash never leaves a key standing for a job with no
@@ -104,8 +110,9 @@ export interface DatasetRecord {
  *
  * KEYS: job, tenant's jobs, the submission's Idempotency-Key ('' when it has none), the m upload records, then the
  * queue's add keys. ARGV: job id, '1' when the job may be created (its spec passed the checks), the prefix of job
- * keys, the claim (JSON), its TTL in seconds, the body hash, m, n, the record's n field/value arguments, then the
- * queue's add arguments.
+ * keys, the claim (JSON), its TTL in seconds, the body hash, m, the record's tenant, name, createdAt and spec (JSON),
+ * the Idempotency-Key's sha256 ('' when none), then the queue's add arguments. A new record's other fields are
+ * the same for every job, and written by the script as they are.
  * Returns {'created'}; {'replay', id, status, spec} when the key stands for a job that still has its record (marked
  * replayed while it has not finished); {'conflict', id} when it does so for another body; {'refused'} when the job
  * may not be created; {'missing', i} when the i-th upload is gone; {'unqueued', reason} when the queue's add failed,
@@ -115,7 +122,7 @@ function submitScript(queueAdd: string | null): string {
   const queue =
     queueAdd === null
       ? ''
-      : `local ok, added = pcall(addToQueue, {unpack(KEYS, 4 + m)}, {unpack(ARGV, 9 + n)})
+      : `local ok, added = pcall(addToQueue, {unpack(KEYS, 4 + m)}, {unpack(ARGV, 13)})
 if not ok or type(added) ~= 'string' then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -143,9 +150,14 @@ local m = tonumber(ARGV[7])
 for i = 1, m do
   if redis.call('EXISTS', KEYS[3 + i]) == 0 then return {'missing', tostring(i)} end
 end
-local n = tonumber(ARGV[8])
-if claimKey then redis.call('SET', claimKey, ARGV[4], 'EX', ARGV[5]) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 9, 8 + n))
+local record = {'id', ARGV[1], 'tenant', ARGV[8], 'name', ARGV[9], 'status', 'queued', 'progress', ${luaString(QUEUED_PROGRESS_JSON)},
+  'createdAt', ARGV[10], 'attempts', '0', 'spec', ARGV[11], 'artifacts', '[]'}
+if claimKey then
+  redis.call('SET', claimKey, ARGV[4], 'EX', ARGV[5])
+  record[#record + 1] = 'idemKey'
+  record[#record + 1] = ARGV[12]
+end
+redis.call('HSET', KEYS[1], unpack(record))
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 ${queue}return {'created'}`;
 }
@@ -215,9 +227,6 @@ function json<T>(value: string | undefined, fallback: T): T {
 function num(value: string | undefined): number | null {
   return value === undefined || value === '' ? null : Number(value);
 }
-
-const QUEUED_PROGRESS: JobProgress = { fraction: 0, phase: 'queued' };
-const QUEUED_PROGRESS_JSON = JSON.stringify(QUEUED_PROGRESS);
 
 type Command = [name: string, ...args: Array<string | number | Buffer>];
 
@@ -411,27 +420,6 @@ export class Records implements WorkerRecords {
     mayCreate: boolean,
     { entry, uploads = [] }: { entry?: QueueEntry; uploads?: string[] } = {},
   ): Promise<SubmitOutcome> {
-    const fields = [
-      'id',
-      r.id,
-      'tenant',
-      r.tenant,
-      'name',
-      r.name,
-      'status',
-      'queued',
-      'progress',
-      QUEUED_PROGRESS_JSON,
-      'createdAt',
-      String(r.createdAt),
-      'attempts',
-      '0',
-      'spec',
-      JSON.stringify(r.spec),
-      'artifacts',
-      '[]',
-    ];
-    if (claim) fields.push('idemKey', claim.keyHash);
     const script = this.submitCommand(entry?.script ?? null);
     const keys = [this.jobKey(r.id), this.tenantJobsKey(r.tenant), claim ? this.idempotencyKey(r.tenant, claim.keyHash) : ''];
     for (const id of uploads) keys.push(this.datasetKey(id));
@@ -447,8 +435,11 @@ export class Records implements WorkerRecords {
       claim ? String(claim.ttlSeconds) : '0',
       claim?.bodyHash ?? '',
       uploads.length,
-      fields.length,
-      ...fields,
+      r.tenant,
+      r.name,
+      String(r.createdAt),
+      JSON.stringify(r.spec),
+      claim?.keyHash ?? '',
       ...(entry?.args ?? []),
     );
     switch (reply[0]) {
