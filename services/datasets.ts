@@ -110,8 +110,24 @@ function featureDim(field: string, ref: DataRefSpec, ds: DatasetRecord): number 
 
 const BACKBONE_CHECKS_KEPT = 64;
 
+/** How many upload records the spec checks remember. */
+const CHECKED_RECORDS_KEPT = 4096;
+
+/** An upload a spec's checks relied on: the job may be created only while it still exists. */
+export interface UploadUse {
+  id: string;
+  kind: Kind;
+  /** The spec field that names it. */
+  field: string;
+}
+
 export class DatasetService implements DatasetResolver {
   private readonly backboneChecks = new Map<string, BackboneCheck>();
+  /**
+   * Upload records read by the spec checks, by id. A record never changes once written; it can only be deleted,
+   * which the submission itself checks (see Records.submitJob), so a remembered record never goes stale.
+   */
+  private readonly checkedRecords = new Map<string, DatasetRecord>();
 
   constructor(
     private readonly records: Records,
@@ -182,26 +198,49 @@ export class DatasetService implements DatasetResolver {
     return r;
   }
 
+  /** mustGet for the spec checks: a record read before is used again (whether it still exists is checked later). */
+  private async mustGetChecked(principal: Principal, kind: Kind, id: string, field: string, uses: UploadUse[]): Promise<DatasetRecord> {
+    uses.push({ id, kind, field });
+    const known = this.checkedRecords.get(id);
+    const r = known && known.kind === kind && canAccess(principal, known.tenant) ? known : await this.mustGet(principal, kind, id, field);
+    if (!known) {
+      if (this.checkedRecords.size >= CHECKED_RECORDS_KEPT) this.checkedRecords.delete(this.checkedRecords.keys().next().value!);
+      this.checkedRecords.set(id, r);
+    }
+    return r;
+  }
+
+  /** The answer to a submission that named an upload deleted since its record was read: mustGet's. */
+  gone(use: UploadUse): ApiError {
+    return notFound(`${use.field}: no ${use.kind} with id ${use.id}`);
+  }
+
   async remove(principal: Principal, kind: Kind, id: string): Promise<void> {
     const r = await this.mustGet(principal, kind, id);
+    this.checkedRecords.delete(r.id);
     await this.store.removeBlob(kind, r.id, r.format);
     await this.records.deleteDataset(r.id, r.tenant);
   }
 
-  /** Checks a spec's dataset references against the upload metadata: ownership, columns, labels, and D. */
-  async checkSpec(principal: Principal, spec: JobSpec): Promise<void> {
+  /**
+   * Checks a spec's dataset references against the upload metadata: ownership, columns, labels, and D. Returns the
+   * uploads it relied on, in the order their answers are given; the job may be created only while they all exist.
+   */
+  async checkSpec(principal: Principal, spec: JobSpec): Promise<UploadUse[]> {
+    const backboneUse: UploadUse[] = [];
+    const uses: UploadUse[] = [];
     // Every record the spec names is read at once; each is then checked in the order the answers would be given.
     const lookups = new Map<string, Promise<DatasetRecord>>();
     for (const side of ['benign', 'harmful', 'benignTest'] as const) {
       const ref = spec[side];
       if (!ref) continue;
-      lookups.set(`${side}.dataset`, this.mustGet(principal, 'dataset', ref.dataset, `${side}.dataset`));
-      if (ref.labels) lookups.set(`${side}.labels`, this.mustGet(principal, 'dataset', ref.labels, `${side}.labels`));
+      lookups.set(`${side}.dataset`, this.mustGetChecked(principal, 'dataset', ref.dataset, `${side}.dataset`, uses));
+      if (ref.labels) lookups.set(`${side}.labels`, this.mustGetChecked(principal, 'dataset', ref.labels, `${side}.labels`, uses));
     }
     // A lookup that fails is answered when its turn comes, or never when an earlier check fails first.
     for (const lookup of lookups.values()) lookup.catch(() => undefined);
     const lastBlock = spec.mode === 'last-block' ? { cutTensor: spec.cutTensor } : undefined;
-    const modelInput = spec.backbone ? await this.checkBackbone(principal, spec.backbone, spec.featureTensor, lastBlock) : null;
+    const modelInput = spec.backbone ? await this.checkBackbone(principal, spec.backbone, spec.featureTensor, lastBlock, backboneUse) : null;
     const dims: Array<{ field: string; d: number | string }> = [];
     for (const side of ['benign', 'harmful', 'benignTest'] as const) {
       const ref = spec[side];
@@ -241,6 +280,7 @@ export class DatasetService implements DatasetResolver {
         throw new CodedError('data.DIM_MISMATCH', `${what}: ${benign.field} has ${unit}${benign.d} but ${o.field} has ${unit}${o.d}; both must be the same`);
       }
     }
+    return [...backboneUse, ...uses];
   }
 
   /**
@@ -251,10 +291,11 @@ export class DatasetService implements DatasetResolver {
   private async checkBackbone(
     principal: Principal,
     id: string,
-    featureTensor?: string,
-    lastBlock?: { cutTensor?: string },
+    featureTensor: string | undefined,
+    lastBlock: { cutTensor?: string } | undefined,
+    uses: UploadUse[],
   ): Promise<Array<number | string | null> | null> {
-    const r = await this.mustGet(principal, 'backbone', id, 'backbone');
+    const r = await this.mustGetChecked(principal, 'backbone', id, 'backbone', uses);
     const key = JSON.stringify([r.id, featureTensor ?? null, lastBlock ? (lastBlock.cutTensor ?? '') : null]);
     let check = this.backboneChecks.get(key);
     if (!check) {

@@ -8,12 +8,12 @@ import type { ModeJobSpec } from '../workers/jobSpec.js';
 import { TERMINAL_STATUSES, type JobStatus } from '../workers/ports.js';
 import type { JobDocSchema } from './api/schemas.js';
 import { canAccess, type Principal } from './auth.js';
-import type { DatasetService } from './datasets.js';
+import type { DatasetService, UploadUse } from './datasets.js';
 import { ApiError, badRequest, conflict, isRedisUnavailable, notFound } from './errors.js';
 import { isId, newId } from './ids.js';
 import type { Logger } from './logger.js';
 import type { JobQueue } from './queue.js';
-import type { IdempotencyClaim, JobRecord, NewJob, Records } from './records.js';
+import type { IdempotencyClaim, JobRecord, Records } from './records.js';
 import type { FsStore } from './storage/fsStore.js';
 
 const JOB_NAME = 'immunize';
@@ -192,11 +192,11 @@ export class JobService {
   }
 
   /**
-   * Submits a job. The spec's checks come first; then one script claims the Idempotency-Key (if any) and writes the
-   * record, so that a crash leaves both or neither; then the job is queued. A key already used answers with its
-   * job, and puts it on the queue again while it has not finished: the submission that wrote it may have been cut
-   * off before queueing it, and adding a job id the queue holds already changes nothing. Without a key, see
-   * createAndQueue.
+   * Submits a job. The spec's checks come first; then one script claims the Idempotency-Key (if any), writes the
+   * record and adds the queue entry, so that a crash leaves all of them or none (and a worker never finds the job
+   * before its record), provided every upload the checks relied on still exists. A key already used answers with
+   * its job, and puts it on the queue again while it has not finished: a record written apart from its queue entry
+   * (as earlier versions did) may never have been queued, and adding a job id the queue holds changes nothing.
    */
   async submit(principal: Principal, { spec, body, idempotencyKey }: Submission): Promise<{ id: string; status: JobStatus; created: boolean }> {
     this.assertMaySubmit(principal);
@@ -209,57 +209,34 @@ export class JobService {
     }
     const tenant = principal.tenant;
     // A key already used answers with its job even when the spec no longer passes (a dataset deleted since).
+    let uses: UploadUse[] = [];
     const refusal = await this.datasets.checkSpec(principal, spec).then(
-      () => null,
+      (used) => {
+        uses = used;
+        return null;
+      },
       (err: unknown) => ({ err }),
     );
     if (refusal && !claim) throw refusal.err;
     const id = newId('job');
     const job = { id, tenant, name: JOB_NAME, spec, createdAt: Date.now() };
-    if (!claim) return this.createAndQueue(job, spec);
-    const outcome = await this.records.submitJob(job, claim, refusal === null);
+    const entry = refusal === null ? this.queue.entry(JOB_NAME, id, { tenant, payload: spec }) : undefined;
+    const outcome = await this.records.submitJob(job, claim, refusal === null, { entry, uploads: uses.map((u) => u.id) });
     switch (outcome.kind) {
       case 'refused':
         throw refusal!.err;
+      case 'missing':
+        throw this.datasets.gone(uses[outcome.index]);
       case 'conflict':
         throw conflict('idempotency_conflict', 'this Idempotency-Key was already used with a different request body; use a new key for a new job');
       case 'replay':
         if (!TERMINAL_STATUSES.has(outcome.status)) await this.queue.add(JOB_NAME, outcome.jobId, { tenant, payload: outcome.spec ?? spec });
         return { id: outcome.jobId, status: outcome.status, created: false };
-    }
-    try {
-      await this.queue.add(JOB_NAME, id, { tenant, payload: spec });
-    } catch (err) {
-      // Taken back unless a replay has answered for it meanwhile (that one queues it); while Redis is away this
-      // fails too, and a retry with the same key queues the job.
-      await this.records.abandonJob(id, tenant, claim.keyHash).catch(() => undefined);
-      throw err;
+      case 'unqueued':
+        throw new Error(`job ${id} could not be queued (${outcome.reason}); nothing was kept`);
     }
     this.logger?.info({ jobId: id, tenant }, 'job submitted');
     return { id, status: 'queued', created: true };
-  }
-
-  /**
-   * A submission without an Idempotency-Key, whose record is always written: the script that writes it goes out
-   * first and the queue's add right behind it on the same connection, so that both take one round trip and Redis
-   * runs them in that order (a worker never finds the job before its record).
-   */
-  private async createAndQueue(job: NewJob, spec: ModeJobSpec): Promise<{ id: string; status: JobStatus; created: boolean }> {
-    const [written, queued] = await Promise.allSettled([
-      this.records.submitJob(job, null, true, { now: true }),
-      this.queue.add(JOB_NAME, job.id, { tenant: job.tenant, payload: spec }),
-    ]);
-    if (written.status === 'rejected') {
-      // A queue entry without its record is dropped by the worker that takes it; removed here when Redis answers.
-      if (queued.status === 'fulfilled') await this.queue.removeUnlessActive(job.id).catch(() => false);
-      throw written.reason;
-    }
-    if (queued.status === 'rejected') {
-      await this.records.abandonJob(job.id, job.tenant, null).catch(() => undefined);
-      throw queued.reason;
-    }
-    this.logger?.info({ jobId: job.id, tenant: job.tenant }, 'job submitted');
-    return { id: job.id, status: 'queued', created: true };
   }
 
   /** The record, if the principal may see it; otherwise a 404 (another tenant's job is not found). */

@@ -3,7 +3,8 @@
  * relays the queue's events (QueueEvents) to in-process listeners such as the SSE streams.
  */
 import { EventEmitter } from 'node:events';
-import { Queue, QueueEvents } from 'bullmq';
+import { createRequire } from 'node:module';
+import { Job, Queue, QueueEvents, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { QueuedJobData } from '../workers/queueWorker.js';
 import type { Logger } from './logger.js';
@@ -32,6 +33,20 @@ function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
 
 const QUEUE_TIMEOUT_MS = 5000;
 
+/** BullMQ's own script that adds a job to a queue (the one Queue.add sends), as the installed version ships it. */
+const ADD_SCRIPT = (createRequire(import.meta.url)('bullmq/dist/cjs/scripts/index.js') as { addStandardJob: { content: string; keys: number } })
+  .addStandardJob;
+
+/**
+ * A queue entry for a script of the caller's to add: BullMQ's add script (Lua, to run as a function of KEYS and
+ * ARGV) and the keys and arguments BullMQ's own code builds for this job.
+ */
+export interface QueueEntry {
+  script: string;
+  keys: string[];
+  args: Array<string | Buffer>;
+}
+
 export class JobQueue {
   readonly queue: Queue<QueuedJobData>;
   private events: QueueEvents | null = null;
@@ -55,16 +70,37 @@ export class JobQueue {
     this.queue.on('error', (err) => logger?.debug({ err: err.message }, 'queue error'));
   }
 
+  private jobOptions(jobId: string): JobsOptions {
+    return {
+      jobId,
+      attempts: this.settings.attempts,
+      backoff: { type: 'exponential', delay: 1000 },
+      removeOnComplete: { age: this.settings.keepFinishedSeconds },
+      removeOnFail: { age: this.settings.keepFinishedSeconds },
+    };
+  }
+
   async add(name: string, jobId: string, data: QueuedJobData): Promise<void> {
-    await this.guarded(() =>
-      this.queue.add(name, data, {
-        jobId,
-        attempts: this.settings.attempts,
-        backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: { age: this.settings.keepFinishedSeconds },
-        removeOnFail: { age: this.settings.keepFinishedSeconds },
-      }),
-    );
+    await this.guarded(() => this.queue.add(name, data, this.jobOptions(jobId)));
+  }
+
+  /**
+   * The job as an entry for another script to add (see QueueEntry): what Queue.add would send, without sending it.
+   * BullMQ's Job builds the command and hands it to the client it is given; this client keeps it instead.
+   */
+  entry(name: string, jobId: string, data: QueuedJobData): QueueEntry {
+    const job = new Job<QueuedJobData>(this.queue, name, data, this.jobOptions(jobId), jobId);
+    let sent: { command: string; args: Array<string | Buffer> } | null = null;
+    const keeper = {
+      runCommand(command: string, args: Array<string | Buffer>) {
+        sent = { command, args };
+        return Promise.resolve(jobId);
+      },
+    };
+    job.addJob(keeper as never).catch(() => undefined);
+    const { command, args } = (sent ?? { command: '', args: [] }) as { command: string; args: Array<string | Buffer> };
+    if (!command.startsWith('addStandardJob:')) throw new Error(`BullMQ adds this job with ${command || 'no command'}, not its standard add script`);
+    return { script: ADD_SCRIPT.content, keys: args.slice(0, ADD_SCRIPT.keys).map(String), args: args.slice(ADD_SCRIPT.keys) };
   }
 
   /** Removes the job if no worker holds it (waiting, delayed or finished); false when it is running. */

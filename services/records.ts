@@ -18,8 +18,10 @@
  * issue in one turn of the event loop leave for Redis together (one socket write and a few replies for all of them
  * rather than one each, which is most of what a read costs the API).
  */
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { StoredArtifact } from '../workers/staging.js';
+import type { QueueEntry } from './queue.js';
 import { TERMINAL_STATUSES, type JobError, type JobProgress, type JobRecordView, type JobStatus, type WorkerRecords } from '../workers/ports.js';
 
 export interface JobRecord {
@@ -66,7 +68,11 @@ export type SubmitOutcome =
   /** The key stands for this job, submitted with another body. */
   | { kind: 'conflict'; jobId: string }
   /** Nothing was written: the job may not be created and no key answers for it. */
-  | { kind: 'refused' };
+  | { kind: 'refused' }
+  /** Nothing was written: the upload the submission names at this index (from 0) is gone. */
+  | { kind: 'missing'; index: number }
+  /** Nothing is left written: the queue's add failed (its reason), and the record and the key's claim were taken back. */
+  | { kind: 'unqueued'; reason: string };
 
 export interface DatasetRecord {
   id: string;
@@ -89,20 +95,45 @@ export interface DatasetRecord {
   outputs?: unknown[];
 }
 
+const QUEUED_PROGRESS: JobProgress = { fraction: 0, phase: 'queued' };
+const QUEUED_PROGRESS_JSON = JSON.stringify(QUEUED_PROGRESS);
+
+/** A Lua string literal of `text`. */
+const luaString = (text: string) => `'${text.replace(/[\\']/g, (c) => `\\${c}`)}'`;
+
 /**
- * A submission, in one step: the Idempotency-Key's claim, the job record and the tenant's index are written together
- * or not at all, so that a crash never leaves a key standing for a job with no record (or a record its key does not
- * name).
+ * A submission, in one step: the Idempotency-Key's claim, the job record, the tenant's index and (when given) the
+ * queue entry are written together or not at all, so that a crash never leaves a key standing for a job with no
+ * record (or a record its key does not name), nor a record without its queue entry. The uploads the spec names must
+ * still exist: their records were checked before, perhaps from an earlier read (they never change), and one may
+ * have been deleted since.
  *
- * KEYS: job, tenant's jobs and, when the submission has one, its Idempotency-Key. ARGV: job id, '1' when the job may
- * be created (its spec passed the checks), the prefix of job keys, the claim (JSON), its TTL in seconds, the body
- * hash, then the record's field/value pairs.
+ * KEYS: job, tenant's jobs, the submission's Idempotency-Key ('' when it has none), the m upload records, then the
+ * queue's add keys. ARGV: job id, '1' when the job may be created (its spec passed the checks), the prefix of job
+ * keys, the claim (JSON), its TTL in seconds, the body hash, m, the record's tenant, name, createdAt and spec (JSON),
+ * the Idempotency-Key's sha256 ('' when none), then the queue's add arguments. A new record's other fields are
+ * the same for every job, and written by the script as they are.
  * Returns {'created'}; {'replay', id, status, spec} when the key stands for a job that still has its record (marked
  * replayed while it has not finished); {'conflict', id} when it does so for another body; {'refused'} when the job
- * may not be created. A claim whose job has no record any more is taken over.
+ * may not be created; {'missing', i} when the i-th upload is gone; {'unqueued', reason} when the queue's add failed,
+ * after taking back what was written. A claim whose job has no record any more is taken over.
  */
-const SUBMIT_JOB = `if KEYS[3] then
-  local v = redis.call('GET', KEYS[3])
+function submitScript(queueAdd: string | null): string {
+  const queue =
+    queueAdd === null
+      ? ''
+      : `local ok, added = pcall(addToQueue, {unpack(KEYS, 4 + m)}, {unpack(ARGV, 13)})
+if not ok or type(added) ~= 'string' then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  if claimKey then redis.call('DEL', claimKey) end
+  return {'unqueued', type(added) == 'table' and tostring(added.err) or tostring(added)}
+end
+`;
+  const header = queueAdd === null ? '' : `local function addToQueue(KEYS, ARGV)\n${queueAdd}\nend\n`;
+  return `${header}local claimKey = KEYS[3] ~= '' and KEYS[3] or nil
+if claimKey then
+  local v = redis.call('GET', claimKey)
   local ok, claim = pcall(cjson.decode, v or '')
   if ok and type(claim) == 'table' and type(claim.jobId) == 'string' then
     local job = ARGV[3] .. claim.jobId
@@ -115,10 +146,23 @@ const SUBMIT_JOB = `if KEYS[3] then
   end
 end
 if ARGV[2] ~= '1' then return {'refused'} end
-if KEYS[3] then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+local m = tonumber(ARGV[7])
+for i = 1, m do
+  if redis.call('EXISTS', KEYS[3 + i]) == 0 then return {'missing', tostring(i)} end
+end
+local record = {'id', ARGV[1], 'tenant', ARGV[8], 'name', ARGV[9], 'status', 'queued', 'progress', ${luaString(QUEUED_PROGRESS_JSON)},
+  'createdAt', ARGV[10], 'attempts', '0', 'spec', ARGV[11], 'artifacts', '[]'}
+if claimKey then
+  redis.call('SET', claimKey, ARGV[4], 'EX', ARGV[5])
+  record[#record + 1] = 'idemKey'
+  record[#record + 1] = ARGV[12]
+end
+redis.call('HSET', KEYS[1], unpack(record))
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
-return {'created'}`;
+${queue}return {'created'}`;
+}
+
+const SUBMIT_JOB = submitScript(null);
 
 const TERMINAL_LUA = `local s = redis.call('HGET', KEYS[1], 'status')
 if not s then return -1 end
@@ -184,28 +228,13 @@ function num(value: string | undefined): number | null {
   return value === undefined || value === '' ? null : Number(value);
 }
 
-const QUEUED_PROGRESS: JobProgress = { fraction: 0, phase: 'queued' };
-
-type Command = [name: string, ...args: (string | number)[]];
+type Command = [name: string, ...args: Array<string | number | Buffer>];
 
 /**
- * The scripts the batch sends, as commands defined on the client: each is sent by its sha1 (EVALSHA), its body only
+ * The scripts the batch sends are commands defined on the client: each is sent by its sha1 (EVALSHA), its body only
  * the first time on a connection, rather than the whole text with every call.
  */
-const BATCH_SCRIPTS = { immunizeReadHashes: '', immunizeSubmitJob: '' };
-type BatchScript = keyof typeof BATCH_SCRIPTS;
-type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
-
-function defineBatchScripts(redis: Redis): void {
-  const lua: Record<BatchScript, string> = { immunizeReadHashes: READ_HASHES, immunizeSubmitJob: SUBMIT_JOB };
-  for (const [name, body] of Object.entries(lua)) {
-    if (typeof (redis as unknown as Record<string, unknown>)[name] !== 'function') redis.defineCommand(name, { lua: body });
-  }
-}
-
-function isBatchScript(name: string): name is BatchScript {
-  return Object.hasOwn(BATCH_SCRIPTS, name);
-}
+type ScriptCall = (...args: Array<string | number | Buffer>) => Promise<unknown>;
 
 interface Waiting {
   resolve: (value: unknown) => void;
@@ -221,7 +250,7 @@ return out`;
  * Sends commands together under load. A command issued while none of the batch's is waiting for Redis leaves at
  * once, alone; the others issued within the same turn of the event loop wait for the end of that turn (setImmediate
  * runs once the sockets that were ready have been read) and leave together: the hash reads as one script call that
- * reads them all, the other commands beside it in one pipeline. So a turn that brings in 40 requests costs one
+ * reads them all, the other commands beside it, in one socket write. So a turn that brings in 40 requests costs one
  * socket write and a handful of replies, not 40 of each, and a quiet service answers as it would without the batch.
  * Each command still answers (or fails) on its own. Errors are the client's own: while Redis is away a command
  * fails at once, as a direct one would.
@@ -230,11 +259,29 @@ export class CommandBatch {
   private reads: Array<Waiting & { key: string }> = [];
   private commands: Array<Waiting & { command: Command }> = [];
   private scheduled = false;
-  /** Sends (a command or a pipeline) waiting for their answer. */
+  /** Commands sent and waiting for their answer. */
   private inFlight = 0;
+  /** The names of the scripts this batch has defined on the client, by their Lua. */
+  private readonly scripts = new Map<string, string>();
+  private readonly scriptNames = new Set<string>();
 
   constructor(private readonly redis: Redis) {
-    defineBatchScripts(redis);
+    this.script('immunizeReadHashes', READ_HASHES);
+  }
+
+  /**
+   * The name of a command that runs this script (defined on the client the first time): `purpose` and the script's
+   * digest, since batches that share a client may hold different scripts for one purpose.
+   */
+  script(purpose: string, lua: string): string {
+    let name = this.scripts.get(lua);
+    if (name === undefined) {
+      name = `${purpose}_${createHash('sha1').update(lua).digest('hex')}`;
+      if (typeof (this.redis as unknown as Record<string, unknown>)[name] !== 'function') this.redis.defineCommand(name, { lua });
+      this.scripts.set(lua, name);
+      this.scriptNames.add(name);
+    }
+    return name;
   }
 
   /** A hash's fields (an empty object for a missing key), as HGETALL reads it. */
@@ -249,17 +296,6 @@ export class CommandBatch {
     return new Promise<T>((resolve, reject) => {
       this.commands.push({ command, resolve: resolve as (value: unknown) => void, reject });
       this.schedule();
-    });
-  }
-
-  /**
-   * Sends the command before this call returns, with whatever the batch holds: a command that must reach Redis
-   * ahead of one another client on the same connection is about to send.
-   */
-  sendNow<T>(...command: Command): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.commands.push({ command, resolve: resolve as (value: unknown) => void, reject });
-      this.flush();
     });
   }
 
@@ -286,7 +322,7 @@ export class CommandBatch {
     if (reads.length === 1) all.push({ command: ['hgetall', reads[0].key], resolve: reads[0].resolve, reject: reads[0].reject });
     else if (reads.length > 1) {
       all.push({
-        command: ['immunizeReadHashes', reads.length, ...reads.map((r) => r.key)],
+        command: [this.script('immunizeReadHashes', READ_HASHES), reads.length, ...reads.map((r) => r.key)],
         resolve: (hashes) =>
           reads.forEach((r, i) => {
             const h = (hashes as unknown[])[i];
@@ -297,31 +333,18 @@ export class CommandBatch {
       });
     }
     if (all.length === 0) return;
-    this.inFlight++;
-    if (all.length === 1) {
-      const [{ command, resolve, reject }] = all;
+    // Corked, the batch's commands leave in one socket write, without a pipeline's own bookkeeping.
+    const socket = all.length > 1 && this.redis.status === 'ready' ? this.redis.stream : undefined;
+    socket?.cork();
+    for (const { command, resolve, reject } of all) {
       const [name, ...args] = command;
-      const sent = isBatchScript(name) ? (this.redis as unknown as Record<BatchScript, ScriptCall>)[name](...args) : this.redis.call(...command);
+      this.inFlight++;
+      const sent = this.scriptNames.has(name)
+        ? (this.redis as unknown as Record<string, ScriptCall>)[name](...args)
+        : this.redis.call(name, ...(args as Array<string | number>));
       sent.finally(this.settled).then(resolve, reject);
-      return;
     }
-    this.redis
-      .pipeline(all.map((b) => b.command))
-      .exec()
-      .finally(this.settled)
-      .then(
-        (results) => {
-          for (let i = 0; i < all.length; i++) {
-            const r = results?.[i];
-            if (!r) all[i].reject(new Error('Connection is closed (the pipeline returned no answer)'));
-            else if (r[0]) all[i].reject(r[0]);
-            else all[i].resolve(r[1]);
-          }
-        },
-        (err: unknown) => {
-          for (const b of all) b.reject(err);
-        },
-      );
+    socket?.uncork();
   }
 }
 
@@ -337,6 +360,7 @@ export class Records implements WorkerRecords {
   /** Called after a job reaches a final state while a purge was asked for. */
   purgeHook: ((jobId: string) => Promise<void>) | null = null;
   private readonly batch: CommandBatch;
+  private queuedSubmit: { queueAdd: string; name: string } | null = null;
 
   constructor(
     private readonly redis: Redis,
@@ -371,6 +395,13 @@ export class Records implements WorkerRecords {
 
   // ---- jobs: API side ----------------------------------------------------------------------------------------
 
+  /** The submission script's command, with the queue's add script given (the same for every job) or none. */
+  private submitCommand(queueAdd: string | null): string {
+    if (queueAdd === null) return this.batch.script('immunizeSubmitJob', SUBMIT_JOB);
+    if (this.queuedSubmit?.queueAdd !== queueAdd) this.queuedSubmit = { queueAdd, name: this.batch.script('immunizeSubmitAndQueue', submitScript(queueAdd)) };
+    return this.queuedSubmit.name;
+  }
+
   /** Writes a new job's record and adds it to its tenant's jobs. */
   async createJob(r: NewJob): Promise<void> {
     await this.submitJob(r, null, true);
@@ -379,26 +410,22 @@ export class Records implements WorkerRecords {
   /**
    * A submission in one script: with an Idempotency-Key, the key is looked up and, unless it stands for a job whose
    * record exists, claimed for the new job together with its record. `mayCreate` false only looks the key up (a
-   * spec that failed its checks creates nothing, but a key already used still answers with its job). `now`: the
-   * script is written to the connection before this call returns (see CommandBatch.sendNow).
+   * spec that failed its checks creates nothing, but a key already used still answers with its job). A job is
+   * created only while every upload in `uploads` (ids) still exists. With `entry`, the job's queue entry is added by
+   * the same script, after the record: both are written or neither is.
    */
-  async submitJob(r: NewJob, claim: IdempotencyClaim | null, mayCreate: boolean, opts: { now?: boolean } = {}): Promise<SubmitOutcome> {
-    const fields: Record<string, string> = {
-      id: r.id,
-      tenant: r.tenant,
-      name: r.name,
-      status: 'queued',
-      progress: JSON.stringify(QUEUED_PROGRESS),
-      createdAt: String(r.createdAt),
-      attempts: '0',
-      spec: JSON.stringify(r.spec),
-      artifacts: '[]',
-      ...(claim ? { idemKey: claim.keyHash } : {}),
-    };
-    const keys = [this.jobKey(r.id), this.tenantJobsKey(r.tenant), ...(claim ? [this.idempotencyKey(r.tenant, claim.keyHash)] : [])];
-    const send = opts.now ? this.batch.sendNow.bind(this.batch) : this.batch.send.bind(this.batch);
-    const reply = await send<string[]>(
-      'immunizeSubmitJob',
+  async submitJob(
+    r: NewJob,
+    claim: IdempotencyClaim | null,
+    mayCreate: boolean,
+    { entry, uploads = [] }: { entry?: QueueEntry; uploads?: string[] } = {},
+  ): Promise<SubmitOutcome> {
+    const script = this.submitCommand(entry?.script ?? null);
+    const keys = [this.jobKey(r.id), this.tenantJobsKey(r.tenant), claim ? this.idempotencyKey(r.tenant, claim.keyHash) : ''];
+    for (const id of uploads) keys.push(this.datasetKey(id));
+    if (entry) keys.push(...entry.keys);
+    const reply = await this.batch.send<string[]>(
+      script,
       keys.length,
       ...keys,
       r.id,
@@ -407,7 +434,13 @@ export class Records implements WorkerRecords {
       claim ? JSON.stringify({ bodyHash: claim.bodyHash, jobId: r.id }) : '',
       claim ? String(claim.ttlSeconds) : '0',
       claim?.bodyHash ?? '',
-      ...Object.entries(fields).flat(),
+      uploads.length,
+      r.tenant,
+      r.name,
+      String(r.createdAt),
+      JSON.stringify(r.spec),
+      claim?.keyHash ?? '',
+      ...(entry?.args ?? []),
     );
     switch (reply[0]) {
       case 'created':
@@ -416,15 +449,19 @@ export class Records implements WorkerRecords {
         return { kind: 'replay', jobId: reply[1], status: reply[2] as JobStatus, spec: json<unknown>(reply[3], null) };
       case 'conflict':
         return { kind: 'conflict', jobId: reply[1] };
+      case 'missing':
+        return { kind: 'missing', index: Number(reply[1]) - 1 };
+      case 'unqueued':
+        return { kind: 'unqueued', reason: String(reply[1]) };
       default:
         return { kind: 'refused' };
     }
   }
 
   /**
-   * Takes back a job whose submission failed after its record was written (its queue entry could not be added):
-   * deletes the record and releases its Idempotency-Key, unless a replay of the same submission has answered for
-   * the job meanwhile (that replay queues it). Returns whether the job was deleted.
+   * Takes back a job whose record was written but never queued (as a submission that wrote the two apart could
+   * leave it): deletes the record and releases its Idempotency-Key, unless a replay of the same submission has
+   * answered for the job meanwhile (that replay queues it). Returns whether the job was deleted.
    */
   async abandonJob(id: string, tenant: string, keyHash: string | null): Promise<boolean> {
     const keys = [this.jobKey(id), this.tenantJobsKey(tenant), this.finishedKey];

@@ -125,9 +125,35 @@ function describe(schema: unknown, fallback: string): string {
 let compiled: { spec: TypeCheck<typeof JobSpecSchema>; mode: TypeCheck<typeof ModeJobSpecSchema> } | null = null;
 const checks = () => (compiled ??= { spec: TypeCompiler.Compile(JobSpecSchema), mode: TypeCompiler.Compile(ModeJobSpecSchema) });
 
+function hasDefault(schema: unknown): boolean {
+  if (Array.isArray(schema)) return schema.some(hasDefault);
+  if (!schema || typeof schema !== 'object') return false;
+  return Object.entries(schema).some(([k, v]) => k === 'default' || hasDefault(v));
+}
+
+/**
+ * Fills the spec's defaults as Value.Default does. Every default sits on a top-level field, so setting the missing
+ * ones is all it takes, without walking the schema for each spec; should a nested field gain a default, this falls
+ * back to Value.Default.
+ */
+const fillDefaults: (value: unknown) => unknown = (() => {
+  const fields = Object.entries(JobSpecSchema.properties as Record<string, { default?: unknown }>);
+  if (fields.some(([, schema]) => Object.entries(schema).some(([k, v]) => k !== 'default' && hasDefault(v)))) {
+    return (value: unknown) => Value.Default(JobSpecSchema, value);
+  }
+  const defaults = fields.filter(([, schema]) => 'default' in schema).map(([name, schema]) => [name, schema.default] as const);
+  return (value: unknown) => {
+    if (value && typeof value === 'object' && !Array.isArray(value)) {
+      const spec = value as Record<string, unknown>;
+      for (const [name, d] of defaults) if (spec[name] === undefined) spec[name] = d;
+    }
+    return value;
+  };
+})();
+
 /** Fills defaults and validates; the error lists every problem with its path. */
 export function parseJobSpec(input: unknown): ModeJobSpec {
-  const withDefaults = Value.Default(JobSpecSchema, structuredClone(input ?? {}));
+  const withDefaults = fillDefaults(structuredClone(input ?? {}));
   const errors = checks().spec.Check(withDefaults) ? [] : [...Value.Errors(JobSpecSchema, withDefaults)];
   if (errors.length > 0) {
     const lines = errors.slice(0, 10).map((e) => `${e.path || '/'}: ${describe(e.schema, e.message)}`);

@@ -1,7 +1,7 @@
 /**
  * The API's reads under load: record reads and creations issued while others wait for Redis leave together at the
- * end of the turn (one script call for the hash reads, in one pipeline with the other commands) and still answer
- * each on its own; and the streams that follow one job share its feed's reads.
+ * end of the turn (one script call for the hash reads, in one socket write with the other commands) and still
+ * answer each on its own; and the streams that follow one job share its feed's reads.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,34 +20,36 @@ await requireRedis();
 const prefix = `immunize-test-${randomBytes(5).toString('hex')}`;
 let redis: Redis;
 let records: Records;
-/** What the client was asked to send: one entry per pipeline (its commands) or direct command. */
+/** What left for Redis: one entry per socket write, the commands it carried (scripts by their purpose). */
 let sent: string[][];
 
 before(async () => {
   redis = createCommandClient(REDIS_URL);
   await waitReady(redis, 5000);
-  const pipeline = redis.pipeline.bind(redis) as (commands?: unknown[][]) => ReturnType<Redis['pipeline']>;
-  const call = redis.call.bind(redis) as (...args: unknown[]) => Promise<unknown>;
-  Object.assign(redis, {
-    pipeline: (commands?: unknown[][]) => {
-      sent.push((commands ?? []).map((c) => String(c[0])));
-      return pipeline(commands);
-    },
-    call: (...args: unknown[]) => {
-      sent.push([String(args[0])]);
-      return call(...args);
-    },
-  });
   records = new Records(redis, prefix);
-  // The record scripts are commands of their own on the client (sent by EVALSHA); a pipeline borrows them.
-  for (const name of ['immunizeSubmitJob', 'immunizeReadHashes']) {
-    const script = (redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[name];
-    Object.assign(redis, {
-      [name](this: { isPipeline?: boolean }, ...args: unknown[]) {
-        if (!this.isPipeline) sent.push([name]);
-        return script.apply(this, args);
-      },
-    });
+  // A script is sent by its sha1: its purpose is the command name it was defined under, before the digest.
+  const purpose = (sha: string) => {
+    for (const [name, script] of Object.entries((redis as unknown as { scriptsSet: Record<string, { sha: string }> }).scriptsSet)) {
+      if (script.sha === sha) return name.split('_')[0];
+    }
+    return 'evalsha';
+  };
+  let pending: string[] = [];
+  const sendCommand = redis.sendCommand.bind(redis);
+  redis.sendCommand = ((command: { name: string; args: unknown[] }, stream?: unknown) => {
+    const name = command.name === 'evalsha' ? purpose(String(command.args[0])) : command.name;
+    pending.push(name);
+    return sendCommand(command as never, stream as never);
+  }) as typeof redis.sendCommand;
+  // Each call of the socket's write or writev is one write to the kernel.
+  const socket = redis.stream as unknown as Record<'_write' | '_writev', (...args: unknown[]) => unknown>;
+  for (const method of ['_write', '_writev'] as const) {
+    const original = socket[method].bind(socket);
+    socket[method] = (...args: unknown[]) => {
+      sent.push(pending);
+      pending = [];
+      return original(...args);
+    };
   }
 });
 
@@ -66,7 +68,7 @@ describe('commands in one turn', () => {
     assert.deepEqual(
       sent,
       [['immunizeSubmitJob'], ['immunizeSubmitJob', 'immunizeSubmitJob']],
-      'the first creation alone, the two issued while it was waiting in one pipeline',
+      'the first creation alone, the two issued while it was waiting in one write',
     );
 
     const wrongId = 'j'.padEnd(26, 'x');

@@ -2,6 +2,7 @@
  * POST /v1/jobs: the spec is parsed once, at the route, by the parser the CLI uses; what is recorded and queued is
  * the parsed spec, and an Idempotency-Key stays bound to the body as it was sent.
  */
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FastifyInstance } from 'fastify';
@@ -84,7 +85,7 @@ describe('submitting a job', () => {
     assert.equal(explicit.json().error.code, 'idempotency_conflict');
   });
 
-  it('writes the record before the queue entry, in one round trip, when there is no Idempotency-Key', async () => {
+  it('writes the record before the queue entry, in one script, when there is no Idempotency-Key', async () => {
     const monitor = await srv.services.redis.monitor();
     const seen: string[] = [];
     monitor.on('monitor', (_time: string, args: string[]) => seen.push(`${String(args[0]).toLowerCase()} ${args[1] ?? ''}`));
@@ -106,6 +107,86 @@ describe('submitting a job', () => {
     } finally {
       monitor.disconnect();
     }
+  });
+
+  it('queues each of many concurrent submissions exactly once, each with its record', async () => {
+    const { queue, records } = srv.services;
+    const before = new Set((await records.listJobIds('alice', 100)).ids);
+    const answers = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        submit(ALICE, { benign: { dataset: benign }, harmful: { dataset: harmful }, seed: i }, i % 3 === 0 ? { 'idempotency-key': `many-${i}` } : {}),
+      ),
+    );
+    const ids = answers.map((r) => {
+      assert.equal(r.statusCode, 202, r.body);
+      return r.json().id as string;
+    });
+    assert.equal(new Set(ids).size, ids.length);
+    const waiting = (await queue.queue.getJobs(['waiting'])).map((j) => j.id);
+    for (const [i, id] of ids.entries()) {
+      assert.equal(waiting.filter((w) => w === id).length, 1, `job ${id} is queued once`);
+      const record = await records.getJob(id);
+      assert.equal(record?.status, 'queued');
+      assert.equal((record?.spec as { seed: number }).seed, i);
+    }
+    const added = (await records.listJobIds('alice', 100)).ids.filter((id) => !before.has(id));
+    assert.deepEqual(added.sort(), [...ids].sort());
+  });
+
+  it('answers every submission with an error, and keeps nothing of any, when the queue refuses their entries', async () => {
+    const { queue, records, redis } = srv.services;
+    const jobsBefore = (await records.listJobIds('alice', 100)).ids;
+    const recordsBefore = (await redis.keys(`${t.prefix}:job:*`)).sort();
+    const waitingBefore = await queue.queue.getWaitingCount();
+    // The queue's own add script fails on a key of the wrong type, after the record is written in the same script.
+    await redis.set(queue.queue.keys.meta, 'not a hash');
+    let answers;
+    try {
+      answers = await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          submit(ALICE, { benign: { dataset: benign }, harmful: { dataset: harmful }, seed: i }, i % 2 === 0 ? { 'idempotency-key': `refused-${i}` } : {}),
+        ),
+      );
+    } finally {
+      await redis.del(queue.queue.keys.meta);
+    }
+    for (const r of answers) {
+      assert.equal(r.statusCode, 500, r.body);
+      assert.equal(r.json().error.code, 'internal');
+    }
+    assert.deepEqual((await records.listJobIds('alice', 100)).ids, jobsBefore, 'no job is listed');
+    assert.deepEqual((await redis.keys(`${t.prefix}:job:*`)).sort(), recordsBefore, 'no record is left');
+    assert.equal(await queue.queue.getWaitingCount(), waitingBefore, 'no queue entry is left');
+    for (const i of [0, 2, 4]) {
+      const keyHash = createHash('sha256').update(`refused-${i}`).digest('hex');
+      assert.equal(await redis.exists(`${t.prefix}:idem:alice:${keyHash}`), 0, 'the key is free again');
+    }
+    // With the queue whole again, the same key makes a new job.
+    const again = await submit(ALICE, { benign: { dataset: benign }, harmful: { dataset: harmful }, seed: 0 }, { 'idempotency-key': 'refused-0' });
+    assert.equal(again.statusCode, 202, again.body);
+    assert.equal(again.headers['idempotent-replayed'], undefined);
+    assert.equal(await queue.state(again.json().id), 'waiting');
+  });
+
+  it('refuses a spec whose dataset was deleted since its record was read, and writes nothing', async () => {
+    const { queue, records } = srv.services;
+    const gone = await uploadOk('gone.npy', randomNpy(20, 4, 3));
+    const spec = { benign: { dataset: benign }, harmful: { dataset: gone } };
+    // Read (and remembered) by this submission's checks.
+    assert.equal((await submit(ALICE, spec)).statusCode, 202);
+    // Deleted as another API process would delete it: this one is not told.
+    await records.deleteDataset(gone, 'alice');
+    const jobsBefore = (await records.listJobIds('alice', 100)).ids;
+    const waitingBefore = await queue.queue.getWaitingCount();
+    for (const extra of [{}, { 'idempotency-key': 'gone-1' }] as Array<Record<string, string>>) {
+      const r = await submit(ALICE, spec, extra);
+      assert.equal(r.statusCode, 404, r.body);
+      assert.deepEqual(r.json().error, { code: 'not_found', message: `harmful.dataset: no dataset with id ${gone}` });
+    }
+    assert.deepEqual((await records.listJobIds('alice', 100)).ids, jobsBefore);
+    assert.equal(await queue.queue.getWaitingCount(), waitingBefore);
+    const keyHash = createHash('sha256').update('gone-1').digest('hex');
+    assert.equal(await srv.services.redis.exists(`${t.prefix}:idem:alice:${keyHash}`), 0);
   });
 
   it('documents the body with the job spec schema', async () => {

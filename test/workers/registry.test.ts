@@ -6,7 +6,7 @@ import { DataError } from '../../models/io/errors.js';
 import { LinalgError } from '../../models/linalg/errors.js';
 import { describeJobError } from '../../workers/jobErrors.js';
 import { Value } from '@sinclair/typebox/value';
-import { BackboneJobSpecSchema, FeaturesJobSpecSchema, LastBlockJobSpecSchema, modeOf, parseJobSpec, SpecError } from '../../workers/jobSpec.js';
+import { BackboneJobSpecSchema, FeaturesJobSpecSchema, JobSpecSchema, LastBlockJobSpecSchema, modeOf, parseJobSpec, SpecError } from '../../workers/jobSpec.js';
 import { assertModes, MODE_REGISTRY } from '../../workers/modes.js';
 import { PermanentJobError } from '../../workers/ports.js';
 import { assertRegistry, jobDefinition, JOB_REGISTRY, UnknownJobError, type JobDefinition } from '../../workers/registry.js';
@@ -38,6 +38,28 @@ describe('job modes', () => {
     assert.equal(Value.Check(FeaturesJobSpecSchema, { ...specs.features, backbone: 'b' }), false);
     assert.equal(Value.Check(BackboneJobSpecSchema, { ...specs.backbone, cutTensor: 'x' }), false);
     assert.equal(Value.Check(LastBlockJobSpecSchema, { ...specs['last-block'], backbone: undefined }), false);
+  });
+});
+
+describe('spec defaults', () => {
+  it('are filled exactly as the schema says, and never over a value given', () => {
+    const inputs: unknown[] = [
+      { benign: { dataset: 'd1' }, harmful: { dataset: 'd2' } },
+      { benign: { dataset: 'd1', labels: 'd3' }, harmful: { dataset: 'd2' }, method: 'paper', seed: 7, kappaBudget: 50 },
+      { benign: { dataset: 'd1' }, harmful: { dataset: 'd2' }, backbone: 'b', mode: 'last-block', init: 'random' },
+      { benign: { dataset: 'd1' }, harmful: { dataset: 'd2' }, backbone: 'b', preprocess: { resize: 64 } },
+    ];
+    for (const input of inputs) {
+      const expected = Value.Default(JobSpecSchema, structuredClone(input)) as Record<string, unknown>;
+      if (expected.mode === 'last-block' && !('method' in (input as object))) expected.method = 'gradient';
+      assert.deepEqual(parseJobSpec(input), expected);
+    }
+    // The input itself is left as it was: an Idempotency-Key is bound to the body as sent.
+    const sent = { benign: { dataset: 'd1' }, harmful: { dataset: 'd2' } };
+    parseJobSpec(sent);
+    assert.deepEqual(sent, { benign: { dataset: 'd1' }, harmful: { dataset: 'd2' } });
+    assert.throws(() => parseJobSpec([1, 2]), SpecError);
+    assert.throws(() => parseJobSpec('spec'), SpecError);
   });
 });
 
