@@ -15,6 +15,7 @@ import {
   stridedCopy,
   binary,
   unary,
+  outputFloats,
   softmaxRows,
   type BinaryOp,
   type UnaryOp,
@@ -197,7 +198,7 @@ function permuted(values: Float32Array, shape: number[], perm: number[]): Float3
   if (shape.length === 0 || values.length === 0) return null;
   const inStrides = rowMajorStrides(shape);
   const outShape = perm.map((p) => shape[p]);
-  const out = new Float32Array(values.length);
+  const out = outputFloats(values.length);
   stridedCopy(values, out, { shape: outShape, srcStrides: perm.map((p) => inStrides[p]), dstStrides: rowMajorStrides(outShape), srcBase: 0, dstBase: 0 });
   return out;
 }
@@ -226,7 +227,7 @@ const sliceKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
   tf.slice_util.assertParamsValid(x as TF.Tensor, begin, sizes);
   if (size(sizes) === 0) return null;
   const strides = rowMajorStrides(x.shape);
-  const out = new Float32Array(size(sizes));
+  const out = outputFloats(size(sizes));
   const srcBase = begin.reduce((a, b, d) => a + b * strides[d], 0);
   stridedCopy(xv, out, { shape: sizes, srcStrides: strides, dstStrides: rowMajorStrides(sizes), srcBase, dstBase: 0 });
   return cpu.makeTensorInfo(sizes, 'float32', out);
@@ -240,9 +241,8 @@ const padKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
   if (!xv || xv.length === 0 || paddings.length !== x.shape.length) return null;
   const outShape = x.shape.map((n, d) => paddings[d][0] + n + paddings[d][1]);
   const outStrides = rowMajorStrides(outShape);
-  const out = new Float32Array(size(outShape));
-  const constant = (attrs.constantValue as number | undefined) ?? 0;
-  if (constant !== 0) out.fill(constant);
+  const out = outputFloats(size(outShape));
+  out.fill((attrs.constantValue as number | undefined) ?? 0);
   const dstBase = paddings.reduce((a, [before], d) => a + before * outStrides[d], 0);
   stridedCopy(xv, out, { shape: x.shape, srcStrides: rowMajorStrides(x.shape), dstStrides: outStrides, srcBase: 0, dstBase });
   return cpu.makeTensorInfo(outShape, 'float32', out);
@@ -264,7 +264,7 @@ const reduceKernel =
     const shape = perm ? perm.map((p) => x.shape[p]) : x.shape;
     const [outShape, reduceShape] = tf.backend_util.computeOutAndReduceShapes(shape, tf.backend_util.getInnerMostAxes(axes.length, rank));
     const width = size(reduceShape);
-    const out = new Float32Array(size(outShape));
+    const out = outputFloats(size(outShape));
     for (let i = 0; i < out.length; i++) {
       let acc = 0;
       for (let j = i * width, end = j + width; j < end; j++) acc += values[j];

@@ -49,6 +49,8 @@ interface TfAddon {
   tfBinary(a: Float32Array, b: Float32Array, layout: Int32Array, op: number): Float32Array;
   tfUnary(x: Float32Array, op: number, alpha: number): Float32Array;
   tfSoftmax(x: Float32Array, cols: number): Float32Array;
+  tfAlloc(n: number): Float32Array;
+  tfKeepFreedMemory(on: boolean): void;
 }
 
 const require = createRequire(import.meta.url);
@@ -200,4 +202,27 @@ export function softmaxRows(x: Float32Array, cols: number): Float32Array {
   checkCount('softmaxRows cols', cols, 1);
   if (x.length % cols !== 0) bad(`softmaxRows: ${cols} columns do not divide ${x.length} entries`);
   return call(() => addon.tfSoftmax(x, cols));
+}
+
+/** n floats for a kernel's output, their contents undefined (no zero fill): the kernel must write every one. */
+export function outputFloats(n: number): Float32Array {
+  checkCount('outputFloats n', n, 0);
+  return call(() => addon.tfAlloc(n));
+}
+
+let keepers = 0;
+
+/**
+ * While held, malloc keeps freed memory for reuse instead of returning large blocks to the kernel: a training step
+ * frees and reallocates gigabytes of tensors, and a fresh page costs a fault on first touch. The returned function
+ * lets go; when the last holder lets go, malloc's defaults return and its free memory goes back to the kernel.
+ */
+export function keepFreedMemory(): () => void {
+  if (keepers++ === 0) call(() => addon.tfKeepFreedMemory(true));
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    if (--keepers === 0) call(() => addon.tfKeepFreedMemory(false));
+  };
 }

@@ -1,6 +1,7 @@
 #include "tfKernels.h"
 
 #include <cblas.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <cmath>
@@ -62,8 +63,12 @@ int64_t CheckedProduct(Napi::Env env, std::initializer_list<int64_t> dims, const
   return p;
 }
 
+// n floats with undefined contents: node's Buffer allocation skips the zero fill that a plain ArrayBuffer gets, and
+// every kernel here writes all of its output (or clears it first). The memory is V8's like any ArrayBuffer's, so
+// collection and its accounting are unchanged.
 Napi::Float32Array NewFloats(Napi::Env env, int64_t n) {
-  return Napi::Float32Array::New(env, static_cast<size_t>(n));
+  Napi::Buffer<float> raw = Napi::Buffer<float>::New(env, static_cast<size_t>(n));
+  return Napi::Float32Array::New(env, static_cast<size_t>(n), raw.ArrayBuffer(), raw.ByteOffset());
 }
 
 // Runs fn(begin, end) over [0, n), split in two halves on two threads when the work is large enough.
@@ -208,6 +213,7 @@ Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo& info) {
                 f.Data(), I(c.co), 0.0f, dx.Data(), I(K));
     return dx;
   }
+  std::memset(dx.Data(), 0, sizeof(float) * dx.ElementLength());
   const int64_t chunk = ImagesPerChunk(c);
   float* cols = Workspace(chunk * c.Rows() * K).data();
   for (int64_t first = 0; first < c.n; first += chunk) {
@@ -547,6 +553,33 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   return y;
 }
 
+// alloc(n) → n floats with undefined contents, for kernels that fill their output in JS.
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) Fail(env, "alloc: n must be a number");
+  const int64_t n = info[0].As<Napi::Number>().Int64Value();
+  if (n < 0 || n > kMaxElements) Fail(env, "alloc: n must be in [0, 2^31)");
+  return NewFloats(env, n);
+}
+
+// keepFreedMemory(on): while on, malloc serves every block from its heap and keeps freed memory there instead of
+// returning large blocks to the kernel. A training step allocates and frees gigabytes of tensors, and on this VM
+// class each fresh 4 KiB page costs a fault as dear as computing it. Turned off, the defaults come back and the
+// free memory is handed back to the kernel (malloc_trim).
+Napi::Value KeepFreedMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBoolean()) Fail(env, "keepFreedMemory: on must be a boolean");
+  if (info[0].As<Napi::Boolean>().Value()) {
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, INT32_MAX);
+  } else {
+    mallopt(M_MMAP_MAX, 65536);
+    mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+    malloc_trim(0);
+  }
+  return env.Undefined();
+}
+
 // A failed allocation or thread start would otherwise terminate the process.
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 Napi::Value Guarded(const Napi::CallbackInfo& info) {
@@ -570,6 +603,8 @@ void Register(Napi::Env env, Napi::Object exports, void (*useThreads)(int)) {
   exports.Set("tfBinary", Napi::Function::New(env, Guarded<Binary>, "tfBinary"));
   exports.Set("tfUnary", Napi::Function::New(env, Guarded<Unary>, "tfUnary"));
   exports.Set("tfSoftmax", Napi::Function::New(env, Guarded<Softmax>, "tfSoftmax"));
+  exports.Set("tfAlloc", Napi::Function::New(env, Guarded<Alloc>, "tfAlloc"));
+  exports.Set("tfKeepFreedMemory", Napi::Function::New(env, Guarded<KeepFreedMemory>, "tfKeepFreedMemory"));
   exports.Set("tfStridedCopy", Napi::Function::New(env, Guarded<StridedCopy>, "tfStridedCopy"));
 }
 

@@ -8,7 +8,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { kernelProfile, registerNativeBackend, resetKernelProfile, NATIVE_BACKEND } from '../../../models/deep/nativeBackend.js';
-import { binary, conv2d, batchMatMul, stridedCopy, type ConvGeometry } from '../../../models/linalg/tfKernels.js';
+import { binary, conv2d, batchMatMul, keepFreedMemory, outputFloats, stridedCopy, type ConvGeometry } from '../../../models/linalg/tfKernels.js';
 import { isLinalgErrorCode } from '../../../models/linalg/index.js';
 import { uniform } from '../../../models/engine/random.js';
 
@@ -348,6 +348,23 @@ describe('native tfjs backend', () => {
     });
   });
 
+  it('kernels write every element of their uninitialised outputs, also while freed memory is kept for reuse', () => {
+    const letGo = keepFreedMemory();
+    const again = keepFreedMemory();
+    try {
+      // Garbage in freed blocks that later outputs may be handed.
+      for (let i = 0; i < 20; i++) outputFloats(1 << 18).fill(Number.NaN);
+      const next = uniform(77);
+      for (let i = 0; i < 6; i++) checkConv(randomConvCase(next, 64, false), 7000 + i);
+      assert.equal(outputFloats(0).length, 0);
+      assert.equal(outputFloats(5).length, 5);
+    } finally {
+      letGo();
+      letGo();
+      again();
+    }
+  });
+
   it('bad shapes throw an Error and leave the process running', () => {
     const g: ConvGeometry = {
       batch: 1,
@@ -388,6 +405,8 @@ describe('native tfjs backend', () => {
     badArgument(() => stridedCopy(new Float32Array(6), new Float32Array(6), { ...copy, srcStrides: [3] }));
     assert.equal(binary('add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [0, 1]).length, 6);
     badArgument(() => binary('add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [3, 1]));
+    badArgument(() => outputFloats(-1));
+    badArgument(() => outputFloats(2 ** 31));
     badArgument(() => binary('pow' as 'add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [0, 1]));
     // Through tfjs: its own shape checks answer before the kernel runs.
     on(NATIVE_BACKEND, () => {
