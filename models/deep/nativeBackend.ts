@@ -16,6 +16,7 @@ import {
   binary,
   unary,
   outputFloats,
+  reduce,
   softmaxRows,
   type BinaryOp,
   type UnaryOp,
@@ -248,28 +249,22 @@ const padKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
   return cpu.makeTensorInfo(outShape, 'float32', out);
 };
 
-/** A float32 sum (or mean) over any axes: the reduced axes are moved innermost by a native copy, then summed in rows. */
+/** A float32 sum (or mean) over any axes, read in place (no transpose first). */
 const reduceKernel =
   (mean: boolean): Native =>
   (tf, { inputs, backend, attrs = {} }) => {
     const cpu = backend as MathBackendCPU;
     const { x } = inputs as { x: TensorInfo };
     const xv = floats(cpu, x);
-    if (!xv || xv.length === 0 || x.shape.length === 0) return null;
-    const rank = x.shape.length;
+    if (!xv || xv.length === 0 || x.shape.length === 0 || x.shape.length > 8) return null;
     const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape);
-    const perm = tf.backend_util.getAxesPermutation(axes, rank);
-    const values = perm ? permuted(xv, x.shape, perm) : xv;
-    if (!values) return null;
-    const shape = perm ? perm.map((p) => x.shape[p]) : x.shape;
-    const [outShape, reduceShape] = tf.backend_util.computeOutAndReduceShapes(shape, tf.backend_util.getInnerMostAxes(axes.length, rank));
-    const width = size(reduceShape);
-    const out = outputFloats(size(outShape));
-    for (let i = 0; i < out.length; i++) {
-      let acc = 0;
-      for (let j = i * width, end = j + width; j < end; j++) acc += values[j];
-      out[i] = mean ? acc / width : acc;
-    }
+    const outShape = x.shape.filter((_, d) => !axes.includes(d));
+    const out = reduce(
+      xv,
+      x.shape,
+      x.shape.map((_, d) => axes.includes(d)),
+      mean,
+    );
     const finalShape = attrs.keepDims ? tf.backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
     return cpu.makeTensorInfo(finalShape, 'float32', out);
   };

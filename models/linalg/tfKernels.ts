@@ -48,6 +48,7 @@ interface TfAddon {
   tfStridedCopy(src: Float32Array, dst: Float32Array, layout: Int32Array): void;
   tfBinary(a: Float32Array, b: Float32Array, layout: Int32Array, op: number): Float32Array;
   tfUnary(x: Float32Array, op: number, alpha: number): Float32Array;
+  tfReduce(x: Float32Array, layout: Int32Array, mean: boolean): Float32Array;
   tfSoftmax(x: Float32Array, cols: number): Float32Array;
   tfAlloc(n: number): Float32Array;
   tfKeepFreedMemory(on: boolean): void;
@@ -184,6 +185,16 @@ export function binary(
   [...aStrides, ...bStrides].forEach((n) => checkCount('binary stride', n, 0));
   const layout = Int32Array.from([rank, ...shape, ...aStrides, ...bStrides]);
   return call(() => addon.tfBinary(a, b, layout, BINARY_OPS.indexOf(op)));
+}
+
+/** The sum (or mean) of x (row-major over `shape`) over the dimensions flagged in `reduced`; the rest keep their order. */
+export function reduce(x: Float32Array, shape: readonly number[], reduced: readonly boolean[], mean = false): Float32Array {
+  const rank = shape.length;
+  if (rank < 1 || rank > 8 || reduced.length !== rank) bad(`reduce: a rank of 1 to 8 with a flag for each dimension, got rank ${rank}`);
+  if (!(x instanceof Float32Array)) bad('reduce: x must be a Float32Array');
+  shape.forEach((n) => checkCount('reduce size', n, 1));
+  const layout = Int32Array.from([rank, ...shape, ...reduced.map((r) => (r ? 1 : 0))]);
+  return call(() => addon.tfReduce(x, layout, mean));
 }
 
 export type UnaryOp = 'exp' | 'erf' | 'neg' | 'square' | 'relu' | 'step';

@@ -499,6 +499,106 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// reduce(x, layout, mean) → the sum (or mean) of x over the flagged dimensions, the kept ones in their order.
+// layout = [rank, shape…, flags…] (flag 1: reduced). Read in x's own order, with no transpose first: a run of kept
+// innermost elements is added into the output as a vector, a reduced innermost run into one double. Sums are in
+// double.
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    Fail(env, "layout must be an Int32Array");
+  }
+  const size_t len = info[1].As<Napi::Int32Array>().ElementLength();
+  const int64_t rank = len > 0 ? info[1].As<Napi::Int32Array>()[0] : 0;
+  if (rank < 1 || rank > 8 || len != static_cast<size_t>(2 * rank + 1)) Fail(env, "layout: rank must be 1 to 8, with 2·rank + 1 entries");
+  if (!info[2].IsBoolean()) Fail(env, "mean must be a boolean");
+  const bool mean = info[2].As<Napi::Boolean>().Value();
+  const std::vector<int64_t> l = Ints(env, info[1], "layout", len);
+  int64_t total = 1, kept = 1;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (l[1 + d] < 1 || (l[1 + rank + d] != 0 && l[1 + rank + d] != 1)) Fail(env, "layout: sizes must be positive and flags 0 or 1");
+    total = CheckedProduct(env, {total, l[1 + d]}, "x");
+    if (!l[1 + rank + d]) kept *= l[1 + d];
+  }
+  Napi::Float32Array x = Floats(env, info[0], "x", total);
+  // Neighbouring dimensions that are both kept or both reduced act as one.
+  std::vector<int64_t> sh, red;
+  for (int64_t d = 0; d < rank; ++d) {
+    const int64_t n = l[1 + d], r = l[1 + rank + d];
+    if (n == 1) continue;
+    if (!red.empty() && red.back() == r) {
+      sh.back() *= n;
+    } else {
+      sh.push_back(n);
+      red.push_back(r);
+    }
+  }
+  if (sh.empty()) {
+    sh.push_back(1);
+    red.push_back(0);
+  }
+  const int64_t r = static_cast<int64_t>(sh.size());
+  // Output strides of the merged dimensions (0 for a reduced one).
+  std::vector<int64_t> os(r);
+  for (int64_t d = r - 1, acc = 1; d >= 0; --d) {
+    os[d] = red[d] ? 0 : acc;
+    if (!red[d]) acc *= sh[d];
+  }
+  const int64_t inner = sh[r - 1];
+  const bool innerReduced = red[r - 1] != 0;
+  const int64_t outer = total / inner;
+  const float* px = x.Data();
+  // Rows [o0, o1) of the input added into acc (kept elements of the output, in double).
+  const auto accumulate = [&](int64_t o0, int64_t o1, double* acc) {
+    for (int64_t k = o0; k < o1; ++k) {
+      int64_t off = 0, rem = k;
+      for (int64_t d = r - 2; d >= 0; --d) {
+        off += (rem % sh[d]) * os[d];
+        rem /= sh[d];
+      }
+      const float* row = px + k * inner;
+      if (innerReduced) {
+        double s = 0;
+        for (int64_t j = 0; j < inner; ++j) s += row[j];
+        acc[off] += s;
+      } else {
+        double* a = acc + off;
+        for (int64_t j = 0; j < inner; ++j) a[j] += row[j];
+      }
+    }
+  };
+  std::vector<double> acc(static_cast<size_t>(kept), 0.0);
+  if (outer >= 2 && total >= kParallelMinFloats) {
+    // Two threads over the outermost rows: each into its own accumulator when the outermost dimension is reduced
+    // (both would write the same outputs), otherwise into disjoint parts of one.
+    const int64_t mid = outer / 2;
+    if (red[0] && r > 1) {
+      std::vector<double> other(static_cast<size_t>(kept), 0.0);
+      std::thread t([&] { accumulate(mid, outer, other.data()); });
+      accumulate(0, mid, acc.data());
+      t.join();
+      for (int64_t i = 0; i < kept; ++i) acc[i] += other[i];
+    } else {
+      const int64_t rowsPerOuter = outer / sh[0];
+      const int64_t split = (sh[0] / 2) * rowsPerOuter;
+      if (r > 1 && sh[0] >= 2 && !red[0]) {
+        std::thread t([&] { accumulate(split, outer, acc.data()); });
+        accumulate(0, split, acc.data());
+        t.join();
+      } else {
+        accumulate(0, outer, acc.data());
+      }
+    }
+  } else {
+    accumulate(0, outer, acc.data());
+  }
+  Napi::Float32Array out = NewFloats(env, kept);
+  const double scale = mean ? static_cast<double>(kept) / static_cast<double>(total) : 1.0;
+  float* po = out.Data();
+  for (int64_t i = 0; i < kept; ++i) po[i] = static_cast<float>(acc[i] * scale);
+  return out;
+}
+
 // unary(x, op) → y element-wise: 0 exp, 1 erf, 2 negate, 3 square, 4 relu (x < 0 ? 0 : x), 5 step (x > 0 ? 1 :
 // alpha, NaN kept), as tfjs defines them.
 Napi::Value Unary(const Napi::CallbackInfo& info) {
@@ -601,6 +701,7 @@ void Register(Napi::Env env, Napi::Object exports, void (*useThreads)(int)) {
   exports.Set("tfConv2dBackpropFilter", Napi::Function::New(env, Guarded<Conv2dBackpropFilter>, "tfConv2dBackpropFilter"));
   exports.Set("tfBatchMatMul", Napi::Function::New(env, Guarded<BatchMatMul>, "tfBatchMatMul"));
   exports.Set("tfBinary", Napi::Function::New(env, Guarded<Binary>, "tfBinary"));
+  exports.Set("tfReduce", Napi::Function::New(env, Guarded<Reduce>, "tfReduce"));
   exports.Set("tfUnary", Napi::Function::New(env, Guarded<Unary>, "tfUnary"));
   exports.Set("tfSoftmax", Napi::Function::New(env, Guarded<Softmax>, "tfSoftmax"));
   exports.Set("tfAlloc", Napi::Function::New(env, Guarded<Alloc>, "tfAlloc"));

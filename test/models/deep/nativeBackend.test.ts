@@ -8,7 +8,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { kernelProfile, registerNativeBackend, resetKernelProfile, NATIVE_BACKEND } from '../../../models/deep/nativeBackend.js';
-import { binary, conv2d, batchMatMul, keepFreedMemory, outputFloats, stridedCopy, type ConvGeometry } from '../../../models/linalg/tfKernels.js';
+import { binary, conv2d, batchMatMul, keepFreedMemory, outputFloats, reduce, stridedCopy, type ConvGeometry } from '../../../models/linalg/tfKernels.js';
 import { isLinalgErrorCode } from '../../../models/linalg/index.js';
 import { uniform } from '../../../models/engine/random.js';
 
@@ -317,6 +317,36 @@ describe('native tfjs backend', () => {
     }
   });
 
+  it('Sum and Mean over every subset of axes of tensors large enough for two threads match tfjs-backend-cpu', () => {
+    const next = uniform(4242);
+    for (const shape of [
+      [64, 33, 40],
+      [64, 5, 7, 61],
+      [1, 197, 768],
+      [3, 1, 5000],
+    ]) {
+      const x = randomArray(
+        shape.reduce((a, b) => a * b, 1),
+        next,
+      );
+      for (let mask = 1; mask < 1 << shape.length; mask++) {
+        const axes = shape.map((_, d) => d).filter((d) => mask & (1 << d));
+        for (const [kernel, op] of [
+          ['Sum', tf.sum],
+          ['Mean', tf.mean],
+        ] as const) {
+          const run = () => tf.tidy(() => op(tf.tensor(x, shape), axes, mask % 2 === 0).dataSync() as Float32Array);
+          const want = on('cpu', run);
+          resetKernelProfile();
+          const got = on(NATIVE_BACKEND, run);
+          const e = relErr(got, want);
+          assert.ok(e < 2e-6, `${kernel} of [${shape}] over [${axes}] differs by ${e.toExponential(2)}`);
+          assert.equal(nativeCalls(kernel).fallbacks, 0);
+        }
+      }
+    }
+  });
+
   it('Exp, Erf, Neg, Square, Relu, Step, Softmax and Mean match tfjs-backend-cpu, with their gradients', () => {
     const unaries = { Exp: tf.exp, Erf: tf.erf, Neg: tf.neg, Square: tf.square, Relu: tf.relu, Softmax: tf.softmax } as const;
     for (const [kernel, op] of Object.entries(unaries)) {
@@ -406,6 +436,9 @@ describe('native tfjs backend', () => {
     assert.equal(binary('add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [0, 1]).length, 6);
     badArgument(() => binary('add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [3, 1]));
     badArgument(() => outputFloats(-1));
+    badArgument(() => reduce(new Float32Array(6), [2, 3], [true]));
+    badArgument(() => reduce(new Float32Array(5), [2, 3], [true, false]));
+    badArgument(() => reduce(new Float32Array(6), [2, -3], [true, false]));
     badArgument(() => outputFloats(2 ** 31));
     badArgument(() => binary('pow' as 'add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [0, 1]));
     // Through tfjs: its own shape checks answer before the kernel runs.
