@@ -22,6 +22,7 @@ import {
   type UnaryOp,
   type ConvGeometry,
 } from '../linalg/tfKernels.js';
+import { FUSED_KERNELS } from './fusedOps.js';
 
 type Tf = typeof TF;
 type KernelConfig = TF.KernelConfig;
@@ -358,4 +359,6 @@ export function registerNativeBackend(tf: Tf): void {
     if (cpuKernels.has(name)) continue;
     tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: timed(name, withFallback(tf, name, NATIVE[name], undefined)) });
   }
+  for (const [name, kernelFunc] of Object.entries(FUSED_KERNELS))
+    tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: timed(name, kernelFunc) });
 }

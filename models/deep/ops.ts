@@ -8,6 +8,7 @@ import { SHAPE_OPS } from './shapeOps.js';
 import { axisRange, sliceByRanges } from './slice.js';
 import type { Tf } from './backend.js';
 import { DeepError } from './errors.js';
+import { fusedLayerNorm, fusedSoftmax, hasFusedKernels } from './fusedOps.js';
 
 type Tensor = TF.Tensor;
 
@@ -97,6 +98,11 @@ const layerNorm: OpFn = (ctx, node, [x0, scale, bias]) => {
   const axis = axisOf(intAttribute(node, 'axis', -1), x.rank);
   const axes = Array.from({ length: x.rank - axis }, (_, i) => axis + i);
   const eps = float(node, 'epsilon', 1e-5);
+  const normSize = axes.reduce((a, d) => a * (x.shape[d] as number), 1);
+  if (scale && bias && scale.size === normSize && bias.size === normSize && hasFusedKernels(tf)) {
+    const fused = fusedLayerNorm(tf, x, scale, bias, eps);
+    if (fused) return fused;
+  }
   const mean = tf.mean(x, axes, true);
   const centred = tf.sub(x, mean);
   const variance = tf.mean(tf.square(centred), axes, true);
@@ -293,7 +299,7 @@ export const OPS: Record<string, OpFn> = {
     const axis = axisOf(intAttribute(node, 'axis', -1), x.rank);
     if (axis !== x.rank - 1)
       throw new DeepError('UNSUPPORTED_OPERATOR', `Softmax "${node.name ?? ''}" over axis ${axis} (not the last) is not supported in last-block mode`);
-    return ctx.tf.softmax(x);
+    return x.dtype === 'float32' && hasFusedKernels(ctx.tf) ? fusedSoftmax(ctx.tf, x) : ctx.tf.softmax(x);
   },
   GlobalAveragePool: (ctx, node, [x0]) => {
     const x = need(x0, node, 0);

@@ -6,6 +6,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { attribute, dimsOf, DataType, floatValues, intValues, type TensorProto } from '../backbones/onnxProto.js';
 import type { Tf } from './backend.js';
 import { DeepError } from './errors.js';
+import { findGeluChains, fusedGelu, hasFusedKernels, type GeluChain } from './fusedOps.js';
 import { OPS, type OpContext } from './ops.js';
 import { SHAPE_OPS, shapeValue, type IntValue } from './shapeOps.js';
 import type { TailPlan } from './split.js';
@@ -22,6 +23,9 @@ export class TailModel {
   /** Shape values computed during the current forward pass. */
   private shapeValues = new Map<string, IntValue>();
   private readonly ctx: OpContext;
+  /** GELUs written out as ONNX nodes, by the index of their last node, run as one fused op where the backend has it. */
+  private readonly gelus = new Map<number, GeluChain>();
+  private readonly inGelu = new Set<number>();
 
   constructor(
     readonly tf: Tf,
@@ -54,6 +58,14 @@ export class TailModel {
       if (!value) throw new DeepError('UNSUPPORTED_OPERATOR', `Constant "${node.name ?? ''}" without a tensor value is not supported in last-block mode`);
       addConstant(node.output![0], value);
     }
+    const scalar = (name: string): number | null => {
+      const c = this.constants.get(name);
+      return c && c.size === 1 && c.dtype === 'float32' ? c.dataSync()[0] : null;
+    };
+    for (const chain of findGeluChains(plan.nodes, scalar, new Set([plan.features, plan.logits]))) {
+      this.gelus.set(chain.nodes[chain.nodes.length - 1], chain);
+      chain.nodes.slice(0, -1).forEach((i) => this.inGelu.add(i));
+    }
     this.ctx = {
       tf,
       ints: (name) => this.intValue(name)?.values ?? null,
@@ -67,34 +79,19 @@ export class TailModel {
     const lookup = (name: string): TF.Tensor | undefined => (name ? (env.get(name) ?? this.variables.get(name) ?? this.constants.get(name)) : undefined);
     const count = opts.headToo === false ? this.plan.featureNodeCount : this.plan.nodes.length;
     this.shapeValues = new Map();
+    const fuse = this.gelus.size > 0 && hasFusedKernels(this.tf);
     for (let i = 0; i < count; i++) {
-      const node = this.plan.nodes[i];
-      const op = node.opType!;
-      if (op === 'Constant') continue;
-      // A trained copy stands in for the Identity that read the shared initializer.
-      if (op === 'Identity' && this.plan.copies.has(node.output?.[0] ?? '')) continue;
-      const names = node.input ?? [];
-      const out = node.output![0];
-      if (op === 'Shape') {
-        const x = lookup(names[0] ?? '');
-        if (!x) throw new DeepError('TAIL_SHAPE', `Shape "${node.name ?? ''}": its input is missing`);
-        this.setShapeValue(env, out, shapeValue(node, x.shape));
-        continue;
-      }
-      const asInts = names.map((n) => (n ? this.intValue(n) : undefined));
-      const shapeOp = Object.hasOwn(SHAPE_OPS, op) ? SHAPE_OPS[op] : undefined;
-      const onInts = shapeOp && names.every((n, k) => !n || asInts[k]) ? shapeOp(node, asInts as IntValue[]) : null;
-      if (onInts) {
-        this.setShapeValue(env, out, onInts);
-        continue;
-      }
-      const tensorOp = Object.hasOwn(OPS, op) ? OPS[op] : undefined;
-      if (!tensorOp)
-        throw new DeepError('UNSUPPORTED_OPERATOR', `${op} "${node.name ?? ''}" is supported on shape values only, not on the tensors it gets here`);
-      const inputs = names.map((n) => lookup(n));
-      const y = tensorOp(this.ctx, node, inputs);
-      if (Array.isArray(y)) y.forEach((t, k) => node.output![k] && env.set(node.output![k], t));
-      else env.set(out, y);
+      const gelu = fuse ? this.gelus.get(i) : undefined;
+      if (gelu) {
+        const x = lookup(gelu.input);
+        if (x && x.dtype === 'float32') {
+          env.set(gelu.output, fusedGelu(this.tf, x));
+          continue;
+        }
+        // Not a float tensor: the chain's nodes run one by one after all.
+        for (const k of gelu.nodes.slice(0, -1)) this.runNode(k, env, lookup);
+      } else if (fuse && this.inGelu.has(i)) continue;
+      this.runNode(i, env, lookup);
     }
     const features = env.get(this.plan.features)!;
     if (features.rank !== 2) {
@@ -102,6 +99,35 @@ export class TailModel {
     }
     const logits = env.get(this.plan.logits);
     return { features: features as TF.Tensor2D, logits: (logits ?? features) as TF.Tensor2D };
+  }
+
+  private runNode(i: number, env: Map<string, TF.Tensor>, lookup: (name: string) => TF.Tensor | undefined): void {
+    const node = this.plan.nodes[i];
+    const op = node.opType!;
+    if (op === 'Constant') return;
+    // A trained copy stands in for the Identity that read the shared initializer.
+    if (op === 'Identity' && this.plan.copies.has(node.output?.[0] ?? '')) return;
+    const names = node.input ?? [];
+    const out = node.output![0];
+    if (op === 'Shape') {
+      const x = lookup(names[0] ?? '');
+      if (!x) throw new DeepError('TAIL_SHAPE', `Shape "${node.name ?? ''}": its input is missing`);
+      this.setShapeValue(env, out, shapeValue(node, x.shape));
+      return;
+    }
+    const asInts = names.map((n) => (n ? this.intValue(n) : undefined));
+    const shapeOp = Object.hasOwn(SHAPE_OPS, op) ? SHAPE_OPS[op] : undefined;
+    const onInts = shapeOp && names.every((n, k) => !n || asInts[k]) ? shapeOp(node, asInts as IntValue[]) : null;
+    if (onInts) {
+      this.setShapeValue(env, out, onInts);
+      return;
+    }
+    const tensorOp = Object.hasOwn(OPS, op) ? OPS[op] : undefined;
+    if (!tensorOp) throw new DeepError('UNSUPPORTED_OPERATOR', `${op} "${node.name ?? ''}" is supported on shape values only, not on the tensors it gets here`);
+    const inputs = names.map((n) => lookup(n));
+    const y = tensorOp(this.ctx, node, inputs);
+    if (Array.isArray(y)) y.forEach((t, k) => node.output![k] && env.set(node.output![k], t));
+    else env.set(out, y);
   }
 
   private intValue(name: string): IntValue | undefined {

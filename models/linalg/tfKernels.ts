@@ -49,6 +49,18 @@ interface TfAddon {
   tfBinary(a: Float32Array, b: Float32Array, layout: Int32Array, op: number): Float32Array;
   tfUnary(x: Float32Array, op: number, alpha: number): Float32Array;
   tfReduce(x: Float32Array, layout: Int32Array, mean: boolean): Float32Array;
+  tfLayerNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, cols: number, eps: number): [Float32Array, Float32Array, Float32Array];
+  tfLayerNormGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    gamma: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    cols: number,
+  ): [Float32Array, Float32Array, Float32Array];
+  tfGelu(x: Float32Array): Float32Array;
+  tfGeluGrad(dy: Float32Array, x: Float32Array): Float32Array;
+  tfSoftmaxGrad(dy: Float32Array, y: Float32Array, cols: number): Float32Array;
   tfSoftmax(x: Float32Array, cols: number): Float32Array;
   tfAlloc(n: number): Float32Array;
   tfKeepFreedMemory(on: boolean): void;
@@ -236,4 +248,68 @@ export function keepFreedMemory(): () => void {
     held = false;
     if (--keepers === 0) call(() => addon.tfKeepFreedMemory(false));
   };
+}
+
+function checkRows(name: string, x: Float32Array, cols: number): number {
+  if (!(x instanceof Float32Array)) bad(`${name}: x must be a Float32Array`);
+  checkCount(`${name} cols`, cols, 1);
+  if (x.length === 0 || x.length % cols !== 0) bad(`${name}: ${cols} columns do not divide ${x.length} entries`);
+  return x.length / cols;
+}
+
+/**
+ * Layer normalisation of each row of `cols` entries (biased variance, as ONNX and torch define it), scaled by gamma
+ * and shifted by beta; with each row's mean and 1/√(var + eps) for the gradient.
+ */
+export function layerNorm(
+  x: Float32Array,
+  gamma: Float32Array,
+  beta: Float32Array,
+  cols: number,
+  eps: number,
+): { y: Float32Array; mean: Float32Array; rstd: Float32Array } {
+  checkRows('layerNorm', x, cols);
+  checkLength('layerNorm gamma', gamma, cols);
+  checkLength('layerNorm beta', beta, cols);
+  if (!(eps >= 0)) bad(`layerNorm: eps must be non-negative, got ${eps}`);
+  const [y, mean, rstd] = call(() => addon.tfLayerNorm(x, gamma, beta, cols, eps));
+  return { y, mean, rstd };
+}
+
+/** The gradients of layerNorm's y with respect to x, gamma and beta, given dy and what layerNorm returned. */
+export function layerNormGrad(
+  dy: Float32Array,
+  x: Float32Array,
+  gamma: Float32Array,
+  mean: Float32Array,
+  rstd: Float32Array,
+  cols: number,
+): { dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array } {
+  const rows = checkRows('layerNormGrad', x, cols);
+  checkLength('layerNormGrad dy', dy, x.length);
+  checkLength('layerNormGrad gamma', gamma, cols);
+  checkLength('layerNormGrad mean', mean, rows);
+  checkLength('layerNormGrad rstd', rstd, rows);
+  const [dx, dgamma, dbeta] = call(() => addon.tfLayerNormGrad(dy, x, gamma, mean, rstd, cols));
+  return { dx, dgamma, dbeta };
+}
+
+/** GELU in its exact form, x·Φ(x) = ½x(1 + erf(x/√2)), as torch's nn.GELU() computes it. */
+export function gelu(x: Float32Array): Float32Array {
+  if (!(x instanceof Float32Array)) bad('gelu: x must be a Float32Array');
+  return call(() => addon.tfGelu(x));
+}
+
+/** dy·gelu'(x). */
+export function geluGrad(dy: Float32Array, x: Float32Array): Float32Array {
+  if (!(x instanceof Float32Array)) bad('geluGrad: x must be a Float32Array');
+  checkLength('geluGrad dy', dy, x.length);
+  return call(() => addon.tfGeluGrad(dy, x));
+}
+
+/** The gradient of a softmax over rows of `cols` entries, from its output y and dy: y·(dy − Σ dy·y) per row. */
+export function softmaxGrad(dy: Float32Array, y: Float32Array, cols: number): Float32Array {
+  checkRows('softmaxGrad', y, cols);
+  checkLength('softmaxGrad dy', dy, y.length);
+  return call(() => addon.tfSoftmaxGrad(dy, y, cols));
 }

@@ -653,6 +653,182 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   return y;
 }
 
+// Row count of a rows × cols argument list entry, checked: `rows` must be a positive integer dividing x's length.
+int64_t RowsOf(Napi::Env env, const Napi::Value& v, int64_t n, const char* what) {
+  if (!v.IsNumber()) Fail(env, std::string(what) + ": cols must be a number");
+  const int64_t cols = v.As<Napi::Number>().Int64Value();
+  if (n == 0) Fail(env, std::string(what) + ": x is empty");
+  if (cols < 1 || n % cols != 0) Fail(env, std::string(what) + ": cols must be positive and divide the length");
+  return n / cols;
+}
+
+Napi::Float32Array AnyFloats(Napi::Env env, const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    Fail(env, std::string(name) + " must be a Float32Array");
+  }
+  return v.As<Napi::Float32Array>();
+}
+
+// Per-thread double accumulators of `width` entries, added into out (as float) once both threads are done.
+struct ColumnSums {
+  std::vector<double> a, b;
+  explicit ColumnSums(int64_t width) : a(static_cast<size_t>(width), 0.0), b(static_cast<size_t>(width), 0.0) {}
+  double* For(int64_t r0) { return r0 == 0 ? a.data() : b.data(); }
+  void Into(float* out) const {
+    for (size_t i = 0; i < a.size(); ++i) out[i] = static_cast<float>(a[i] + b[i]);
+  }
+};
+
+// layerNorm(x, gamma, beta, cols, eps) → [y, mean, rstd]: each row of `cols` entries normalised to zero mean and
+// unit variance (the biased variance, as ONNX and torch define it), then scaled by gamma and shifted by beta. mean
+// and rstd = 1/√(var + eps) per row are what the gradient needs.
+Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array x = AnyFloats(env, info[0], "x");
+  const int64_t n = static_cast<int64_t>(x.ElementLength());
+  const int64_t rows = RowsOf(env, info[3], n, "layerNorm");
+  const int64_t cols = n / rows;
+  Napi::Float32Array gamma = Floats(env, info[1], "gamma", cols);
+  Napi::Float32Array beta = Floats(env, info[2], "beta", cols);
+  if (!info[4].IsNumber()) Fail(env, "layerNorm: eps must be a number");
+  const double eps = info[4].As<Napi::Number>().DoubleValue();
+  Napi::Float32Array y = NewFloats(env, n);
+  Napi::Float32Array mean = NewFloats(env, rows);
+  Napi::Float32Array rstd = NewFloats(env, rows);
+  const float *px = x.Data(), *pg = gamma.Data(), *pb = beta.Data();
+  float *py = y.Data(), *pm = mean.Data(), *pr = rstd.Data();
+  Split(rows, cols, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = px + r * cols;
+      double s = 0;
+      for (int64_t j = 0; j < cols; ++j) s += row[j];
+      const double mu = s / static_cast<double>(cols);
+      double v = 0;
+      for (int64_t j = 0; j < cols; ++j) v += (row[j] - mu) * (row[j] - mu);
+      const double inv = 1.0 / std::sqrt(v / static_cast<double>(cols) + eps);
+      pm[r] = static_cast<float>(mu);
+      pr[r] = static_cast<float>(inv);
+      const float m = static_cast<float>(mu), k = static_cast<float>(inv);
+      float* out = py + r * cols;
+      for (int64_t j = 0; j < cols; ++j) out[j] = (row[j] - m) * k * pg[j] + pb[j];
+    }
+  });
+  Napi::Array result = Napi::Array::New(env, 3);
+  result.Set(uint32_t{0}, y);
+  result.Set(uint32_t{1}, mean);
+  result.Set(uint32_t{2}, rstd);
+  return result;
+}
+
+// layerNormGrad(dy, x, gamma, mean, rstd, cols) → [dx, dgamma, dbeta]. With x̂ = (x − mean)·rstd and g = dy·gamma:
+// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) per row; dgamma = Σ dy·x̂ and dbeta = Σ dy over the rows.
+Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array x = AnyFloats(env, info[1], "x");
+  const int64_t n = static_cast<int64_t>(x.ElementLength());
+  const int64_t rows = RowsOf(env, info[5], n, "layerNormGrad");
+  const int64_t cols = n / rows;
+  Napi::Float32Array dy = Floats(env, info[0], "dy", n);
+  Napi::Float32Array gamma = Floats(env, info[2], "gamma", cols);
+  Napi::Float32Array mean = Floats(env, info[3], "mean", rows);
+  Napi::Float32Array rstd = Floats(env, info[4], "rstd", rows);
+  Napi::Float32Array dx = NewFloats(env, n);
+  Napi::Float32Array dgamma = NewFloats(env, cols);
+  Napi::Float32Array dbeta = NewFloats(env, cols);
+  const float *pdy = dy.Data(), *px = x.Data(), *pg = gamma.Data(), *pm = mean.Data(), *pr = rstd.Data();
+  float* pdx = dx.Data();
+  ColumnSums sg(cols), sb(cols);
+  Split(rows, cols, [&](int64_t r0, int64_t r1) {
+    double* ag = sg.For(r0);
+    double* ab = sb.For(r0);
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = px + r * cols;
+      const float* dr = pdy + r * cols;
+      const float m = pm[r], k = pr[r];
+      double sumG = 0, sumGX = 0;
+      for (int64_t j = 0; j < cols; ++j) {
+        const float xh = (xr[j] - m) * k;
+        const float g = dr[j] * pg[j];
+        sumG += g;
+        sumGX += g * xh;
+        ag[j] += dr[j] * xh;
+        ab[j] += dr[j];
+      }
+      const float meanG = static_cast<float>(sumG / static_cast<double>(cols));
+      const float meanGX = static_cast<float>(sumGX / static_cast<double>(cols));
+      float* out = pdx + r * cols;
+      for (int64_t j = 0; j < cols; ++j) out[j] = k * (dr[j] * pg[j] - meanG - (xr[j] - m) * k * meanGX);
+    }
+  });
+  sg.Into(dgamma.Data());
+  sb.Into(dbeta.Data());
+  Napi::Array result = Napi::Array::New(env, 3);
+  result.Set(uint32_t{0}, dx);
+  result.Set(uint32_t{1}, dgamma);
+  result.Set(uint32_t{2}, dbeta);
+  return result;
+}
+
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+
+// gelu(x) → x·Φ(x) = ½x(1 + erf(x/√2)), torch's default (exact) GELU.
+Napi::Value Gelu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array x = AnyFloats(env, info[0], "x");
+  const int64_t n = static_cast<int64_t>(x.ElementLength());
+  Napi::Float32Array y = NewFloats(env, n);
+  const float* a = x.Data();
+  float* b = y.Data();
+  Split(n, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) b[i] = 0.5f * a[i] * (1.0f + std::erf(a[i] * kInvSqrt2));
+  });
+  return y;
+}
+
+// geluGrad(dy, x) → dy·(Φ(x) + x·φ(x)).
+Napi::Value GeluGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array x = AnyFloats(env, info[1], "x");
+  const int64_t n = static_cast<int64_t>(x.ElementLength());
+  Napi::Float32Array dy = Floats(env, info[0], "dy", n);
+  Napi::Float32Array dx = NewFloats(env, n);
+  const float *a = x.Data(), *d = dy.Data();
+  float* b = dx.Data();
+  Split(n, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float v = a[i];
+      b[i] = d[i] * (0.5f * (1.0f + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5f * v * v));
+    }
+  });
+  return dx;
+}
+
+// softmaxGrad(dy, y, cols) → dx = y·(dy − Σ dy·y) per row of `cols` entries, y being the softmax's output.
+Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array y = AnyFloats(env, info[1], "y");
+  const int64_t n = static_cast<int64_t>(y.ElementLength());
+  const int64_t rows = RowsOf(env, info[2], n, "softmaxGrad");
+  const int64_t cols = n / rows;
+  Napi::Float32Array dy = Floats(env, info[0], "dy", n);
+  Napi::Float32Array dx = NewFloats(env, n);
+  const float *pd = dy.Data(), *py = y.Data();
+  float* px = dx.Data();
+  Split(rows, cols, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* d = pd + r * cols;
+      const float* v = py + r * cols;
+      double s = 0;
+      for (int64_t j = 0; j < cols; ++j) s += d[j] * v[j];
+      const float dot = static_cast<float>(s);
+      float* out = px + r * cols;
+      for (int64_t j = 0; j < cols; ++j) out[j] = v[j] * (d[j] - dot);
+    }
+  });
+  return dx;
+}
+
 // alloc(n) → n floats with undefined contents, for kernels that fill their output in JS.
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -704,6 +880,11 @@ void Register(Napi::Env env, Napi::Object exports, void (*useThreads)(int)) {
   exports.Set("tfReduce", Napi::Function::New(env, Guarded<Reduce>, "tfReduce"));
   exports.Set("tfUnary", Napi::Function::New(env, Guarded<Unary>, "tfUnary"));
   exports.Set("tfSoftmax", Napi::Function::New(env, Guarded<Softmax>, "tfSoftmax"));
+  exports.Set("tfLayerNorm", Napi::Function::New(env, Guarded<LayerNorm>, "tfLayerNorm"));
+  exports.Set("tfLayerNormGrad", Napi::Function::New(env, Guarded<LayerNormGrad>, "tfLayerNormGrad"));
+  exports.Set("tfGelu", Napi::Function::New(env, Guarded<Gelu>, "tfGelu"));
+  exports.Set("tfGeluGrad", Napi::Function::New(env, Guarded<GeluGrad>, "tfGeluGrad"));
+  exports.Set("tfSoftmaxGrad", Napi::Function::New(env, Guarded<SoftmaxGrad>, "tfSoftmaxGrad"));
   exports.Set("tfAlloc", Napi::Function::New(env, Guarded<Alloc>, "tfAlloc"));
   exports.Set("tfKeepFreedMemory", Napi::Function::New(env, Guarded<KeepFreedMemory>, "tfKeepFreedMemory"));
   exports.Set("tfStridedCopy", Napi::Function::New(env, Guarded<StridedCopy>, "tfStridedCopy"));
