@@ -120,6 +120,14 @@ export function fusedSoftmax(tf: Tf, x: Tensor): Tensor {
   return (f as unknown as (a: Tensor) => Tensor)(x);
 }
 
+/**
+ * An ONNX Conv (group 1) as one native kernel in its own layouts, x N×C×H×W and filter O×I×kh×kw, with ONNX's pads
+ * [top, left, bottom, right] read as zeros inside it: no transposes either side and no padded copy.
+ */
+export function nchwConv2d(tf: Tf, x: Tensor, filter: Tensor, strides: number[], pads: number[], dilations: number[]): Tensor {
+  return run(tf, 'Conv2DNCHW', { x, filter }, { strides, pads, dilations } as unknown as Record<string, number>) as Tensor;
+}
+
 /** A GELU written out as ONNX nodes: the node indices it spans, its input and the tensor it produces. */
 export interface GeluChain {
   nodes: number[];

@@ -1,8 +1,9 @@
 /**
  * The `native` tfjs backend: tfjs-backend-cpu's backend and kernels under a new name, with the heavy kernels
- * (Conv2D and both its gradients, BatchMatMul) replaced by float32 ones over OpenBLAS sgemm in our addon. tfjs still
- * does the autodiff; anything these kernels don't cover (another dtype, NCHW, batch dimensions that broadcast other
- * than by a batch of 1) falls through to the cpu kernel. Every kernel call is counted and timed, so a benchmark can
+ * (Conv2D and both its gradients, BatchMatMul) replaced by float32 ones over OpenBLAS sgemm in our addon, and kernels
+ * of its own: a convolution in ONNX's NCHW/OIHW layouts with its padding inside (Conv2DNCHW, with its gradients) and
+ * the fused ones of fusedOps.ts. tfjs still does the autodiff; anything these kernels don't cover (another dtype,
+ * batch dimensions that broadcast other than by a batch of 1) falls through to the cpu kernel. Every kernel call is counted and timed, so a benchmark can
  * split a step between the native kernels and the rest of tfjs.
  */
 import type * as TF from '@tensorflow/tfjs';
@@ -12,6 +13,9 @@ import {
   conv2d,
   conv2dBackpropFilter,
   conv2dBackpropInput,
+  conv2dNchw,
+  conv2dNchwBackpropFilter,
+  conv2dNchwBackpropInput,
   stridedCopy,
   binary,
   unary,
@@ -32,7 +36,15 @@ type TensorInfo = TF.TensorInfo;
 export const NATIVE_BACKEND = 'native';
 
 /** Kernels over sgemm: the heavy arithmetic. */
-export const GEMM_KERNELS = ['Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'BatchMatMul'] as const;
+export const GEMM_KERNELS = [
+  'Conv2D',
+  'Conv2DBackpropInput',
+  'Conv2DBackpropFilter',
+  'Conv2DNCHW',
+  'Conv2DNCHWBackpropInput',
+  'Conv2DNCHWBackpropFilter',
+  'BatchMatMul',
+] as const;
 /**
  * Kernels that move data: tfjs-backend-cpu's generic index loops made them the largest part of a ResNet tail's
  * step (an NCHW conv is a Transpose each side, and its padding a PadV2 whose gradient is a Slice).
@@ -153,6 +165,75 @@ const conv2dBackpropFilterKernel: Native = (tf, { inputs, backend, attrs = {} })
   if (!g || !xv || !dyv) return null;
   tally('Conv2DBackpropFilter').flops += convFlops(g);
   return cpu.makeTensorInfo(filterShape, 'float32', conv2dBackpropFilter(xv, dyv, g));
+};
+
+/**
+ * A convolution in ONNX's layouts (x N×C×H×W, filter O×I×kh×kw) with ONNX's explicit pads [top, left, bottom,
+ * right]: the padding is read as zeros inside the kernel, and neither side is transposed.
+ */
+function nchwGeometry(xShape: number[], filterShape: number[], attrs: Record<string, unknown>): ConvGeometry {
+  const [batch, inChannels, inHeight, inWidth] = xShape;
+  const [outChannels, filterChannels, filterHeight, filterWidth] = filterShape;
+  const [strideHeight, strideWidth] = attrs.strides as number[];
+  const [padTop, padLeft, padBottom, padRight] = attrs.pads as number[];
+  const [dilationHeight, dilationWidth] = attrs.dilations as number[];
+  if (xShape.length !== 4 || filterShape.length !== 4 || filterChannels !== inChannels)
+    throw new Error(`Conv2DNCHW: input [${xShape}] and filter [${filterShape}] do not make a 2-D convolution`);
+  const outHeight = Math.floor((inHeight + padTop + padBottom - dilationHeight * (filterHeight - 1) - 1) / strideHeight) + 1;
+  const outWidth = Math.floor((inWidth + padLeft + padRight - dilationWidth * (filterWidth - 1) - 1) / strideWidth) + 1;
+  if (!(outHeight >= 1 && outWidth >= 1)) throw new Error(`Conv2DNCHW: input [${xShape}] is smaller than the filter [${filterShape}] reaches`);
+  return {
+    batch,
+    inHeight,
+    inWidth,
+    inChannels,
+    filterHeight,
+    filterWidth,
+    outChannels,
+    outHeight,
+    outWidth,
+    strideHeight,
+    strideWidth,
+    dilationHeight,
+    dilationWidth,
+    padTop,
+    padLeft,
+  };
+}
+
+const conv2dNchwKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x, filter } = inputs as { x: TensorInfo; filter: TensorInfo };
+  const xv = floats(cpu, x);
+  const fv = floats(cpu, filter);
+  if (!xv || !fv) return null;
+  const g = nchwGeometry(x.shape, filter.shape, attrs);
+  tally('Conv2DNCHW').flops += convFlops(g);
+  return cpu.makeTensorInfo([g.batch, g.outChannels, g.outHeight, g.outWidth], 'float32', conv2dNchw(xv, fv, g));
+};
+
+const conv2dNchwBackpropInputKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
+  const dyv = floats(cpu, dy);
+  const fv = floats(cpu, filter);
+  if (!dyv || !fv) return null;
+  const inputShape = attrs.inputShape as number[];
+  const g = nchwGeometry(inputShape, filter.shape, attrs);
+  tally('Conv2DNCHWBackpropInput').flops += convFlops(g);
+  return cpu.makeTensorInfo(inputShape, 'float32', conv2dNchwBackpropInput(dyv, fv, g));
+};
+
+const conv2dNchwBackpropFilterKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+  const xv = floats(cpu, x);
+  const dyv = floats(cpu, dy);
+  if (!xv || !dyv) return null;
+  const filterShape = attrs.filterShape as number[];
+  const g = nchwGeometry(x.shape, filterShape, attrs);
+  tally('Conv2DNCHWBackpropFilter').flops += convFlops(g);
+  return cpu.makeTensorInfo(filterShape, 'float32', conv2dNchwBackpropFilter(xv, dyv, g));
 };
 
 const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
@@ -315,6 +396,9 @@ const NATIVE: Record<(typeof NATIVE_KERNELS)[number], Native> = {
   Conv2D: conv2dKernel,
   Conv2DBackpropInput: conv2dBackpropInputKernel,
   Conv2DBackpropFilter: conv2dBackpropFilterKernel,
+  Conv2DNCHW: conv2dNchwKernel,
+  Conv2DNCHWBackpropInput: conv2dNchwBackpropInputKernel,
+  Conv2DNCHWBackpropFilter: conv2dNchwBackpropFilterKernel,
   BatchMatMul: batchMatMulKernel,
   Transpose: transposeKernel,
   Slice: sliceKernel,
@@ -359,6 +443,19 @@ export function registerNativeBackend(tf: Tf): void {
     if (cpuKernels.has(name)) continue;
     tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: timed(name, withFallback(tf, name, NATIVE[name], undefined)) });
   }
+  tf.registerGradient({
+    kernelName: 'Conv2DNCHW',
+    inputsToSave: ['x', 'filter'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x, filter] = saved;
+      const run = (name: string, inputs: TF.NamedTensorMap, extra: TF.NamedAttrMap) =>
+        tf.engine().runKernel(name, inputs, { ...attrs, ...extra } as TF.NamedAttrMap) as TF.Tensor;
+      return {
+        x: () => run('Conv2DNCHWBackpropInput', { dy: dy as TF.Tensor, filter }, { inputShape: x.shape }),
+        filter: () => run('Conv2DNCHWBackpropFilter', { x, dy: dy as TF.Tensor }, { filterShape: filter.shape }),
+      };
+    },
+  });
   for (const [name, kernelFunc] of Object.entries(FUSED_KERNELS))
     tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: timed(name, kernelFunc) });
 }

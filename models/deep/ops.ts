@@ -8,7 +8,7 @@ import { SHAPE_OPS } from './shapeOps.js';
 import { axisRange, sliceByRanges } from './slice.js';
 import type { Tf } from './backend.js';
 import { DeepError } from './errors.js';
-import { fusedLayerNorm, fusedSoftmax, hasFusedKernels } from './fusedOps.js';
+import { fusedLayerNorm, fusedSoftmax, hasFusedKernels, nchwConv2d } from './fusedOps.js';
 
 type Tensor = TF.Tensor;
 
@@ -69,6 +69,10 @@ const conv: OpFn = (ctx, node, [x0, w0, b]) => {
   const strides = ints(node, 'strides') ?? [1, 1];
   const dilations = ints(node, 'dilations') ?? [1, 1];
   const pads = ints(node, 'pads') ?? [0, 0, 0, 0];
+  if (x.dtype === 'float32' && w.dtype === 'float32' && hasFusedKernels(tf)) {
+    const y = nchwConv2d(tf, x, w, strides, pads, dilations);
+    return b ? tf.add(y, tf.reshape(b, [1, -1, 1, 1])) : y;
+  }
   let nhwc = tf.transpose(x, [0, 2, 3, 1]) as TF.Tensor4D;
   if (pads.some((p) => p !== 0))
     nhwc = tf.pad(nhwc, [

@@ -44,6 +44,9 @@ interface TfAddon {
   tfConv2d(x: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
   tfConv2dBackpropInput(dy: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
   tfConv2dBackpropFilter(x: Float32Array, dy: Float32Array, geometry: Int32Array): Float32Array;
+  tfConv2dNchw(x: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
+  tfConv2dNchwBackpropInput(dy: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
+  tfConv2dNchwBackpropFilter(x: Float32Array, dy: Float32Array, geometry: Int32Array): Float32Array;
   tfBatchMatMul(a: Float32Array, b: Float32Array, dims: Int32Array): Float32Array;
   tfStridedCopy(src: Float32Array, dst: Float32Array, layout: Int32Array): void;
   tfBinary(a: Float32Array, b: Float32Array, layout: Int32Array, op: number): Float32Array;
@@ -140,6 +143,33 @@ export function conv2dBackpropFilter(x: Float32Array, dy: Float32Array, g: ConvG
   checkLength('conv2dBackpropFilter x', x, inputSize(g));
   checkLength('conv2dBackpropFilter dy', dy, outputSize(g));
   return call(() => addon.tfConv2dBackpropFilter(x, dy, geometry));
+}
+
+/**
+ * y = conv(x, filter) in ONNX's layouts: x N×Cin×H×W, filter Cout×Cin×kh×kw, y N×Cout×outHeight×outWidth. The
+ * padding is read as zeros inside the kernel (padTop and padLeft; the bottom and right follow from the output size).
+ */
+export function conv2dNchw(x: Float32Array, filter: Float32Array, g: ConvGeometry): Float32Array {
+  const geometry = packGeometry(g);
+  checkLength('conv2dNchw x', x, inputSize(g));
+  checkLength('conv2dNchw filter', filter, filterSize(g));
+  return call(() => addon.tfConv2dNchw(x, filter, geometry));
+}
+
+/** ∂L/∂x of conv2dNchw given dy = ∂L/∂y. */
+export function conv2dNchwBackpropInput(dy: Float32Array, filter: Float32Array, g: ConvGeometry): Float32Array {
+  const geometry = packGeometry(g);
+  checkLength('conv2dNchwBackpropInput dy', dy, outputSize(g));
+  checkLength('conv2dNchwBackpropInput filter', filter, filterSize(g));
+  return call(() => addon.tfConv2dNchwBackpropInput(dy, filter, geometry));
+}
+
+/** ∂L/∂filter of conv2dNchw given dy = ∂L/∂y. */
+export function conv2dNchwBackpropFilter(x: Float32Array, dy: Float32Array, g: ConvGeometry): Float32Array {
+  const geometry = packGeometry(g);
+  checkLength('conv2dNchwBackpropFilter x', x, inputSize(g));
+  checkLength('conv2dNchwBackpropFilter dy', dy, outputSize(g));
+  return call(() => addon.tfConv2dNchwBackpropFilter(x, dy, geometry));
 }
 
 /** max(batchA, batchB) products op(a)·op(b), each m×n, one after another. */

@@ -92,7 +92,10 @@ struct Conv {
   bool Pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w; }
 };
 
-Conv ReadConv(Napi::Env env, const Napi::Value& v) {
+// `paddedWindows`: output windows may lie wholly in the padding (ONNX allows pads as large as one likes; every read
+// is bounds-checked either way). Otherwise each window must start within the input's reach, which catches a caller
+// whose output size does not follow from its padding.
+Conv ReadConv(Napi::Env env, const Napi::Value& v, bool paddedWindows = false) {
   const std::vector<int64_t> g = Ints(env, v, "geometry", 15);
   Conv c{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14]};
   const int64_t positive[] = {c.n, c.h, c.w, c.ci, c.kh, c.kw, c.co, c.oh, c.ow, c.sh, c.sw, c.dh, c.dw};
@@ -101,7 +104,8 @@ Conv ReadConv(Napi::Env env, const Napi::Value& v) {
   }
   if (c.pt < 0 || c.pl < 0) Fail(env, "conv geometry: padding must be non-negative");
   // Every output window must start before the padded input ends; anything else is a shape the caller got wrong.
-  if ((c.oh - 1) * c.sh - c.pt >= c.h + c.dh * (c.kh - 1) || (c.ow - 1) * c.sw - c.pl >= c.w + c.dw * (c.kw - 1)) {
+  if (!paddedWindows &&
+      ((c.oh - 1) * c.sh - c.pt >= c.h + c.dh * (c.kh - 1) || (c.ow - 1) * c.sw - c.pl >= c.w + c.dw * (c.kw - 1))) {
     Fail(env, "conv geometry: the output is larger than the padded input allows");
   }
   CheckedProduct(env, {c.n, c.h, c.w, c.ci}, "conv input");
@@ -246,6 +250,163 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
     Im2col(c, x.Data(), first, count, cols);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(K), I(c.co), I(count * c.Rows()), 1.0f, cols, I(K),
                 dy.Data() + first * c.Rows() * c.co, I(c.co), first == 0 ? 0.0f : 1.0f, dw.Data(), I(c.co));
+  }
+  return dw;
+}
+
+// The same convolutions in ONNX's layouts: NCHW input and output, OIHW filter. The patch matrix is transposed
+// against the one above: K = ci·kh·kw rows, (ci, ky, kx) order, so that the OIHW filter is already a co × K
+// matrix, and one column per output position of the chunk's images, (image, oy, ox) order. Its rows are long
+// runs copied from the input's rows, and the padding is written as zeros here rather than padded first.
+void Im2colNchw(const Conv& c, const float* x, int64_t first, int64_t count, float* cols) {
+  const int64_t L = count * c.Rows();
+  Split(c.K(), L, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t ch = r / (c.kh * c.kw);
+      const int64_t ky = (r / c.kw) % c.kh;
+      const int64_t kx = r % c.kw;
+      float* dst = cols + r * L;
+      for (int64_t img = 0; img < count; ++img) {
+        const float* plane = x + ((first + img) * c.ci + ch) * c.h * c.w;
+        for (int64_t oy = 0; oy < c.oh; ++oy, dst += c.ow) {
+          const int64_t iy = oy * c.sh - c.pt + ky * c.dh;
+          if (iy < 0 || iy >= c.h) {
+            std::memset(dst, 0, sizeof(float) * c.ow);
+            continue;
+          }
+          const float* src = plane + iy * c.w;
+          const int64_t x0 = kx * c.dw - c.pl;
+          if (c.sw == 1 && x0 >= 0 && x0 + c.ow <= c.w) {
+            std::memcpy(dst, src + x0, sizeof(float) * c.ow);
+            continue;
+          }
+          for (int64_t ox = 0; ox < c.ow; ++ox) {
+            const int64_t ix = x0 + ox * c.sw;
+            dst[ox] = ix < 0 || ix >= c.w ? 0.0f : src[ix];
+          }
+        }
+      }
+    }
+  });
+}
+
+// Adds the patch-matrix gradient back into dx (NCHW). Threads split the input channels, whose planes are disjoint.
+void Col2imNchw(const Conv& c, const float* cols, int64_t first, int64_t count, float* dx) {
+  const int64_t L = count * c.Rows();
+  Split(c.ci, L * c.kh * c.kw, [&](int64_t c0, int64_t c1) {
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      for (int64_t ky = 0; ky < c.kh; ++ky) {
+        for (int64_t kx = 0; kx < c.kw; ++kx) {
+          const float* src = cols + ((ch * c.kh + ky) * c.kw + kx) * L;
+          for (int64_t img = 0; img < count; ++img) {
+            float* plane = dx + ((first + img) * c.ci + ch) * c.h * c.w;
+            for (int64_t oy = 0; oy < c.oh; ++oy, src += c.ow) {
+              const int64_t iy = oy * c.sh - c.pt + ky * c.dh;
+              if (iy < 0 || iy >= c.h) continue;
+              float* row = plane + iy * c.w;
+              const int64_t x0 = kx * c.dw - c.pl;
+              for (int64_t ox = 0; ox < c.ow; ++ox) {
+                const int64_t ix = x0 + ox * c.sw;
+                if (ix >= 0 && ix < c.w) row[ix] += src[ox];
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Between a co × L matrix (one column per output position of the chunk's images) and the NCHW tensor's slice of
+// those images: toNchw copies the matrix out, otherwise in.
+void ReorderChunk(const Conv& c, float* matrix, float* nchw, int64_t first, int64_t count, bool toNchw) {
+  const int64_t P = c.Rows(), L = count * P;
+  Split(c.co, L, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      for (int64_t img = 0; img < count; ++img) {
+        float* m = matrix + o * L + img * P;
+        float* t = nchw + ((first + img) * c.co + o) * P;
+        if (toNchw) {
+          std::memcpy(t, m, sizeof(float) * P);
+        } else {
+          std::memcpy(m, t, sizeof(float) * P);
+        }
+      }
+    }
+  });
+}
+
+// Images per chunk when the patch matrix and a co × L matrix share the workspace.
+int64_t ImagesPerChunkNchw(const Conv& c) {
+  return std::max<int64_t>(1, std::min<int64_t>(c.n, kWorkspaceFloats / (c.Rows() * (c.K() + c.co))));
+}
+
+// conv2dNchw(x, filter, geometry) → y: per chunk of images, W (co × K) · patches (K × L), copied out into NCHW.
+Napi::Value Conv2dNchw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Conv c = ReadConv(env, info[2], true);
+  Napi::Float32Array x = Floats(env, info[0], "x", c.n * c.h * c.w * c.ci);
+  Napi::Float32Array f = Floats(env, info[1], "filter", c.K() * c.co);
+  Napi::Float32Array y = NewFloats(env, c.n * c.Rows() * c.co);
+  UseAllThreads();
+  const int64_t K = c.K(), P = c.Rows();
+  const int64_t chunk = ImagesPerChunkNchw(c);
+  float* cols = Workspace(chunk * P * (K + c.co)).data();
+  float* out = cols + chunk * P * K;
+  for (int64_t first = 0; first < c.n; first += chunk) {
+    const int64_t count = std::min(chunk, c.n - first);
+    const int64_t L = count * P;
+    Im2colNchw(c, x.Data(), first, count, cols);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(c.co), I(L), I(K), 1.0f, f.Data(), I(K), cols, I(L), 0.0f,
+                out, I(L));
+    ReorderChunk(c, out, y.Data(), first, count, true);
+  }
+  return y;
+}
+
+// conv2dNchwBackpropInput(dy, filter, geometry) → dx: per chunk, Wᵀ · dy (K × L), added back into place.
+Napi::Value Conv2dNchwBackpropInput(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Conv c = ReadConv(env, info[2], true);
+  Napi::Float32Array dy = Floats(env, info[0], "dy", c.n * c.Rows() * c.co);
+  Napi::Float32Array f = Floats(env, info[1], "filter", c.K() * c.co);
+  Napi::Float32Array dx = NewFloats(env, c.n * c.h * c.w * c.ci);
+  std::memset(dx.Data(), 0, sizeof(float) * dx.ElementLength());
+  UseAllThreads();
+  const int64_t K = c.K(), P = c.Rows();
+  const int64_t chunk = ImagesPerChunkNchw(c);
+  float* cols = Workspace(chunk * P * (K + c.co)).data();
+  float* grad = cols + chunk * P * K;
+  for (int64_t first = 0; first < c.n; first += chunk) {
+    const int64_t count = std::min(chunk, c.n - first);
+    const int64_t L = count * P;
+    ReorderChunk(c, grad, dy.Data(), first, count, false);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(K), I(L), I(c.co), 1.0f, f.Data(), I(K), grad, I(L), 0.0f,
+                cols, I(L));
+    Col2imNchw(c, cols, first, count, dx.Data());
+  }
+  return dx;
+}
+
+// conv2dNchwBackpropFilter(x, dy, geometry) → dW (co × K) = Σ over chunks of dy (co × L) · patchesᵀ.
+Napi::Value Conv2dNchwBackpropFilter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Conv c = ReadConv(env, info[2], true);
+  Napi::Float32Array x = Floats(env, info[0], "x", c.n * c.h * c.w * c.ci);
+  Napi::Float32Array dy = Floats(env, info[1], "dy", c.n * c.Rows() * c.co);
+  Napi::Float32Array dw = NewFloats(env, c.K() * c.co);
+  UseAllThreads();
+  const int64_t K = c.K(), P = c.Rows();
+  const int64_t chunk = ImagesPerChunkNchw(c);
+  float* cols = Workspace(chunk * P * (K + c.co)).data();
+  float* grad = cols + chunk * P * K;
+  for (int64_t first = 0; first < c.n; first += chunk) {
+    const int64_t count = std::min(chunk, c.n - first);
+    const int64_t L = count * P;
+    ReorderChunk(c, grad, dy.Data(), first, count, false);
+    Im2colNchw(c, x.Data(), first, count, cols);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(c.co), I(K), I(L), 1.0f, grad, I(L), cols, I(L),
+                first == 0 ? 0.0f : 1.0f, dw.Data(), I(K));
   }
   return dw;
 }
@@ -875,6 +1036,9 @@ void Register(Napi::Env env, Napi::Object exports, void (*useThreads)(int)) {
   exports.Set("tfConv2d", Napi::Function::New(env, Guarded<Conv2d>, "tfConv2d"));
   exports.Set("tfConv2dBackpropInput", Napi::Function::New(env, Guarded<Conv2dBackpropInput>, "tfConv2dBackpropInput"));
   exports.Set("tfConv2dBackpropFilter", Napi::Function::New(env, Guarded<Conv2dBackpropFilter>, "tfConv2dBackpropFilter"));
+  exports.Set("tfConv2dNchw", Napi::Function::New(env, Guarded<Conv2dNchw>, "tfConv2dNchw"));
+  exports.Set("tfConv2dNchwBackpropInput", Napi::Function::New(env, Guarded<Conv2dNchwBackpropInput>, "tfConv2dNchwBackpropInput"));
+  exports.Set("tfConv2dNchwBackpropFilter", Napi::Function::New(env, Guarded<Conv2dNchwBackpropFilter>, "tfConv2dNchwBackpropFilter"));
   exports.Set("tfBatchMatMul", Napi::Function::New(env, Guarded<BatchMatMul>, "tfBatchMatMul"));
   exports.Set("tfBinary", Napi::Function::New(env, Guarded<Binary>, "tfBinary"));
   exports.Set("tfReduce", Napi::Function::New(env, Guarded<Reduce>, "tfReduce"));

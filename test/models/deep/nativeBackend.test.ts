@@ -8,9 +8,24 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { kernelProfile, registerNativeBackend, resetKernelProfile, NATIVE_BACKEND } from '../../../models/deep/nativeBackend.js';
-import { binary, conv2d, batchMatMul, keepFreedMemory, outputFloats, reduce, stridedCopy, type ConvGeometry } from '../../../models/linalg/tfKernels.js';
+import {
+  binary,
+  conv2d,
+  conv2dNchw,
+  conv2dNchwBackpropFilter,
+  conv2dNchwBackpropInput,
+  batchMatMul,
+  keepFreedMemory,
+  outputFloats,
+  reduce,
+  stridedCopy,
+  type ConvGeometry,
+} from '../../../models/linalg/tfKernels.js';
 import { isLinalgErrorCode } from '../../../models/linalg/index.js';
 import { uniform } from '../../../models/engine/random.js';
+import type { NodeProto } from '../../../models/backbones/onnxProto.js';
+import { OPS } from '../../../models/deep/ops.js';
+import { attr } from '../../../scripts/fixtures/onnxBuilder.js';
 
 type Padding = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
 
@@ -142,6 +157,142 @@ describe('native tfjs backend', () => {
     checkConv({ ...base, kh: 3, kw: 3, stride: [2, 2], pad: 'same' }, 7);
     checkConv({ ...base, kh: 1, kw: 1, stride: [2, 2], pad: 'valid' }, 8);
     checkConv({ ...base, kh: 1, kw: 1, stride: [1, 1], pad: 'valid' }, 9);
+  });
+
+  for (const batch of [1, 64]) {
+    it(`an ONNX Conv runs as one NCHW kernel (padding inside, no transposes): value and gradients match tfjs-backend-cpu, batch ${batch}`, () => {
+      const next = uniform(500 + batch);
+      const pick = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
+      for (let i = 0; i < (batch === 1 ? 30 : 10); i++) {
+        const [kh, kw] = [pick(1, 3), pick(1, 3)];
+        // tfjs's reference takes strides or dilations above 1, not both.
+        const dilated = next() < 0.3;
+        const dilations = dilated ? [pick(1, 2), pick(1, 2)] : [1, 1];
+        const strides = dilated ? [1, 1] : [pick(1, 3), pick(1, 3)];
+        const pads = [pick(0, kh), pick(0, kw), pick(0, kh), pick(0, kw)];
+        const [cin, cout] = [pick(1, 9), pick(1, 9)];
+        const h = pick((kh - 1) * dilations[0] + 1, (kh - 1) * dilations[0] + (batch > 1 ? 4 : 9));
+        const w = pick((kw - 1) * dilations[1] + 1, (kw - 1) * dilations[1] + (batch > 1 ? 4 : 9));
+        const withBias = next() < 0.5;
+        const node: NodeProto = {
+          name: 'conv',
+          opType: 'Conv',
+          input: withBias ? ['x', 'w', 'b'] : ['x', 'w'],
+          output: ['y'],
+          attribute: [attr.ints('strides', strides), attr.ints('pads', pads), attr.ints('dilations', dilations), attr.ints('kernel_shape', [kh, kw])],
+        };
+        const shapes = [[batch, cin, h, w], [cout, cin, kh, kw], ...(withBias ? [[cout]] : [])];
+        const data = shapes.map((sh) =>
+          randomArray(
+            sh.reduce((a, b) => a * b, 1),
+            next,
+          ),
+        );
+        const label = `x [${shapes[0]}], w [${shapes[1]}], strides ${strides}, pads ${pads}, dilations ${dilations}, bias ${withBias}`;
+        const run = (backend: string) =>
+          on(backend, () =>
+            tf.tidy(() => {
+              const ctx = { tf, ints: () => null, isScalar: () => false };
+              const xs = data.map((d, k) => tf.tensor(d, shapes[k]));
+              const f = (...a: tf.Tensor[]) => OPS.Conv(ctx, node, a) as tf.Tensor;
+              const y = f(...xs);
+              // tfjs has no gradient for a dilated convolution: those are checked against finite differences below.
+              if (dilated) return [y.dataSync() as Float32Array];
+              const r = tf.tensor(randomArray(y.size, uniform(i)), y.shape);
+              const grads = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(...a), r)))(xs);
+              return [y, ...grads].map((t) => t.dataSync() as Float32Array);
+            }),
+          );
+        const want = run('cpu');
+        resetKernelProfile();
+        const got = run(NATIVE_BACKEND);
+        ['y', 'dx', 'dw', 'db'].slice(0, want.length).forEach((name, k) => {
+          const e = relErr(got[k], want[k]);
+          assert.ok(e < 2e-6, `${name} differs by ${e.toExponential(2)} for ${label}`);
+        });
+        for (const k of ['Conv2DNCHW', 'Conv2DNCHWBackpropInput', 'Conv2DNCHWBackpropFilter'].slice(0, dilated ? 1 : 3)) {
+          assert.ok(nativeCalls(k).calls >= 1, `${k} ran for ${label}`);
+        }
+        for (const k of ['Transpose', 'PadV2']) assert.equal(nativeCalls(k).calls, 0, `no ${k} for ${label}`);
+      }
+    });
+  }
+
+  it('a dilated, strided NCHW convolution: gradients for input and filter agree with central finite differences', () => {
+    const node: NodeProto = {
+      name: 'conv',
+      opType: 'Conv',
+      input: ['x', 'w'],
+      output: ['y'],
+      attribute: [attr.ints('strides', [2, 1]), attr.ints('pads', [1, 2, 0, 1]), attr.ints('dilations', [2, 2])],
+    };
+    const shapes = [
+      [2, 2, 7, 6],
+      [3, 2, 3, 2],
+    ];
+    const data = shapes.map((sh) =>
+      randomArray(
+        sh.reduce((a, b) => a * b, 1),
+        uniform(sh[0]),
+      ),
+    );
+    on(NATIVE_BACKEND, () => {
+      const f = (x: Float32Array, w: Float32Array) =>
+        OPS.Conv({ tf, ints: () => null, isScalar: () => false }, node, [tf.tensor(x, shapes[0]), tf.tensor(w, shapes[1])]) as tf.Tensor;
+      const outShape = tf.tidy(() => f(data[0], data[1]).shape);
+      const r = randomArray(
+        outShape.reduce((a, b) => a * b, 1),
+        uniform(5),
+      );
+      const loss = (x: Float32Array, w: Float32Array) =>
+        tf.tidy(() => {
+          const y = f(x, w).dataSync();
+          let acc = 0;
+          for (let i = 0; i < y.length; i++) acc += r[i] * y[i];
+          return acc;
+        });
+      const analytic = tf.tidy(() =>
+        tf
+          .grads((x: tf.Tensor, w: tf.Tensor) =>
+            tf.sum(tf.mul(OPS.Conv({ tf, ints: () => null, isScalar: () => false }, node, [x, w]) as tf.Tensor, tf.tensor(r, outShape))),
+          )(data.map((d, k) => tf.tensor(d, shapes[k])))
+          .map((t) => t.dataSync() as Float32Array),
+      );
+      for (const which of [0, 1]) {
+        let err = 0;
+        let scale = 0;
+        for (let i = 0; i < data[which].length; i++) {
+          const plus = data.map((d) => d.slice());
+          const minus = data.map((d) => d.slice());
+          plus[which][i] += 0.5;
+          minus[which][i] -= 0.5;
+          // The convolution is linear in each argument: the central difference is exact up to rounding.
+          const numeric = loss(plus[0], plus[1]) - loss(minus[0], minus[1]);
+          err = Math.max(err, Math.abs(numeric - analytic[which][i]));
+          scale = Math.max(scale, Math.abs(analytic[which][i]));
+        }
+        assert.ok(err / scale < 1e-4, `${which === 0 ? 'dx' : 'dw'}: ${(err / scale).toExponential(2)}`);
+      }
+    });
+  });
+
+  it('a convolution whose input needs no gradient (the cut) skips the input gradient', () => {
+    const node: NodeProto = { name: 'conv', opType: 'Conv', input: ['x', 'w'], output: ['y'], attribute: [attr.ints('pads', [1, 1, 1, 1])] };
+    on(NATIVE_BACKEND, () =>
+      tf.tidy(() => {
+        const x = tf.tensor(randomArray(2 * 3 * 5 * 5, uniform(3)), [2, 3, 5, 5]);
+        const w = tf.variable(tf.tensor(randomArray(4 * 3 * 3 * 3, uniform(4)), [4, 3, 3, 3]));
+        resetKernelProfile();
+        const { grads } = tf.variableGrads(
+          () => tf.sum(OPS.Conv({ tf, ints: () => null, isScalar: () => false }, node, [x, w]) as tf.Tensor) as tf.Scalar,
+          [w],
+        );
+        assert.equal(grads[w.name].shape.join(), '4,3,3,3');
+        assert.equal(nativeCalls('Conv2DNCHWBackpropInput').calls, 0);
+        assert.equal(nativeCalls('Conv2DNCHWBackpropFilter').calls, 1);
+        w.dispose();
+      }),
+    );
   });
 
   interface MatCase {
@@ -435,6 +586,10 @@ describe('native tfjs backend', () => {
     badArgument(() => stridedCopy(new Float32Array(6), new Float32Array(6), { ...copy, srcStrides: [3] }));
     assert.equal(binary('add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [0, 1]).length, 6);
     badArgument(() => binary('add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [3, 1]));
+    badArgument(() => conv2dNchw(new Float32Array(31), w, g));
+    badArgument(() => conv2dNchw(x, w, { ...g, inChannels: 3 }));
+    badArgument(() => conv2dNchwBackpropInput(new Float32Array(7), w, g));
+    badArgument(() => conv2dNchwBackpropFilter(x, new Float32Array(9), g));
     badArgument(() => outputFloats(-1));
     badArgument(() => reduce(new Float32Array(6), [2, 3], [true]));
     badArgument(() => reduce(new Float32Array(5), [2, 3], [true, false]));
@@ -445,6 +600,11 @@ describe('native tfjs backend', () => {
     on(NATIVE_BACKEND, () => {
       assert.throws(() => tf.matMul(tf.zeros([2, 3]), tf.zeros([4, 5])), Error);
       assert.throws(() => tf.conv2d(tf.zeros([1, 4, 4, 2]) as tf.Tensor4D, tf.zeros([3, 3, 5, 2]) as tf.Tensor4D, 1, 'valid'), Error);
+      const conv = (x: number[], w: number[], pads = [0, 0, 0, 0]) =>
+        tf.engine().runKernel('Conv2DNCHW', { x: tf.zeros(x), filter: tf.zeros(w) }, { strides: [1, 1], pads, dilations: [1, 1] });
+      assert.throws(() => conv([1, 2, 4, 4], [3, 5, 3, 3]), Error);
+      assert.throws(() => conv([1, 2, 2, 2], [3, 2, 3, 3]), Error);
+      assert.equal((conv([1, 2, 2, 2], [3, 2, 3, 3], [1, 1, 1, 1]) as tf.Tensor).shape.join(), '1,3,2,2');
     });
   });
 });
