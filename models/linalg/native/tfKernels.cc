@@ -787,6 +787,27 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   return y;
 }
 
+// e^x for x ≤ 0 in plain arithmetic the compiler vectorises (libm's expf and erff are scalar calls): x = n·ln2 + r
+// with |r| ≤ ln2/2, e^r by its Taylor series to r⁶ (truncation below 1.2e-7 relative), 2^n put into the exponent
+// bits. Inputs under −87 give e^−87 rather than a subnormal.
+inline float ExpNonPositive(float x) {
+  x = std::max(x, -87.0f);
+  // Round to nearest by the 1.5·2^23 trick (SSE2 has no vector round).
+  const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+  const float r = (x - n * 0.693145751953125f) - n * 1.42860677e-6f;
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
 // softmax(x, cols) → y: each row of `cols` entries exp(x − max) / Σ, in float32 with a double sum.
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -805,8 +826,9 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
       float* out = b + r * cols;
       float top = row[0];
       for (int64_t j = 1; j < cols; ++j) top = std::max(top, row[j]);
+      for (int64_t j = 0; j < cols; ++j) out[j] = ExpNonPositive(row[j] - top);
       double sum = 0;
-      for (int64_t j = 0; j < cols; ++j) sum += (out[j] = std::exp(row[j] - top));
+      for (int64_t j = 0; j < cols; ++j) sum += out[j];
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t j = 0; j < cols; ++j) out[j] *= inv;
     }
@@ -933,6 +955,20 @@ Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
+// Φ(−|x|) = ½·erfc(|x|/√2) from Abramowitz & Stegun 7.1.26 (absolute error in erf below 1.5e-7), and the factor
+// e^(−x²/2) that it and φ(x) share. Written without cancellation: Φ(x) is then 1 − this for x ≥ 0, this for x < 0.
+inline float LowerTail(float x, float& gauss) {
+  const float z = std::fabs(x) * kInvSqrt2;
+  const float t = 1.0f / (1.0f + 0.3275911f * z);
+  float poly = 1.061405429f;
+  poly = poly * t - 1.453152027f;
+  poly = poly * t + 1.421413741f;
+  poly = poly * t - 0.284496736f;
+  poly = poly * t + 0.254829592f;
+  gauss = ExpNonPositive(-z * z);
+  return 0.5f * poly * t * gauss;
+}
+
 // gelu(x) → x·Φ(x) = ½x(1 + erf(x/√2)), torch's default (exact) GELU.
 Napi::Value Gelu(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -942,7 +978,11 @@ Napi::Value Gelu(const Napi::CallbackInfo& info) {
   const float* a = x.Data();
   float* b = y.Data();
   Split(n, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) b[i] = 0.5f * a[i] * (1.0f + std::erf(a[i] * kInvSqrt2));
+    for (int64_t i = i0; i < i1; ++i) {
+      float gauss;
+      const float q = LowerTail(a[i], gauss);
+      b[i] = a[i] * (a[i] >= 0 ? 1.0f - q : q);
+    }
   });
   return y;
 }
@@ -958,8 +998,9 @@ Napi::Value GeluGrad(const Napi::CallbackInfo& info) {
   float* b = dx.Data();
   Split(n, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const float v = a[i];
-      b[i] = d[i] * (0.5f * (1.0f + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5f * v * v));
+      float gauss;
+      const float q = LowerTail(a[i], gauss);
+      b[i] = d[i] * ((a[i] >= 0 ? 1.0f - q : q) + a[i] * kInvSqrt2Pi * gauss);
     }
   });
   return dx;
