@@ -254,10 +254,18 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
   return dw;
 }
 
+// The output columns [lo, hi) whose tap at kernel column kx falls inside the input row; the rest read padding.
+void ValidColumns(const Conv& c, int64_t kx, int64_t& lo, int64_t& hi) {
+  const int64_t x0 = kx * c.dw - c.pl;
+  lo = x0 >= 0 ? 0 : std::min(c.ow, (-x0 + c.sw - 1) / c.sw);
+  hi = c.w - x0 <= 0 ? 0 : std::min(c.ow, (c.w - x0 + c.sw - 1) / c.sw);
+  hi = std::max(hi, lo);
+}
+
 // The same convolutions in ONNX's layouts: NCHW input and output, OIHW filter. The patch matrix is transposed
 // against the one above: K = ci·kh·kw rows, (ci, ky, kx) order, so that the OIHW filter is already a co × K
-// matrix, and one column per output position of the chunk's images, (image, oy, ox) order. Its rows are long
-// runs copied from the input's rows, and the padding is written as zeros here rather than padded first.
+// matrix, and one column per output position of the chunk's images, (image, oy, ox) order. Each of its rows is
+// made of runs from the input's rows, and the padding is written as zeros here rather than padded first.
 void Im2colNchw(const Conv& c, const float* x, int64_t first, int64_t count, float* cols) {
   const int64_t L = count * c.Rows();
   Split(c.K(), L, [&](int64_t r0, int64_t r1) {
@@ -265,25 +273,27 @@ void Im2colNchw(const Conv& c, const float* x, int64_t first, int64_t count, flo
       const int64_t ch = r / (c.kh * c.kw);
       const int64_t ky = (r / c.kw) % c.kh;
       const int64_t kx = r % c.kw;
+      int64_t lo, hi;
+      ValidColumns(c, kx, lo, hi);
+      const int64_t x0 = kx * c.dw - c.pl;
       float* dst = cols + r * L;
       for (int64_t img = 0; img < count; ++img) {
         const float* plane = x + ((first + img) * c.ci + ch) * c.h * c.w;
         for (int64_t oy = 0; oy < c.oh; ++oy, dst += c.ow) {
           const int64_t iy = oy * c.sh - c.pt + ky * c.dh;
           if (iy < 0 || iy >= c.h) {
-            std::memset(dst, 0, sizeof(float) * c.ow);
+            for (int64_t ox = 0; ox < c.ow; ++ox) dst[ox] = 0.0f;
             continue;
           }
-          const float* src = plane + iy * c.w;
-          const int64_t x0 = kx * c.dw - c.pl;
-          if (c.sw == 1 && x0 >= 0 && x0 + c.ow <= c.w) {
-            std::memcpy(dst, src + x0, sizeof(float) * c.ow);
-            continue;
+          // Runs are a few floats long (7 at layer4): plain loops, as a memcpy call per run costs more than the copy.
+          const float* src = plane + iy * c.w + x0;
+          for (int64_t ox = 0; ox < lo; ++ox) dst[ox] = 0.0f;
+          if (c.sw == 1) {
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox];
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * c.sw];
           }
-          for (int64_t ox = 0; ox < c.ow; ++ox) {
-            const int64_t ix = x0 + ox * c.sw;
-            dst[ox] = ix < 0 || ix >= c.w ? 0.0f : src[ix];
-          }
+          for (int64_t ox = hi; ox < c.ow; ++ox) dst[ox] = 0.0f;
         }
       }
     }
@@ -297,17 +307,20 @@ void Col2imNchw(const Conv& c, const float* cols, int64_t first, int64_t count, 
     for (int64_t ch = c0; ch < c1; ++ch) {
       for (int64_t ky = 0; ky < c.kh; ++ky) {
         for (int64_t kx = 0; kx < c.kw; ++kx) {
+          int64_t lo, hi;
+          ValidColumns(c, kx, lo, hi);
+          const int64_t x0 = kx * c.dw - c.pl;
           const float* src = cols + ((ch * c.kh + ky) * c.kw + kx) * L;
           for (int64_t img = 0; img < count; ++img) {
             float* plane = dx + ((first + img) * c.ci + ch) * c.h * c.w;
             for (int64_t oy = 0; oy < c.oh; ++oy, src += c.ow) {
               const int64_t iy = oy * c.sh - c.pt + ky * c.dh;
               if (iy < 0 || iy >= c.h) continue;
-              float* row = plane + iy * c.w;
-              const int64_t x0 = kx * c.dw - c.pl;
-              for (int64_t ox = 0; ox < c.ow; ++ox) {
-                const int64_t ix = x0 + ox * c.sw;
-                if (ix >= 0 && ix < c.w) row[ix] += src[ox];
+              float* row = plane + iy * c.w + x0;
+              if (c.sw == 1) {
+                for (int64_t ox = lo; ox < hi; ++ox) row[ox] += src[ox];
+              } else {
+                for (int64_t ox = lo; ox < hi; ++ox) row[ox * c.sw] += src[ox];
               }
             }
           }
