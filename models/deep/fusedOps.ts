@@ -7,7 +7,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { NodeProto } from '../backbones/onnxProto.js';
-import { gelu, geluGrad, layerNorm, layerNormGrad, softmaxGrad } from '../linalg/tfKernels.js';
+import { gelu, geluGrad, layerNorm, layerNormGrad, reluGrad, softmaxGrad } from '../linalg/tfKernels.js';
 type Tf = typeof TF;
 
 type Tensor = TF.Tensor;
@@ -49,6 +49,12 @@ export const FUSED_KERNELS: Record<string, KernelFunc> = {
     const cpu = backend as MathBackendCPU;
     const { dy, x } = inputs as { dy: TensorInfo; x: TensorInfo };
     return cpu.makeTensorInfo(x.shape, 'float32', geluGrad(values(cpu, dy), values(cpu, x)));
+  },
+  // ReLU's, from its output y.
+  FusedReluGrad: ({ inputs, backend }) => {
+    const cpu = backend as MathBackendCPU;
+    const { dy, y } = inputs as { dy: TensorInfo; y: TensorInfo };
+    return cpu.makeTensorInfo(y.shape, 'float32', reluGrad(values(cpu, dy), values(cpu, y)));
   },
   // Softmax over the last axis, from its output y.
   FusedSoftmaxGrad: ({ inputs, backend }) => {
@@ -120,12 +126,28 @@ export function fusedSoftmax(tf: Tf, x: Tensor): Tensor {
   return (f as unknown as (a: Tensor) => Tensor)(x);
 }
 
+/** ReLU whose gradient is one pass over its saved output (tfjs's is a Step and a Multiply). */
+export function fusedRelu(tf: Tf, x: Tensor): Tensor {
+  const f = tf.customGrad((...args: unknown[]) => {
+    const [xt, save] = args as [Tensor, TF.GradSaveFunc];
+    const y = tf.relu(xt);
+    save([y]);
+    return {
+      value: y,
+      gradFunc: (dy: Tensor | Tensor[], saved: Tensor[]) => [run(tf, 'FusedReluGrad', { dy: dy as Tensor, y: saved[0] }) as Tensor],
+    };
+  });
+  return (f as unknown as (a: Tensor) => Tensor)(x);
+}
+
 /**
  * An ONNX Conv (group 1) as one native kernel in its own layouts, x N×C×H×W and filter O×I×kh×kw, with ONNX's pads
- * [top, left, bottom, right] read as zeros inside it: no transposes either side and no padded copy.
+ * [top, left, bottom, right] read as zeros inside it and the bias (Cout) added as it writes: no transposes either side,
+ * no padded copy.
  */
-export function nchwConv2d(tf: Tf, x: Tensor, filter: Tensor, strides: number[], pads: number[], dilations: number[]): Tensor {
-  return run(tf, 'Conv2DNCHW', { x, filter }, { strides, pads, dilations } as unknown as Record<string, number>) as Tensor;
+export function nchwConv2d(tf: Tf, x: Tensor, filter: Tensor, bias: Tensor | undefined, strides: number[], pads: number[], dilations: number[]): Tensor {
+  const inputs: Record<string, Tensor> = bias ? { x, filter, bias } : { x, filter };
+  return run(tf, 'Conv2DNCHW', inputs, { strides, pads, dilations } as unknown as Record<string, number>) as Tensor;
 }
 
 /** A GELU written out as ONNX nodes: the node indices it spans, its input and the tensor it produces. */

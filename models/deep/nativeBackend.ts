@@ -203,13 +203,14 @@ function nchwGeometry(xShape: number[], filterShape: number[], attrs: Record<str
 
 const conv2dNchwKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
   const cpu = backend as MathBackendCPU;
-  const { x, filter } = inputs as { x: TensorInfo; filter: TensorInfo };
+  const { x, filter, bias } = inputs as { x: TensorInfo; filter: TensorInfo; bias?: TensorInfo };
   const xv = floats(cpu, x);
   const fv = floats(cpu, filter);
-  if (!xv || !fv) return null;
+  const bv = bias ? floats(cpu, bias) : undefined;
+  if (!xv || !fv || bv === null) return null;
   const g = nchwGeometry(x.shape, filter.shape, attrs);
   tally('Conv2DNCHW').flops += convFlops(g);
-  return cpu.makeTensorInfo([g.batch, g.outChannels, g.outHeight, g.outWidth], 'float32', conv2dNchw(xv, fv, g));
+  return cpu.makeTensorInfo([g.batch, g.outChannels, g.outHeight, g.outWidth], 'float32', conv2dNchw(xv, fv, g, bv));
 };
 
 const conv2dNchwBackpropInputKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
@@ -453,6 +454,7 @@ export function registerNativeBackend(tf: Tf): void {
       return {
         x: () => run('Conv2DNCHWBackpropInput', { dy: dy as TF.Tensor, filter }, { inputShape: x.shape }),
         filter: () => run('Conv2DNCHWBackpropFilter', { x, dy: dy as TF.Tensor }, { filterShape: filter.shape }),
+        bias: () => tf.sum(dy as TF.Tensor, [0, 2, 3]),
       };
     },
   });

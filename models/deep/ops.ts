@@ -8,7 +8,7 @@ import { SHAPE_OPS } from './shapeOps.js';
 import { axisRange, sliceByRanges } from './slice.js';
 import type { Tf } from './backend.js';
 import { DeepError } from './errors.js';
-import { fusedLayerNorm, fusedSoftmax, hasFusedKernels, nchwConv2d } from './fusedOps.js';
+import { fusedLayerNorm, fusedRelu, fusedSoftmax, hasFusedKernels, nchwConv2d } from './fusedOps.js';
 
 type Tensor = TF.Tensor;
 
@@ -69,9 +69,8 @@ const conv: OpFn = (ctx, node, [x0, w0, b]) => {
   const strides = ints(node, 'strides') ?? [1, 1];
   const dilations = ints(node, 'dilations') ?? [1, 1];
   const pads = ints(node, 'pads') ?? [0, 0, 0, 0];
-  if (x.dtype === 'float32' && w.dtype === 'float32' && hasFusedKernels(tf)) {
-    const y = nchwConv2d(tf, x, w, strides, pads, dilations);
-    return b ? tf.add(y, tf.reshape(b, [1, -1, 1, 1])) : y;
+  if (x.dtype === 'float32' && w.dtype === 'float32' && (!b || (b.dtype === 'float32' && b.size === w.shape[0])) && hasFusedKernels(tf)) {
+    return nchwConv2d(tf, x, w, b ? tf.reshape(b, [-1]) : undefined, strides, pads, dilations);
   }
   let nhwc = tf.transpose(x, [0, 2, 3, 1]) as TF.Tensor4D;
   if (pads.some((p) => p !== 0))
@@ -282,7 +281,7 @@ export const OPS: Record<string, OpFn> = {
   Conv: conv,
   BatchNormalization: batchNorm,
   LayerNormalization: layerNorm,
-  Relu: unary((tf, a) => tf.relu(a)),
+  Relu: unary((tf, a) => (a.dtype === 'float32' && hasFusedKernels(tf) ? fusedRelu(tf, a) : tf.relu(a))),
   Add: binary((tf, a, b) => tf.add(a, b)),
   Sub: binary((tf, a, b) => tf.sub(a, b)),
   Mul: binary((tf, a, b) => tf.mul(a, b)),

@@ -44,7 +44,7 @@ interface TfAddon {
   tfConv2d(x: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
   tfConv2dBackpropInput(dy: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
   tfConv2dBackpropFilter(x: Float32Array, dy: Float32Array, geometry: Int32Array): Float32Array;
-  tfConv2dNchw(x: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
+  tfConv2dNchw(x: Float32Array, filter: Float32Array, geometry: Int32Array, bias?: Float32Array): Float32Array;
   tfConv2dNchwBackpropInput(dy: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
   tfConv2dNchwBackpropFilter(x: Float32Array, dy: Float32Array, geometry: Int32Array): Float32Array;
   tfBatchMatMul(a: Float32Array, b: Float32Array, dims: Int32Array): Float32Array;
@@ -64,6 +64,7 @@ interface TfAddon {
   tfGelu(x: Float32Array): Float32Array;
   tfGeluGrad(dy: Float32Array, x: Float32Array): Float32Array;
   tfSoftmaxGrad(dy: Float32Array, y: Float32Array, cols: number): Float32Array;
+  tfReluGrad(dy: Float32Array, y: Float32Array): Float32Array;
   tfSoftmax(x: Float32Array, cols: number): Float32Array;
   tfAlloc(n: number): Float32Array;
   tfKeepFreedMemory(on: boolean): void;
@@ -146,14 +147,16 @@ export function conv2dBackpropFilter(x: Float32Array, dy: Float32Array, g: ConvG
 }
 
 /**
- * y = conv(x, filter) in ONNX's layouts: x N×Cin×H×W, filter Cout×Cin×kh×kw, y N×Cout×outHeight×outWidth. The
- * padding is read as zeros inside the kernel (padTop and padLeft; the bottom and right follow from the output size).
+ * y = conv(x, filter) + bias in ONNX's layouts: x N×Cin×H×W, filter Cout×Cin×kh×kw, bias Cout (optional), y
+ * N×Cout×outHeight×outWidth. The padding is read as zeros inside the kernel (padTop and padLeft; the bottom and right
+ * follow from the output size).
  */
-export function conv2dNchw(x: Float32Array, filter: Float32Array, g: ConvGeometry): Float32Array {
+export function conv2dNchw(x: Float32Array, filter: Float32Array, g: ConvGeometry, bias?: Float32Array): Float32Array {
   const geometry = packGeometry(g);
   checkLength('conv2dNchw x', x, inputSize(g));
   checkLength('conv2dNchw filter', filter, filterSize(g));
-  return call(() => addon.tfConv2dNchw(x, filter, geometry));
+  if (bias !== undefined) checkLength('conv2dNchw bias', bias, g.outChannels);
+  return call(() => addon.tfConv2dNchw(x, filter, geometry, bias));
 }
 
 /** ∂L/∂x of conv2dNchw given dy = ∂L/∂y. */
@@ -342,4 +345,11 @@ export function softmaxGrad(dy: Float32Array, y: Float32Array, cols: number): Fl
   checkRows('softmaxGrad', y, cols);
   checkLength('softmaxGrad dy', dy, y.length);
   return call(() => addon.tfSoftmaxGrad(dy, y, cols));
+}
+
+/** The gradient of y = relu(x) from y itself: dy where y > 0, else 0. */
+export function reluGrad(dy: Float32Array, y: Float32Array): Float32Array {
+  if (!(y instanceof Float32Array)) bad('reluGrad: y must be a Float32Array');
+  checkLength('reluGrad dy', dy, y.length);
+  return call(() => addon.tfReluGrad(dy, y));
 }

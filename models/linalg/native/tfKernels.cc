@@ -331,16 +331,18 @@ void Col2imNchw(const Conv& c, const float* cols, int64_t first, int64_t count, 
 }
 
 // Between a co × L matrix (one column per output position of the chunk's images) and the NCHW tensor's slice of
-// those images: toNchw copies the matrix out, otherwise in.
-void ReorderChunk(const Conv& c, float* matrix, float* nchw, int64_t first, int64_t count, bool toNchw) {
+// those images: toNchw copies the matrix out, adding bias[o] to channel o when there is one; otherwise in.
+void ReorderChunk(const Conv& c, float* matrix, float* nchw, int64_t first, int64_t count, bool toNchw,
+                  const float* bias = nullptr) {
   const int64_t P = c.Rows(), L = count * P;
   Split(c.co, L, [&](int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o) {
+      const float b = bias ? bias[o] : 0.0f;
       for (int64_t img = 0; img < count; ++img) {
         float* m = matrix + o * L + img * P;
         float* t = nchw + ((first + img) * c.co + o) * P;
         if (toNchw) {
-          std::memcpy(t, m, sizeof(float) * P);
+          for (int64_t j = 0; j < P; ++j) t[j] = m[j] + b;
         } else {
           std::memcpy(m, t, sizeof(float) * P);
         }
@@ -354,12 +356,15 @@ int64_t ImagesPerChunkNchw(const Conv& c) {
   return std::max<int64_t>(1, std::min<int64_t>(c.n, kWorkspaceFloats / (c.Rows() * (c.K() + c.co))));
 }
 
-// conv2dNchw(x, filter, geometry) → y: per chunk of images, W (co × K) · patches (K × L), copied out into NCHW.
+// conv2dNchw(x, filter, geometry, bias?) → y: per chunk of images, W (co × K) · patches (K × L), copied out into
+// NCHW with the bias (co entries) added.
 Napi::Value Conv2dNchw(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Conv c = ReadConv(env, info[2], true);
   Napi::Float32Array x = Floats(env, info[0], "x", c.n * c.h * c.w * c.ci);
   Napi::Float32Array f = Floats(env, info[1], "filter", c.K() * c.co);
+  const float* bias = nullptr;
+  if (!info[3].IsUndefined() && !info[3].IsNull()) bias = Floats(env, info[3], "bias", c.co).Data();
   Napi::Float32Array y = NewFloats(env, c.n * c.Rows() * c.co);
   UseAllThreads();
   const int64_t K = c.K(), P = c.Rows();
@@ -372,7 +377,7 @@ Napi::Value Conv2dNchw(const Napi::CallbackInfo& info) {
     Im2colNchw(c, x.Data(), first, count, cols);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(c.co), I(L), I(K), 1.0f, f.Data(), I(K), cols, I(L), 0.0f,
                 out, I(L));
-    ReorderChunk(c, out, y.Data(), first, count, true);
+    ReorderChunk(c, out, y.Data(), first, count, true, bias);
   }
   return y;
 }
@@ -1019,6 +1024,21 @@ Napi::Value GeluGrad(const Napi::CallbackInfo& info) {
   return dx;
 }
 
+// reluGrad(dy, y) → dy where y = relu(x) is positive, 0 elsewhere (NaN where y is NaN, as tfjs's dy·step(x) has it).
+Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array y = AnyFloats(env, info[1], "y");
+  const int64_t n = static_cast<int64_t>(y.ElementLength());
+  Napi::Float32Array dy = Floats(env, info[0], "dy", n);
+  Napi::Float32Array dx = NewFloats(env, n);
+  const float *pd = dy.Data(), *py = y.Data();
+  float* px = dx.Data();
+  Split(n, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) px[i] = py[i] > 0 ? pd[i] : (py[i] != py[i] ? py[i] : 0.0f);
+  });
+  return dx;
+}
+
 // softmaxGrad(dy, y, cols) → dx = y·(dy − Σ dy·y) per row of `cols` entries, y being the softmax's output.
 Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1102,6 +1122,7 @@ void Register(Napi::Env env, Napi::Object exports, void (*useThreads)(int)) {
   exports.Set("tfLayerNormGrad", Napi::Function::New(env, Guarded<LayerNormGrad>, "tfLayerNormGrad"));
   exports.Set("tfGelu", Napi::Function::New(env, Guarded<Gelu>, "tfGelu"));
   exports.Set("tfGeluGrad", Napi::Function::New(env, Guarded<GeluGrad>, "tfGeluGrad"));
+  exports.Set("tfReluGrad", Napi::Function::New(env, Guarded<ReluGrad>, "tfReluGrad"));
   exports.Set("tfSoftmaxGrad", Napi::Function::New(env, Guarded<SoftmaxGrad>, "tfSoftmaxGrad"));
   exports.Set("tfAlloc", Napi::Function::New(env, Guarded<Alloc>, "tfAlloc"));
   exports.Set("tfKeepFreedMemory", Napi::Function::New(env, Guarded<KeepFreedMemory>, "tfKeepFreedMemory"));

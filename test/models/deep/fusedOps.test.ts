@@ -1,5 +1,5 @@
 /**
- * The fused LayerNorm, GELU and softmax kernels of the native backend: values and gradients against tfjs-backend-cpu
+ * The fused LayerNorm, GELU, ReLU and softmax kernels of the native backend: values and gradients against tfjs-backend-cpu
  * running the ONNX operators as plain tfjs ops (batch 1 and 64, normalised over one or two trailing axes), their
  * gradients against central finite differences, the GELU pattern as torch writes it (and what is left unfused), a
  * whole ViT tail on both backends, and bad arguments raising BAD_ARGUMENT.
@@ -15,7 +15,7 @@ import { OPS, type OpContext } from '../../../models/deep/ops.js';
 import { planTail } from '../../../models/deep/split.js';
 import { TailModel } from '../../../models/deep/tail.js';
 import { isLinalgErrorCode } from '../../../models/linalg/index.js';
-import { gelu, geluGrad, layerNorm, layerNormGrad, softmaxGrad } from '../../../models/linalg/tfKernels.js';
+import { gelu, geluGrad, layerNorm, layerNormGrad, reluGrad, softmaxGrad } from '../../../models/linalg/tfKernels.js';
 import { attr } from '../../../scripts/fixtures/onnxBuilder.js';
 import { vitFixture } from '../../../scripts/fixtures/onnxVit.js';
 import { normals } from '../../helpers/reference.js';
@@ -156,7 +156,7 @@ describe('fused native kernels', () => {
     [1, 5, 37],
     [64, 7, 19],
   ]) {
-    it(`GELU and softmax over [${shape}]: value and gradient match the ops torch's export spells out, on tfjs-backend-cpu`, () => {
+    it(`GELU, ReLU and softmax over [${shape}]: value and gradient match the ops torch's export spells out, on tfjs-backend-cpu`, () => {
       const x = { data: randomArray(sizeOf(shape), 4, 2), shape };
       const plainGelu = (t: tf.Tensor) => tf.mul(tf.mul(t, tf.add(tf.erf(tf.div(t, Math.SQRT2)), 1)), 0.5);
       const want = valueAndGrads('cpu', plainGelu, [x]);
@@ -164,6 +164,15 @@ describe('fused native kernels', () => {
       const got = valueAndGrads(NATIVE_BACKEND, (t) => fusedGelu(tf, t), [x]);
       assert.ok(calls('FusedGelu') >= 1 && calls('FusedGeluGrad') >= 1);
       ['y', 'dx'].forEach((name, i) => assert.ok(relErr(got[i], want[i]) < 2e-6, `gelu ${name} differs by ${relErr(got[i], want[i]).toExponential(2)}`));
+
+      // Exact zeros too, where tfjs's step gives 0.
+      const xr = { data: x.data.map((v, i) => (i % 7 === 0 ? 0 : v)), shape };
+      const relu = (t: tf.Tensor) => OPS.Relu(context(tf), { opType: 'Relu', input: ['x'], output: ['y'] }, [t]) as tf.Tensor;
+      const wantR = valueAndGrads('cpu', relu, [xr]);
+      resetKernelProfile();
+      const gotR = valueAndGrads(NATIVE_BACKEND, relu, [xr]);
+      assert.ok(calls('FusedReluGrad') >= 1 && calls('Step') === 0);
+      ['y', 'dx'].forEach((name, i) => assert.equal(relErr(gotR[i], wantR[i]), 0, `relu ${name}`));
 
       const wantS = valueAndGrads('cpu', (t) => tf.softmax(t), [x]);
       resetKernelProfile();
@@ -284,6 +293,8 @@ describe('fused native kernels', () => {
     badArgument(() => gelu(new Float64Array(3) as unknown as Float32Array));
     badArgument(() => geluGrad(new Float32Array(3), new Float32Array(4)));
     badArgument(() => softmaxGrad(x, x, 5));
+    badArgument(() => reluGrad(new Float32Array(3), x));
+    assert.ok(Number.isNaN(reluGrad(Float32Array.of(1, 1), Float32Array.of(Number.NaN, 2))[0]));
     badArgument(() => softmaxGrad(new Float32Array(4), x, 4));
     // Shapes the fused layer norm does not cover leave it to the plain ops.
     on(NATIVE_BACKEND, () => {
