@@ -49,7 +49,7 @@ export const GEMM_KERNELS = [
  * Kernels that move data: tfjs-backend-cpu's generic index loops made them the largest part of a ResNet tail's
  * step (an NCHW conv is a Transpose each side, and its padding a PadV2 whose gradient is a Slice).
  */
-export const COPY_KERNELS = ['Transpose', 'Slice', 'PadV2', 'Sum'] as const;
+export const COPY_KERNELS = ['Transpose', 'Slice', 'SplitV', 'Concat', 'PadV2', 'Sum'] as const;
 /** Element-wise arithmetic, where tfjs-backend-cpu's broadcasting path (a conv's bias over NCHW) is slow. */
 export const ELEMENTWISE_KERNELS = ['Add', 'Sub', 'Multiply', 'RealDiv', 'Exp', 'Erf', 'Neg', 'Square', 'Relu', 'Step', 'Softmax', 'Mean'] as const;
 /** Kernels with a native implementation. */
@@ -131,7 +131,7 @@ function geometry(tf: Tf, xShape: number[], filterShape: number[], attrs: Record
 
 const convFlops = (g: ConvGeometry) => 2 * g.batch * g.outHeight * g.outWidth * g.outChannels * g.filterHeight * g.filterWidth * g.inChannels;
 
-type Native = (tf: Tf, args: Parameters<KernelFunc>[0]) => TensorInfo | null;
+type Native = (tf: Tf, args: Parameters<KernelFunc>[0]) => TensorInfo | TensorInfo[] | null;
 
 const conv2dKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
   const cpu = backend as MathBackendCPU;
@@ -317,6 +317,57 @@ const sliceKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
   return cpu.makeTensorInfo(sizes, 'float32', out);
 };
 
+/** The pieces of x along one axis, each a native strided copy. */
+const splitKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x } = inputs as { x: TensorInfo };
+  const xv = floats(cpu, x);
+  if (!xv || xv.length === 0 || x.shape.length === 0) return null;
+  const axis = tf.util.parseAxisParam(attrs.axis as number, x.shape)[0];
+  const sizes = tf.backend_util.prepareSplitSize(x, attrs.numOrSizeSplits as number[] | number, axis);
+  if (sizes.some((n) => n === 0)) return null;
+  const strides = rowMajorStrides(x.shape);
+  let begin = 0;
+  return sizes.map((n) => {
+    const shape = x.shape.map((d, i) => (i === axis ? n : d));
+    const out = outputFloats(size(shape));
+    stridedCopy(xv, out, { shape, srcStrides: strides, dstStrides: rowMajorStrides(shape), srcBase: begin * strides[axis], dstBase: 0 });
+    begin += n;
+    return cpu.makeTensorInfo(shape, 'float32', out);
+  });
+};
+
+/** The inputs placed side by side along one axis, each a native strided copy into its part of the output. */
+const concatKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const parts = (inputs as unknown as TensorInfo[]).filter((t) => t.shape.reduce((a, b) => a * b, 1) > 0);
+  const values = parts.map((t) => floats(cpu, t));
+  if (parts.length === 0 || parts[0].shape.length === 0 || values.some((v) => !v)) return null;
+  const axis = tf.util.parseAxisParam(attrs.axis as number, parts[0].shape)[0];
+  tf.backend_util.assertParamsConsistent(
+    parts.map((t) => t.shape),
+    axis,
+  );
+  const outShape = tf.backend_util.computeOutShape(
+    parts.map((t) => t.shape),
+    axis,
+  );
+  const out = outputFloats(size(outShape));
+  const outStrides = rowMajorStrides(outShape);
+  let begin = 0;
+  parts.forEach((t, k) => {
+    stridedCopy(values[k]!, out, {
+      shape: t.shape,
+      srcStrides: rowMajorStrides(t.shape),
+      dstStrides: outStrides,
+      srcBase: 0,
+      dstBase: begin * outStrides[axis],
+    });
+    begin += t.shape[axis];
+  });
+  return cpu.makeTensorInfo(outShape, 'float32', out);
+};
+
 const padKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
   const cpu = backend as MathBackendCPU;
   const { x } = inputs as { x: TensorInfo };
@@ -403,6 +454,8 @@ const NATIVE: Record<(typeof NATIVE_KERNELS)[number], Native> = {
   BatchMatMul: batchMatMulKernel,
   Transpose: transposeKernel,
   Slice: sliceKernel,
+  SplitV: splitKernel,
+  Concat: concatKernel,
   PadV2: padKernel,
   Sum: reduceKernel(false),
   Mean: reduceKernel(true),

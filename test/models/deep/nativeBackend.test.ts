@@ -431,6 +431,34 @@ describe('native tfjs backend', () => {
     });
   });
 
+  it('SplitV and Concat match tfjs-backend-cpu on random shapes, with their gradients', () => {
+    compareOps('split and concat', ['SplitV', 'Concat'], 30, (next) => {
+      const rank = 1 + Math.floor(next() * 4);
+      const shape = randomShape(next, rank, true).map((n) => n + 1);
+      const axis = Math.floor(next() * rank);
+      const cut = 1 + Math.floor(next() * (shape[axis] - 1));
+      const sizes = [cut, shape[axis] - cut];
+      const x = randomArray(
+        shape.reduce((a, b) => a * b, 1),
+        next,
+      );
+      return {
+        label: `[${shape}] axis ${axis} sizes [${sizes}]`,
+        run: () => {
+          const xt = tf.tensor(x, shape);
+          const [p, q] = tf.split(xt, sizes, axis);
+          const r = tf.tensor(randomArray(xt.size, uniform(9)), shape);
+          // The gradient of a split is a concatenation; the pieces swapped, then concatenated, exercise Concat too.
+          const dx = tf.grad((a: tf.Tensor) => {
+            const [u, v] = tf.split(a, sizes, axis);
+            return tf.sum(tf.mul(tf.concat([u, tf.mul(v, 2)], axis), r));
+          })(xt);
+          return tf.concat([tf.reshape(tf.concat([q, p], axis), [-1]), tf.reshape(dx, [-1])]);
+        },
+      };
+    });
+  });
+
   it('Sum over any axes and broadcasting Add, Sub, Multiply and RealDiv match tfjs-backend-cpu', () => {
     compareOps('sum', ['Sum'], 30, (next) => {
       const rank = 1 + Math.floor(next() * 4);
