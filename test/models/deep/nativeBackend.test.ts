@@ -218,63 +218,128 @@ describe('native tfjs backend', () => {
     });
   }
 
-  it('a dilated, strided NCHW convolution: gradients for input and filter agree with central finite differences', () => {
-    const node: NodeProto = {
-      name: 'conv',
-      opType: 'Conv',
-      input: ['x', 'w'],
-      output: ['y'],
-      attribute: [attr.ints('strides', [2, 1]), attr.ints('pads', [1, 2, 0, 1]), attr.ints('dilations', [2, 2])],
-    };
-    const shapes = [
-      [2, 2, 7, 6],
-      [3, 2, 3, 2],
+  it('stride-1 NCHW convolutions whose output is as large as their input ("same" padding, asymmetric or dilated) match tfjs-backend-cpu', () => {
+    const cases: Array<{ k: [number, number]; pads: number[]; dilations: number[]; x: number[] }> = [
+      { k: [3, 3], pads: [1, 1, 1, 1], dilations: [1, 1], x: [4, 16, 7, 7] },
+      { k: [3, 3], pads: [1, 1, 1, 1], dilations: [1, 1], x: [64, 3, 2, 5] },
+      { k: [1, 3], pads: [0, 1, 0, 1], dilations: [1, 1], x: [1, 5, 6, 4] },
+      { k: [2, 2], pads: [1, 0, 0, 1], dilations: [1, 1], x: [2, 3, 5, 5] },
+      { k: [3, 3], pads: [2, 2, 2, 2], dilations: [2, 2], x: [2, 4, 6, 5] },
+      { k: [3, 1], pads: [0, 0, 2, 0], dilations: [1, 1], x: [1, 2, 1, 3] },
     ];
-    const data = shapes.map((sh) =>
-      randomArray(
-        sh.reduce((a, b) => a * b, 1),
-        uniform(sh[0]),
-      ),
-    );
-    on(NATIVE_BACKEND, () => {
-      const f = (x: Float32Array, w: Float32Array) =>
-        OPS.Conv({ tf, ints: () => null, isScalar: () => false }, node, [tf.tensor(x, shapes[0]), tf.tensor(w, shapes[1])]) as tf.Tensor;
-      const outShape = tf.tidy(() => f(data[0], data[1]).shape);
-      const r = randomArray(
-        outShape.reduce((a, b) => a * b, 1),
-        uniform(5),
+    cases.forEach((c, i) => {
+      const node: NodeProto = {
+        name: 'conv',
+        opType: 'Conv',
+        input: ['x', 'w', 'b'],
+        output: ['y'],
+        attribute: [attr.ints('pads', c.pads), attr.ints('dilations', c.dilations)],
+      };
+      const shapes = [c.x, [5, c.x[1], ...c.k], [5]];
+      const data = shapes.map((sh) =>
+        randomArray(
+          sh.reduce((a, b) => a * b, 1),
+          uniform(70 + i),
+        ),
       );
-      const loss = (x: Float32Array, w: Float32Array) =>
-        tf.tidy(() => {
-          const y = f(x, w).dataSync();
-          let acc = 0;
-          for (let i = 0; i < y.length; i++) acc += r[i] * y[i];
-          return acc;
-        });
-      const analytic = tf.tidy(() =>
-        tf
-          .grads((x: tf.Tensor, w: tf.Tensor) =>
-            tf.sum(tf.mul(OPS.Conv({ tf, ints: () => null, isScalar: () => false }, node, [x, w]) as tf.Tensor, tf.tensor(r, outShape))),
-          )(data.map((d, k) => tf.tensor(d, shapes[k])))
-          .map((t) => t.dataSync() as Float32Array),
-      );
-      for (const which of [0, 1]) {
-        let err = 0;
-        let scale = 0;
-        for (let i = 0; i < data[which].length; i++) {
-          const plus = data.map((d) => d.slice());
-          const minus = data.map((d) => d.slice());
-          plus[which][i] += 0.5;
-          minus[which][i] -= 0.5;
-          // The convolution is linear in each argument: the central difference is exact up to rounding.
-          const numeric = loss(plus[0], plus[1]) - loss(minus[0], minus[1]);
-          err = Math.max(err, Math.abs(numeric - analytic[which][i]));
-          scale = Math.max(scale, Math.abs(analytic[which][i]));
-        }
-        assert.ok(err / scale < 1e-4, `${which === 0 ? 'dx' : 'dw'}: ${(err / scale).toExponential(2)}`);
-      }
+      const dilated = c.dilations.some((d) => d > 1);
+      const run = (backend: string) =>
+        on(backend, () =>
+          tf.tidy(() => {
+            const ctx = { tf, ints: () => null, isScalar: () => false };
+            const xs = data.map((d, k) => tf.tensor(d, shapes[k]));
+            const f = (...a: tf.Tensor[]) => OPS.Conv(ctx, node, a) as tf.Tensor;
+            const y = f(...xs);
+            assert.deepEqual(y.shape.slice(2), c.x.slice(2));
+            if (dilated) return [y.dataSync() as Float32Array];
+            const r = tf.tensor(randomArray(y.size, uniform(i)), y.shape);
+            const grads = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(...a), r)))(xs);
+            return [y, ...grads].map((t) => t.dataSync() as Float32Array);
+          }),
+        );
+      const want = run('cpu');
+      const got = run(NATIVE_BACKEND);
+      want.forEach((w, k) => {
+        const e = relErr(got[k], w);
+        assert.ok(e < 2e-6, `${['y', 'dx', 'dw', 'db'][k]} differs by ${e.toExponential(2)} for ${JSON.stringify(c)}`);
+      });
     });
   });
+
+  for (const [label, strides, pads, shapes] of [
+    [
+      'strided',
+      [2, 1],
+      [1, 2, 0, 1],
+      [
+        [2, 2, 7, 6],
+        [3, 2, 3, 2],
+      ],
+    ],
+    [
+      'same-size',
+      [1, 1],
+      [2, 2, 2, 2],
+      [
+        [2, 2, 6, 5],
+        [3, 2, 3, 3],
+      ],
+    ],
+  ] as const) {
+    it(`a dilated ${label} NCHW convolution: gradients for input and filter agree with central finite differences`, () => {
+      const node: NodeProto = {
+        name: 'conv',
+        opType: 'Conv',
+        input: ['x', 'w'],
+        output: ['y'],
+        attribute: [attr.ints('strides', [...strides]), attr.ints('pads', [...pads]), attr.ints('dilations', [2, 2])],
+      };
+      const data = shapes.map((sh) =>
+        randomArray(
+          sh.reduce((a, b) => a * b, 1),
+          uniform(sh[0]),
+        ),
+      );
+      on(NATIVE_BACKEND, () => {
+        const f = (x: Float32Array, w: Float32Array) =>
+          OPS.Conv({ tf, ints: () => null, isScalar: () => false }, node, [tf.tensor(x, [...shapes[0]]), tf.tensor(w, [...shapes[1]])]) as tf.Tensor;
+        const outShape = tf.tidy(() => f(data[0], data[1]).shape);
+        const r = randomArray(
+          outShape.reduce((a, b) => a * b, 1),
+          uniform(5),
+        );
+        const loss = (x: Float32Array, w: Float32Array) =>
+          tf.tidy(() => {
+            const y = f(x, w).dataSync();
+            let acc = 0;
+            for (let i = 0; i < y.length; i++) acc += r[i] * y[i];
+            return acc;
+          });
+        const analytic = tf.tidy(() =>
+          tf
+            .grads((x: tf.Tensor, w: tf.Tensor) =>
+              tf.sum(tf.mul(OPS.Conv({ tf, ints: () => null, isScalar: () => false }, node, [x, w]) as tf.Tensor, tf.tensor(r, outShape))),
+            )(data.map((d, k) => tf.tensor(d, [...shapes[k]])))
+            .map((t) => t.dataSync() as Float32Array),
+        );
+        for (const which of [0, 1]) {
+          let err = 0;
+          let scale = 0;
+          for (let i = 0; i < data[which].length; i++) {
+            const plus = data.map((d) => d.slice());
+            const minus = data.map((d) => d.slice());
+            plus[which][i] += 0.5;
+            minus[which][i] -= 0.5;
+            // The convolution is linear in each argument: the central difference is exact up to rounding.
+            const numeric = loss(plus[0], plus[1]) - loss(minus[0], minus[1]);
+            err = Math.max(err, Math.abs(numeric - analytic[which][i]));
+            scale = Math.max(scale, Math.abs(analytic[which][i]));
+          }
+          assert.ok(err / scale < 1e-4, `${which === 0 ? 'dx' : 'dw'}: ${(err / scale).toExponential(2)}`);
+        }
+      });
+    });
+  }
 
   it('a convolution whose input needs no gradient (the cut) skips the input gradient', () => {
     const node: NodeProto = { name: 'conv', opType: 'Conv', input: ['x', 'w'], output: ['y'], attribute: [attr.ints('pads', [1, 1, 1, 1])] };
