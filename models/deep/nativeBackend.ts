@@ -16,6 +16,7 @@ import {
   conv2dNchw,
   conv2dNchwBackpropFilter,
   conv2dNchwBackpropInput,
+  patchMatrixSize,
   stridedCopy,
   binary,
   unary,
@@ -201,7 +202,20 @@ function nchwGeometry(xShape: number[], filterShape: number[], attrs: Record<str
   };
 }
 
-const conv2dNchwKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
+/**
+ * The patch matrices a recorded forward wrote, by its input's data id and the geometry: the filter gradient reads
+ * the same patches, and writing them again (memory-bound, 9× the input) costs a sixth of the convolution. Up to 64
+ * MiB each; an entry goes with its input's data id.
+ */
+const PATCH_CACHE_FLOATS = 1 << 24;
+const patchCache = new WeakMap<object, Map<string, Float32Array>>();
+const geometryKey = (g: ConvGeometry) => Object.values(g).join(',');
+
+function recording(tf: Tf): boolean {
+  return ((tf.engine() as unknown as { state?: { gradientDepth?: number } }).state?.gradientDepth ?? 0) > 0;
+}
+
+const conv2dNchwKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
   const cpu = backend as MathBackendCPU;
   const { x, filter, bias } = inputs as { x: TensorInfo; filter: TensorInfo; bias?: TensorInfo };
   const xv = floats(cpu, x);
@@ -210,7 +224,14 @@ const conv2dNchwKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
   if (!xv || !fv || bv === null) return null;
   const g = nchwGeometry(x.shape, filter.shape, attrs);
   tally('Conv2DNCHW').flops += convFlops(g);
-  return cpu.makeTensorInfo([g.batch, g.outChannels, g.outHeight, g.outWidth], 'float32', conv2dNchw(xv, fv, g, bv));
+  let cols: Float32Array | undefined;
+  if (recording(tf) && patchMatrixSize(g) <= PATCH_CACHE_FLOATS) {
+    cols = outputFloats(patchMatrixSize(g));
+    const byGeometry = patchCache.get(x.dataId) ?? new Map<string, Float32Array>();
+    byGeometry.set(geometryKey(g), cols);
+    patchCache.set(x.dataId, byGeometry);
+  }
+  return cpu.makeTensorInfo([g.batch, g.outChannels, g.outHeight, g.outWidth], 'float32', conv2dNchw(xv, fv, g, bv, cols));
 };
 
 const conv2dNchwBackpropInputKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
@@ -234,7 +255,8 @@ const conv2dNchwBackpropFilterKernel: Native = (_tf, { inputs, backend, attrs = 
   const filterShape = attrs.filterShape as number[];
   const g = nchwGeometry(x.shape, filterShape, attrs);
   tally('Conv2DNCHWBackpropFilter').flops += convFlops(g);
-  return cpu.makeTensorInfo(filterShape, 'float32', conv2dNchwBackpropFilter(xv, dyv, g));
+  const cols = patchCache.get(x.dataId)?.get(geometryKey(g));
+  return cpu.makeTensorInfo(filterShape, 'float32', conv2dNchwBackpropFilter(xv, dyv, g, cols));
 };
 
 const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);

@@ -44,9 +44,9 @@ interface TfAddon {
   tfConv2d(x: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
   tfConv2dBackpropInput(dy: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
   tfConv2dBackpropFilter(x: Float32Array, dy: Float32Array, geometry: Int32Array): Float32Array;
-  tfConv2dNchw(x: Float32Array, filter: Float32Array, geometry: Int32Array, bias?: Float32Array): Float32Array;
+  tfConv2dNchw(x: Float32Array, filter: Float32Array, geometry: Int32Array, bias?: Float32Array, cols?: Float32Array): Float32Array;
   tfConv2dNchwBackpropInput(dy: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
-  tfConv2dNchwBackpropFilter(x: Float32Array, dy: Float32Array, geometry: Int32Array): Float32Array;
+  tfConv2dNchwBackpropFilter(x: Float32Array, dy: Float32Array, geometry: Int32Array, cols?: Float32Array): Float32Array;
   tfBatchMatMul(a: Float32Array, b: Float32Array, dims: Int32Array): Float32Array;
   tfStridedCopy(src: Float32Array, dst: Float32Array, layout: Int32Array): void;
   tfBinary(a: Float32Array, b: Float32Array, layout: Int32Array, op: number): Float32Array;
@@ -151,13 +151,17 @@ export function conv2dBackpropFilter(x: Float32Array, dy: Float32Array, g: ConvG
  * N×Cout×outHeight×outWidth. The padding is read as zeros inside the kernel (padTop and padLeft; the bottom and right
  * follow from the output size).
  */
-export function conv2dNchw(x: Float32Array, filter: Float32Array, g: ConvGeometry, bias?: Float32Array): Float32Array {
+export function conv2dNchw(x: Float32Array, filter: Float32Array, g: ConvGeometry, bias?: Float32Array, cols?: Float32Array): Float32Array {
   const geometry = packGeometry(g);
   checkLength('conv2dNchw x', x, inputSize(g));
   checkLength('conv2dNchw filter', filter, filterSize(g));
   if (bias !== undefined) checkLength('conv2dNchw bias', bias, g.outChannels);
-  return call(() => addon.tfConv2dNchw(x, filter, geometry, bias));
+  if (cols !== undefined) checkLength('conv2dNchw cols', cols, patchMatrixSize(g));
+  return call(() => addon.tfConv2dNchw(x, filter, geometry, bias, cols));
 }
+
+/** Floats in the patch matrix of a whole batch: (Cin·kh·kw) × (N·outHeight·outWidth). */
+export const patchMatrixSize = (g: ConvGeometry) => g.inChannels * g.filterHeight * g.filterWidth * g.batch * g.outHeight * g.outWidth;
 
 /** ∂L/∂x of conv2dNchw given dy = ∂L/∂y. */
 export function conv2dNchwBackpropInput(dy: Float32Array, filter: Float32Array, g: ConvGeometry): Float32Array {
@@ -167,12 +171,16 @@ export function conv2dNchwBackpropInput(dy: Float32Array, filter: Float32Array, 
   return call(() => addon.tfConv2dNchwBackpropInput(dy, filter, geometry));
 }
 
-/** ∂L/∂filter of conv2dNchw given dy = ∂L/∂y. */
-export function conv2dNchwBackpropFilter(x: Float32Array, dy: Float32Array, g: ConvGeometry): Float32Array {
+/**
+ * ∂L/∂filter of conv2dNchw given dy = ∂L/∂y; from `cols`, the patch matrix conv2dNchw wrote for the same x and
+ * geometry, when it is given (x is then not read).
+ */
+export function conv2dNchwBackpropFilter(x: Float32Array, dy: Float32Array, g: ConvGeometry, cols?: Float32Array): Float32Array {
   const geometry = packGeometry(g);
   checkLength('conv2dNchwBackpropFilter x', x, inputSize(g));
   checkLength('conv2dNchwBackpropFilter dy', dy, outputSize(g));
-  return call(() => addon.tfConv2dNchwBackpropFilter(x, dy, geometry));
+  if (cols !== undefined) checkLength('conv2dNchwBackpropFilter cols', cols, patchMatrixSize(g));
+  return call(() => addon.tfConv2dNchwBackpropFilter(x, dy, geometry, cols));
 }
 
 /** max(batchA, batchB) products op(a)·op(b), each m×n, one after another. */

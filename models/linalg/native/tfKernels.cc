@@ -356,8 +356,8 @@ int64_t ImagesPerChunkNchw(const Conv& c) {
   return std::max<int64_t>(1, std::min<int64_t>(c.n, kWorkspaceFloats / (c.Rows() * (c.K() + c.co))));
 }
 
-// conv2dNchw(x, filter, geometry, bias?) → y: per chunk of images, W (co × K) · patches (K × L), copied out into
-// NCHW with the bias (co entries) added.
+// conv2dNchw(x, filter, geometry, bias?, cols?) → y: per chunk of images, W (co × K) · patches (K × L), copied out
+// into NCHW with the bias (co entries) added. Given cols (K × N·P), the whole batch's patches are written there.
 Napi::Value Conv2dNchw(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Conv c = ReadConv(env, info[2], true);
@@ -365,12 +365,15 @@ Napi::Value Conv2dNchw(const Napi::CallbackInfo& info) {
   Napi::Float32Array f = Floats(env, info[1], "filter", c.K() * c.co);
   const float* bias = nullptr;
   if (!info[3].IsUndefined() && !info[3].IsNull()) bias = Floats(env, info[3], "bias", c.co).Data();
+  const int64_t K = c.K(), P = c.Rows();
+  // A caller-given patch matrix for the whole batch, kept for the filter gradient; otherwise the workspace's.
+  const bool keep = !info[4].IsUndefined() && !info[4].IsNull();
+  float* kept = keep ? Floats(env, info[4], "cols", CheckedProduct(env, {K, c.n, P}, "the patch matrix")).Data() : nullptr;
   Napi::Float32Array y = NewFloats(env, c.n * c.Rows() * c.co);
   UseAllThreads();
-  const int64_t K = c.K(), P = c.Rows();
-  const int64_t chunk = ImagesPerChunkNchw(c);
-  float* cols = Workspace(chunk * P * (K + c.co)).data();
-  float* out = cols + chunk * P * K;
+  const int64_t chunk = keep ? c.n : ImagesPerChunkNchw(c);
+  float* out = Workspace(chunk * P * (keep ? c.co : K + c.co)).data();
+  float* cols = keep ? kept : out + chunk * P * c.co;
   for (int64_t first = 0; first < c.n; first += chunk) {
     const int64_t count = std::min(chunk, c.n - first);
     const int64_t L = count * P;
@@ -406,23 +409,31 @@ Napi::Value Conv2dNchwBackpropInput(const Napi::CallbackInfo& info) {
   return dx;
 }
 
-// conv2dNchwBackpropFilter(x, dy, geometry) → dW (co × K) = Σ over chunks of dy (co × L) · patchesᵀ.
+// conv2dNchwBackpropFilter(x, dy, geometry, cols?) → dW (co × K) = Σ over chunks of dy (co × L) · patchesᵀ, from
+// the forward's patch matrix when it is given.
 Napi::Value Conv2dNchwBackpropFilter(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Conv c = ReadConv(env, info[2], true);
   Napi::Float32Array x = Floats(env, info[0], "x", c.n * c.h * c.w * c.ci);
   Napi::Float32Array dy = Floats(env, info[1], "dy", c.n * c.Rows() * c.co);
+  const int64_t K = c.K(), P = c.Rows();
+  // The patch matrix the forward kept, if it was: no im2col then.
+  const bool given = !info[3].IsUndefined() && !info[3].IsNull();
+  const float* kept = given ? Floats(env, info[3], "cols", CheckedProduct(env, {K, c.n, P}, "the patch matrix")).Data() : nullptr;
   Napi::Float32Array dw = NewFloats(env, c.K() * c.co);
   UseAllThreads();
-  const int64_t K = c.K(), P = c.Rows();
-  const int64_t chunk = ImagesPerChunkNchw(c);
-  float* cols = Workspace(chunk * P * (K + c.co)).data();
-  float* grad = cols + chunk * P * K;
+  const int64_t chunk = given ? c.n : ImagesPerChunkNchw(c);
+  float* grad = Workspace(chunk * P * (given ? c.co : K + c.co)).data();
+  float* cols = grad + chunk * P * c.co;
   for (int64_t first = 0; first < c.n; first += chunk) {
     const int64_t count = std::min(chunk, c.n - first);
     const int64_t L = count * P;
     ReorderChunk(c, grad, dy.Data(), first, count, false);
-    Im2colNchw(c, x.Data(), first, count, cols);
+    if (given) {
+      cols = const_cast<float*>(kept);
+    } else {
+      Im2colNchw(c, x.Data(), first, count, cols);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(c.co), I(K), I(L), 1.0f, grad, I(L), cols, I(L),
                 first == 0 ? 0.0f : 1.0f, dw.Data(), I(K));
   }

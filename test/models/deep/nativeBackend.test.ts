@@ -14,6 +14,7 @@ import {
   conv2dNchw,
   conv2dNchwBackpropFilter,
   conv2dNchwBackpropInput,
+  patchMatrixSize,
   batchMatMul,
   keepFreedMemory,
   outputFloats,
@@ -340,6 +341,34 @@ describe('native tfjs backend', () => {
       });
     });
   }
+
+  it('the filter gradient from the patch matrix the forward kept equals the one that rebuilds it', () => {
+    const g: ConvGeometry = {
+      batch: 3,
+      inHeight: 6,
+      inWidth: 5,
+      inChannels: 4,
+      filterHeight: 3,
+      filterWidth: 2,
+      outChannels: 5,
+      outHeight: 3,
+      outWidth: 5,
+      strideHeight: 2,
+      strideWidth: 1,
+      dilationHeight: 1,
+      dilationWidth: 1,
+      padTop: 1,
+      padLeft: 1,
+    };
+    const next = uniform(31);
+    const x = randomArray(3 * 4 * 6 * 5, next);
+    const w = randomArray(5 * 4 * 3 * 2, next);
+    const dy = randomArray(3 * 5 * 3 * 5, next);
+    const cols = new Float32Array(patchMatrixSize(g)).fill(Number.NaN);
+    assert.deepEqual(conv2dNchw(x, w, g, undefined, cols), conv2dNchw(x, w, g));
+    assert.ok(cols.every((v) => Number.isFinite(v)));
+    assert.deepEqual(conv2dNchwBackpropFilter(x, dy, g, cols), conv2dNchwBackpropFilter(x, dy, g));
+  });
 
   it('a convolution whose input needs no gradient (the cut) skips the input gradient', () => {
     const node: NodeProto = { name: 'conv', opType: 'Conv', input: ['x', 'w'], output: ['y'], attribute: [attr.ints('pads', [1, 1, 1, 1])] };
@@ -683,6 +712,8 @@ describe('native tfjs backend', () => {
     badArgument(() => conv2dNchw(x, w, { ...g, inChannels: 3 }));
     badArgument(() => conv2dNchwBackpropInput(new Float32Array(7), w, g));
     badArgument(() => conv2dNchwBackpropFilter(x, new Float32Array(9), g));
+    badArgument(() => conv2dNchw(x, w, g, undefined, new Float32Array(patchMatrixSize(g) - 1)));
+    badArgument(() => conv2dNchwBackpropFilter(x, new Float32Array(8), g, new Float32Array(3)));
     badArgument(() => outputFloats(-1));
     badArgument(() => reduce(new Float32Array(6), [2, 3], [true]));
     badArgument(() => reduce(new Float32Array(5), [2, 3], [true, false]));
