@@ -1,7 +1,9 @@
 /**
- * Float32 kernels for the native tfjs backend, over OpenBLAS sgemm in the addon: 2-D convolution (NHWC input, HWIO
- * filter) with its input and filter gradients, and batched matrix products. Shapes are checked here and again in
- * C++; a bad one throws LinalgError('BAD_ARGUMENT').
+ * Float32 kernels for the native tfjs backend, in the addon: 2-D convolution over OpenBLAS sgemm (NHWC/HWIO, and
+ * ONNX's NCHW/OIHW with the padding inside) with its input and filter gradients, batched matrix products, strided
+ * copies, reductions, element-wise arithmetic, and fused layer norm, GELU, softmax and ReLU gradients. Outputs come
+ * uninitialised from node's Buffer allocation (keepFreedMemory lets malloc reuse freed ones). Shapes are checked here
+ * and again in C++; a bad one throws LinalgError('BAD_ARGUMENT').
  */
 import { createRequire } from 'node:module';
 import { packageRoot } from './coretype.js';
