@@ -7,8 +7,8 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags": ["-O3", "-fno-math-errno"],
-      "cflags_cc": ["-O3", "-fno-math-errno", "-fexceptions", "-Wno-psabi"],
+      "cflags": ["-O3", "-fno-math-errno", "-fno-trapping-math"],
+      "cflags_cc": ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fexceptions", "-Wno-psabi"],
       "libraries": ["-lopenblas", "-llapacke", "-pthread"]
     }
   ]

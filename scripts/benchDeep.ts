@@ -19,7 +19,7 @@ import { TailModel } from '../models/deep/tail.js';
 import { tailShapes } from '../models/deep/trunk.js';
 import { gaussian } from '../models/engine/index.js';
 import { coreSelection, getThreads } from '../models/linalg/index.js';
-import { batchMatMul } from '../models/linalg/tfKernels.js';
+import { batchMatMul, keepFreedMemory } from '../models/linalg/tfKernels.js';
 import { resnetFixture } from './fixtures/onnxResnet.js';
 import { vitFixture } from './fixtures/onnxVit.js';
 import { findTorchPython, type TorchPython } from './torchPython.js';
@@ -182,6 +182,8 @@ async function main(): Promise<void> {
   );
   if (getThreads() !== THREADS) say(`  note: OpenBLAS runs ${getThreads()} threads here, not ${THREADS}; PyTorch is given ${THREADS}`);
   const backend = await selectBackend({ only: ['native'] });
+  // As a last-block job does while it trains.
+  keepFreedMemory();
   const py = await findTorchPython();
   say(
     py.found

@@ -1,8 +1,9 @@
 /**
  * The `native` tfjs backend: tfjs-backend-cpu's backend and kernels under a new name, with the heavy kernels
- * (Conv2D and both its gradients, BatchMatMul) replaced by float32 ones over OpenBLAS sgemm in our addon. tfjs still
- * does the autodiff; anything these kernels don't cover (another dtype, NCHW, batch dimensions that broadcast other
- * than by a batch of 1) falls through to the cpu kernel. Every kernel call is counted and timed, so a benchmark can
+ * (Conv2D and both its gradients, BatchMatMul) replaced by float32 ones over OpenBLAS sgemm in our addon, and kernels
+ * of its own: a convolution in ONNX's NCHW/OIHW layouts with its padding inside (Conv2DNCHW, with its gradients) and
+ * the fused ones of fusedOps.ts. tfjs still does the autodiff; anything these kernels don't cover (another dtype,
+ * batch dimensions that broadcast other than by a batch of 1) falls through to the cpu kernel. Every kernel call is counted and timed, so a benchmark can
  * split a step between the native kernels and the rest of tfjs.
  */
 import type * as TF from '@tensorflow/tfjs';
@@ -12,14 +13,21 @@ import {
   conv2d,
   conv2dBackpropFilter,
   conv2dBackpropInput,
+  conv2dNchw,
+  conv2dNchwBackpropFilter,
+  conv2dNchwBackpropInput,
+  patchMatrixSize,
   stridedCopy,
   binary,
   unary,
+  outputFloats,
+  reduce,
   softmaxRows,
   type BinaryOp,
   type UnaryOp,
   type ConvGeometry,
 } from '../linalg/tfKernels.js';
+import { FUSED_KERNELS } from './fusedOps.js';
 
 type Tf = typeof TF;
 type KernelConfig = TF.KernelConfig;
@@ -29,12 +37,20 @@ type TensorInfo = TF.TensorInfo;
 export const NATIVE_BACKEND = 'native';
 
 /** Kernels over sgemm: the heavy arithmetic. */
-export const GEMM_KERNELS = ['Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'BatchMatMul'] as const;
+export const GEMM_KERNELS = [
+  'Conv2D',
+  'Conv2DBackpropInput',
+  'Conv2DBackpropFilter',
+  'Conv2DNCHW',
+  'Conv2DNCHWBackpropInput',
+  'Conv2DNCHWBackpropFilter',
+  'BatchMatMul',
+] as const;
 /**
  * Kernels that move data: tfjs-backend-cpu's generic index loops made them the largest part of a ResNet tail's
  * step (an NCHW conv is a Transpose each side, and its padding a PadV2 whose gradient is a Slice).
  */
-export const COPY_KERNELS = ['Transpose', 'Slice', 'PadV2', 'Sum'] as const;
+export const COPY_KERNELS = ['Transpose', 'Slice', 'SplitV', 'Concat', 'PadV2', 'Sum'] as const;
 /** Element-wise arithmetic, where tfjs-backend-cpu's broadcasting path (a conv's bias over NCHW) is slow. */
 export const ELEMENTWISE_KERNELS = ['Add', 'Sub', 'Multiply', 'RealDiv', 'Exp', 'Erf', 'Neg', 'Square', 'Relu', 'Step', 'Softmax', 'Mean'] as const;
 /** Kernels with a native implementation. */
@@ -116,7 +132,7 @@ function geometry(tf: Tf, xShape: number[], filterShape: number[], attrs: Record
 
 const convFlops = (g: ConvGeometry) => 2 * g.batch * g.outHeight * g.outWidth * g.outChannels * g.filterHeight * g.filterWidth * g.inChannels;
 
-type Native = (tf: Tf, args: Parameters<KernelFunc>[0]) => TensorInfo | null;
+type Native = (tf: Tf, args: Parameters<KernelFunc>[0]) => TensorInfo | TensorInfo[] | null;
 
 const conv2dKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
   const cpu = backend as MathBackendCPU;
@@ -150,6 +166,97 @@ const conv2dBackpropFilterKernel: Native = (tf, { inputs, backend, attrs = {} })
   if (!g || !xv || !dyv) return null;
   tally('Conv2DBackpropFilter').flops += convFlops(g);
   return cpu.makeTensorInfo(filterShape, 'float32', conv2dBackpropFilter(xv, dyv, g));
+};
+
+/**
+ * A convolution in ONNX's layouts (x N×C×H×W, filter O×I×kh×kw) with ONNX's explicit pads [top, left, bottom,
+ * right]: the padding is read as zeros inside the kernel, and neither side is transposed.
+ */
+function nchwGeometry(xShape: number[], filterShape: number[], attrs: Record<string, unknown>): ConvGeometry {
+  const [batch, inChannels, inHeight, inWidth] = xShape;
+  const [outChannels, filterChannels, filterHeight, filterWidth] = filterShape;
+  const [strideHeight, strideWidth] = attrs.strides as number[];
+  const [padTop, padLeft, padBottom, padRight] = attrs.pads as number[];
+  const [dilationHeight, dilationWidth] = attrs.dilations as number[];
+  if (xShape.length !== 4 || filterShape.length !== 4 || filterChannels !== inChannels)
+    throw new Error(`Conv2DNCHW: input [${xShape}] and filter [${filterShape}] do not make a 2-D convolution`);
+  const outHeight = Math.floor((inHeight + padTop + padBottom - dilationHeight * (filterHeight - 1) - 1) / strideHeight) + 1;
+  const outWidth = Math.floor((inWidth + padLeft + padRight - dilationWidth * (filterWidth - 1) - 1) / strideWidth) + 1;
+  if (!(outHeight >= 1 && outWidth >= 1)) throw new Error(`Conv2DNCHW: input [${xShape}] is smaller than the filter [${filterShape}] reaches`);
+  return {
+    batch,
+    inHeight,
+    inWidth,
+    inChannels,
+    filterHeight,
+    filterWidth,
+    outChannels,
+    outHeight,
+    outWidth,
+    strideHeight,
+    strideWidth,
+    dilationHeight,
+    dilationWidth,
+    padTop,
+    padLeft,
+  };
+}
+
+/**
+ * The patch matrices a recorded forward wrote, by its input's data id and the geometry: the filter gradient reads
+ * the same patches, and writing them again (memory-bound, 9× the input) costs a sixth of the convolution. Up to 64
+ * MiB each; an entry goes with its input's data id.
+ */
+const PATCH_CACHE_FLOATS = 1 << 24;
+const patchCache = new WeakMap<object, Map<string, Float32Array>>();
+const geometryKey = (g: ConvGeometry) => Object.values(g).join(',');
+
+function recording(tf: Tf): boolean {
+  return ((tf.engine() as unknown as { state?: { gradientDepth?: number } }).state?.gradientDepth ?? 0) > 0;
+}
+
+const conv2dNchwKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x, filter, bias } = inputs as { x: TensorInfo; filter: TensorInfo; bias?: TensorInfo };
+  const xv = floats(cpu, x);
+  const fv = floats(cpu, filter);
+  const bv = bias ? floats(cpu, bias) : undefined;
+  if (!xv || !fv || bv === null) return null;
+  const g = nchwGeometry(x.shape, filter.shape, attrs);
+  tally('Conv2DNCHW').flops += convFlops(g);
+  let cols: Float32Array | undefined;
+  if (recording(tf) && patchMatrixSize(g) <= PATCH_CACHE_FLOATS) {
+    cols = outputFloats(patchMatrixSize(g));
+    const byGeometry = patchCache.get(x.dataId) ?? new Map<string, Float32Array>();
+    byGeometry.set(geometryKey(g), cols);
+    patchCache.set(x.dataId, byGeometry);
+  }
+  return cpu.makeTensorInfo([g.batch, g.outChannels, g.outHeight, g.outWidth], 'float32', conv2dNchw(xv, fv, g, bv, cols));
+};
+
+const conv2dNchwBackpropInputKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
+  const dyv = floats(cpu, dy);
+  const fv = floats(cpu, filter);
+  if (!dyv || !fv) return null;
+  const inputShape = attrs.inputShape as number[];
+  const g = nchwGeometry(inputShape, filter.shape, attrs);
+  tally('Conv2DNCHWBackpropInput').flops += convFlops(g);
+  return cpu.makeTensorInfo(inputShape, 'float32', conv2dNchwBackpropInput(dyv, fv, g));
+};
+
+const conv2dNchwBackpropFilterKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+  const xv = floats(cpu, x);
+  const dyv = floats(cpu, dy);
+  if (!xv || !dyv) return null;
+  const filterShape = attrs.filterShape as number[];
+  const g = nchwGeometry(x.shape, filterShape, attrs);
+  tally('Conv2DNCHWBackpropFilter').flops += convFlops(g);
+  const cols = patchCache.get(x.dataId)?.get(geometryKey(g));
+  return cpu.makeTensorInfo(filterShape, 'float32', conv2dNchwBackpropFilter(xv, dyv, g, cols));
 };
 
 const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
@@ -197,7 +304,7 @@ function permuted(values: Float32Array, shape: number[], perm: number[]): Float3
   if (shape.length === 0 || values.length === 0) return null;
   const inStrides = rowMajorStrides(shape);
   const outShape = perm.map((p) => shape[p]);
-  const out = new Float32Array(values.length);
+  const out = outputFloats(values.length);
   stridedCopy(values, out, { shape: outShape, srcStrides: perm.map((p) => inStrides[p]), dstStrides: rowMajorStrides(outShape), srcBase: 0, dstBase: 0 });
   return out;
 }
@@ -226,10 +333,61 @@ const sliceKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
   tf.slice_util.assertParamsValid(x as TF.Tensor, begin, sizes);
   if (size(sizes) === 0) return null;
   const strides = rowMajorStrides(x.shape);
-  const out = new Float32Array(size(sizes));
+  const out = outputFloats(size(sizes));
   const srcBase = begin.reduce((a, b, d) => a + b * strides[d], 0);
   stridedCopy(xv, out, { shape: sizes, srcStrides: strides, dstStrides: rowMajorStrides(sizes), srcBase, dstBase: 0 });
   return cpu.makeTensorInfo(sizes, 'float32', out);
+};
+
+/** The pieces of x along one axis, each a native strided copy. */
+const splitKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const { x } = inputs as { x: TensorInfo };
+  const xv = floats(cpu, x);
+  if (!xv || xv.length === 0 || x.shape.length === 0) return null;
+  const axis = tf.util.parseAxisParam(attrs.axis as number, x.shape)[0];
+  const sizes = tf.backend_util.prepareSplitSize(x, attrs.numOrSizeSplits as number[] | number, axis);
+  if (sizes.some((n) => n === 0)) return null;
+  const strides = rowMajorStrides(x.shape);
+  let begin = 0;
+  return sizes.map((n) => {
+    const shape = x.shape.map((d, i) => (i === axis ? n : d));
+    const out = outputFloats(size(shape));
+    stridedCopy(xv, out, { shape, srcStrides: strides, dstStrides: rowMajorStrides(shape), srcBase: begin * strides[axis], dstBase: 0 });
+    begin += n;
+    return cpu.makeTensorInfo(shape, 'float32', out);
+  });
+};
+
+/** The inputs placed side by side along one axis, each a native strided copy into its part of the output. */
+const concatKernel: Native = (tf, { inputs, backend, attrs = {} }) => {
+  const cpu = backend as MathBackendCPU;
+  const parts = (inputs as unknown as TensorInfo[]).filter((t) => t.shape.reduce((a, b) => a * b, 1) > 0);
+  const values = parts.map((t) => floats(cpu, t));
+  if (parts.length === 0 || parts[0].shape.length === 0 || values.some((v) => !v)) return null;
+  const axis = tf.util.parseAxisParam(attrs.axis as number, parts[0].shape)[0];
+  tf.backend_util.assertParamsConsistent(
+    parts.map((t) => t.shape),
+    axis,
+  );
+  const outShape = tf.backend_util.computeOutShape(
+    parts.map((t) => t.shape),
+    axis,
+  );
+  const out = outputFloats(size(outShape));
+  const outStrides = rowMajorStrides(outShape);
+  let begin = 0;
+  parts.forEach((t, k) => {
+    stridedCopy(values[k]!, out, {
+      shape: t.shape,
+      srcStrides: rowMajorStrides(t.shape),
+      dstStrides: outStrides,
+      srcBase: 0,
+      dstBase: begin * outStrides[axis],
+    });
+    begin += t.shape[axis];
+  });
+  return cpu.makeTensorInfo(outShape, 'float32', out);
 };
 
 const padKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
@@ -240,36 +398,29 @@ const padKernel: Native = (_tf, { inputs, backend, attrs = {} }) => {
   if (!xv || xv.length === 0 || paddings.length !== x.shape.length) return null;
   const outShape = x.shape.map((n, d) => paddings[d][0] + n + paddings[d][1]);
   const outStrides = rowMajorStrides(outShape);
-  const out = new Float32Array(size(outShape));
-  const constant = (attrs.constantValue as number | undefined) ?? 0;
-  if (constant !== 0) out.fill(constant);
+  const out = outputFloats(size(outShape));
+  out.fill((attrs.constantValue as number | undefined) ?? 0);
   const dstBase = paddings.reduce((a, [before], d) => a + before * outStrides[d], 0);
   stridedCopy(xv, out, { shape: x.shape, srcStrides: rowMajorStrides(x.shape), dstStrides: outStrides, srcBase: 0, dstBase });
   return cpu.makeTensorInfo(outShape, 'float32', out);
 };
 
-/** A float32 sum (or mean) over any axes: the reduced axes are moved innermost by a native copy, then summed in rows. */
+/** A float32 sum (or mean) over any axes, read in place (no transpose first). */
 const reduceKernel =
   (mean: boolean): Native =>
   (tf, { inputs, backend, attrs = {} }) => {
     const cpu = backend as MathBackendCPU;
     const { x } = inputs as { x: TensorInfo };
     const xv = floats(cpu, x);
-    if (!xv || xv.length === 0 || x.shape.length === 0) return null;
-    const rank = x.shape.length;
+    if (!xv || xv.length === 0 || x.shape.length === 0 || x.shape.length > 8) return null;
     const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape);
-    const perm = tf.backend_util.getAxesPermutation(axes, rank);
-    const values = perm ? permuted(xv, x.shape, perm) : xv;
-    if (!values) return null;
-    const shape = perm ? perm.map((p) => x.shape[p]) : x.shape;
-    const [outShape, reduceShape] = tf.backend_util.computeOutAndReduceShapes(shape, tf.backend_util.getInnerMostAxes(axes.length, rank));
-    const width = size(reduceShape);
-    const out = new Float32Array(size(outShape));
-    for (let i = 0; i < out.length; i++) {
-      let acc = 0;
-      for (let j = i * width, end = j + width; j < end; j++) acc += values[j];
-      out[i] = mean ? acc / width : acc;
-    }
+    const outShape = x.shape.filter((_, d) => !axes.includes(d));
+    const out = reduce(
+      xv,
+      x.shape,
+      x.shape.map((_, d) => axes.includes(d)),
+      mean,
+    );
     const finalShape = attrs.keepDims ? tf.backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
     return cpu.makeTensorInfo(finalShape, 'float32', out);
   };
@@ -319,9 +470,14 @@ const NATIVE: Record<(typeof NATIVE_KERNELS)[number], Native> = {
   Conv2D: conv2dKernel,
   Conv2DBackpropInput: conv2dBackpropInputKernel,
   Conv2DBackpropFilter: conv2dBackpropFilterKernel,
+  Conv2DNCHW: conv2dNchwKernel,
+  Conv2DNCHWBackpropInput: conv2dNchwBackpropInputKernel,
+  Conv2DNCHWBackpropFilter: conv2dNchwBackpropFilterKernel,
   BatchMatMul: batchMatMulKernel,
   Transpose: transposeKernel,
   Slice: sliceKernel,
+  SplitV: splitKernel,
+  Concat: concatKernel,
   PadV2: padKernel,
   Sum: reduceKernel(false),
   Mean: reduceKernel(true),
@@ -363,4 +519,20 @@ export function registerNativeBackend(tf: Tf): void {
     if (cpuKernels.has(name)) continue;
     tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: timed(name, withFallback(tf, name, NATIVE[name], undefined)) });
   }
+  tf.registerGradient({
+    kernelName: 'Conv2DNCHW',
+    inputsToSave: ['x', 'filter'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x, filter] = saved;
+      const run = (name: string, inputs: TF.NamedTensorMap, extra: TF.NamedAttrMap) =>
+        tf.engine().runKernel(name, inputs, { ...attrs, ...extra } as TF.NamedAttrMap) as TF.Tensor;
+      return {
+        x: () => run('Conv2DNCHWBackpropInput', { dy: dy as TF.Tensor, filter }, { inputShape: x.shape }),
+        filter: () => run('Conv2DNCHWBackpropFilter', { x, dy: dy as TF.Tensor }, { filterShape: filter.shape }),
+        bias: () => tf.sum(dy as TF.Tensor, [0, 2, 3]),
+      };
+    },
+  });
+  for (const [name, kernelFunc] of Object.entries(FUSED_KERNELS))
+    tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: timed(name, kernelFunc) });
 }

@@ -8,6 +8,7 @@ import { SHAPE_OPS } from './shapeOps.js';
 import { axisRange, sliceByRanges } from './slice.js';
 import type { Tf } from './backend.js';
 import { DeepError } from './errors.js';
+import { fusedLayerNorm, fusedRelu, fusedSoftmax, hasFusedKernels, nchwConv2d } from './fusedOps.js';
 
 type Tensor = TF.Tensor;
 
@@ -68,6 +69,9 @@ const conv: OpFn = (ctx, node, [x0, w0, b]) => {
   const strides = ints(node, 'strides') ?? [1, 1];
   const dilations = ints(node, 'dilations') ?? [1, 1];
   const pads = ints(node, 'pads') ?? [0, 0, 0, 0];
+  if (x.dtype === 'float32' && w.dtype === 'float32' && (!b || (b.dtype === 'float32' && b.size === w.shape[0])) && hasFusedKernels(tf)) {
+    return nchwConv2d(tf, x, w, b ? tf.reshape(b, [-1]) : undefined, strides, pads, dilations);
+  }
   let nhwc = tf.transpose(x, [0, 2, 3, 1]) as TF.Tensor4D;
   if (pads.some((p) => p !== 0))
     nhwc = tf.pad(nhwc, [
@@ -97,6 +101,11 @@ const layerNorm: OpFn = (ctx, node, [x0, scale, bias]) => {
   const axis = axisOf(intAttribute(node, 'axis', -1), x.rank);
   const axes = Array.from({ length: x.rank - axis }, (_, i) => axis + i);
   const eps = float(node, 'epsilon', 1e-5);
+  const normSize = axes.reduce((a, d) => a * (x.shape[d] as number), 1);
+  if (scale && bias && scale.size === normSize && bias.size === normSize && hasFusedKernels(tf)) {
+    const fused = fusedLayerNorm(tf, x, scale, bias, eps);
+    if (fused) return fused;
+  }
   const mean = tf.mean(x, axes, true);
   const centred = tf.sub(x, mean);
   const variance = tf.mean(tf.square(centred), axes, true);
@@ -272,7 +281,7 @@ export const OPS: Record<string, OpFn> = {
   Conv: conv,
   BatchNormalization: batchNorm,
   LayerNormalization: layerNorm,
-  Relu: unary((tf, a) => tf.relu(a)),
+  Relu: unary((tf, a) => (a.dtype === 'float32' && hasFusedKernels(tf) ? fusedRelu(tf, a) : tf.relu(a))),
   Add: binary((tf, a, b) => tf.add(a, b)),
   Sub: binary((tf, a, b) => tf.sub(a, b)),
   Mul: binary((tf, a, b) => tf.mul(a, b)),
@@ -293,7 +302,7 @@ export const OPS: Record<string, OpFn> = {
     const axis = axisOf(intAttribute(node, 'axis', -1), x.rank);
     if (axis !== x.rank - 1)
       throw new DeepError('UNSUPPORTED_OPERATOR', `Softmax "${node.name ?? ''}" over axis ${axis} (not the last) is not supported in last-block mode`);
-    return ctx.tf.softmax(x);
+    return x.dtype === 'float32' && hasFusedKernels(ctx.tf) ? fusedSoftmax(ctx.tf, x) : ctx.tf.softmax(x);
   },
   GlobalAveragePool: (ctx, node, [x0]) => {
     const x = need(x0, node, 0);

@@ -14,6 +14,7 @@ import { statsOf } from '../engine/index.js';
 import { encodeTargets, gaussianTargets, inferTask } from '../engine/index.js';
 import { fsError } from '../io/index.js';
 import { openblasCore, syevr, syrk } from '../linalg/index.js';
+import { keepFreedMemory } from '../linalg/tfKernels.js';
 import type { Mat } from '../linalg/types.js';
 import { OnnxGraph } from '../backbones/graph.js';
 import { openImages, type ImageSource, type InputGeometry, type PreprocessSpec } from '../backbones/images.js';
@@ -385,6 +386,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
   const sets: Record<'benign' | 'harmful' | 'benignTest', LoadedSet | undefined> = { benign: undefined, harmful: undefined, benignTest: undefined };
   const trunk = await Trunk.open(graph, plan, { ...opts.runtime, log });
   const acts: Partial<Record<'benign' | 'harmful' | 'benignTest', Activations>> = {};
+  const letGoOfMemory = keepFreedMemory();
   try {
     sets.benign = await openSet(input.benign, geometry, input.preprocess);
     sets.harmful = await openSet(input.harmful, geometry, input.preprocess);
@@ -447,6 +449,7 @@ export async function runDeep(input: DeepInput, opts: DeepOptions = {}, observe?
       tail.dispose();
     }
   } finally {
+    letGoOfMemory();
     for (const a of Object.values(acts)) a?.cut.close();
     await trunk.close();
     await Promise.all(Object.values(sets).map((s) => s?.source.close().catch(() => undefined)));

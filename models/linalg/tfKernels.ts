@@ -1,7 +1,9 @@
 /**
- * Float32 kernels for the native tfjs backend, over OpenBLAS sgemm in the addon: 2-D convolution (NHWC input, HWIO
- * filter) with its input and filter gradients, and batched matrix products. Shapes are checked here and again in
- * C++; a bad one throws LinalgError('BAD_ARGUMENT').
+ * Float32 kernels for the native tfjs backend, in the addon: 2-D convolution over OpenBLAS sgemm (NHWC/HWIO, and
+ * ONNX's NCHW/OIHW with the padding inside) with its input and filter gradients, batched matrix products, strided
+ * copies, reductions, element-wise arithmetic, and fused layer norm, GELU, softmax and ReLU gradients. Outputs come
+ * uninitialised from node's Buffer allocation (keepFreedMemory lets malloc reuse freed ones). Shapes are checked here
+ * and again in C++; a bad one throws LinalgError('BAD_ARGUMENT').
  */
 import { createRequire } from 'node:module';
 import { packageRoot } from './coretype.js';
@@ -44,11 +46,30 @@ interface TfAddon {
   tfConv2d(x: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
   tfConv2dBackpropInput(dy: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
   tfConv2dBackpropFilter(x: Float32Array, dy: Float32Array, geometry: Int32Array): Float32Array;
+  tfConv2dNchw(x: Float32Array, filter: Float32Array, geometry: Int32Array, bias?: Float32Array, cols?: Float32Array): Float32Array;
+  tfConv2dNchwBackpropInput(dy: Float32Array, filter: Float32Array, geometry: Int32Array): Float32Array;
+  tfConv2dNchwBackpropFilter(x: Float32Array, dy: Float32Array, geometry: Int32Array, cols?: Float32Array): Float32Array;
   tfBatchMatMul(a: Float32Array, b: Float32Array, dims: Int32Array): Float32Array;
   tfStridedCopy(src: Float32Array, dst: Float32Array, layout: Int32Array): void;
   tfBinary(a: Float32Array, b: Float32Array, layout: Int32Array, op: number): Float32Array;
   tfUnary(x: Float32Array, op: number, alpha: number): Float32Array;
+  tfReduce(x: Float32Array, layout: Int32Array, mean: boolean): Float32Array;
+  tfLayerNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, cols: number, eps: number): [Float32Array, Float32Array, Float32Array];
+  tfLayerNormGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    gamma: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    cols: number,
+  ): [Float32Array, Float32Array, Float32Array];
+  tfGelu(x: Float32Array): Float32Array;
+  tfGeluGrad(dy: Float32Array, x: Float32Array): Float32Array;
+  tfSoftmaxGrad(dy: Float32Array, y: Float32Array, cols: number): Float32Array;
+  tfReluGrad(dy: Float32Array, y: Float32Array): Float32Array;
   tfSoftmax(x: Float32Array, cols: number): Float32Array;
+  tfAlloc(n: number): Float32Array;
+  tfKeepFreedMemory(on: boolean): void;
 }
 
 const require = createRequire(import.meta.url);
@@ -127,6 +148,43 @@ export function conv2dBackpropFilter(x: Float32Array, dy: Float32Array, g: ConvG
   return call(() => addon.tfConv2dBackpropFilter(x, dy, geometry));
 }
 
+/**
+ * y = conv(x, filter) + bias in ONNX's layouts: x N×Cin×H×W, filter Cout×Cin×kh×kw, bias Cout (optional), y
+ * N×Cout×outHeight×outWidth. The padding is read as zeros inside the kernel (padTop and padLeft; the bottom and right
+ * follow from the output size).
+ */
+export function conv2dNchw(x: Float32Array, filter: Float32Array, g: ConvGeometry, bias?: Float32Array, cols?: Float32Array): Float32Array {
+  const geometry = packGeometry(g);
+  checkLength('conv2dNchw x', x, inputSize(g));
+  checkLength('conv2dNchw filter', filter, filterSize(g));
+  if (bias !== undefined) checkLength('conv2dNchw bias', bias, g.outChannels);
+  if (cols !== undefined) checkLength('conv2dNchw cols', cols, patchMatrixSize(g));
+  return call(() => addon.tfConv2dNchw(x, filter, geometry, bias, cols));
+}
+
+/** Floats in the patch matrix of a whole batch: (Cin·kh·kw) × (N·outHeight·outWidth). */
+export const patchMatrixSize = (g: ConvGeometry) => g.inChannels * g.filterHeight * g.filterWidth * g.batch * g.outHeight * g.outWidth;
+
+/** ∂L/∂x of conv2dNchw given dy = ∂L/∂y. */
+export function conv2dNchwBackpropInput(dy: Float32Array, filter: Float32Array, g: ConvGeometry): Float32Array {
+  const geometry = packGeometry(g);
+  checkLength('conv2dNchwBackpropInput dy', dy, outputSize(g));
+  checkLength('conv2dNchwBackpropInput filter', filter, filterSize(g));
+  return call(() => addon.tfConv2dNchwBackpropInput(dy, filter, geometry));
+}
+
+/**
+ * ∂L/∂filter of conv2dNchw given dy = ∂L/∂y; from `cols`, the patch matrix conv2dNchw wrote for the same x and
+ * geometry, when it is given (x is then not read).
+ */
+export function conv2dNchwBackpropFilter(x: Float32Array, dy: Float32Array, g: ConvGeometry, cols?: Float32Array): Float32Array {
+  const geometry = packGeometry(g);
+  checkLength('conv2dNchwBackpropFilter x', x, inputSize(g));
+  checkLength('conv2dNchwBackpropFilter dy', dy, outputSize(g));
+  if (cols !== undefined) checkLength('conv2dNchwBackpropFilter cols', cols, patchMatrixSize(g));
+  return call(() => addon.tfConv2dNchwBackpropFilter(x, dy, geometry, cols));
+}
+
 /** max(batchA, batchB) products op(a)·op(b), each m×n, one after another. */
 export function batchMatMul(a: Float32Array, b: Float32Array, d: MatMulDims): Float32Array {
   for (const key of ['batchA', 'batchB', 'm', 'k', 'n'] as const) checkCount(`batchMatMul ${key}`, d[key], 1);
@@ -184,6 +242,16 @@ export function binary(
   return call(() => addon.tfBinary(a, b, layout, BINARY_OPS.indexOf(op)));
 }
 
+/** The sum (or mean) of x (row-major over `shape`) over the dimensions flagged in `reduced`; the rest keep their order. */
+export function reduce(x: Float32Array, shape: readonly number[], reduced: readonly boolean[], mean = false): Float32Array {
+  const rank = shape.length;
+  if (rank < 1 || rank > 8 || reduced.length !== rank) bad(`reduce: a rank of 1 to 8 with a flag for each dimension, got rank ${rank}`);
+  if (!(x instanceof Float32Array)) bad('reduce: x must be a Float32Array');
+  shape.forEach((n) => checkCount('reduce size', n, 1));
+  const layout = Int32Array.from([rank, ...shape, ...reduced.map((r) => (r ? 1 : 0))]);
+  return call(() => addon.tfReduce(x, layout, mean));
+}
+
 export type UnaryOp = 'exp' | 'erf' | 'neg' | 'square' | 'relu' | 'step';
 const UNARY_OPS: readonly UnaryOp[] = ['exp', 'erf', 'neg', 'square', 'relu', 'step'];
 
@@ -200,4 +268,98 @@ export function softmaxRows(x: Float32Array, cols: number): Float32Array {
   checkCount('softmaxRows cols', cols, 1);
   if (x.length % cols !== 0) bad(`softmaxRows: ${cols} columns do not divide ${x.length} entries`);
   return call(() => addon.tfSoftmax(x, cols));
+}
+
+/** n floats for a kernel's output, their contents undefined (no zero fill): the kernel must write every one. */
+export function outputFloats(n: number): Float32Array {
+  checkCount('outputFloats n', n, 0);
+  return call(() => addon.tfAlloc(n));
+}
+
+let keepers = 0;
+
+/**
+ * While held, malloc keeps freed memory for reuse instead of returning large blocks to the kernel: a training step
+ * frees and reallocates gigabytes of tensors, and a fresh page costs a fault on first touch. The returned function
+ * lets go; when the last holder lets go, malloc's defaults return and its free memory goes back to the kernel.
+ */
+export function keepFreedMemory(): () => void {
+  if (keepers++ === 0) call(() => addon.tfKeepFreedMemory(true));
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    if (--keepers === 0) call(() => addon.tfKeepFreedMemory(false));
+  };
+}
+
+function checkRows(name: string, x: Float32Array, cols: number): number {
+  if (!(x instanceof Float32Array)) bad(`${name}: x must be a Float32Array`);
+  checkCount(`${name} cols`, cols, 1);
+  if (x.length === 0 || x.length % cols !== 0) bad(`${name}: ${cols} columns do not divide ${x.length} entries`);
+  return x.length / cols;
+}
+
+/**
+ * Layer normalisation of each row of `cols` entries (biased variance, as ONNX and torch define it), scaled by gamma
+ * and shifted by beta; with each row's mean and 1/√(var + eps) for the gradient.
+ */
+export function layerNorm(
+  x: Float32Array,
+  gamma: Float32Array,
+  beta: Float32Array,
+  cols: number,
+  eps: number,
+): { y: Float32Array; mean: Float32Array; rstd: Float32Array } {
+  checkRows('layerNorm', x, cols);
+  checkLength('layerNorm gamma', gamma, cols);
+  checkLength('layerNorm beta', beta, cols);
+  if (!(eps >= 0)) bad(`layerNorm: eps must be non-negative, got ${eps}`);
+  const [y, mean, rstd] = call(() => addon.tfLayerNorm(x, gamma, beta, cols, eps));
+  return { y, mean, rstd };
+}
+
+/** The gradients of layerNorm's y with respect to x, gamma and beta, given dy and what layerNorm returned. */
+export function layerNormGrad(
+  dy: Float32Array,
+  x: Float32Array,
+  gamma: Float32Array,
+  mean: Float32Array,
+  rstd: Float32Array,
+  cols: number,
+): { dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array } {
+  const rows = checkRows('layerNormGrad', x, cols);
+  checkLength('layerNormGrad dy', dy, x.length);
+  checkLength('layerNormGrad gamma', gamma, cols);
+  checkLength('layerNormGrad mean', mean, rows);
+  checkLength('layerNormGrad rstd', rstd, rows);
+  const [dx, dgamma, dbeta] = call(() => addon.tfLayerNormGrad(dy, x, gamma, mean, rstd, cols));
+  return { dx, dgamma, dbeta };
+}
+
+/** GELU in its exact form, x·Φ(x) = ½x(1 + erf(x/√2)), as torch's nn.GELU() computes it. */
+export function gelu(x: Float32Array): Float32Array {
+  if (!(x instanceof Float32Array)) bad('gelu: x must be a Float32Array');
+  return call(() => addon.tfGelu(x));
+}
+
+/** dy·gelu'(x). */
+export function geluGrad(dy: Float32Array, x: Float32Array): Float32Array {
+  if (!(x instanceof Float32Array)) bad('geluGrad: x must be a Float32Array');
+  checkLength('geluGrad dy', dy, x.length);
+  return call(() => addon.tfGeluGrad(dy, x));
+}
+
+/** The gradient of a softmax over rows of `cols` entries, from its output y and dy: y·(dy − Σ dy·y) per row. */
+export function softmaxGrad(dy: Float32Array, y: Float32Array, cols: number): Float32Array {
+  checkRows('softmaxGrad', y, cols);
+  checkLength('softmaxGrad dy', dy, y.length);
+  return call(() => addon.tfSoftmaxGrad(dy, y, cols));
+}
+
+/** The gradient of y = relu(x) from y itself: dy where y > 0, else 0. */
+export function reluGrad(dy: Float32Array, y: Float32Array): Float32Array {
+  if (!(y instanceof Float32Array)) bad('reluGrad: y must be a Float32Array');
+  checkLength('reluGrad dy', dy, y.length);
+  return call(() => addon.tfReluGrad(dy, y));
 }

@@ -1,6 +1,7 @@
 #include "tfKernels.h"
 
 #include <cblas.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <cmath>
@@ -62,8 +63,12 @@ int64_t CheckedProduct(Napi::Env env, std::initializer_list<int64_t> dims, const
   return p;
 }
 
+// n floats with undefined contents: node's Buffer allocation skips the zero fill that a plain ArrayBuffer gets, and
+// every kernel here writes all of its output (or clears it first). The memory is V8's like any ArrayBuffer's, so
+// collection and its accounting are unchanged.
 Napi::Float32Array NewFloats(Napi::Env env, int64_t n) {
-  return Napi::Float32Array::New(env, static_cast<size_t>(n));
+  Napi::Buffer<float> raw = Napi::Buffer<float>::New(env, static_cast<size_t>(n));
+  return Napi::Float32Array::New(env, static_cast<size_t>(n), raw.ArrayBuffer(), raw.ByteOffset());
 }
 
 // Runs fn(begin, end) over [0, n), split in two halves on two threads when the work is large enough.
@@ -87,7 +92,10 @@ struct Conv {
   bool Pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w; }
 };
 
-Conv ReadConv(Napi::Env env, const Napi::Value& v) {
+// `paddedWindows`: output windows may lie wholly in the padding (ONNX allows pads as large as one likes; every read
+// is bounds-checked either way). Otherwise each window must start within the input's reach, which catches a caller
+// whose output size does not follow from its padding.
+Conv ReadConv(Napi::Env env, const Napi::Value& v, bool paddedWindows = false) {
   const std::vector<int64_t> g = Ints(env, v, "geometry", 15);
   Conv c{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14]};
   const int64_t positive[] = {c.n, c.h, c.w, c.ci, c.kh, c.kw, c.co, c.oh, c.ow, c.sh, c.sw, c.dh, c.dw};
@@ -96,7 +104,8 @@ Conv ReadConv(Napi::Env env, const Napi::Value& v) {
   }
   if (c.pt < 0 || c.pl < 0) Fail(env, "conv geometry: padding must be non-negative");
   // Every output window must start before the padded input ends; anything else is a shape the caller got wrong.
-  if ((c.oh - 1) * c.sh - c.pt >= c.h + c.dh * (c.kh - 1) || (c.ow - 1) * c.sw - c.pl >= c.w + c.dw * (c.kw - 1)) {
+  if (!paddedWindows &&
+      ((c.oh - 1) * c.sh - c.pt >= c.h + c.dh * (c.kh - 1) || (c.ow - 1) * c.sw - c.pl >= c.w + c.dw * (c.kw - 1))) {
     Fail(env, "conv geometry: the output is larger than the padded input allows");
   }
   CheckedProduct(env, {c.n, c.h, c.w, c.ci}, "conv input");
@@ -208,6 +217,7 @@ Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo& info) {
                 f.Data(), I(c.co), 0.0f, dx.Data(), I(K));
     return dx;
   }
+  std::memset(dx.Data(), 0, sizeof(float) * dx.ElementLength());
   const int64_t chunk = ImagesPerChunk(c);
   float* cols = Workspace(chunk * c.Rows() * K).data();
   for (int64_t first = 0; first < c.n; first += chunk) {
@@ -240,6 +250,192 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
     Im2col(c, x.Data(), first, count, cols);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(K), I(c.co), I(count * c.Rows()), 1.0f, cols, I(K),
                 dy.Data() + first * c.Rows() * c.co, I(c.co), first == 0 ? 0.0f : 1.0f, dw.Data(), I(c.co));
+  }
+  return dw;
+}
+
+// The output columns [lo, hi) whose tap at kernel column kx falls inside the input row; the rest read padding.
+void ValidColumns(const Conv& c, int64_t kx, int64_t& lo, int64_t& hi) {
+  const int64_t x0 = kx * c.dw - c.pl;
+  lo = x0 >= 0 ? 0 : std::min(c.ow, (-x0 + c.sw - 1) / c.sw);
+  hi = c.w - x0 <= 0 ? 0 : std::min(c.ow, (c.w - x0 + c.sw - 1) / c.sw);
+  hi = std::max(hi, lo);
+}
+
+// The same convolutions in ONNX's layouts: NCHW input and output, OIHW filter. The patch matrix is transposed
+// against the one above: K = ci·kh·kw rows, (ci, ky, kx) order, so that the OIHW filter is already a co × K
+// matrix, and one column per output position of the chunk's images, (image, oy, ox) order. Each of its rows is
+// made of runs from the input's rows, and the padding is written as zeros here rather than padded first.
+void Im2colNchw(const Conv& c, const float* x, int64_t first, int64_t count, float* cols) {
+  const int64_t L = count * c.Rows();
+  Split(c.K(), L, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t ch = r / (c.kh * c.kw);
+      const int64_t ky = (r / c.kw) % c.kh;
+      const int64_t kx = r % c.kw;
+      int64_t lo, hi;
+      ValidColumns(c, kx, lo, hi);
+      const int64_t x0 = kx * c.dw - c.pl;
+      float* dst = cols + r * L;
+      for (int64_t img = 0; img < count; ++img) {
+        const float* plane = x + ((first + img) * c.ci + ch) * c.h * c.w;
+        for (int64_t oy = 0; oy < c.oh; ++oy, dst += c.ow) {
+          const int64_t iy = oy * c.sh - c.pt + ky * c.dh;
+          if (iy < 0 || iy >= c.h) {
+            for (int64_t ox = 0; ox < c.ow; ++ox) dst[ox] = 0.0f;
+            continue;
+          }
+          // Runs are a few floats long (7 at layer4): plain loops, as a memcpy call per run costs more than the copy.
+          const float* src = plane + iy * c.w + x0;
+          for (int64_t ox = 0; ox < lo; ++ox) dst[ox] = 0.0f;
+          if (c.sw == 1) {
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox];
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * c.sw];
+          }
+          for (int64_t ox = hi; ox < c.ow; ++ox) dst[ox] = 0.0f;
+        }
+      }
+    }
+  });
+}
+
+// Adds the patch-matrix gradient back into dx (NCHW). Threads split the input channels, whose planes are disjoint.
+void Col2imNchw(const Conv& c, const float* cols, int64_t first, int64_t count, float* dx) {
+  const int64_t L = count * c.Rows();
+  Split(c.ci, L * c.kh * c.kw, [&](int64_t c0, int64_t c1) {
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      for (int64_t ky = 0; ky < c.kh; ++ky) {
+        for (int64_t kx = 0; kx < c.kw; ++kx) {
+          int64_t lo, hi;
+          ValidColumns(c, kx, lo, hi);
+          const int64_t x0 = kx * c.dw - c.pl;
+          const float* src = cols + ((ch * c.kh + ky) * c.kw + kx) * L;
+          for (int64_t img = 0; img < count; ++img) {
+            float* plane = dx + ((first + img) * c.ci + ch) * c.h * c.w;
+            for (int64_t oy = 0; oy < c.oh; ++oy, src += c.ow) {
+              const int64_t iy = oy * c.sh - c.pt + ky * c.dh;
+              if (iy < 0 || iy >= c.h) continue;
+              float* row = plane + iy * c.w + x0;
+              if (c.sw == 1) {
+                for (int64_t ox = lo; ox < hi; ++ox) row[ox] += src[ox];
+              } else {
+                for (int64_t ox = lo; ox < hi; ++ox) row[ox * c.sw] += src[ox];
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Between a co × L matrix (one column per output position of the chunk's images) and the NCHW tensor's slice of
+// those images: toNchw copies the matrix out, adding bias[o] to channel o when there is one; otherwise in.
+void ReorderChunk(const Conv& c, float* matrix, float* nchw, int64_t first, int64_t count, bool toNchw,
+                  const float* bias = nullptr) {
+  const int64_t P = c.Rows(), L = count * P;
+  Split(c.co, L, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      const float b = bias ? bias[o] : 0.0f;
+      for (int64_t img = 0; img < count; ++img) {
+        float* m = matrix + o * L + img * P;
+        float* t = nchw + ((first + img) * c.co + o) * P;
+        if (toNchw) {
+          for (int64_t j = 0; j < P; ++j) t[j] = m[j] + b;
+        } else {
+          std::memcpy(m, t, sizeof(float) * P);
+        }
+      }
+    }
+  });
+}
+
+// Images per chunk when the patch matrix and a co × L matrix share the workspace.
+int64_t ImagesPerChunkNchw(const Conv& c) {
+  return std::max<int64_t>(1, std::min<int64_t>(c.n, kWorkspaceFloats / (c.Rows() * (c.K() + c.co))));
+}
+
+// conv2dNchw(x, filter, geometry, bias?, cols?) → y: per chunk of images, W (co × K) · patches (K × L), copied out
+// into NCHW with the bias (co entries) added. Given cols (K × N·P), the whole batch's patches are written there.
+Napi::Value Conv2dNchw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Conv c = ReadConv(env, info[2], true);
+  Napi::Float32Array x = Floats(env, info[0], "x", c.n * c.h * c.w * c.ci);
+  Napi::Float32Array f = Floats(env, info[1], "filter", c.K() * c.co);
+  const float* bias = nullptr;
+  if (!info[3].IsUndefined() && !info[3].IsNull()) bias = Floats(env, info[3], "bias", c.co).Data();
+  const int64_t K = c.K(), P = c.Rows();
+  // A caller-given patch matrix for the whole batch, kept for the filter gradient; otherwise the workspace's.
+  const bool keep = !info[4].IsUndefined() && !info[4].IsNull();
+  float* kept = keep ? Floats(env, info[4], "cols", CheckedProduct(env, {K, c.n, P}, "the patch matrix")).Data() : nullptr;
+  Napi::Float32Array y = NewFloats(env, c.n * c.Rows() * c.co);
+  UseAllThreads();
+  const int64_t chunk = keep ? c.n : ImagesPerChunkNchw(c);
+  float* out = Workspace(chunk * P * (keep ? c.co : K + c.co)).data();
+  float* cols = keep ? kept : out + chunk * P * c.co;
+  for (int64_t first = 0; first < c.n; first += chunk) {
+    const int64_t count = std::min(chunk, c.n - first);
+    const int64_t L = count * P;
+    Im2colNchw(c, x.Data(), first, count, cols);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(c.co), I(L), I(K), 1.0f, f.Data(), I(K), cols, I(L), 0.0f,
+                out, I(L));
+    ReorderChunk(c, out, y.Data(), first, count, true, bias);
+  }
+  return y;
+}
+
+// conv2dNchwBackpropInput(dy, filter, geometry) → dx: per chunk, Wᵀ · dy (K × L), added back into place.
+Napi::Value Conv2dNchwBackpropInput(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Conv c = ReadConv(env, info[2], true);
+  Napi::Float32Array dy = Floats(env, info[0], "dy", c.n * c.Rows() * c.co);
+  Napi::Float32Array f = Floats(env, info[1], "filter", c.K() * c.co);
+  Napi::Float32Array dx = NewFloats(env, c.n * c.h * c.w * c.ci);
+  std::memset(dx.Data(), 0, sizeof(float) * dx.ElementLength());
+  UseAllThreads();
+  const int64_t K = c.K(), P = c.Rows();
+  const int64_t chunk = ImagesPerChunkNchw(c);
+  float* cols = Workspace(chunk * P * (K + c.co)).data();
+  float* grad = cols + chunk * P * K;
+  for (int64_t first = 0; first < c.n; first += chunk) {
+    const int64_t count = std::min(chunk, c.n - first);
+    const int64_t L = count * P;
+    ReorderChunk(c, grad, dy.Data(), first, count, false);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(K), I(L), I(c.co), 1.0f, f.Data(), I(K), grad, I(L), 0.0f,
+                cols, I(L));
+    Col2imNchw(c, cols, first, count, dx.Data());
+  }
+  return dx;
+}
+
+// conv2dNchwBackpropFilter(x, dy, geometry, cols?) → dW (co × K) = Σ over chunks of dy (co × L) · patchesᵀ, from
+// the forward's patch matrix when it is given.
+Napi::Value Conv2dNchwBackpropFilter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Conv c = ReadConv(env, info[2], true);
+  Napi::Float32Array x = Floats(env, info[0], "x", c.n * c.h * c.w * c.ci);
+  Napi::Float32Array dy = Floats(env, info[1], "dy", c.n * c.Rows() * c.co);
+  const int64_t K = c.K(), P = c.Rows();
+  // The patch matrix the forward kept, if it was: no im2col then.
+  const bool given = !info[3].IsUndefined() && !info[3].IsNull();
+  const float* kept = given ? Floats(env, info[3], "cols", CheckedProduct(env, {K, c.n, P}, "the patch matrix")).Data() : nullptr;
+  Napi::Float32Array dw = NewFloats(env, c.K() * c.co);
+  UseAllThreads();
+  const int64_t chunk = given ? c.n : ImagesPerChunkNchw(c);
+  float* grad = Workspace(chunk * P * (given ? c.co : K + c.co)).data();
+  float* cols = grad + chunk * P * c.co;
+  for (int64_t first = 0; first < c.n; first += chunk) {
+    const int64_t count = std::min(chunk, c.n - first);
+    const int64_t L = count * P;
+    ReorderChunk(c, grad, dy.Data(), first, count, false);
+    if (given) {
+      cols = const_cast<float*>(kept);
+    } else {
+      Im2colNchw(c, x.Data(), first, count, cols);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(c.co), I(K), I(L), 1.0f, grad, I(L), cols, I(L),
+                first == 0 ? 0.0f : 1.0f, dw.Data(), I(K));
   }
   return dw;
 }
@@ -493,6 +689,106 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// reduce(x, layout, mean) → the sum (or mean) of x over the flagged dimensions, the kept ones in their order.
+// layout = [rank, shape…, flags…] (flag 1: reduced). Read in x's own order, with no transpose first: a run of kept
+// innermost elements is added into the output as a vector, a reduced innermost run into one double. Sums are in
+// double.
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    Fail(env, "layout must be an Int32Array");
+  }
+  const size_t len = info[1].As<Napi::Int32Array>().ElementLength();
+  const int64_t rank = len > 0 ? info[1].As<Napi::Int32Array>()[0] : 0;
+  if (rank < 1 || rank > 8 || len != static_cast<size_t>(2 * rank + 1)) Fail(env, "layout: rank must be 1 to 8, with 2·rank + 1 entries");
+  if (!info[2].IsBoolean()) Fail(env, "mean must be a boolean");
+  const bool mean = info[2].As<Napi::Boolean>().Value();
+  const std::vector<int64_t> l = Ints(env, info[1], "layout", len);
+  int64_t total = 1, kept = 1;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (l[1 + d] < 1 || (l[1 + rank + d] != 0 && l[1 + rank + d] != 1)) Fail(env, "layout: sizes must be positive and flags 0 or 1");
+    total = CheckedProduct(env, {total, l[1 + d]}, "x");
+    if (!l[1 + rank + d]) kept *= l[1 + d];
+  }
+  Napi::Float32Array x = Floats(env, info[0], "x", total);
+  // Neighbouring dimensions that are both kept or both reduced act as one.
+  std::vector<int64_t> sh, red;
+  for (int64_t d = 0; d < rank; ++d) {
+    const int64_t n = l[1 + d], r = l[1 + rank + d];
+    if (n == 1) continue;
+    if (!red.empty() && red.back() == r) {
+      sh.back() *= n;
+    } else {
+      sh.push_back(n);
+      red.push_back(r);
+    }
+  }
+  if (sh.empty()) {
+    sh.push_back(1);
+    red.push_back(0);
+  }
+  const int64_t r = static_cast<int64_t>(sh.size());
+  // Output strides of the merged dimensions (0 for a reduced one).
+  std::vector<int64_t> os(r);
+  for (int64_t d = r - 1, acc = 1; d >= 0; --d) {
+    os[d] = red[d] ? 0 : acc;
+    if (!red[d]) acc *= sh[d];
+  }
+  const int64_t inner = sh[r - 1];
+  const bool innerReduced = red[r - 1] != 0;
+  const int64_t outer = total / inner;
+  const float* px = x.Data();
+  // Rows [o0, o1) of the input added into acc (kept elements of the output, in double).
+  const auto accumulate = [&](int64_t o0, int64_t o1, double* acc) {
+    for (int64_t k = o0; k < o1; ++k) {
+      int64_t off = 0, rem = k;
+      for (int64_t d = r - 2; d >= 0; --d) {
+        off += (rem % sh[d]) * os[d];
+        rem /= sh[d];
+      }
+      const float* row = px + k * inner;
+      if (innerReduced) {
+        double s = 0;
+        for (int64_t j = 0; j < inner; ++j) s += row[j];
+        acc[off] += s;
+      } else {
+        double* a = acc + off;
+        for (int64_t j = 0; j < inner; ++j) a[j] += row[j];
+      }
+    }
+  };
+  std::vector<double> acc(static_cast<size_t>(kept), 0.0);
+  if (outer >= 2 && total >= kParallelMinFloats) {
+    // Two threads over the outermost rows: each into its own accumulator when the outermost dimension is reduced
+    // (both would write the same outputs), otherwise into disjoint parts of one.
+    const int64_t mid = outer / 2;
+    if (red[0] && r > 1) {
+      std::vector<double> other(static_cast<size_t>(kept), 0.0);
+      std::thread t([&] { accumulate(mid, outer, other.data()); });
+      accumulate(0, mid, acc.data());
+      t.join();
+      for (int64_t i = 0; i < kept; ++i) acc[i] += other[i];
+    } else {
+      const int64_t rowsPerOuter = outer / sh[0];
+      const int64_t split = (sh[0] / 2) * rowsPerOuter;
+      if (r > 1 && sh[0] >= 2 && !red[0]) {
+        std::thread t([&] { accumulate(split, outer, acc.data()); });
+        accumulate(0, split, acc.data());
+        t.join();
+      } else {
+        accumulate(0, outer, acc.data());
+      }
+    }
+  } else {
+    accumulate(0, outer, acc.data());
+  }
+  Napi::Float32Array out = NewFloats(env, kept);
+  const double scale = mean ? static_cast<double>(kept) / static_cast<double>(total) : 1.0;
+  float* po = out.Data();
+  for (int64_t i = 0; i < kept; ++i) po[i] = static_cast<float>(acc[i] * scale);
+  return out;
+}
+
 // unary(x, op) → y element-wise: 0 exp, 1 erf, 2 negate, 3 square, 4 relu (x < 0 ? 0 : x), 5 step (x > 0 ? 1 :
 // alpha, NaN kept), as tfjs defines them.
 Napi::Value Unary(const Napi::CallbackInfo& info) {
@@ -520,6 +816,27 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   return y;
 }
 
+// e^x for x ≤ 0 in plain arithmetic the compiler vectorises (libm's expf and erff are scalar calls): x = n·ln2 + r
+// with |r| ≤ ln2/2, e^r by its Taylor series to r⁶ (truncation below 1.2e-7 relative), 2^n put into the exponent
+// bits. Inputs under −87 give e^−87 rather than a subnormal.
+inline float ExpNonPositive(float x) {
+  x = std::max(x, -87.0f);
+  // Round to nearest by the 1.5·2^23 trick (SSE2 has no vector round).
+  const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+  const float r = (x - n * 0.693145751953125f) - n * 1.42860677e-6f;
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
 // softmax(x, cols) → y: each row of `cols` entries exp(x − max) / Σ, in float32 with a double sum.
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -538,13 +855,251 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
       float* out = b + r * cols;
       float top = row[0];
       for (int64_t j = 1; j < cols; ++j) top = std::max(top, row[j]);
+      for (int64_t j = 0; j < cols; ++j) out[j] = ExpNonPositive(row[j] - top);
       double sum = 0;
-      for (int64_t j = 0; j < cols; ++j) sum += (out[j] = std::exp(row[j] - top));
+      for (int64_t j = 0; j < cols; ++j) sum += out[j];
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t j = 0; j < cols; ++j) out[j] *= inv;
     }
   });
   return y;
+}
+
+// Row count of a rows × cols argument list entry, checked: `rows` must be a positive integer dividing x's length.
+int64_t RowsOf(Napi::Env env, const Napi::Value& v, int64_t n, const char* what) {
+  if (!v.IsNumber()) Fail(env, std::string(what) + ": cols must be a number");
+  const int64_t cols = v.As<Napi::Number>().Int64Value();
+  if (n == 0) Fail(env, std::string(what) + ": x is empty");
+  if (cols < 1 || n % cols != 0) Fail(env, std::string(what) + ": cols must be positive and divide the length");
+  return n / cols;
+}
+
+Napi::Float32Array AnyFloats(Napi::Env env, const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    Fail(env, std::string(name) + " must be a Float32Array");
+  }
+  return v.As<Napi::Float32Array>();
+}
+
+// Per-thread double accumulators of `width` entries, added into out (as float) once both threads are done.
+struct ColumnSums {
+  std::vector<double> a, b;
+  explicit ColumnSums(int64_t width) : a(static_cast<size_t>(width), 0.0), b(static_cast<size_t>(width), 0.0) {}
+  double* For(int64_t r0) { return r0 == 0 ? a.data() : b.data(); }
+  void Into(float* out) const {
+    for (size_t i = 0; i < a.size(); ++i) out[i] = static_cast<float>(a[i] + b[i]);
+  }
+};
+
+// layerNorm(x, gamma, beta, cols, eps) → [y, mean, rstd]: each row of `cols` entries normalised to zero mean and
+// unit variance (the biased variance, as ONNX and torch define it), then scaled by gamma and shifted by beta. mean
+// and rstd = 1/√(var + eps) per row are what the gradient needs.
+Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array x = AnyFloats(env, info[0], "x");
+  const int64_t n = static_cast<int64_t>(x.ElementLength());
+  const int64_t rows = RowsOf(env, info[3], n, "layerNorm");
+  const int64_t cols = n / rows;
+  Napi::Float32Array gamma = Floats(env, info[1], "gamma", cols);
+  Napi::Float32Array beta = Floats(env, info[2], "beta", cols);
+  if (!info[4].IsNumber()) Fail(env, "layerNorm: eps must be a number");
+  const double eps = info[4].As<Napi::Number>().DoubleValue();
+  Napi::Float32Array y = NewFloats(env, n);
+  Napi::Float32Array mean = NewFloats(env, rows);
+  Napi::Float32Array rstd = NewFloats(env, rows);
+  const float *px = x.Data(), *pg = gamma.Data(), *pb = beta.Data();
+  float *py = y.Data(), *pm = mean.Data(), *pr = rstd.Data();
+  Split(rows, cols, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = px + r * cols;
+      double s = 0;
+      for (int64_t j = 0; j < cols; ++j) s += row[j];
+      const double mu = s / static_cast<double>(cols);
+      double v = 0;
+      for (int64_t j = 0; j < cols; ++j) v += (row[j] - mu) * (row[j] - mu);
+      const double inv = 1.0 / std::sqrt(v / static_cast<double>(cols) + eps);
+      pm[r] = static_cast<float>(mu);
+      pr[r] = static_cast<float>(inv);
+      const float m = static_cast<float>(mu), k = static_cast<float>(inv);
+      float* out = py + r * cols;
+      for (int64_t j = 0; j < cols; ++j) out[j] = (row[j] - m) * k * pg[j] + pb[j];
+    }
+  });
+  Napi::Array result = Napi::Array::New(env, 3);
+  result.Set(uint32_t{0}, y);
+  result.Set(uint32_t{1}, mean);
+  result.Set(uint32_t{2}, rstd);
+  return result;
+}
+
+// layerNormGrad(dy, x, gamma, mean, rstd, cols) → [dx, dgamma, dbeta]. With x̂ = (x − mean)·rstd and g = dy·gamma:
+// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) per row; dgamma = Σ dy·x̂ and dbeta = Σ dy over the rows.
+Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array x = AnyFloats(env, info[1], "x");
+  const int64_t n = static_cast<int64_t>(x.ElementLength());
+  const int64_t rows = RowsOf(env, info[5], n, "layerNormGrad");
+  const int64_t cols = n / rows;
+  Napi::Float32Array dy = Floats(env, info[0], "dy", n);
+  Napi::Float32Array gamma = Floats(env, info[2], "gamma", cols);
+  Napi::Float32Array mean = Floats(env, info[3], "mean", rows);
+  Napi::Float32Array rstd = Floats(env, info[4], "rstd", rows);
+  Napi::Float32Array dx = NewFloats(env, n);
+  Napi::Float32Array dgamma = NewFloats(env, cols);
+  Napi::Float32Array dbeta = NewFloats(env, cols);
+  const float *pdy = dy.Data(), *px = x.Data(), *pg = gamma.Data(), *pm = mean.Data(), *pr = rstd.Data();
+  float* pdx = dx.Data();
+  ColumnSums sg(cols), sb(cols);
+  Split(rows, cols, [&](int64_t r0, int64_t r1) {
+    double* ag = sg.For(r0);
+    double* ab = sb.For(r0);
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = px + r * cols;
+      const float* dr = pdy + r * cols;
+      const float m = pm[r], k = pr[r];
+      double sumG = 0, sumGX = 0;
+      for (int64_t j = 0; j < cols; ++j) {
+        const float xh = (xr[j] - m) * k;
+        const float g = dr[j] * pg[j];
+        sumG += g;
+        sumGX += g * xh;
+        ag[j] += dr[j] * xh;
+        ab[j] += dr[j];
+      }
+      const float meanG = static_cast<float>(sumG / static_cast<double>(cols));
+      const float meanGX = static_cast<float>(sumGX / static_cast<double>(cols));
+      float* out = pdx + r * cols;
+      for (int64_t j = 0; j < cols; ++j) out[j] = k * (dr[j] * pg[j] - meanG - (xr[j] - m) * k * meanGX);
+    }
+  });
+  sg.Into(dgamma.Data());
+  sb.Into(dbeta.Data());
+  Napi::Array result = Napi::Array::New(env, 3);
+  result.Set(uint32_t{0}, dx);
+  result.Set(uint32_t{1}, dgamma);
+  result.Set(uint32_t{2}, dbeta);
+  return result;
+}
+
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+
+// Φ(−|x|) = ½·erfc(|x|/√2) from Abramowitz & Stegun 7.1.26 (absolute error in erf below 1.5e-7), and the factor
+// e^(−x²/2) that it and φ(x) share. Written without cancellation: Φ(x) is then 1 − this for x ≥ 0, this for x < 0.
+inline float LowerTail(float x, float& gauss) {
+  const float z = std::fabs(x) * kInvSqrt2;
+  const float t = 1.0f / (1.0f + 0.3275911f * z);
+  float poly = 1.061405429f;
+  poly = poly * t - 1.453152027f;
+  poly = poly * t + 1.421413741f;
+  poly = poly * t - 0.284496736f;
+  poly = poly * t + 0.254829592f;
+  gauss = ExpNonPositive(-z * z);
+  return 0.5f * poly * t * gauss;
+}
+
+// gelu(x) → x·Φ(x) = ½x(1 + erf(x/√2)), torch's default (exact) GELU.
+Napi::Value Gelu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array x = AnyFloats(env, info[0], "x");
+  const int64_t n = static_cast<int64_t>(x.ElementLength());
+  Napi::Float32Array y = NewFloats(env, n);
+  const float* a = x.Data();
+  float* b = y.Data();
+  Split(n, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float gauss;
+      const float q = LowerTail(a[i], gauss);
+      b[i] = a[i] * (a[i] >= 0 ? 1.0f - q : q);
+    }
+  });
+  return y;
+}
+
+// geluGrad(dy, x) → dy·(Φ(x) + x·φ(x)).
+Napi::Value GeluGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array x = AnyFloats(env, info[1], "x");
+  const int64_t n = static_cast<int64_t>(x.ElementLength());
+  Napi::Float32Array dy = Floats(env, info[0], "dy", n);
+  Napi::Float32Array dx = NewFloats(env, n);
+  const float *a = x.Data(), *d = dy.Data();
+  float* b = dx.Data();
+  Split(n, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float gauss;
+      const float q = LowerTail(a[i], gauss);
+      b[i] = d[i] * ((a[i] >= 0 ? 1.0f - q : q) + a[i] * kInvSqrt2Pi * gauss);
+    }
+  });
+  return dx;
+}
+
+// reluGrad(dy, y) → dy where y = relu(x) is positive, 0 elsewhere (NaN where y is NaN, as tfjs's dy·step(x) has it).
+Napi::Value ReluGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array y = AnyFloats(env, info[1], "y");
+  const int64_t n = static_cast<int64_t>(y.ElementLength());
+  Napi::Float32Array dy = Floats(env, info[0], "dy", n);
+  Napi::Float32Array dx = NewFloats(env, n);
+  const float *pd = dy.Data(), *py = y.Data();
+  float* px = dx.Data();
+  Split(n, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) px[i] = py[i] > 0 ? pd[i] : (py[i] != py[i] ? py[i] : 0.0f);
+  });
+  return dx;
+}
+
+// softmaxGrad(dy, y, cols) → dx = y·(dy − Σ dy·y) per row of `cols` entries, y being the softmax's output.
+Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array y = AnyFloats(env, info[1], "y");
+  const int64_t n = static_cast<int64_t>(y.ElementLength());
+  const int64_t rows = RowsOf(env, info[2], n, "softmaxGrad");
+  const int64_t cols = n / rows;
+  Napi::Float32Array dy = Floats(env, info[0], "dy", n);
+  Napi::Float32Array dx = NewFloats(env, n);
+  const float *pd = dy.Data(), *py = y.Data();
+  float* px = dx.Data();
+  Split(rows, cols, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* d = pd + r * cols;
+      const float* v = py + r * cols;
+      double s = 0;
+      for (int64_t j = 0; j < cols; ++j) s += d[j] * v[j];
+      const float dot = static_cast<float>(s);
+      float* out = px + r * cols;
+      for (int64_t j = 0; j < cols; ++j) out[j] = v[j] * (d[j] - dot);
+    }
+  });
+  return dx;
+}
+
+// alloc(n) → n floats with undefined contents, for kernels that fill their output in JS.
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) Fail(env, "alloc: n must be a number");
+  const int64_t n = info[0].As<Napi::Number>().Int64Value();
+  if (n < 0 || n > kMaxElements) Fail(env, "alloc: n must be in [0, 2^31)");
+  return NewFloats(env, n);
+}
+
+// keepFreedMemory(on): while on, malloc serves every block from its heap and keeps freed memory there instead of
+// returning large blocks to the kernel. A training step allocates and frees gigabytes of tensors, and on this VM
+// class each fresh 4 KiB page costs a fault as dear as computing it. Turned off, the defaults come back and the
+// free memory is handed back to the kernel (malloc_trim).
+Napi::Value KeepFreedMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBoolean()) Fail(env, "keepFreedMemory: on must be a boolean");
+  if (info[0].As<Napi::Boolean>().Value()) {
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, INT32_MAX);
+  } else {
+    mallopt(M_MMAP_MAX, 65536);
+    mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+    malloc_trim(0);
+  }
+  return env.Undefined();
 }
 
 // A failed allocation or thread start would otherwise terminate the process.
@@ -566,10 +1121,22 @@ void Register(Napi::Env env, Napi::Object exports, void (*useThreads)(int)) {
   exports.Set("tfConv2d", Napi::Function::New(env, Guarded<Conv2d>, "tfConv2d"));
   exports.Set("tfConv2dBackpropInput", Napi::Function::New(env, Guarded<Conv2dBackpropInput>, "tfConv2dBackpropInput"));
   exports.Set("tfConv2dBackpropFilter", Napi::Function::New(env, Guarded<Conv2dBackpropFilter>, "tfConv2dBackpropFilter"));
+  exports.Set("tfConv2dNchw", Napi::Function::New(env, Guarded<Conv2dNchw>, "tfConv2dNchw"));
+  exports.Set("tfConv2dNchwBackpropInput", Napi::Function::New(env, Guarded<Conv2dNchwBackpropInput>, "tfConv2dNchwBackpropInput"));
+  exports.Set("tfConv2dNchwBackpropFilter", Napi::Function::New(env, Guarded<Conv2dNchwBackpropFilter>, "tfConv2dNchwBackpropFilter"));
   exports.Set("tfBatchMatMul", Napi::Function::New(env, Guarded<BatchMatMul>, "tfBatchMatMul"));
   exports.Set("tfBinary", Napi::Function::New(env, Guarded<Binary>, "tfBinary"));
+  exports.Set("tfReduce", Napi::Function::New(env, Guarded<Reduce>, "tfReduce"));
   exports.Set("tfUnary", Napi::Function::New(env, Guarded<Unary>, "tfUnary"));
   exports.Set("tfSoftmax", Napi::Function::New(env, Guarded<Softmax>, "tfSoftmax"));
+  exports.Set("tfLayerNorm", Napi::Function::New(env, Guarded<LayerNorm>, "tfLayerNorm"));
+  exports.Set("tfLayerNormGrad", Napi::Function::New(env, Guarded<LayerNormGrad>, "tfLayerNormGrad"));
+  exports.Set("tfGelu", Napi::Function::New(env, Guarded<Gelu>, "tfGelu"));
+  exports.Set("tfGeluGrad", Napi::Function::New(env, Guarded<GeluGrad>, "tfGeluGrad"));
+  exports.Set("tfReluGrad", Napi::Function::New(env, Guarded<ReluGrad>, "tfReluGrad"));
+  exports.Set("tfSoftmaxGrad", Napi::Function::New(env, Guarded<SoftmaxGrad>, "tfSoftmaxGrad"));
+  exports.Set("tfAlloc", Napi::Function::New(env, Guarded<Alloc>, "tfAlloc"));
+  exports.Set("tfKeepFreedMemory", Napi::Function::New(env, Guarded<KeepFreedMemory>, "tfKeepFreedMemory"));
   exports.Set("tfStridedCopy", Napi::Function::New(env, Guarded<StridedCopy>, "tfStridedCopy"));
 }
 

@@ -1,5 +1,6 @@
-// Float32 kernels for the native tfjs backend: 2-D convolution (NHWC input, HWIO filter) and its two gradients as
-// im2col/col2im around OpenBLAS sgemm, and batched matrix products. Registered on the addon's exports by linalg.cc.
+// Float32 kernels for the native tfjs backend: 2-D convolution (NHWC/HWIO and NCHW/OIHW) and its two gradients as
+// im2col/col2im around OpenBLAS sgemm, batched matrix products, strided copies, reductions, element-wise and fused
+// kernels (layer norm, GELU, softmax and ReLU gradients). Registered on the addon's exports by linalg.cc.
 #pragma once
 
 #include <napi.h>

@@ -8,9 +8,25 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { kernelProfile, registerNativeBackend, resetKernelProfile, NATIVE_BACKEND } from '../../../models/deep/nativeBackend.js';
-import { binary, conv2d, batchMatMul, stridedCopy, type ConvGeometry } from '../../../models/linalg/tfKernels.js';
+import {
+  binary,
+  conv2d,
+  conv2dNchw,
+  conv2dNchwBackpropFilter,
+  conv2dNchwBackpropInput,
+  patchMatrixSize,
+  batchMatMul,
+  keepFreedMemory,
+  outputFloats,
+  reduce,
+  stridedCopy,
+  type ConvGeometry,
+} from '../../../models/linalg/tfKernels.js';
 import { isLinalgErrorCode } from '../../../models/linalg/index.js';
 import { uniform } from '../../../models/engine/random.js';
+import type { NodeProto } from '../../../models/backbones/onnxProto.js';
+import { OPS } from '../../../models/deep/ops.js';
+import { attr } from '../../../scripts/fixtures/onnxBuilder.js';
 
 type Padding = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
 
@@ -142,6 +158,235 @@ describe('native tfjs backend', () => {
     checkConv({ ...base, kh: 3, kw: 3, stride: [2, 2], pad: 'same' }, 7);
     checkConv({ ...base, kh: 1, kw: 1, stride: [2, 2], pad: 'valid' }, 8);
     checkConv({ ...base, kh: 1, kw: 1, stride: [1, 1], pad: 'valid' }, 9);
+  });
+
+  for (const batch of [1, 64]) {
+    it(`an ONNX Conv runs as one NCHW kernel (padding inside, no transposes): value and gradients match tfjs-backend-cpu, batch ${batch}`, () => {
+      const next = uniform(500 + batch);
+      const pick = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
+      for (let i = 0; i < (batch === 1 ? 30 : 10); i++) {
+        const [kh, kw] = [pick(1, 3), pick(1, 3)];
+        // tfjs's reference takes strides or dilations above 1, not both.
+        const dilated = next() < 0.3;
+        const dilations = dilated ? [pick(1, 2), pick(1, 2)] : [1, 1];
+        const strides = dilated ? [1, 1] : [pick(1, 3), pick(1, 3)];
+        const pads = [pick(0, kh), pick(0, kw), pick(0, kh), pick(0, kw)];
+        const [cin, cout] = [pick(1, 9), pick(1, 9)];
+        const h = pick((kh - 1) * dilations[0] + 1, (kh - 1) * dilations[0] + (batch > 1 ? 4 : 9));
+        const w = pick((kw - 1) * dilations[1] + 1, (kw - 1) * dilations[1] + (batch > 1 ? 4 : 9));
+        const withBias = next() < 0.5;
+        const node: NodeProto = {
+          name: 'conv',
+          opType: 'Conv',
+          input: withBias ? ['x', 'w', 'b'] : ['x', 'w'],
+          output: ['y'],
+          attribute: [attr.ints('strides', strides), attr.ints('pads', pads), attr.ints('dilations', dilations), attr.ints('kernel_shape', [kh, kw])],
+        };
+        const shapes = [[batch, cin, h, w], [cout, cin, kh, kw], ...(withBias ? [[cout]] : [])];
+        const data = shapes.map((sh) =>
+          randomArray(
+            sh.reduce((a, b) => a * b, 1),
+            next,
+          ),
+        );
+        const label = `x [${shapes[0]}], w [${shapes[1]}], strides ${strides}, pads ${pads}, dilations ${dilations}, bias ${withBias}`;
+        const run = (backend: string) =>
+          on(backend, () =>
+            tf.tidy(() => {
+              const ctx = { tf, ints: () => null, isScalar: () => false };
+              const xs = data.map((d, k) => tf.tensor(d, shapes[k]));
+              const f = (...a: tf.Tensor[]) => OPS.Conv(ctx, node, a) as tf.Tensor;
+              const y = f(...xs);
+              // tfjs has no gradient for a dilated convolution: those are checked against finite differences below.
+              if (dilated) return [y.dataSync() as Float32Array];
+              const r = tf.tensor(randomArray(y.size, uniform(i)), y.shape);
+              const grads = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(...a), r)))(xs);
+              return [y, ...grads].map((t) => t.dataSync() as Float32Array);
+            }),
+          );
+        const want = run('cpu');
+        resetKernelProfile();
+        const got = run(NATIVE_BACKEND);
+        ['y', 'dx', 'dw', 'db'].slice(0, want.length).forEach((name, k) => {
+          const e = relErr(got[k], want[k]);
+          assert.ok(e < 2e-6, `${name} differs by ${e.toExponential(2)} for ${label}`);
+        });
+        for (const k of ['Conv2DNCHW', 'Conv2DNCHWBackpropInput', 'Conv2DNCHWBackpropFilter'].slice(0, dilated ? 1 : 3)) {
+          assert.ok(nativeCalls(k).calls >= 1, `${k} ran for ${label}`);
+        }
+        for (const k of ['Transpose', 'PadV2']) assert.equal(nativeCalls(k).calls, 0, `no ${k} for ${label}`);
+      }
+    });
+  }
+
+  it('stride-1 NCHW convolutions whose output is as large as their input ("same" padding, asymmetric or dilated) match tfjs-backend-cpu', () => {
+    const cases: Array<{ k: [number, number]; pads: number[]; dilations: number[]; x: number[] }> = [
+      { k: [3, 3], pads: [1, 1, 1, 1], dilations: [1, 1], x: [4, 16, 7, 7] },
+      { k: [3, 3], pads: [1, 1, 1, 1], dilations: [1, 1], x: [64, 3, 2, 5] },
+      { k: [1, 3], pads: [0, 1, 0, 1], dilations: [1, 1], x: [1, 5, 6, 4] },
+      { k: [2, 2], pads: [1, 0, 0, 1], dilations: [1, 1], x: [2, 3, 5, 5] },
+      { k: [3, 3], pads: [2, 2, 2, 2], dilations: [2, 2], x: [2, 4, 6, 5] },
+      { k: [3, 1], pads: [0, 0, 2, 0], dilations: [1, 1], x: [1, 2, 1, 3] },
+    ];
+    cases.forEach((c, i) => {
+      const node: NodeProto = {
+        name: 'conv',
+        opType: 'Conv',
+        input: ['x', 'w', 'b'],
+        output: ['y'],
+        attribute: [attr.ints('pads', c.pads), attr.ints('dilations', c.dilations)],
+      };
+      const shapes = [c.x, [5, c.x[1], ...c.k], [5]];
+      const data = shapes.map((sh) =>
+        randomArray(
+          sh.reduce((a, b) => a * b, 1),
+          uniform(70 + i),
+        ),
+      );
+      const dilated = c.dilations.some((d) => d > 1);
+      const run = (backend: string) =>
+        on(backend, () =>
+          tf.tidy(() => {
+            const ctx = { tf, ints: () => null, isScalar: () => false };
+            const xs = data.map((d, k) => tf.tensor(d, shapes[k]));
+            const f = (...a: tf.Tensor[]) => OPS.Conv(ctx, node, a) as tf.Tensor;
+            const y = f(...xs);
+            assert.deepEqual(y.shape.slice(2), c.x.slice(2));
+            if (dilated) return [y.dataSync() as Float32Array];
+            const r = tf.tensor(randomArray(y.size, uniform(i)), y.shape);
+            const grads = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(...a), r)))(xs);
+            return [y, ...grads].map((t) => t.dataSync() as Float32Array);
+          }),
+        );
+      const want = run('cpu');
+      const got = run(NATIVE_BACKEND);
+      want.forEach((w, k) => {
+        const e = relErr(got[k], w);
+        assert.ok(e < 2e-6, `${['y', 'dx', 'dw', 'db'][k]} differs by ${e.toExponential(2)} for ${JSON.stringify(c)}`);
+      });
+    });
+  });
+
+  for (const [label, strides, pads, shapes] of [
+    [
+      'strided',
+      [2, 1],
+      [1, 2, 0, 1],
+      [
+        [2, 2, 7, 6],
+        [3, 2, 3, 2],
+      ],
+    ],
+    [
+      'same-size',
+      [1, 1],
+      [2, 2, 2, 2],
+      [
+        [2, 2, 6, 5],
+        [3, 2, 3, 3],
+      ],
+    ],
+  ] as const) {
+    it(`a dilated ${label} NCHW convolution: gradients for input and filter agree with central finite differences`, () => {
+      const node: NodeProto = {
+        name: 'conv',
+        opType: 'Conv',
+        input: ['x', 'w'],
+        output: ['y'],
+        attribute: [attr.ints('strides', [...strides]), attr.ints('pads', [...pads]), attr.ints('dilations', [2, 2])],
+      };
+      const data = shapes.map((sh) =>
+        randomArray(
+          sh.reduce((a, b) => a * b, 1),
+          uniform(sh[0]),
+        ),
+      );
+      on(NATIVE_BACKEND, () => {
+        const f = (x: Float32Array, w: Float32Array) =>
+          OPS.Conv({ tf, ints: () => null, isScalar: () => false }, node, [tf.tensor(x, [...shapes[0]]), tf.tensor(w, [...shapes[1]])]) as tf.Tensor;
+        const outShape = tf.tidy(() => f(data[0], data[1]).shape);
+        const r = randomArray(
+          outShape.reduce((a, b) => a * b, 1),
+          uniform(5),
+        );
+        const loss = (x: Float32Array, w: Float32Array) =>
+          tf.tidy(() => {
+            const y = f(x, w).dataSync();
+            let acc = 0;
+            for (let i = 0; i < y.length; i++) acc += r[i] * y[i];
+            return acc;
+          });
+        const analytic = tf.tidy(() =>
+          tf
+            .grads((x: tf.Tensor, w: tf.Tensor) =>
+              tf.sum(tf.mul(OPS.Conv({ tf, ints: () => null, isScalar: () => false }, node, [x, w]) as tf.Tensor, tf.tensor(r, outShape))),
+            )(data.map((d, k) => tf.tensor(d, [...shapes[k]])))
+            .map((t) => t.dataSync() as Float32Array),
+        );
+        for (const which of [0, 1]) {
+          let err = 0;
+          let scale = 0;
+          for (let i = 0; i < data[which].length; i++) {
+            const plus = data.map((d) => d.slice());
+            const minus = data.map((d) => d.slice());
+            plus[which][i] += 0.5;
+            minus[which][i] -= 0.5;
+            // The convolution is linear in each argument: the central difference is exact up to rounding.
+            const numeric = loss(plus[0], plus[1]) - loss(minus[0], minus[1]);
+            err = Math.max(err, Math.abs(numeric - analytic[which][i]));
+            scale = Math.max(scale, Math.abs(analytic[which][i]));
+          }
+          assert.ok(err / scale < 1e-4, `${which === 0 ? 'dx' : 'dw'}: ${(err / scale).toExponential(2)}`);
+        }
+      });
+    });
+  }
+
+  it('the filter gradient from the patch matrix the forward kept equals the one that rebuilds it', () => {
+    const g: ConvGeometry = {
+      batch: 3,
+      inHeight: 6,
+      inWidth: 5,
+      inChannels: 4,
+      filterHeight: 3,
+      filterWidth: 2,
+      outChannels: 5,
+      outHeight: 3,
+      outWidth: 5,
+      strideHeight: 2,
+      strideWidth: 1,
+      dilationHeight: 1,
+      dilationWidth: 1,
+      padTop: 1,
+      padLeft: 1,
+    };
+    const next = uniform(31);
+    const x = randomArray(3 * 4 * 6 * 5, next);
+    const w = randomArray(5 * 4 * 3 * 2, next);
+    const dy = randomArray(3 * 5 * 3 * 5, next);
+    const cols = new Float32Array(patchMatrixSize(g)).fill(Number.NaN);
+    assert.deepEqual(conv2dNchw(x, w, g, undefined, cols), conv2dNchw(x, w, g));
+    assert.ok(cols.every((v) => Number.isFinite(v)));
+    assert.deepEqual(conv2dNchwBackpropFilter(x, dy, g, cols), conv2dNchwBackpropFilter(x, dy, g));
+  });
+
+  it('a convolution whose input needs no gradient (the cut) skips the input gradient', () => {
+    const node: NodeProto = { name: 'conv', opType: 'Conv', input: ['x', 'w'], output: ['y'], attribute: [attr.ints('pads', [1, 1, 1, 1])] };
+    on(NATIVE_BACKEND, () =>
+      tf.tidy(() => {
+        const x = tf.tensor(randomArray(2 * 3 * 5 * 5, uniform(3)), [2, 3, 5, 5]);
+        const w = tf.variable(tf.tensor(randomArray(4 * 3 * 3 * 3, uniform(4)), [4, 3, 3, 3]));
+        resetKernelProfile();
+        const { grads } = tf.variableGrads(
+          () => tf.sum(OPS.Conv({ tf, ints: () => null, isScalar: () => false }, node, [x, w]) as tf.Tensor) as tf.Scalar,
+          [w],
+        );
+        assert.equal(grads[w.name].shape.join(), '4,3,3,3');
+        assert.equal(nativeCalls('Conv2DNCHWBackpropInput').calls, 0);
+        assert.equal(nativeCalls('Conv2DNCHWBackpropFilter').calls, 1);
+        w.dispose();
+      }),
+    );
   });
 
   interface MatCase {
@@ -280,6 +525,34 @@ describe('native tfjs backend', () => {
     });
   });
 
+  it('SplitV and Concat match tfjs-backend-cpu on random shapes, with their gradients', () => {
+    compareOps('split and concat', ['SplitV', 'Concat'], 30, (next) => {
+      const rank = 1 + Math.floor(next() * 4);
+      const shape = randomShape(next, rank, true).map((n) => n + 1);
+      const axis = Math.floor(next() * rank);
+      const cut = 1 + Math.floor(next() * (shape[axis] - 1));
+      const sizes = [cut, shape[axis] - cut];
+      const x = randomArray(
+        shape.reduce((a, b) => a * b, 1),
+        next,
+      );
+      return {
+        label: `[${shape}] axis ${axis} sizes [${sizes}]`,
+        run: () => {
+          const xt = tf.tensor(x, shape);
+          const [p, q] = tf.split(xt, sizes, axis);
+          const r = tf.tensor(randomArray(xt.size, uniform(9)), shape);
+          // The gradient of a split is a concatenation; the pieces swapped, then concatenated, exercise Concat too.
+          const dx = tf.grad((a: tf.Tensor) => {
+            const [u, v] = tf.split(a, sizes, axis);
+            return tf.sum(tf.mul(tf.concat([u, tf.mul(v, 2)], axis), r));
+          })(xt);
+          return tf.concat([tf.reshape(tf.concat([q, p], axis), [-1]), tf.reshape(dx, [-1])]);
+        },
+      };
+    });
+  });
+
   it('Sum over any axes and broadcasting Add, Sub, Multiply and RealDiv match tfjs-backend-cpu', () => {
     compareOps('sum', ['Sum'], 30, (next) => {
       const rank = 1 + Math.floor(next() * 4);
@@ -317,6 +590,36 @@ describe('native tfjs backend', () => {
     }
   });
 
+  it('Sum and Mean over every subset of axes of tensors large enough for two threads match tfjs-backend-cpu', () => {
+    const next = uniform(4242);
+    for (const shape of [
+      [64, 33, 40],
+      [64, 5, 7, 61],
+      [1, 197, 768],
+      [3, 1, 5000],
+    ]) {
+      const x = randomArray(
+        shape.reduce((a, b) => a * b, 1),
+        next,
+      );
+      for (let mask = 1; mask < 1 << shape.length; mask++) {
+        const axes = shape.map((_, d) => d).filter((d) => mask & (1 << d));
+        for (const [kernel, op] of [
+          ['Sum', tf.sum],
+          ['Mean', tf.mean],
+        ] as const) {
+          const run = () => tf.tidy(() => op(tf.tensor(x, shape), axes, mask % 2 === 0).dataSync() as Float32Array);
+          const want = on('cpu', run);
+          resetKernelProfile();
+          const got = on(NATIVE_BACKEND, run);
+          const e = relErr(got, want);
+          assert.ok(e < 2e-6, `${kernel} of [${shape}] over [${axes}] differs by ${e.toExponential(2)}`);
+          assert.equal(nativeCalls(kernel).fallbacks, 0);
+        }
+      }
+    }
+  });
+
   it('Exp, Erf, Neg, Square, Relu, Step, Softmax and Mean match tfjs-backend-cpu, with their gradients', () => {
     const unaries = { Exp: tf.exp, Erf: tf.erf, Neg: tf.neg, Square: tf.square, Relu: tf.relu, Softmax: tf.softmax } as const;
     for (const [kernel, op] of Object.entries(unaries)) {
@@ -346,6 +649,23 @@ describe('native tfjs backend', () => {
       );
       return { label: `[${shape}] axes [${axes}]`, run: () => tf.mean(tf.tensor(x, shape), axes.length ? axes : undefined, next() < 0.5) };
     });
+  });
+
+  it('kernels write every element of their uninitialised outputs, also while freed memory is kept for reuse', () => {
+    const letGo = keepFreedMemory();
+    const again = keepFreedMemory();
+    try {
+      // Garbage in freed blocks that later outputs may be handed.
+      for (let i = 0; i < 20; i++) outputFloats(1 << 18).fill(Number.NaN);
+      const next = uniform(77);
+      for (let i = 0; i < 6; i++) checkConv(randomConvCase(next, 64, false), 7000 + i);
+      assert.equal(outputFloats(0).length, 0);
+      assert.equal(outputFloats(5).length, 5);
+    } finally {
+      letGo();
+      letGo();
+      again();
+    }
   });
 
   it('bad shapes throw an Error and leave the process running', () => {
@@ -388,11 +708,27 @@ describe('native tfjs backend', () => {
     badArgument(() => stridedCopy(new Float32Array(6), new Float32Array(6), { ...copy, srcStrides: [3] }));
     assert.equal(binary('add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [0, 1]).length, 6);
     badArgument(() => binary('add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [3, 1]));
+    badArgument(() => conv2dNchw(new Float32Array(31), w, g));
+    badArgument(() => conv2dNchw(x, w, { ...g, inChannels: 3 }));
+    badArgument(() => conv2dNchwBackpropInput(new Float32Array(7), w, g));
+    badArgument(() => conv2dNchwBackpropFilter(x, new Float32Array(9), g));
+    badArgument(() => conv2dNchw(x, w, g, undefined, new Float32Array(patchMatrixSize(g) - 1)));
+    badArgument(() => conv2dNchwBackpropFilter(x, new Float32Array(8), g, new Float32Array(3)));
+    badArgument(() => outputFloats(-1));
+    badArgument(() => reduce(new Float32Array(6), [2, 3], [true]));
+    badArgument(() => reduce(new Float32Array(5), [2, 3], [true, false]));
+    badArgument(() => reduce(new Float32Array(6), [2, -3], [true, false]));
+    badArgument(() => outputFloats(2 ** 31));
     badArgument(() => binary('pow' as 'add', new Float32Array(6), new Float32Array(3), [2, 3], [3, 1], [0, 1]));
     // Through tfjs: its own shape checks answer before the kernel runs.
     on(NATIVE_BACKEND, () => {
       assert.throws(() => tf.matMul(tf.zeros([2, 3]), tf.zeros([4, 5])), Error);
       assert.throws(() => tf.conv2d(tf.zeros([1, 4, 4, 2]) as tf.Tensor4D, tf.zeros([3, 3, 5, 2]) as tf.Tensor4D, 1, 'valid'), Error);
+      const conv = (x: number[], w: number[], pads = [0, 0, 0, 0]) =>
+        tf.engine().runKernel('Conv2DNCHW', { x: tf.zeros(x), filter: tf.zeros(w) }, { strides: [1, 1], pads, dilations: [1, 1] });
+      assert.throws(() => conv([1, 2, 4, 4], [3, 5, 3, 3]), Error);
+      assert.throws(() => conv([1, 2, 2, 2], [3, 2, 3, 3]), Error);
+      assert.equal((conv([1, 2, 2, 2], [3, 2, 3, 3], [1, 1, 1, 1]) as tf.Tensor).shape.join(), '1,3,2,2');
     });
   });
 });
