@@ -13,6 +13,7 @@ interface DeepSummary {
   harmfulRatio: { mean: number | null; std: number | null };
   benignRatio: { mean: number | null; std: number | null };
   training: { steps: number; accepted: number };
+  benignAccuracy?: { before: number | null; after: number | null; rows: number; heldOut: string | null };
 }
 
 /**
@@ -60,7 +61,12 @@ export function summaryLines(m: Metrics, opts: { paperRow?: boolean } = {}): str
     );
     lines.push(`κ(θ) ${fmt(m.thetaCondition)} (budget ${fmt(m.kappaBudget)}: a larger κ(θ) would stretch unused directions and break float32 deployment)`);
   }
-  if (m.benignQuality.metric) {
+  if (deep?.benignAccuracy) {
+    // Last-block mode scores the model's own head, before and after its block was trained, on images it did not train on.
+    const a = deep.benignAccuracy;
+    const where = a.heldOut === 'benignTest' ? 'the --benign-test images' : (a.heldOut ?? 'held-out images');
+    lines.push(`benign accuracy of the model's own head on ${a.rows} held-out images (${where}): before ${fmt(a.before)}, after ${fmt(a.after)}`);
+  } else if (m.benignQuality.metric) {
     const q = m.benignQuality;
     lines.push(
       `benign ${q.metric} of the best linear probe on the benign rows: before θ ${fmt(q.before)}, after θ ${fmt(q.after)}` +

@@ -199,6 +199,15 @@ describe('report.html of the House Price demo', () => {
     assert.match(captionOf(kappa), /no optimisation steps/);
   });
 
+  it('names the model’s own head on held-out images for a last-block job, and the best probe otherwise', () => {
+    const linear = parse(renderReport(metrics, curves)).text;
+    assert.match(linear, /the best linear probe on the benign training rows/);
+    const deep = { benignAccuracy: { before: 0.96, after: 0.959, rows: 1000, heldOut: 'benignTest' } };
+    const text = parse(renderReport({ ...metrics, deep } as ReportMetrics, curves)).text;
+    assert.match(text, /0\.96 → 0\.959 the model's own head on 1000 held-out images \(--benign-test\)/);
+    assert.doesNotMatch(text, /best linear probe/);
+  });
+
   it('skips the deep-mode section when there is none and draws it when there is', () => {
     assert.equal(parse(renderReport(metrics, curves)).querySelector('#deep'), null);
     const rnd = lcg(7);

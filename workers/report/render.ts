@@ -156,10 +156,13 @@ function summarySection(m: Metrics, paperRow: boolean): string {
     paperRow ? 'compare with-paper' : 'compare',
   );
   const q = m.benignQuality;
-  const quality = q?.metric
-    ? `${fmt(q.before)} → ${fmt(q.after)} <span class="hint">the best linear probe on the benign training rows</span>` +
-      (q.test != null ? `; ${fmt(q.test)} <span class="hint">on the held-out benign test rows, after θ</span>` : '')
-    : 'not scored (no benign labels)';
+  const ownHead = heldOutAccuracy((m as ReportMetrics).deep);
+  const quality = ownHead
+    ? `${fmt(ownHead.before)} → ${fmt(ownHead.after)} <span class="hint">the model's own head on ${ownHead.rows} held-out images${ownHead.heldOut === 'benignTest' ? ' (--benign-test)' : ownHead.heldOut ? ` (${esc(ownHead.heldOut)})` : ''}</span>`
+    : q?.metric
+      ? `${fmt(q.before)} → ${fmt(q.after)} <span class="hint">the best linear probe on the benign training rows</span>` +
+        (q.test != null ? `; ${fmt(q.test)} <span class="hint">on the held-out benign test rows, after θ</span>` : '')
+      : 'not scored (no benign labels)';
   const key = table(
     [
       ['quantity', 'text'],
@@ -221,6 +224,12 @@ function attacksSection(m: Metrics, curves: Curves): string {
     "the slowdown is how many more steps it needs on the immunized ones. A run stopped at its cap gives a lower bound (≥); a run whose cap could not show the verdict's threshold (and any capped benign run) is unmeasured, and an unmeasured attacker never counts as a pass. Newton ignores κ altogether: it is the honest limit of condition-number immunization.";
   const body = list.length ? blocks.join('') : '<p class="empty">This job has no attack curves.</p>';
   return `<section id="attacks"><h2>Attacks: suboptimality against the step</h2><p class="intro">${esc(intro)}</p>${steps}${body}</section>`;
+}
+
+/** A last-block job scores the model's own head, before and after its block was trained, on held-out images. */
+function heldOutAccuracy(deep: unknown): { before: number | null; after: number | null; rows: number; heldOut: string | null } | null {
+  const a = (deep as { benignAccuracy?: { before: number | null; after: number | null; rows: number; heldOut: string | null } } | undefined)?.benignAccuracy;
+  return a && typeof a.rows === 'number' ? a : null;
 }
 
 function deepSection(deep: unknown): string {
