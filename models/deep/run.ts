@@ -365,7 +365,7 @@ function scoreTail(
   const side = (data: 'benign' | 'harmful') => () =>
     startAttackSuite(data, statsOf(features[data].before, targets[data]), statsOf(features[data].after, targets[data]));
   const attacks = runAttackSuites({ benign: side('benign'), harmful: side('harmful') }, observe, signal);
-  const verdict = verdictFields({ ...conditioning, benignRatio: ratios.benign, harmfulRatio: ratios.harmful }, rtol, null, attacks.outcomes);
+  const verdict = verdictFields({ ...conditioning, benignRatio: ratios.benign, harmfulRatio: ratios.harmful }, rtol, null, attacks.outcomes, 'float32');
   return { rtol, spectra, conditioning, attacks, verdict };
 }
 

@@ -7,7 +7,7 @@ import type { AttackOutcome, AttackSuite } from './attacks.js';
 import type { StepObserver } from './progress.js';
 import { subsample } from './report.js';
 import { conditioningFromSpectrum, conditioningWithRank, kappaPaperFromSpectrum } from './spectrum.js';
-import { decideVerdict, type KappaCriterion, type Verdict } from './verdict.js';
+import { decideVerdict, type KappaCriterion, type Precision, type Verdict } from './verdict.js';
 
 type Side = 'benign' | 'harmful';
 
@@ -94,12 +94,19 @@ export interface VerdictFields {
 }
 
 /** The verdict as metrics.json carries it. `rirBound` only when it is a proven bound (a full-rank K_P). */
-export function verdictFields(c: ConditioningReport, rtol: number, rirBound: number | null, outcomes: AttackOutcome[]): VerdictFields {
+export function verdictFields(
+  c: ConditioningReport,
+  rtol: number,
+  rirBound: number | null,
+  outcomes: AttackOutcome[],
+  precision: Precision = 'float64',
+): VerdictFields {
   const v = decideVerdict({
     benignRatio: c.benignRatio,
     harmfulRatio: c.harmfulRatio,
     harmfulKappaBefore: c.kappa.harmful.before,
     rtol,
+    precision,
     rirBound,
     attacks: outcomes,
   });

@@ -123,6 +123,9 @@ describe('verdict: decideVerdict cases', () => {
     assert.equal(v.verdict, 'immunized', v.reasons.join('; '));
     assert.equal(v.kappaCriterion, 'untestable');
     assert.match(v.kappaNote ?? '', /untestable at float64 resolution/);
+    // A trained block's features are float32, and the note says so.
+    const float32 = decideVerdict({ ...good, harmfulRatio: 1.01, harmfulKappaBefore: nearCeiling, rtol, precision: 'float32' });
+    assert.match(float32.kappaNote ?? '', /untestable at float32 resolution: .* the largest κ float32 can resolve/);
     const slowOnly = decideVerdict({ ...good, harmfulRatio: 1.01, harmfulKappaBefore: nearCeiling, rtol, attacks: attacks(1.5, 0.9) });
     assert.equal(slowOnly.verdict, 'weak');
     // Half the ceiling or less: testable, and the ratio counts again.
