@@ -7,6 +7,7 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
+import { on, relErr } from '../../helpers/tfCompare.js';
 import type { NodeProto } from '../../../models/backbones/onnxProto.js';
 import { OnnxGraph } from '../../../models/backbones/graph.js';
 import { findGeluChains, fusedGelu, fusedLayerNorm, fusedSoftmax, hasFusedKernels } from '../../../models/deep/fusedOps.js';
@@ -28,23 +29,6 @@ function randomArray(n: number, seed: number, scale = 1): Float32Array {
 }
 
 const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-
-function on<T>(backend: string, fn: () => T): T {
-  tf.setBackend(backend);
-  return fn();
-}
-
-/** Largest difference relative to the reference's largest magnitude (1 at least). */
-function relErr(got: Float32Array, want: Float32Array): number {
-  assert.equal(got.length, want.length);
-  let diff = 0;
-  let scale = 1;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i] - want[i]));
-    scale = Math.max(scale, Math.abs(want[i]));
-  }
-  return diff / scale;
-}
 
 const context = (t: Tf): OpContext => ({ tf: t, ints: () => null, isScalar: () => false });
 

@@ -7,6 +7,7 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
+import { on, relErr } from '../../helpers/tfCompare.js';
 import { kernelProfile, registerNativeBackend, resetKernelProfile, NATIVE_BACKEND } from '../../../models/deep/nativeBackend.js';
 import {
   binary,
@@ -32,23 +33,6 @@ type Padding = 'same' | 'valid' | [[number, number], [number, number], [number, 
 
 function randomArray(n: number, next: () => number): Float32Array {
   return Float32Array.from({ length: n }, () => 2 * next() - 1);
-}
-
-function on<T>(backend: string, fn: () => T): T {
-  tf.setBackend(backend);
-  return fn();
-}
-
-/** Largest difference relative to the reference's largest magnitude (1 at least). */
-function relErr(got: Float32Array, want: Float32Array): number {
-  assert.equal(got.length, want.length);
-  let diff = 0;
-  let scale = 1;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i] - want[i]));
-    scale = Math.max(scale, Math.abs(want[i]));
-  }
-  return diff / scale;
 }
 
 function nativeCalls(name: string): { calls: number; fallbacks: number } {
