@@ -34,8 +34,7 @@ function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
 const QUEUE_TIMEOUT_MS = 5000;
 
 /** BullMQ's own script that adds a job to a queue (the one Queue.add sends), as the installed version ships it. */
-const ADD_SCRIPT = (createRequire(import.meta.url)('bullmq/dist/cjs/scripts/index.js') as { addStandardJob: { content: string; keys: number } })
-  .addStandardJob;
+const ADD_SCRIPT = (createRequire(import.meta.url)('bullmq/dist/cjs/scripts/index.js') as { addStandardJob: { content: string; keys: number } }).addStandardJob;
 
 /**
  * A queue entry for a script of the caller's to add: BullMQ's add script (Lua, to run as a function of KEYS and
