@@ -119,6 +119,32 @@ function checkConv(c: ConvCase, seed: number): void {
   }
 }
 
+/**
+ * An ONNX Conv through the op table on `backend`: its output, and with `gradients` those of Σ y·r (r seeded) with
+ * respect to every input.
+ */
+function onnxConvOn(
+  backend: string,
+  node: NodeProto,
+  shapes: number[][],
+  data: Float32Array[],
+  gradients: boolean,
+  seed: number,
+): { shape: number[]; outputs: Float32Array[] } {
+  return on(backend, () =>
+    tf.tidy(() => {
+      const ctx = { tf, ints: () => null, isScalar: () => false };
+      const xs = data.map((d, k) => tf.tensor(d, shapes[k]));
+      const f = (...a: tf.Tensor[]) => OPS.Conv(ctx, node, a) as tf.Tensor;
+      const y = f(...xs);
+      if (!gradients) return { shape: y.shape, outputs: [y.dataSync() as Float32Array] };
+      const r = tf.tensor(randomArray(y.size, uniform(seed)), y.shape);
+      const grads = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(...a), r)))(xs);
+      return { shape: y.shape, outputs: [y, ...grads].map((t) => t.dataSync() as Float32Array) };
+    }),
+  );
+}
+
 describe('native tfjs backend', () => {
   before(() => {
     registerNativeBackend(tf);
@@ -174,20 +200,8 @@ describe('native tfjs backend', () => {
           ),
         );
         const label = `x [${shapes[0]}], w [${shapes[1]}], strides ${strides}, pads ${pads}, dilations ${dilations}, bias ${withBias}`;
-        const run = (backend: string) =>
-          on(backend, () =>
-            tf.tidy(() => {
-              const ctx = { tf, ints: () => null, isScalar: () => false };
-              const xs = data.map((d, k) => tf.tensor(d, shapes[k]));
-              const f = (...a: tf.Tensor[]) => OPS.Conv(ctx, node, a) as tf.Tensor;
-              const y = f(...xs);
-              // tfjs has no gradient for a dilated convolution: those are checked against finite differences below.
-              if (dilated) return [y.dataSync() as Float32Array];
-              const r = tf.tensor(randomArray(y.size, uniform(i)), y.shape);
-              const grads = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(...a), r)))(xs);
-              return [y, ...grads].map((t) => t.dataSync() as Float32Array);
-            }),
-          );
+        // tfjs has no gradient for a dilated convolution: those are checked against finite differences below.
+        const run = (backend: string) => onnxConvOn(backend, node, shapes, data, !dilated, i).outputs;
         const want = run('cpu');
         resetKernelProfile();
         const got = run(NATIVE_BACKEND);
@@ -228,20 +242,11 @@ describe('native tfjs backend', () => {
         ),
       );
       const dilated = c.dilations.some((d) => d > 1);
-      const run = (backend: string) =>
-        on(backend, () =>
-          tf.tidy(() => {
-            const ctx = { tf, ints: () => null, isScalar: () => false };
-            const xs = data.map((d, k) => tf.tensor(d, shapes[k]));
-            const f = (...a: tf.Tensor[]) => OPS.Conv(ctx, node, a) as tf.Tensor;
-            const y = f(...xs);
-            assert.deepEqual(y.shape.slice(2), c.x.slice(2));
-            if (dilated) return [y.dataSync() as Float32Array];
-            const r = tf.tensor(randomArray(y.size, uniform(i)), y.shape);
-            const grads = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(...a), r)))(xs);
-            return [y, ...grads].map((t) => t.dataSync() as Float32Array);
-          }),
-        );
+      const run = (backend: string) => {
+        const r = onnxConvOn(backend, node, shapes, data, !dilated, i);
+        assert.deepEqual(r.shape.slice(2), c.x.slice(2));
+        return r.outputs;
+      };
       const want = run('cpu');
       const got = run(NATIVE_BACKEND);
       want.forEach((w, k) => {
