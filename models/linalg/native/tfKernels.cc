@@ -483,6 +483,29 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// A layout over two arrays (sizes and each array's strides, in elements) with neighbouring dimensions merged where
+// both arrays step through them contiguously (stride[d−1] = stride[d]·size[d]), or both broadcast them.
+struct MergedLayout {
+  std::vector<int64_t> shape, a, b;
+};
+
+MergedLayout MergeContiguous(const std::vector<int64_t>& shape, const std::vector<int64_t>& as,
+                             const std::vector<int64_t>& bs) {
+  MergedLayout m{{shape[0]}, {as[0]}, {bs[0]}};
+  for (size_t d = 1; d < shape.size(); ++d) {
+    if (m.a.back() == as[d] * shape[d] && m.b.back() == bs[d] * shape[d]) {
+      m.shape.back() *= shape[d];
+      m.a.back() = as[d];
+      m.b.back() = bs[d];
+    } else {
+      m.shape.push_back(shape[d]);
+      m.a.push_back(as[d]);
+      m.b.push_back(bs[d]);
+    }
+  }
+  return m;
+}
+
 // stridedCopy(src, dst, layout): for every index i over `shape`, dst[dstBase + i·dstStrides] = src[srcBase +
 // i·srcStrides]. layout = [rank, shape…, srcStrides…, dstStrides…, srcBase, dstBase]. Transpose, Slice and Pad are
 // this one loop with different strides; every offset it can reach is checked against both arrays first.
@@ -517,18 +540,8 @@ Napi::Value StridedCopy(const Napi::CallbackInfo& info) {
     Fail(env, "layout reaches outside src or dst");
   }
   // Merge neighbouring dimensions that are contiguous in both arrays, so the inner loop runs as long as it can.
-  std::vector<int64_t> sh{shape[0]}, sst{ss[0]}, dst_{ds[0]};
-  for (int64_t d = 1; d < rank; ++d) {
-    if (sst.back() == ss[d] * shape[d] && dst_.back() == ds[d] * shape[d]) {
-      sh.back() *= shape[d];
-      sst.back() = ss[d];
-      dst_.back() = ds[d];
-    } else {
-      sh.push_back(shape[d]);
-      sst.push_back(ss[d]);
-      dst_.push_back(ds[d]);
-    }
-  }
+  const MergedLayout merged = MergeContiguous(shape, ss, ds);
+  const std::vector<int64_t>&sh = merged.shape, &sst = merged.a, &dst_ = merged.b;
   const int64_t r = static_cast<int64_t>(sh.size());
   const int64_t inner = sh[r - 1], si = sst[r - 1], di = dst_[r - 1];
   int64_t outer = 1;
@@ -667,18 +680,8 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
     Fail(env, "layout reaches outside a or b");
   }
   // Merge neighbouring dimensions that are contiguous (or broadcast) in both inputs.
-  std::vector<int64_t> sh{shape[0]}, sa{as[0]}, sb{bs[0]};
-  for (int64_t d = 1; d < rank; ++d) {
-    if (sa.back() == as[d] * shape[d] && sb.back() == bs[d] * shape[d]) {
-      sh.back() *= shape[d];
-      sa.back() = as[d];
-      sb.back() = bs[d];
-    } else {
-      sh.push_back(shape[d]);
-      sa.push_back(as[d]);
-      sb.push_back(bs[d]);
-    }
-  }
+  const MergedLayout merged = MergeContiguous(shape, as, bs);
+  const std::vector<int64_t>&sh = merged.shape, &sa = merged.a, &sb = merged.b;
   Napi::Float32Array out = NewFloats(env, total);
   switch (op) {
     case 0: BinaryLoop<0>(a.Data(), b.Data(), out.Data(), sh, sa, sb); break;
