@@ -101,40 +101,28 @@ export function fusedLayerNorm(tf: Tf, x: Tensor, gamma: Tensor, beta: Tensor, e
 
 /** Exact GELU, x·Φ(x), as one kernel each way. */
 export function fusedGelu(tf: Tf, x: Tensor): Tensor {
-  const f = tf.customGrad((...args: unknown[]) => {
-    const [xt, save] = args as [Tensor, TF.GradSaveFunc];
-    save([xt]);
-    return {
-      value: run(tf, 'FusedGelu', { x: xt }) as Tensor,
-      gradFunc: (dy: Tensor | Tensor[], saved: Tensor[]) => [run(tf, 'FusedGeluGrad', { dy: dy as Tensor, x: saved[0] }) as Tensor],
-    };
-  });
-  return (f as unknown as (a: Tensor) => Tensor)(x);
+  return withOneKernelGradient(tf, x, (xt) => run(tf, 'FusedGelu', { x: xt }) as Tensor, 'x', 'FusedGeluGrad');
 }
 
 /** Softmax over the last axis, its gradient as one kernel from the saved output. */
 export function fusedSoftmax(tf: Tf, x: Tensor): Tensor {
-  const f = tf.customGrad((...args: unknown[]) => {
-    const [xt, save] = args as [Tensor, TF.GradSaveFunc];
-    const y = tf.softmax(xt);
-    save([y]);
-    return {
-      value: y,
-      gradFunc: (dy: Tensor | Tensor[], saved: Tensor[]) => [run(tf, 'FusedSoftmaxGrad', { dy: dy as Tensor, y: saved[0] }) as Tensor],
-    };
-  });
-  return (f as unknown as (a: Tensor) => Tensor)(x);
+  return withOneKernelGradient(tf, x, (xt) => tf.softmax(xt), 'y', 'FusedSoftmaxGrad');
 }
 
 /** ReLU whose gradient is one pass over its saved output (tfjs's is a Step and a Multiply). */
 export function fusedRelu(tf: Tf, x: Tensor): Tensor {
+  return withOneKernelGradient(tf, x, (xt) => tf.relu(xt), 'y', 'FusedReluGrad');
+}
+
+/** A one-input op whose gradient is one native kernel of dy and a saved tensor: the input (`x`) or the output (`y`). */
+function withOneKernelGradient(tf: Tf, x: Tensor, forward: (xt: Tensor) => Tensor, saves: 'x' | 'y', gradKernel: string): Tensor {
   const f = tf.customGrad((...args: unknown[]) => {
     const [xt, save] = args as [Tensor, TF.GradSaveFunc];
-    const y = tf.relu(xt);
-    save([y]);
+    const y = forward(xt);
+    save([saves === 'x' ? xt : y]);
     return {
       value: y,
-      gradFunc: (dy: Tensor | Tensor[], saved: Tensor[]) => [run(tf, 'FusedReluGrad', { dy: dy as Tensor, y: saved[0] }) as Tensor],
+      gradFunc: (dy: Tensor | Tensor[], saved: Tensor[]) => [run(tf, gradKernel, { dy: dy as Tensor, [saves]: saved[0] }) as Tensor],
     };
   });
   return (f as unknown as (a: Tensor) => Tensor)(x);
