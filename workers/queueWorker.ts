@@ -272,6 +272,8 @@ class QueueJobProcessor {
       return await this.commit(attempt, out);
     } catch (err) {
       await progress.stop();
+      // The attempt's files go before its failure is recorded: a reader who sees "failed" finds none of them.
+      if (!attempt.committed) await this.opts.store.discard(attempt.jobId, attempt.id).catch(() => undefined);
       return await this.fail(attempt, err, watch.signal);
     } finally {
       void progress.stop();
