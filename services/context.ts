@@ -4,7 +4,6 @@
  */
 import type { Redis } from 'ioredis';
 import { assertRegistry } from '../workers/registry.js';
-import { TERMINAL_STATUSES } from '../workers/ports.js';
 import { ApiKeys } from './auth.js';
 import type { Config } from './config.js';
 import { DatasetService } from './datasets.js';
@@ -35,8 +34,6 @@ export interface Services {
 
 export interface ServiceOptions {
   metrics?: ServiceMetrics;
-  /** Relay queue events (SSE, metrics, the stalled-job reconciliation). Default true. */
-  listen?: boolean;
 }
 
 /** BullMQ's keys live under P:q so that everything the service writes shares the prefix P. */
@@ -75,22 +72,6 @@ export async function createServices(config: Config, logger: Logger, opts: Servi
   metrics.setQueueCounts(() => queue.counts());
   const keys = new ApiKeys(config.apiKeys, config.adminKey);
 
-  let stopReconcile = () => undefined as void;
-  if (opts.listen ?? true) {
-    await queue.listen();
-    // A job failed by BullMQ itself (too many stalls) never passed through a worker's error path.
-    stopReconcile = queue.onAny((e) => {
-      if (e.kind !== 'failed') return;
-      void (async () => {
-        const r = await records.get(e.jobId);
-        if (!r || TERMINAL_STATUSES.has(r.status)) return;
-        if ((await queue.state(e.jobId)) !== 'failed') return;
-        const reason = e.failedReason ?? 'the job failed in the queue';
-        await records.fail(e.jobId, { code: /stall/i.test(reason) ? 'stalled' : 'internal', message: reason }, true);
-      })().catch(() => undefined);
-    });
-  }
-
   return {
     config,
     logger,
@@ -111,7 +92,6 @@ export async function createServices(config: Config, logger: Logger, opts: Servi
       return { redis: ok, storage };
     },
     async close() {
-      stopReconcile();
       stopSettingsWatch();
       await queue.close();
       for (const s of subscribers) s.disconnect();

@@ -1,6 +1,8 @@
 /**
  * The queue client: adds jobs to the BullMQ queue, removes jobs that have not started, reads its counts, and
- * relays the queue's events (QueueEvents) to in-process listeners such as the SSE streams.
+ * relays the queue's events (QueueEvents) to in-process listeners such as the SSE streams. The events are read only
+ * while some listener follows a job (and a while after the last one leaves): every job adds several events, and a
+ * process that reads them all for nobody pays for each submission twice.
  */
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
@@ -18,6 +20,8 @@ export interface QueueSettings {
   attempts: number;
   /** How long BullMQ keeps its own copy of a finished job; the job record is kept apart from it. */
   keepFinishedSeconds: number;
+  /** How long the event reader runs on after its last listener leaves (default 30 s). */
+  readerLingerMs?: number;
 }
 
 export type QueueEventKind = 'waiting' | 'active' | 'progress' | 'completed' | 'failed' | 'removed' | 'stalled';
@@ -32,6 +36,9 @@ function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 const QUEUE_TIMEOUT_MS = 5000;
+
+/** How long the event reader runs on after the last listener leaves, so that a client that reconnects finds it. */
+const READER_LINGER_MS = 30_000;
 
 /** BullMQ's own script that adds a job to a queue (the one Queue.add sends), as the installed version ships it. */
 const ADD_SCRIPT = (createRequire(import.meta.url)('bullmq/dist/cjs/scripts/index.js') as { addStandardJob: { content: string; keys: number } }).addStandardJob;
@@ -49,6 +56,9 @@ export interface QueueEntry {
 export class JobQueue {
   readonly queue: Queue<QueuedJobData>;
   private events: QueueEvents | null = null;
+  /** Listeners following a job, and the timer that stops the reader once there have been none for a while. */
+  private followers = 0;
+  private idle: NodeJS.Timeout | null = null;
   private readonly emitter = new EventEmitter();
   private readonly connection: Redis;
 
@@ -124,39 +134,65 @@ export class JobQueue {
     return this.guarded(() => this.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed', 'paused'));
   }
 
-  /** Starts relaying queue events (one blocking connection per process). */
-  async listen(): Promise<void> {
-    if (this.events) return;
+  /** Whether the queue's events are being read (some listener follows a job, or did a moment ago). */
+  get relaying(): boolean {
+    return this.events !== null;
+  }
+
+  /**
+   * Calls `listener` on each queue event about this job from now on; returns the function that stops it. The first
+   * listener starts the reader (one blocking connection per process): events written while it starts are not seen,
+   * so a listener reads the job's state itself after joining.
+   */
+  onJob(jobId: string, listener: (kind: QueueEventKind) => void): () => void {
+    this.emitter.on(`job:${jobId}`, listener);
+    this.follow();
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      this.emitter.off(`job:${jobId}`, listener);
+      this.unfollow();
+    };
+  }
+
+  private follow(): void {
+    this.followers++;
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = null;
+    if (!this.events) this.events = this.startReader();
+  }
+
+  private unfollow(): void {
+    if (--this.followers > 0) return;
+    this.idle = setTimeout(() => {
+      this.idle = null;
+      const events = this.events;
+      this.events = null;
+      void events?.close().catch(() => undefined);
+    }, this.settings.readerLingerMs ?? READER_LINGER_MS);
+    this.idle.unref();
+  }
+
+  private startReader(): QueueEvents {
     const events = new QueueEvents(this.settings.queueName, {
       connection: blockingOptions(this.settings.redisUrl),
       prefix: this.settings.prefix,
     });
     events.on('error', (err) => this.logger?.debug({ err: err.message }, 'queue events error'));
-    const relay = (kind: QueueEventKind) => (args: { jobId: string; failedReason?: string }) => {
-      this.emitter.emit('event', { kind, jobId: args.jobId, failedReason: args.failedReason });
-      this.emitter.emit(`job:${args.jobId}`, kind);
-    };
+    const relay = (kind: QueueEventKind) => (args: { jobId: string }) => this.emitter.emit(`job:${args.jobId}`, kind);
     for (const kind of ['waiting', 'active', 'progress', 'completed', 'failed', 'removed', 'stalled'] as const) {
       events.on(kind as 'waiting', relay(kind) as never);
     }
-    this.events = events;
-    // Wait a little for the stream reader, but never block a start while Redis is away.
-    await Promise.race([events.waitUntilReady().catch(() => undefined), new Promise((ok) => setTimeout(ok, 2000).unref())]);
-  }
-
-  /** Calls `listener` on each queue event about this job; returns the function that stops it. */
-  onJob(jobId: string, listener: (kind: QueueEventKind) => void): () => void {
-    this.emitter.on(`job:${jobId}`, listener);
-    return () => this.emitter.off(`job:${jobId}`, listener);
-  }
-
-  onAny(listener: (e: { kind: QueueEventKind; jobId: string; failedReason?: string }) => void): () => void {
-    this.emitter.on('event', listener);
-    return () => this.emitter.off('event', listener);
+    return events;
   }
 
   async close(): Promise<void> {
-    await this.events?.close().catch(() => undefined);
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = null;
+    const events = this.events;
+    this.events = null;
+    await events?.close().catch(() => undefined);
     await this.queue.close().catch(() => undefined);
   }
 }

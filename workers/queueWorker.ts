@@ -4,7 +4,8 @@
  *
  * Failure handling:
  * - bad input fails at once (UnrecoverableError), anything else is retried with the queue's backoff;
- * - a worker that dies mid-job loses its lock; BullMQ's stalled-job check hands the job to another worker;
+ * - a worker that dies mid-job loses its lock; BullMQ's stalled-job check hands the job to another worker, and a job
+ *   that stalled too often is failed by the worker that takes it next, which records that failure too;
  * - each attempt writes into its own staging directory, committed in one rename only on success, so a killed
  *   attempt leaves no half-written artifact and an artifact is recorded once.
  */
@@ -403,6 +404,19 @@ class QueueJobProcessor {
   }
 }
 
+/**
+ * Records a failure BullMQ decided on its own, without the processor: a job that stalled more often than allowed is
+ * failed by the next worker to take it, before any processor runs. A failure the processor recorded, or one that
+ * BullMQ will retry, is left as it is.
+ */
+async function recordQueueFailure(records: WorkerRecords, job: Job<QueuedJobData>, reason: string): Promise<void> {
+  if (job.id === undefined) return;
+  const record = await records.get(job.id);
+  if (!record || TERMINAL_STATUSES.has(record.status)) return;
+  if ((await job.getState()) !== 'failed') return;
+  await records.fail(job.id, { code: /stall/i.test(reason) ? 'stalled' : 'internal', message: reason }, true);
+}
+
 function workerOptions(opts: QueueWorkerOptions): WorkerOptions {
   return {
     connection: opts.connection,
@@ -425,6 +439,12 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   const processor = new QueueJobProcessor(opts, workerId, pool);
   const worker = new Worker<QueuedJobData>(opts.queueName, processor.process, workerOptions(opts));
   worker.on('error', (err) => logger.warn({ worker: workerId, err: err.message }, 'queue worker error'));
+  worker.on('failed', (job, err) => {
+    if (!job) return;
+    recordQueueFailure(records, job, err.message).catch((e: unknown) =>
+      logger.warn({ worker: workerId, jobId: job.id, err: e instanceof Error ? e.message : String(e) }, 'could not record a failure decided by the queue'),
+    );
+  });
   const unsubscribe = await records.onCancel((jobId) => processor.cancel(jobId));
   void worker.run();
   await worker.waitUntilReady();

@@ -155,6 +155,22 @@ describe('failures', () => {
     assert.equal(dl.body, '{"verdict":"immunized"}');
   });
 
+  it('records the failure of a job that stalled too often, which the queue decides without a processor', async () => {
+    await worker?.close();
+    worker = null;
+    const id = await submit({ benign: { dataset: small.benign }, harmful: { dataset: small.harmful }, method: 'closed-form', seed: 9 });
+    // What a worker killed mid-job leaves once BullMQ's stalled-job check has run past the limit: the record still
+    // says running, and the queue's job carries a deferred failure that the next worker to take it acts on.
+    await api.services.records.startAttempt(id, 'a-worker-that-died');
+    await api.services.redis.hset(`${t.prefix}:q:${t.env.IMMUNIZE_QUEUE}:${id}`, 'defa', 'job stalled more than allowable limit');
+    worker = await start('worker', t);
+    const d = await until(id, (x) => x.status === 'failed' || x.status === 'completed', 'the failure');
+    assert.equal(d.status, 'failed', JSON.stringify(d));
+    assert.equal(d.error!.code, 'stalled');
+    assert.match(d.error!.message, /stalled more than allowable limit/);
+    assert.equal(d.attempts, 1, 'no processor ran it again');
+  });
+
   it('purges finished jobs after the retention period', async () => {
     const id = await submit({ benign: { dataset: small.benign }, harmful: { dataset: small.harmful }, method: 'closed-form', seed: 5 });
     await until(id, (d) => d.status === 'completed', 'completed');
