@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { StoredArtifact } from '../workers/staging.js';
 import type { QueueEntry } from './queue.js';
+import { scriptFrame, UNFRAME_LUA } from './scriptFrame.js';
 import { TERMINAL_STATUSES, type JobError, type JobProgress, type JobRecordView, type JobStatus, type WorkerRecords } from '../workers/ports.js';
 
 export interface JobRecord {
@@ -108,8 +109,8 @@ const luaString = (text: string) => `'${text.replace(/[\\']/g, (c) => `\\${c}`)}
  * still exist: their records were checked before, perhaps from an earlier read (they never change), and one may
  * have been deleted since.
  *
- * KEYS: job, tenant's jobs, the submission's Idempotency-Key ('' when it has none), the m upload records, then the
- * queue's add keys. ARGV: job id, '1' when the job may be created (its spec passed the checks), the prefix of job
+ * Called with the keys and arguments in one frame (scriptFrame). KEYS: job, tenant's jobs, the submission's
+ * Idempotency-Key ('' when it has none), the m upload records, then the queue's add keys. ARGV: job id, '1' when the job may be created (its spec passed the checks), the prefix of job
  * keys, the claim (JSON), its TTL in seconds, the body hash, m, the record's tenant, name, createdAt and spec (JSON),
  * the Idempotency-Key's sha256 ('' when none), then the queue's add arguments. A new record's other fields are
  * the same for every job, and written by the script as they are.
@@ -131,7 +132,7 @@ if not ok or type(added) ~= 'string' then
 end
 `;
   const header = queueAdd === null ? '' : `local function addToQueue(KEYS, ARGV)\n${queueAdd}\nend\n`;
-  return `${header}local claimKey = KEYS[3] ~= '' and KEYS[3] or nil
+  return `${header}${UNFRAME_LUA}local claimKey = KEYS[3] ~= '' and KEYS[3] or nil
 if claimKey then
   local v = redis.call('GET', claimKey)
   local ok, claim = pcall(cjson.decode, v or '')
@@ -241,9 +242,16 @@ interface Waiting {
   reject: (err: unknown) => void;
 }
 
-/** KEYS: hashes. Returns each one's HGETALL (flat field/value pairs; empty for a missing key; an error on its own). */
+/**
+ * KEYS: hashes. Returns each one's HGETALL as one JSON text (flat field/value pairs; '{}' for a missing key), or an
+ * error on its own. One string a hash, not two a field: the client turns every string of a reply into a buffer and
+ * then into text, and a record has dozens of them.
+ */
 const READ_HASHES = `local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.pcall('HGETALL', key) end
+for i, key in ipairs(KEYS) do
+  local h = redis.pcall('HGETALL', key)
+  if h.err then out[i] = h else out[i] = cjson.encode(h) end
+end
 return out`;
 
 /**
@@ -319,8 +327,7 @@ export class CommandBatch {
     this.commands = [];
     this.scheduled = false;
     const all: Array<{ command: Command } & Waiting> = [...commands];
-    if (reads.length === 1) all.push({ command: ['hgetall', reads[0].key], resolve: reads[0].resolve, reject: reads[0].reject });
-    else if (reads.length > 1) {
+    if (reads.length > 0) {
       all.push({
         command: [this.script('immunizeReadHashes', READ_HASHES), reads.length, ...reads.map((r) => r.key)],
         resolve: (hashes) =>
@@ -348,11 +355,12 @@ export class CommandBatch {
   }
 }
 
-/** A hash as HGETALL answers it: an object, or flat field/value pairs (as a script returns it). */
+/** A hash as READ_HASHES answers it: JSON of its flat field/value pairs ('{}', an empty object, when it has none). */
 function asHash(reply: unknown): Record<string, string> {
-  if (!Array.isArray(reply)) return (reply ?? {}) as Record<string, string>;
+  const pairs: unknown = JSON.parse(String(reply));
   const h: Record<string, string> = {};
-  for (let i = 0; i + 1 < reply.length; i += 2) h[String(reply[i])] = String(reply[i + 1]);
+  if (!Array.isArray(pairs)) return h;
+  for (let i = 0; i + 1 < pairs.length; i += 2) h[String(pairs[i])] = String(pairs[i + 1]);
   return h;
 }
 
@@ -424,24 +432,22 @@ export class Records implements WorkerRecords {
     const keys = [this.jobKey(r.id), this.tenantJobsKey(r.tenant), claim ? this.idempotencyKey(r.tenant, claim.keyHash) : ''];
     for (const id of uploads) keys.push(this.datasetKey(id));
     if (entry) keys.push(...entry.keys);
-    const reply = await this.batch.send<string[]>(
-      script,
-      keys.length,
-      ...keys,
+    const args = [
       r.id,
       mayCreate ? '1' : '0',
       this.jobKey(''),
       claim ? JSON.stringify({ bodyHash: claim.bodyHash, jobId: r.id }) : '',
       claim ? String(claim.ttlSeconds) : '0',
       claim?.bodyHash ?? '',
-      uploads.length,
+      String(uploads.length),
       r.tenant,
       r.name,
       String(r.createdAt),
       JSON.stringify(r.spec),
       claim?.keyHash ?? '',
       ...(entry?.args ?? []),
-    );
+    ];
+    const reply = await this.batch.send<string[]>(script, 0, scriptFrame(keys, args));
     switch (reply[0]) {
       case 'created':
         return { kind: 'created' };

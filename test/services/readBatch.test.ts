@@ -85,7 +85,7 @@ describe('commands in one turn', () => {
     ]);
     assert.deepEqual(
       sent,
-      [['hgetall'], ['immunizeSubmitJob', 'immunizeReadHashes']],
+      [['immunizeReadHashes'], ['immunizeSubmitJob', 'immunizeReadHashes']],
       'the first read alone; then the creation and one script call for the four reads',
     );
     assert.equal(first.status === 'fulfilled' && first.value?.id, c.id);
@@ -99,10 +99,24 @@ describe('commands in one turn', () => {
     assert.equal((await records.getJob(d.id))?.id, d.id);
     assert.deepEqual((await records.listJobIds('alice', 10)).ids.sort(), [a.id, b.id, c.id, d.id].sort());
 
-    // A read on a quiet service is a plain HGETALL, sent at once.
+    // A read on a quiet service is sent at once, alone.
     sent = [];
     assert.equal((await records.getJob(a.id))?.tenant, 'alice');
-    assert.deepEqual(sent, [['hgetall']]);
+    assert.deepEqual(sent, [['immunizeReadHashes']]);
+  });
+});
+
+describe('a record read back', () => {
+  it('holds every character its fields were written with', async () => {
+    const odd = 'κ→ "quoted" back\\slash /slash/ tab\t newline\n nul\u0000 bell\u0007 emoji 🧪 ﻿bom';
+    const r = { ...job('tenant-κ'), name: odd, spec: { method: 'closed-form', note: odd, nested: [odd, { odd }] } };
+    await records.createJob(r);
+    const [alone, ...together] = await Promise.all([records.getJob(r.id), records.getJob(r.id), records.getJob(r.id)]);
+    for (const got of [alone, ...together]) {
+      assert.equal(got?.tenant, 'tenant-κ');
+      assert.equal(got?.name, odd);
+      assert.deepEqual(got?.spec, r.spec);
+    }
   });
 });
 
