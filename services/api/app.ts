@@ -5,7 +5,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import cookie from '@fastify/cookie';
-import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -165,9 +164,6 @@ async function registerV1(v1: FastifyInstance, svc: Services): Promise<void> {
     keyGenerator: (req) => req.principal?.tenant ?? req.ip,
     errorResponseBuilder: (_req, ctx) =>
       new ApiError(429, 'rate_limited', `rate limit of ${ctx.max} requests per minute reached; retry in ${Math.ceil(ctx.ttl / 1000)} s`),
-  });
-  await v1.register(multipart, {
-    limits: { fileSize: svc.config.maxUploadBytes, files: 1, fields: 8, parts: 10, fieldSize: 4096, headerPairs: 100 },
   });
   await v1.register(sessionRoutes);
   await v1.register(datasetRoutes);

@@ -250,6 +250,13 @@ describe('uploads', () => {
       /"data"/,
     );
     expectError(await api.inject({ method: 'POST', url: '/v1/datasets', headers: ALICE, payload: { file: 'x' } }), 415, 'unsupported_media_type');
+    // Only the upload routes read multipart bodies.
+    const form = multipart('spec.json', Buffer.from('{}'));
+    expectError(
+      await api.inject({ method: 'POST', url: '/v1/jobs', headers: { ...ALICE, ...form.headers }, payload: form.payload }),
+      415,
+      'unsupported_media_type',
+    );
   });
 
   it('deletes a dataset and its bytes', async () => {

@@ -1,4 +1,5 @@
 /** Uploads: POST /v1/datasets (.npy, .csv) and POST /v1/backbones (.onnx), with their GET and DELETE. */
+import multipart from '@fastify/multipart';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -38,7 +39,10 @@ async function receiveUpload(app: FastifyInstance, req: FastifyRequest, kind: Ki
 const consumes = ['multipart/form-data'];
 const uploadBody = (what: string) => Type.Object({ file: Type.String({ format: 'binary', description: what }) }, { description: 'multipart/form-data' });
 
+/** The upload routes, with the multipart parser: registered here only, its hooks run for these routes alone. */
 export async function datasetRoutes(fastify: FastifyInstance): Promise<void> {
+  const limit = fastify.svc.config.maxUploadBytes;
+  await fastify.register(multipart, { limits: { fileSize: limit, files: 1, fields: 8, parts: 10, fieldSize: 4096, headerPairs: 100 } });
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const noValidation = () => () => true;
 
