@@ -5,16 +5,16 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import cookie from '@fastify/cookie';
-import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import type { Principal } from '../auth.js';
 import type { Services } from '../context.js';
-import { ApiError, errorAnswer, errorBody, isRedisUnavailable } from '../errors.js';
+import { errorAnswer, errorBody, isRedisUnavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { SESSION_COOKIE, SessionStore } from '../sessions.js';
 import { authenticate } from './authenticate.js';
+import { rateLimiter } from './rateLimit.js';
 import { requestLogger } from './requestLogger.js';
 import { adminQueueRoutes, QUEUES_PATH } from './routes/adminQueues.js';
 import { dashboardRoutes } from './routes/dashboard.js';
@@ -157,14 +157,7 @@ function answerError(svc: Services, err: FastifyError, req: FastifyRequest, repl
 /** The authenticated, rate-limited API under /v1. */
 async function registerV1(v1: FastifyInstance, svc: Services): Promise<void> {
   v1.addHook('onRequest', async (req, reply) => authenticate(req, reply, req.routeOptions.config.auth ?? 'required'));
-  await v1.register(rateLimit, {
-    max: svc.config.rateLimit,
-    timeWindow: 60_000,
-    hook: 'preHandler',
-    keyGenerator: (req) => req.principal?.tenant ?? req.ip,
-    errorResponseBuilder: (_req, ctx) =>
-      new ApiError(429, 'rate_limited', `rate limit of ${ctx.max} requests per minute reached; retry in ${Math.ceil(ctx.ttl / 1000)} s`),
-  });
+  v1.addHook('preHandler', rateLimiter(svc.config.rateLimit));
   await v1.register(sessionRoutes);
   await v1.register(datasetRoutes);
   await v1.register(jobRoutes);

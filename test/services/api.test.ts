@@ -570,6 +570,8 @@ describe('limits', () => {
     );
     const limited = await small.api!.inject({ url: '/v1/jobs', headers: ALICE });
     expectError(limited, 429, 'rate_limited');
+    assert.match(String(limited.headers['retry-after']), /^\d+$/);
+    assert.equal(limited.headers['x-ratelimit-remaining'], '0');
     // Another key has its own budget.
     assert.equal((await small.api!.inject({ url: '/v1/jobs', headers: BOB })).statusCode, 200);
   });
