@@ -220,7 +220,7 @@ export class JobService {
     if (refusal && !claim) throw refusal.err;
     const id = newId('job');
     const job = { id, tenant, name: JOB_NAME, spec, createdAt: Date.now() };
-    const entry = refusal === null ? this.queue.entry(JOB_NAME, id, { tenant, payload: spec }) : undefined;
+    const entry = refusal === null ? this.queue.entry(JOB_NAME, id, { tenant }) : undefined;
     const outcome = await this.records.submitJob(job, claim, refusal === null, { entry, uploads: uses.map((u) => u.id) });
     switch (outcome.kind) {
       case 'refused':
@@ -230,7 +230,7 @@ export class JobService {
       case 'conflict':
         throw conflict('idempotency_conflict', 'this Idempotency-Key was already used with a different request body; use a new key for a new job');
       case 'replay':
-        if (!TERMINAL_STATUSES.has(outcome.status)) await this.queue.add(JOB_NAME, outcome.jobId, { tenant, payload: outcome.spec ?? spec });
+        if (!TERMINAL_STATUSES.has(outcome.status)) await this.queue.add(JOB_NAME, outcome.jobId, { tenant });
         return { id: outcome.jobId, status: outcome.status, created: false };
       case 'unqueued':
         throw new Error(`job ${id} could not be queued (${outcome.reason}); nothing was kept`);

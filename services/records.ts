@@ -65,7 +65,7 @@ export type SubmitOutcome =
   /** The record is written (and the key, if any, claimed for it). */
   | { kind: 'created' }
   /** The key stands for this job, submitted with the same body; its status and its spec as stored. */
-  | { kind: 'replay'; jobId: string; status: JobStatus; spec: unknown }
+  | { kind: 'replay'; jobId: string; status: JobStatus }
   /** The key stands for this job, submitted with another body. */
   | { kind: 'conflict'; jobId: string }
   /** Nothing was written: the job may not be created and no key answers for it. */
@@ -114,7 +114,7 @@ const luaString = (text: string) => `'${text.replace(/[\\']/g, (c) => `\\${c}`)}
  * keys, the claim (JSON), its TTL in seconds, the body hash, m, the record's tenant, name, createdAt and spec (JSON),
  * the Idempotency-Key's sha256 ('' when none), then the queue's add arguments. A new record's other fields are
  * the same for every job, and written by the script as they are.
- * Returns {'created'}; {'replay', id, status, spec} when the key stands for a job that still has its record (marked
+ * Returns {'created'}; {'replay', id, status} when the key stands for a job that still has its record (marked
  * replayed while it has not finished); {'conflict', id} when it does so for another body; {'refused'} when the job
  * may not be created; {'missing', i} when the i-th upload is gone; {'unqueued', reason} when the queue's add failed,
  * after taking back what was written. A claim whose job has no record any more is taken over.
@@ -138,11 +138,11 @@ if claimKey then
   local ok, claim = pcall(cjson.decode, v or '')
   if ok and type(claim) == 'table' and type(claim.jobId) == 'string' then
     local job = ARGV[3] .. claim.jobId
-    local found = redis.call('HMGET', job, 'status', 'spec')
-    if found[1] then
+    local status = redis.call('HGET', job, 'status')
+    if status then
       if claim.bodyHash ~= ARGV[6] then return {'conflict', claim.jobId} end
-      if found[1] == 'queued' or found[1] == 'running' then redis.call('HSET', job, 'replayed', '1') end
-      return {'replay', claim.jobId, found[1], found[2] or 'null'}
+      if status == 'queued' or status == 'running' then redis.call('HSET', job, 'replayed', '1') end
+      return {'replay', claim.jobId, status}
     end
   end
 end
@@ -452,7 +452,7 @@ export class Records implements WorkerRecords {
       case 'created':
         return { kind: 'created' };
       case 'replay':
-        return { kind: 'replay', jobId: reply[1], status: reply[2] as JobStatus, spec: json<unknown>(reply[3], null) };
+        return { kind: 'replay', jobId: reply[1], status: reply[2] as JobStatus };
       case 'conflict':
         return { kind: 'conflict', jobId: reply[1] };
       case 'missing':
@@ -543,9 +543,9 @@ export class Records implements WorkerRecords {
   // ---- jobs: worker side (WorkerRecords) ---------------------------------------------------------------------
 
   async get(jobId: string): Promise<JobRecordView | null> {
-    const [id, tenant, status, cancel] = await this.redis.hmget(this.jobKey(jobId), 'id', 'tenant', 'status', 'cancelRequested');
+    const [id, tenant, status, cancel, spec] = await this.redis.hmget(this.jobKey(jobId), 'id', 'tenant', 'status', 'cancelRequested', 'spec');
     if (!id) return null;
-    return { id, tenant: tenant!, status: status as JobStatus, cancelRequested: cancel === '1' };
+    return { id, tenant: tenant!, status: status as JobStatus, cancelRequested: cancel === '1', spec: json<unknown>(spec ?? undefined, null) };
   }
 
   async startAttempt(jobId: string, workerId: string): Promise<number> {

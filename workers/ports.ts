@@ -31,6 +31,8 @@ export interface JobRecordView {
   tenant: string;
   status: JobStatus;
   cancelRequested: boolean;
+  /** The spec as submitted (null when the record has none). */
+  spec: unknown;
 }
 
 export interface WorkerRecords {

@@ -29,10 +29,12 @@ import {
 } from './ports.js';
 import { assertRegistry, isJobName, jobDefinition, parseJobPayload, type JobName } from './registry.js';
 
-/** What a job carries in the queue. The job id is the record id. */
+/**
+ * What a job carries in the queue: its tenant. The job id is the record id, and the record holds the spec (entries
+ * queued by earlier versions carried a copy of it, which is not read).
+ */
 export interface QueuedJobData {
   tenant: string;
-  payload: unknown;
 }
 
 export interface QueueWorkerOptions {
@@ -229,6 +231,8 @@ interface Attempt {
   jobId: string;
   name: JobName;
   tenant: string;
+  /** The job's spec as its record holds it, not yet checked. */
+  spec: unknown;
   /** The attempt's number (attempts started so far, this one included) and its staging id. */
   number: number;
   id: string;
@@ -319,6 +323,7 @@ class QueueJobProcessor {
       jobId,
       name,
       tenant: record.tenant,
+      spec: record.spec,
       number,
       id: `${number}-${randomBytes(4).toString('hex')}`,
       started: performance.now(),
@@ -335,7 +340,7 @@ class QueueJobProcessor {
   private async execute(a: Attempt, signal: AbortSignal, progress: ProgressThrottle): Promise<EngineOutput> {
     const { records, store, datasets } = this.opts;
     const def = jobDefinition(a.name);
-    const payload = parseJobPayload(a.name, a.job.data.payload);
+    const payload = parseJobPayload(a.name, a.spec);
     a.paths = await datasets.resolve(a.tenant, def.datasetRefs(payload));
     const stagingDir = await store.stagingDir(a.jobId, a.id);
     const track = progressTracker();
