@@ -1,5 +1,6 @@
 /**
- * Resource ids: a kind letter, the creation time in base 36 (so ids sort by age) and 64 random bits.
+ * Resource ids: a kind letter, the creation time in base 36 (so ids sort by age) and 64 random bits (the ids of one
+ * process sort in the order they were made, within a millisecond too).
  * Every id that arrives from outside is checked against its pattern before it is used in a key or a path.
  */
 import { randomBytes } from 'node:crypto';
@@ -18,17 +19,33 @@ const POOL_BYTES = 4096;
 let pool = Buffer.alloc(0);
 let used = POOL_BYTES;
 
-function random8(): string {
+function random64(): bigint {
   if (used + 8 > pool.length) {
     pool = randomBytes(POOL_BYTES);
     used = 0;
   }
   used += 8;
-  return pool.toString('hex', used - 8, used);
+  return pool.readBigUInt64BE(used - 8);
 }
 
+const RANDOM_LIMIT = 1n << 64n;
+/**
+ * The last id's time and random part. An id made in the same millisecond as the last one (or while the clock stands
+ * still or steps back) keeps that time and takes the next number after the last random part, so that the ids one
+ * process makes sort in the order it made them: a tenant's jobs are listed by id, newest first.
+ */
+let lastTime = -1;
+let lastRandom = 0n;
+
 export function newId(kind: IdKind, now = Date.now()): string {
-  return LETTER[kind] + now.toString(36).padStart(9, '0') + random8();
+  if (now > lastTime) {
+    lastTime = now;
+    lastRandom = random64();
+  } else if (++lastRandom >= RANDOM_LIMIT) {
+    lastTime++;
+    lastRandom = random64();
+  }
+  return LETTER[kind] + lastTime.toString(36).padStart(9, '0') + lastRandom.toString(16).padStart(16, '0');
 }
 
 export function isId(kind: IdKind, value: unknown): value is string {

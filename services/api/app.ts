@@ -109,9 +109,11 @@ async function registerOpenApiDocs(fastify: FastifyInstance): Promise<void> {
 /** Every response carries its request id, and its duration goes to the metrics. */
 function addResponseHooks(fastify: FastifyInstance, svc: Services): void {
   // Hooks with callbacks rather than async functions: they run on every request, and a promise each is not free.
-  fastify.addHook('onSend', (req, reply, payload, done) => {
+  // Set as the request comes in, so that every answer carries it (a 404 and an error too) without an onSend hook.
+  // An event stream writes its own head and names it there.
+  fastify.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
-    done(null, payload);
+    done();
   });
   fastify.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';

@@ -148,6 +148,16 @@ describe('health, docs and metrics', () => {
     assert.equal(r.headers['x-request-id'], 'req-123');
     const generated = await api.inject('/healthz');
     assert.match(String(generated.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+    // Errors carry it too: an unknown route, a refused key, a failed validation.
+    const id = { 'x-request-id': 'req-err' };
+    for (const r of [
+      await api.inject({ url: '/no/such/route', headers: id }),
+      await api.inject({ url: '/v1/jobs', headers: id }),
+      await api.inject({ method: 'POST', url: '/v1/jobs', headers: { ...id, ...ALICE }, payload: { benign: 7 } }),
+    ]) {
+      assert.ok(r.statusCode >= 400, r.body);
+      assert.equal(r.headers['x-request-id'], 'req-err', `${r.statusCode} ${r.body}`);
+    }
   });
 });
 

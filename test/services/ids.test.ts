@@ -15,6 +15,15 @@ describe('ids', () => {
     assert.ok(newId('job', 1_000) < newId('job', 2_000));
   });
 
+  it('made within one millisecond, or while the clock steps back, still sort in the order they were made', () => {
+    const t = Date.now() + 60_000;
+    const ids = [newId('job', t), newId('job', t), newId('job', t), newId('job', t - 5), newId('job', t)];
+    assert.deepEqual([...ids].sort(), ids);
+    assert.equal(new Set(ids).size, ids.length);
+    assert.ok(ids.every((id) => isId('job', id)));
+    assert.ok(newId('job', t + 1) > ids[4], 'a later millisecond sorts after them');
+  });
+
   it('never repeat, across many refills of the random pool', () => {
     const ids = Array.from({ length: 5000 }, () => newId('dataset', 0));
     assert.equal(new Set(ids).size, ids.length);
