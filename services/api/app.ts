@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions, onResponseHookHandler } from 'fastify';
 import type { Principal } from '../auth.js';
 import type { Services } from '../context.js';
 import { errorAnswer, errorBody, isRedisUnavailable } from '../errors.js';
@@ -68,9 +68,11 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
   await fastify.register(cookie, { secret: svc.config.sessionSecret });
   for (const schema of [ErrorSchema, JobDocSchema, DatasetDocSchema, BackboneDocSchema]) fastify.addSchema(schema);
 
-  await registerOpenApiDocs(fastify);
   addResponseHooks(fastify, svc);
+  await registerOpenApiDocs(fastify);
+  const observeUnmatched = durationObserver(svc, 'unmatched');
   fastify.setNotFoundHandler((req, reply) => {
+    reply.raw.once('finish', () => observeUnmatched.call(fastify, req, reply, () => undefined));
     void reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
   });
   fastify.setErrorHandler((err: FastifyError, req, reply) => answerError(svc, err, req, reply));
@@ -115,11 +117,28 @@ function addResponseHooks(fastify: FastifyInstance, svc: Services): void {
     reply.header('x-request-id', req.id);
     done();
   });
-  fastify.addHook('onResponse', (req, reply, done) => {
-    const route = req.routeOptions.url ?? 'unmatched';
-    svc.metrics.httpDuration.observe({ method: req.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
-    done();
+  // Each route gets its own duration hook, which knows its path: the request's routeOptions is an object built on
+  // each read. Unmatched requests are observed by the not-found handler.
+  fastify.addHook('onRoute', (route) => {
+    const observe = durationObserver(svc, route.url);
+    const own = route.onResponse;
+    route.onResponse = own === undefined ? [observe] : [...(Array.isArray(own) ? own : [own]), observe];
   });
+}
+
+/** An onResponse hook that observes a request's duration under `route`, with the label sets it has seen kept. */
+function durationObserver(svc: Services, route: string): onResponseHookHandler {
+  const labels = new Map<string, { method: string; route: string; status: string }>();
+  return (req, reply, done) => {
+    const key = `${req.method} ${reply.statusCode}`;
+    let set = labels.get(key);
+    if (set === undefined) {
+      set = { method: req.method, route, status: String(reply.statusCode) };
+      labels.set(key, set);
+    }
+    svc.metrics.httpDuration.observe(set, reply.elapsedTime / 1000);
+    done();
+  };
 }
 
 function answerError(svc: Services, err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {

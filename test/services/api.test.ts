@@ -125,6 +125,13 @@ describe('health, docs and metrics', () => {
     assert.match(String(metrics.headers['content-type']), /^text\/plain/);
     assert.match(metrics.body, /immunize_queue_jobs\{state="waiting"\}/);
     assert.match(metrics.body, /immunize_http_request_duration_seconds/);
+    // Durations by route pattern and status; requests that match no route under one label.
+    await api.inject({ url: '/v1/jobs/j0000000000000000000000000', headers: ALICE });
+    await api.inject({ url: '/no/such/route' });
+    const after = (await api.inject({ url: '/metrics', headers: ADMIN })).body;
+    assert.match(after, /immunize_http_request_duration_seconds_count\{method="GET",route="\/v1\/jobs\/:id",status="404"\} [1-9]/);
+    assert.match(after, /immunize_http_request_duration_seconds_count\{method="GET",route="unmatched",status="404"\} [1-9]/);
+    assert.match(after, /immunize_http_request_duration_seconds_count\{method="GET",route="\/metrics",status="200"\} [1-9]/);
     // A dashboard session signed in with the admin key reads them too; one signed in with a tenant's key does not.
     const cookieOf = async (apiKey: string) => {
       const r = await api.inject({ method: 'POST', url: '/v1/session', payload: { apiKey } });
