@@ -10,6 +10,7 @@ import { Job, Queue, QueueEvents, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { QueuedJobData } from '../workers/queueWorker.js';
 import type { Logger } from './logger.js';
+import { EntryTemplate, type BullEntry } from './queueEntry.js';
 import { blockingOptions } from './redis.js';
 
 export interface QueueSettings {
@@ -49,7 +50,7 @@ const ADD_SCRIPT = (createRequire(import.meta.url)('bullmq/dist/cjs/scripts/inde
  */
 export interface QueueEntry {
   script: string;
-  keys: string[];
+  keys: readonly string[];
   args: Array<string | Buffer>;
 }
 
@@ -61,6 +62,8 @@ export class JobQueue {
   private idle: NodeJS.Timeout | null = null;
   private readonly emitter = new EventEmitter();
   private readonly connection: Redis;
+  /** By job name: the template its entries are made from, or null where BullMQ builds each one. */
+  private readonly templates = new Map<string, EntryTemplate | null>();
 
   /** BullMQ waits for a connection forever; a request should not. */
   private guarded<T>(fn: () => Promise<T>): Promise<T> {
@@ -95,9 +98,21 @@ export class JobQueue {
 
   /**
    * The job as an entry for another script to add (see QueueEntry): what Queue.add would send, without sending it.
-   * BullMQ's Job builds the command and hands it to the client it is given; this client keeps it instead.
+   * Made from a template learned from BullMQ's own entries (see queueEntry.ts), or by BullMQ where none was learned.
    */
   entry(name: string, jobId: string, data: QueuedJobData): QueueEntry {
+    let template = this.templates.get(name);
+    if (template === undefined) {
+      template = EntryTemplate.learn((id, d) => this.bullEntry(name, id, d as QueuedJobData));
+      this.templates.set(name, template);
+      if (template === null) this.logger?.info('queue entries are built by BullMQ for each job: its add arguments are not laid out as this version expects');
+    }
+    const { keys, args } = template ? template.make(jobId, Date.now(), data) : this.bullEntry(name, jobId, data);
+    return { script: ADD_SCRIPT.content, keys, args };
+  }
+
+  /** The entry as BullMQ builds it: its Job builds the command and hands it to the client it is given, which keeps it. */
+  bullEntry(name: string, jobId: string, data: QueuedJobData): BullEntry & { timestamp: number } {
     const job = new Job<QueuedJobData>(this.queue, name, data, this.jobOptions(jobId), jobId);
     let sent: { command: string; args: Array<string | Buffer> } | null = null;
     const keeper = {
@@ -109,7 +124,7 @@ export class JobQueue {
     job.addJob(keeper as never).catch(() => undefined);
     const { command, args } = (sent ?? { command: '', args: [] }) as { command: string; args: Array<string | Buffer> };
     if (!command.startsWith('addStandardJob:')) throw new Error(`BullMQ adds this job with ${command || 'no command'}, not its standard add script`);
-    return { script: ADD_SCRIPT.content, keys: args.slice(0, ADD_SCRIPT.keys).map(String), args: args.slice(ADD_SCRIPT.keys) };
+    return { keys: args.slice(0, ADD_SCRIPT.keys).map(String), args: args.slice(ADD_SCRIPT.keys), timestamp: job.timestamp };
   }
 
   /** Removes the job if no worker holds it (waiting, delayed or finished); false when it is running. */

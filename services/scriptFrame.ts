@@ -15,6 +15,22 @@ function strHeaderSize(n: number): number {
   return n < 32 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
 }
 
+/** Writes the header of a MessagePack str of `n` bytes at `o`; returns the offset after it. */
+export function writeStrHeader(out: Buffer, o: number, n: number): number {
+  if (n < 32) out[o++] = 0xa0 | n;
+  else if (n < 0x100) {
+    out[o++] = 0xd9;
+    out[o++] = n;
+  } else if (n < 0x10000) {
+    out[o++] = 0xda;
+    o = out.writeUInt16BE(n, o);
+  } else {
+    out[o++] = 0xdb;
+    o = out.writeUInt32BE(n, o);
+  }
+  return o;
+}
+
 /** The frame of `keys` and `args` (strings as UTF-8, buffers as they are). */
 export function scriptFrame(keys: readonly string[], args: ReadonlyArray<string | Buffer>): Buffer {
   const items: Array<string | Buffer> = [String(keys.length), ...keys, ...args];
@@ -33,18 +49,7 @@ export function scriptFrame(keys: readonly string[], args: ReadonlyArray<string 
     o = out.writeUInt32BE(count, o);
   }
   for (let i = 0; i < count; i++) {
-    const n = sizes[i];
-    if (n < 32) out[o++] = 0xa0 | n;
-    else if (n < 0x100) {
-      out[o++] = 0xd9;
-      out[o++] = n;
-    } else if (n < 0x10000) {
-      out[o++] = 0xda;
-      o = out.writeUInt16BE(n, o);
-    } else {
-      out[o++] = 0xdb;
-      o = out.writeUInt32BE(n, o);
-    }
+    o = writeStrHeader(out, o, sizes[i]);
     const it = items[i];
     o += typeof it === 'string' ? out.write(it, o) : it.copy(out, o);
   }

@@ -132,34 +132,34 @@ function hasDefault(schema: unknown): boolean {
 }
 
 /**
- * Fills the spec's defaults as Value.Default does. Every default sits on a top-level field, so setting the missing
- * ones is all it takes, without walking the schema for each spec; should a nested field gain a default, this falls
- * back to Value.Default.
+ * A copy of the spec with its defaults filled as Value.Default fills them; the input is left as it is. Every default
+ * sits on a top-level field, so a shallow copy with the missing ones set is all it takes, without walking the schema
+ * (or cloning the whole input) for each spec; should a nested field gain a default, this falls back to Value.Default
+ * on a deep copy.
  */
-const fillDefaults: (value: unknown) => unknown = (() => {
+const withDefaults: (value: unknown) => unknown = (() => {
   const fields = Object.entries(JobSpecSchema.properties as Record<string, { default?: unknown }>);
   if (fields.some(([, schema]) => Object.entries(schema).some(([k, v]) => k !== 'default' && hasDefault(v)))) {
-    return (value: unknown) => Value.Default(JobSpecSchema, value);
+    return (value: unknown) => Value.Default(JobSpecSchema, structuredClone(value));
   }
   const defaults = fields.filter(([, schema]) => 'default' in schema).map(([name, schema]) => [name, schema.default] as const);
   return (value: unknown) => {
-    if (value && typeof value === 'object' && !Array.isArray(value)) {
-      const spec = value as Record<string, unknown>;
-      for (const [name, d] of defaults) if (spec[name] === undefined) spec[name] = d;
-    }
-    return value;
+    if (!value || typeof value !== 'object' || Array.isArray(value)) return value;
+    const spec = Object.assign({}, value) as Record<string, unknown>;
+    for (const [name, d] of defaults) if (spec[name] === undefined) spec[name] = d;
+    return spec;
   };
 })();
 
 /** Fills defaults and validates; the error lists every problem with its path. */
 export function parseJobSpec(input: unknown): ModeJobSpec {
-  const withDefaults = fillDefaults(structuredClone(input ?? {}));
-  const errors = checks().spec.Check(withDefaults) ? [] : [...Value.Errors(JobSpecSchema, withDefaults)];
+  const filled = withDefaults(input ?? {});
+  const errors = checks().spec.Check(filled) ? [] : [...Value.Errors(JobSpecSchema, filled)];
   if (errors.length > 0) {
     const lines = errors.slice(0, 10).map((e) => `${e.path || '/'}: ${describe(e.schema, e.message)}`);
     throw new SpecError(`invalid job spec: ${lines.join('; ')}`);
   }
-  const spec = withDefaults as JobSpec;
+  const spec = filled as JobSpec;
   const methodGiven = typeof input === 'object' && input !== null && 'method' in input;
   for (const side of ['benign', 'harmful', 'benignTest'] as const) {
     const ref = spec[side];

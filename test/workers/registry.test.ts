@@ -58,6 +58,9 @@ describe('spec defaults', () => {
     const sent = { benign: { dataset: 'd1' }, harmful: { dataset: 'd2' } };
     parseJobSpec(sent);
     assert.deepEqual(sent, { benign: { dataset: 'd1' }, harmful: { dataset: 'd2' } });
+    const lastBlock = { benign: { dataset: 'd1' }, harmful: { dataset: 'd2' }, backbone: 'b', mode: 'last-block' };
+    assert.equal(parseJobSpec(lastBlock).method, 'gradient');
+    assert.deepEqual(lastBlock, { benign: { dataset: 'd1' }, harmful: { dataset: 'd2' }, backbone: 'b', mode: 'last-block' });
     assert.throws(() => parseJobSpec([1, 2]), SpecError);
     assert.throws(() => parseJobSpec('spec'), SpecError);
   });
