@@ -243,14 +243,18 @@ interface Waiting {
 }
 
 /**
- * KEYS: hashes. Returns each one's HGETALL as one JSON text (flat field/value pairs; '{}' for a missing key), or an
- * error on its own. One string a hash, not two a field: the client turns every string of a reply into a buffer and
- * then into text, and a record has dozens of them.
+ * KEYS: hashes. Returns each one's HGETALL as one JSON object (field to value; '{}' for a missing key), or an error
+ * on its own. One string a hash, not two a field: the client turns every string of a reply into a buffer and then
+ * into text, and a record has dozens of them; and JSON.parse makes the object at once, with no pairs to walk.
  */
 const READ_HASHES = `local out = {}
 for i, key in ipairs(KEYS) do
   local h = redis.pcall('HGETALL', key)
-  if h.err then out[i] = h else out[i] = cjson.encode(h) end
+  if h.err then out[i] = h else
+    local fields = {}
+    for j = 1, #h, 2 do fields[h[j]] = h[j + 1] end
+    out[i] = cjson.encode(fields)
+  end
 end
 return out`;
 
@@ -355,13 +359,10 @@ export class CommandBatch {
   }
 }
 
-/** A hash as READ_HASHES answers it: JSON of its flat field/value pairs ('{}', an empty object, when it has none). */
+/** A hash as READ_HASHES answers it: a JSON object of its fields ('{}' when it has none). */
 function asHash(reply: unknown): Record<string, string> {
-  const pairs: unknown = JSON.parse(String(reply));
-  const h: Record<string, string> = {};
-  if (!Array.isArray(pairs)) return h;
-  for (let i = 0; i + 1 < pairs.length; i += 2) h[String(pairs[i])] = String(pairs[i + 1]);
-  return h;
+  const h: unknown = JSON.parse(String(reply));
+  return h !== null && typeof h === 'object' && !Array.isArray(h) ? (h as Record<string, string>) : {};
 }
 
 export class Records implements WorkerRecords {
