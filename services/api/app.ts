@@ -13,7 +13,7 @@ import type { Services } from '../context.js';
 import { errorAnswer, errorBody, isRedisUnavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { SESSION_COOKIE, SessionStore } from '../sessions.js';
-import { authenticate } from './authenticate.js';
+import { authenticateThen } from './authenticate.js';
 import { rateLimiter } from './rateLimit.js';
 import { requestLogger } from './requestLogger.js';
 import { adminQueueRoutes, QUEUES_PATH } from './routes/adminQueues.js';
@@ -65,7 +65,8 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
   fastify.decorate('sessions', new SessionStore(svc.redis, svc.config, svc.keys));
   fastify.decorateRequest('principal', null);
   fastify.decorateRequest('session', null);
-  await fastify.register(cookie, { secret: svc.config.sessionSecret });
+  // Cookies are parsed by authenticate when a request has no API key, not by a hook on every request.
+  await fastify.register(cookie, { secret: svc.config.sessionSecret, hook: false });
   for (const schema of [ErrorSchema, JobDocSchema, DatasetDocSchema, BackboneDocSchema]) fastify.addSchema(schema);
 
   addResponseHooks(fastify, svc);
@@ -177,8 +178,13 @@ function answerError(svc: Services, err: FastifyError, req: FastifyRequest, repl
 
 /** The authenticated, rate-limited API under /v1. */
 async function registerV1(v1: FastifyInstance, svc: Services): Promise<void> {
-  v1.addHook('onRequest', async (req, reply) => authenticate(req, reply, req.routeOptions.config.auth ?? 'required'));
-  v1.addHook('preHandler', rateLimiter(svc.config.rateLimit));
+  // One callback hook per route, with the route's auth mode known: authenticate, then count the request.
+  const limit = rateLimiter(svc.config.rateLimit);
+  v1.addHook('onRoute', (route) => {
+    const guard = authenticateThen(route.config?.auth ?? 'required', limit);
+    const own = route.onRequest;
+    route.onRequest = own === undefined ? [guard] : [guard, ...(Array.isArray(own) ? own : [own])];
+  });
   await v1.register(sessionRoutes);
   await v1.register(datasetRoutes);
   await v1.register(jobRoutes);

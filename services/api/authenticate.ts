@@ -4,7 +4,7 @@
  * session's CSRF token, which a page on another site cannot read. Operator pages (the Prometheus metrics) take the
  * admin key only.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify';
 import { bearerToken } from '../auth.js';
 import type { Config } from '../config.js';
 import { ApiError, unauthorized } from '../errors.js';
@@ -50,9 +50,14 @@ export function clearSessionCookie(req: FastifyRequest, reply: FastifyReply): vo
   void reply.clearCookie(SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'strict', secure: secure(req, req.server.svc.config.cookieSecure) });
 }
 
+/** The request's cookies, parsed the first time they are asked for: a request with an API key never needs them. */
+function cookiesOf(req: FastifyRequest): Record<string, string | undefined> {
+  return (req.cookies ??= req.server.parseCookie(req.headers.cookie ?? ''));
+}
+
 /** The session id carried by the signed cookie, or null. */
 export function sessionIdFromCookie(req: FastifyRequest): string | null {
-  const raw = req.cookies?.[SESSION_COOKIE];
+  const raw = cookiesOf(req)[SESSION_COOKIE];
   if (!raw) return null;
   const u = req.unsignCookie(raw);
   return u.valid && u.value ? u.value : null;
@@ -68,7 +73,7 @@ export async function authenticate(req: FastifyRequest, reply: FastifyReply, mod
     req.principal = principal;
     return;
   }
-  const hasCookie = req.cookies?.[SESSION_COOKIE] !== undefined;
+  const hasCookie = cookiesOf(req)[SESSION_COOKIE] !== undefined;
   const id = sessionIdFromCookie(req);
   const session = id ? await req.server.sessions.get(id) : null;
   if (!session) {
@@ -89,6 +94,28 @@ export async function authenticate(req: FastifyRequest, reply: FastifyReply, mod
   }
   req.principal = session.principal;
   req.session = session;
+}
+
+/**
+ * A route's onRequest hook: authenticates as `mode` asks, then hands the request to `next` (the rate limiter). A
+ * request with an API key is judged at once, without a promise; one with a session cookie waits for its session.
+ */
+export function authenticateThen(
+  mode: AuthMode,
+  next: (req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void,
+): onRequestHookHandler {
+  return (req, reply, done) => {
+    const token = mode === 'none' ? null : bearerToken(req.headers.authorization);
+    if (mode === 'none' || token) {
+      if (token) {
+        const principal = req.server.svc.keys.verify(token);
+        if (!principal) return done(unauthorized('invalid API key'));
+        req.principal = principal;
+      }
+      return next(req, reply, done);
+    }
+    authenticate(req, reply, mode).then(() => next(req, reply, done), done);
+  };
 }
 
 /**
