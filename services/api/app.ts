@@ -4,7 +4,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions, onResponseHookHandler } from 'fastify';
@@ -65,8 +64,6 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
   fastify.decorate('sessions', new SessionStore(svc.redis, svc.config, svc.keys));
   fastify.decorateRequest('principal', null);
   fastify.decorateRequest('session', null);
-  // Cookies are parsed by authenticate when a request has no API key, not by a hook on every request.
-  await fastify.register(cookie, { secret: svc.config.sessionSecret, hook: false });
   for (const schema of [ErrorSchema, JobDocSchema, DatasetDocSchema, BackboneDocSchema]) fastify.addSchema(schema);
 
   addResponseHooks(fastify, svc);

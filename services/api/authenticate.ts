@@ -4,6 +4,8 @@
  * session's CSRF token, which a page on another site cannot read. Operator pages (the Prometheus metrics) take the
  * admin key only.
  */
+import { Signer } from '@fastify/cookie';
+import { parseCookie, stringifySetCookie } from 'cookie';
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify';
 import { bearerToken } from '../auth.js';
 import type { Config } from '../config.js';
@@ -35,31 +37,41 @@ function secure(req: FastifyRequest, mode: Config['cookieSecure']): boolean {
   return req.protocol === 'https' || first === 'https';
 }
 
+/**
+ * The session cookie is signed with the configured secret. Cookies are read and written here, for the requests that
+ * sign in, sign out or come without an API key, rather than by a plugin's hooks on every request.
+ */
+const signers = new Map<string, Signer>();
+function signer(req: FastifyRequest): Signer {
+  const secret = req.server.svc.config.sessionSecret;
+  let s = signers.get(secret);
+  if (s === undefined) signers.set(secret, (s = new Signer(secret)));
+  return s;
+}
+
+function cookieOptions(req: FastifyRequest) {
+  return { path: '/', httpOnly: true, sameSite: 'strict', secure: secure(req, req.server.svc.config.cookieSecure) } as const;
+}
+
 export function setSessionCookie(req: FastifyRequest, reply: FastifyReply, id: string, maxAgeSeconds: number): void {
-  void reply.setCookie(SESSION_COOKIE, id, {
-    path: '/',
-    httpOnly: true,
-    sameSite: 'strict',
-    secure: secure(req, req.server.svc.config.cookieSecure),
-    signed: true,
-    maxAge: maxAgeSeconds,
-  });
+  void reply.header('set-cookie', stringifySetCookie(SESSION_COOKIE, signer(req).sign(id), { ...cookieOptions(req), maxAge: maxAgeSeconds }));
 }
 
 export function clearSessionCookie(req: FastifyRequest, reply: FastifyReply): void {
-  void reply.clearCookie(SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'strict', secure: secure(req, req.server.svc.config.cookieSecure) });
+  void reply.header('set-cookie', stringifySetCookie(SESSION_COOKIE, '', { ...cookieOptions(req), expires: new Date(0) }));
 }
 
-/** The request's cookies, parsed the first time they are asked for: a request with an API key never needs them. */
-function cookiesOf(req: FastifyRequest): Record<string, string | undefined> {
-  return (req.cookies ??= req.server.parseCookie(req.headers.cookie ?? ''));
+/** The session cookie as sent (signed), or undefined. */
+function sessionCookie(req: FastifyRequest): string | undefined {
+  const header = req.headers.cookie;
+  return header ? parseCookie(header)[SESSION_COOKIE] : undefined;
 }
 
 /** The session id carried by the signed cookie, or null. */
 export function sessionIdFromCookie(req: FastifyRequest): string | null {
-  const raw = cookiesOf(req)[SESSION_COOKIE];
+  const raw = sessionCookie(req);
   if (!raw) return null;
-  const u = req.unsignCookie(raw);
+  const u = signer(req).unsign(raw);
   return u.valid && u.value ? u.value : null;
 }
 
@@ -73,7 +85,7 @@ export async function authenticate(req: FastifyRequest, reply: FastifyReply, mod
     req.principal = principal;
     return;
   }
-  const hasCookie = cookiesOf(req)[SESSION_COOKIE] !== undefined;
+  const hasCookie = sessionCookie(req) !== undefined;
   const id = sessionIdFromCookie(req);
   const session = id ? await req.server.sessions.get(id) : null;
   if (!session) {
