@@ -10,7 +10,7 @@ import type { Bindings, ChildLoggerOptions, LevelWithSilent, LogFn } from 'pino'
 type Level = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 /** pino loggers answer isLevelEnabled; other loggers are taken to log every level. */
-function enabled(logger: FastifyBaseLogger, level: Level): boolean {
+export function enabled(logger: FastifyBaseLogger, level: Level): boolean {
   const check = (logger as { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled;
   return typeof check === 'function' ? check.call(logger, level) : true;
 }
