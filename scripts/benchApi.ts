@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * API benchmark, as ratios that hold across machines. autocannon drives a local API process (role api, rate limit
- * raised for the run, log level warn: no access line a request) and, beside it, a bare Fastify process started the same way (the same node, the same
- * environment) that serves a hello route; each figure is printed next to the bare process's from the same run.
+ * raised for the run, log level warn: no access line a request) and, beside it, a bare Fastify process started the
+ * same way (the same node, the same environment) that serves a hello route; each figure is printed next to the bare
+ * process's from the same run.
  *
  * - GET /v1/jobs/:id and POST /v1/jobs at N connections: requests per second counting 2xx answers only, p50, p99
  *   and the serving process's CPU time per answer, beside the bare GET /hello at the same connections. The routes
