@@ -42,7 +42,7 @@ export function packTime(ms: number): Buffer {
   return out;
 }
 
-/** Where `marks` occur in `bytes` (every occurrence, none overlapping); null when one does not occur at all. */
+/** `bytes` cut where `marks` occur (every occurrence; none found leaves no hole); null when two overlap. */
 function learnPattern(bytes: Buffer, marks: Partial<Record<Hole, Buffer>>): Pattern | null {
   const found: Array<{ at: number; hole: Hole; length: number }> = [];
   for (const [hole, mark] of Object.entries(marks) as Array<[Hole, Buffer]>) {
@@ -73,6 +73,10 @@ function sameEntry(a: BullEntry, b: BullEntry): boolean {
   );
 }
 
+/** The job a template is learned from, and the one it is checked against. */
+const PROBE = { id: 'probe-3f9c2a7e5d1b', data: { probe: 'first' } };
+const CHECK = { id: 'job_check-00000000000000000000000000000000000', data: { tenant: 'check "tenant" ü' } };
+
 export class EntryTemplate {
   private constructor(
     private readonly keys: string[],
@@ -85,9 +89,9 @@ export class EntryTemplate {
    * null when BullMQ's entry is not laid out as expected or the check fails.
    */
   static learn(build: BuildEntry): EntryTemplate | null {
-    const probe = build('probe-3f9c2a7e5d1b', { probe: 'first' });
-    const marks = { id: packStr('probe-3f9c2a7e5d1b'), time: packTime(probe.timestamp) };
-    const dataJson = JSON.stringify({ probe: 'first' });
+    const probe = build(PROBE.id, PROBE.data);
+    const marks = { id: packStr(PROBE.id), time: packTime(probe.timestamp) };
+    const dataJson = JSON.stringify(PROBE.data);
     let dataSeen = 0;
     let holesSeen = 0;
     const args: EntryTemplate['args'] = [];
@@ -105,9 +109,9 @@ export class EntryTemplate {
     }
     if (dataSeen !== 1 || holesSeen === 0) return null;
     const template = new EntryTemplate([...probe.keys], args);
-    // The check: another id (of another length), another time, other data.
-    const check = build('job_check-00000000000000000000000000000000000', { tenant: 'check "tenant" ü' });
-    return sameEntry(template.make('job_check-00000000000000000000000000000000000', check.timestamp, { tenant: 'check "tenant" ü' }), check) ? template : null;
+    // The check: another id (of another length class) and other data, at the time BullMQ gave it.
+    const check = build(CHECK.id, CHECK.data);
+    return sameEntry(template.make(CHECK.id, check.timestamp, CHECK.data), check) ? template : null;
   }
 
   /** The entry of job `jobId` created at `timestamp` (ms) with `data`. */

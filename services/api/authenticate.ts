@@ -67,26 +67,34 @@ function sessionCookie(req: FastifyRequest): string | undefined {
   return header ? parseCookie(header)[SESSION_COOKIE] : undefined;
 }
 
-/** The session id carried by the signed cookie, or null. */
-export function sessionIdFromCookie(req: FastifyRequest): string | null {
-  const raw = sessionCookie(req);
+/** The session id a signed cookie value carries, or null. */
+function sessionIdFrom(req: FastifyRequest, raw: string | undefined): string | null {
   if (!raw) return null;
   const u = signer(req).unsign(raw);
   return u.valid && u.value ? u.value : null;
 }
 
+/** The session id carried by the signed cookie, or null. */
+export function sessionIdFromCookie(req: FastifyRequest): string | null {
+  return sessionIdFrom(req, sessionCookie(req));
+}
+
+/** Judges a request by its API key when it has one: sets req.principal, or throws a 401. Answers whether it had one. */
+function byApiKey(req: FastifyRequest): boolean {
+  const token = bearerToken(req.headers.authorization);
+  if (!token) return false;
+  const principal = req.server.svc.keys.verify(token);
+  if (!principal) throw unauthorized('invalid API key');
+  req.principal = principal;
+  return true;
+}
+
 /** Sets req.principal (and req.session) or throws a 401/403 ApiError, as `mode` asks. */
 export async function authenticate(req: FastifyRequest, reply: FastifyReply, mode: AuthMode): Promise<void> {
-  if (mode === 'none') return;
-  const token = bearerToken(req.headers.authorization);
-  if (token) {
-    const principal = req.server.svc.keys.verify(token);
-    if (!principal) throw unauthorized('invalid API key');
-    req.principal = principal;
-    return;
-  }
-  const hasCookie = sessionCookie(req) !== undefined;
-  const id = sessionIdFromCookie(req);
+  if (mode === 'none' || byApiKey(req)) return;
+  const raw = sessionCookie(req);
+  const hasCookie = raw !== undefined;
+  const id = sessionIdFrom(req, raw);
   const session = id ? await req.server.sessions.get(id) : null;
   if (!session) {
     if (hasCookie) clearSessionCookie(req, reply);
@@ -117,15 +125,13 @@ export function authenticateThen(
   next: (req: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void,
 ): onRequestHookHandler {
   return (req, reply, done) => {
-    const token = mode === 'none' ? null : bearerToken(req.headers.authorization);
-    if (mode === 'none' || token) {
-      if (token) {
-        const principal = req.server.svc.keys.verify(token);
-        if (!principal) return done(unauthorized('invalid API key'));
-        req.principal = principal;
-      }
-      return next(req, reply, done);
+    let judged: boolean;
+    try {
+      judged = mode === 'none' || byApiKey(req);
+    } catch (err) {
+      return done(err as Error);
     }
+    if (judged) return next(req, reply, done);
     authenticate(req, reply, mode).then(() => next(req, reply, done), done);
   };
 }
