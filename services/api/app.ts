@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions, onResponseHookHandler } from 'fastify';
 import type { Principal } from '../auth.js';
 import type { Services } from '../context.js';
@@ -51,7 +52,7 @@ export function fastifyOptions(logger?: Logger): FastifyServerOptions & { logger
     bodyLimit: 1024 * 1024,
     // One access line a request, written by the duration hook, rather than Fastify's two (incoming and completed),
     // each through a child logger made for the request.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     ajv: { customOptions: { removeAdditional: false, useDefaults: true, coerceTypes: 'array', allErrors: false } },
   };
 }
