@@ -13,7 +13,8 @@ import { ApiError, badRequest, conflict, isRedisUnavailable, notFound } from './
 import { isId, newId } from './ids.js';
 import type { Logger } from './logger.js';
 import type { JobQueue } from './queue.js';
-import type { IdempotencyClaim, JobRecord, Records } from './records.js';
+import type { JobViews } from './jobViews.js';
+import { parseJobRecord, type IdempotencyClaim, type JobRecord, type Records } from './records.js';
 import type { FsStore } from './storage/fsStore.js';
 
 const JOB_NAME = 'immunize';
@@ -32,6 +33,8 @@ export function canonicalJson(value: unknown): string {
   }
   return JSON.stringify(value) ?? 'null';
 }
+
+const jobNotFound = (id: string) => notFound(`no job with id ${JSON.stringify(id)}`);
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
@@ -242,8 +245,27 @@ export class JobService {
   /** The record, if the principal may see it; otherwise a 404 (another tenant's job is not found). */
   async mustGet(principal: Principal, id: string): Promise<JobRecord> {
     const r = isId('job', id) ? await this.records.getJob(id) : null;
-    if (!r || !canAccess(principal, r.tenant)) throw notFound(`no job with id ${JSON.stringify(id)}`);
+    if (!r || !canAccess(principal, r.tenant)) throw jobNotFound(id);
     return r;
+  }
+
+  /**
+   * mustGet, rendered: `render` makes a view of the record (the bytes of its document), and `views` keeps it for as
+   * long as the record reads the same, so that reading an unchanged job again neither parses nor renders it.
+   */
+  async mustGetView(principal: Principal, id: string, views: JobViews, render: (r: JobRecord) => string): Promise<string> {
+    if (!isId('job', id)) throw jobNotFound(id);
+    const text = await this.records.getJobText(id);
+    const kept = views.get(id, text);
+    if (kept !== undefined) {
+      if (!canAccess(principal, kept.tenant)) throw jobNotFound(id);
+      return kept.view;
+    }
+    const r = parseJobRecord(text);
+    if (!r || !canAccess(principal, r.tenant)) throw jobNotFound(id);
+    const view = render(r);
+    views.set(id, text, r.tenant, view);
+    return view;
   }
 
   async list(principal: Principal, limit: number, cursor?: string, tenant?: string): Promise<{ items: JobDoc[]; nextCursor: string | null }> {

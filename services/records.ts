@@ -298,10 +298,15 @@ export class CommandBatch {
 
   /** A hash's fields (an empty object for a missing key), as HGETALL reads it. */
   hgetall(key: string): Promise<Record<string, string>> {
+    return this.hashText(key).then(asHash);
+  }
+
+  /** A hash's fields as the JSON text of one object (field to value; '{}' for a missing key). */
+  hashText(key: string): Promise<string> {
     return new Promise<unknown>((resolve, reject) => {
       this.reads.push({ key, resolve, reject });
       this.schedule();
-    }).then(asHash);
+    }).then(String);
   }
 
   send<T>(...command: Command): Promise<T> {
@@ -360,9 +365,34 @@ export class CommandBatch {
 }
 
 /** A hash as READ_HASHES answers it: a JSON object of its fields ('{}' when it has none). */
-function asHash(reply: unknown): Record<string, string> {
-  const h: unknown = JSON.parse(String(reply));
+function asHash(text: string): Record<string, string> {
+  const h: unknown = JSON.parse(text);
   return h !== null && typeof h === 'object' && !Array.isArray(h) ? (h as Record<string, string>) : {};
+}
+
+/** A job record from its hash's text (CommandBatch.hashText); null when the hash is missing or is not a job's. */
+export function parseJobRecord(text: string): JobRecord | null {
+  const h = asHash(text);
+  if (!h.id) return null;
+  return {
+    id: h.id,
+    tenant: h.tenant,
+    name: h.name,
+    status: h.status as JobStatus,
+    progress: json(h.progress, QUEUED_PROGRESS),
+    createdAt: Number(h.createdAt),
+    startedAt: num(h.startedAt),
+    finishedAt: num(h.finishedAt),
+    attempts: Number(h.attempts ?? 0),
+    worker: h.worker ?? null,
+    spec: json(h.spec, null),
+    metrics: json(h.metrics, null),
+    artifacts: json(h.artifacts, []),
+    error: json(h.error, null),
+    lastError: json(h.lastError, null),
+    cancelRequested: h.cancelRequested === '1',
+    purgeRequested: h.purgeRequested === '1',
+  };
 }
 
 export class Records implements WorkerRecords {
@@ -477,27 +507,12 @@ export class Records implements WorkerRecords {
   }
 
   async getJob(id: string): Promise<JobRecord | null> {
-    const h = await this.batch.hgetall(this.jobKey(id));
-    if (!h.id) return null;
-    return {
-      id: h.id,
-      tenant: h.tenant,
-      name: h.name,
-      status: h.status as JobStatus,
-      progress: json(h.progress, QUEUED_PROGRESS),
-      createdAt: Number(h.createdAt),
-      startedAt: num(h.startedAt),
-      finishedAt: num(h.finishedAt),
-      attempts: Number(h.attempts ?? 0),
-      worker: h.worker ?? null,
-      spec: json(h.spec, null),
-      metrics: json(h.metrics, null),
-      artifacts: json(h.artifacts, []),
-      error: json(h.error, null),
-      lastError: json(h.lastError, null),
-      cancelRequested: h.cancelRequested === '1',
-      purgeRequested: h.purgeRequested === '1',
-    };
+    return parseJobRecord(await this.getJobText(id));
+  }
+
+  /** The job's hash as the JSON text of one object ('{}' when there is none): parseJobRecord reads it. */
+  getJobText(id: string): Promise<string> {
+    return this.batch.hashText(this.jobKey(id));
   }
 
   /** The tenant's job ids, newest first, after `cursor` (an id) when given. */

@@ -8,7 +8,8 @@ import { JobSpecSchema, parseJobSpec, type ModeJobSpec } from '../../../workers/
 import { TERMINAL_STATUSES, type JobStatus } from '../../../workers/ports.js';
 import { isArtifactName, ARTIFACT_TYPES } from '../../../workers/staging.js';
 import { badRequest, notFound } from '../../errors.js';
-import { docEventId, jobDoc, type FeedEvent } from '../../jobs.js';
+import { docEventId, jobDoc, type FeedEvent, type JobDoc } from '../../jobs.js';
+import { JobViews } from '../../jobViews.js';
 import type { JobRecord } from '../../records.js';
 import { errorResponses, IdParams, JobDocSchema, JobStatusSchema } from '../schemas.js';
 
@@ -96,7 +97,11 @@ function listJobs(app: App): void {
   );
 }
 
+/** A document already serialized (as the route's schema serializes it) is sent as it is under this type. */
+const JSON_UTF8 = 'application/json; charset=utf-8';
+
 function getJob(app: App): void {
+  const docs = new JobViews();
   app.get(
     '/jobs/:id',
     {
@@ -107,7 +112,11 @@ function getJob(app: App): void {
         response: { 200: Type.Ref(JobDocSchema), ...errorResponses(401, 404, 503) },
       },
     },
-    async (req) => jobDoc(await app.svc.jobs.mustGet(req.principal!, req.params.id)),
+    async (req, reply) => {
+      const doc = await app.svc.jobs.mustGetView(req.principal!, req.params.id, docs, (r) => reply.serializeInput(jobDoc(r), '200') as string);
+      // The schema's type is that of the document; a string under a JSON type is sent as the serialized document.
+      return reply.type(JSON_UTF8).send(doc as unknown as JobDoc);
+    },
   );
 }
 
