@@ -55,10 +55,15 @@ function submitJob(app: App): void {
         response: { 202: SubmitAnswer, ...errorResponses(400, 401, 404, 409, 429, 503) },
       },
       validatorCompiler: specValidator,
-      // The admin key is refused before its body is looked at.
-      preValidation: async (req) => {
-        app.svc.jobs.assertMaySubmit(req.principal!);
+      // The admin key is refused before its body is looked at. A callback hook: no promise a submission.
+      preValidation: (req, _reply, done) => {
+        try {
+          app.svc.jobs.assertMaySubmit(req.principal!);
+        } catch (err) {
+          return done(err as Error);
+        }
         bodiesAsSent.set(req, req.body);
+        done();
       },
     },
     async (req, reply) => {
