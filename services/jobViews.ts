@@ -8,7 +8,7 @@ export class JobViews {
   private readonly entries = new Map<string, { recordText: string; tenant: string; view: string }>();
 
   /** `capacity` renderings are kept; past that, the one stored first goes. */
-  constructor(private readonly capacity = 2000) {
+  constructor(private readonly capacity = 1000) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new Error('JobViews: capacity must be a positive integer');
   }
 
