@@ -24,11 +24,7 @@ export class JobViews {
     this.entries.set(id, { recordText, tenant, view });
   }
 
-  /** Forgets a job's rendering (its record is gone). */
-  delete(id: string): void {
-    this.entries.delete(id);
-  }
-
+  /** How many renderings are kept. */
   get size(): number {
     return this.entries.size;
   }

@@ -37,8 +37,6 @@ describe('JobViews', () => {
     assert.equal(views.get('b', 'tb'), undefined);
     assert.equal(views.get('a', 'ta2')?.view, 'A2');
     assert.equal(views.get('c', 'tc')?.view, 'C');
-    views.delete('c');
-    assert.equal(views.get('c', 'tc'), undefined);
     assert.throws(() => new JobViews(0), /capacity/);
   });
 });
