@@ -89,6 +89,12 @@ interface JobDoc {
   artifacts: Array<{ name: string; sha256: string }>;
 }
 
+const RAN_TO_END = new Set([
+  'job completed',
+  'job ran to its end and its artifacts are committed, but its completion could not be recorded; a retry records it',
+  'another attempt already committed this job; dropping this one',
+]);
+
 /** What the workers' log lines say about each job. */
 class WorkerLog {
   readonly started = new Map<string, number>();
@@ -109,8 +115,9 @@ class WorkerLog {
       const bump = (m: Map<string, number>) => id && m.set(id, (m.get(id) ?? 0) + 1);
       if (entry.msg === 'queue worker started') this.ready++;
       if (entry.msg === 'job started') bump(this.started);
-      // Both mean the engine ran the job to its end: the first attempt to commit, and any later one.
-      if (entry.msg === 'job completed' || entry.msg === 'another attempt already committed this job; dropping this one') bump(this.ranToEnd);
+      // Each means the engine ran the job to its end: the first attempt to commit (whether or not its completion could
+      // be recorded then), and any later one.
+      if (entry.msg !== undefined && RAN_TO_END.has(entry.msg)) bump(this.ranToEnd);
       if ((entry.level ?? 0) >= 40 && entry.msg) {
         const key = entry.msg.replace(/job_[0-9A-Za-z]+/g, 'job_…').slice(0, 120);
         this.warnings[key] = (this.warnings[key] ?? 0) + 1;

@@ -225,6 +225,9 @@ export class CancelWatch {
 
 type Outcome = { artifacts: number } | { skipped: string };
 
+/** A job's artifacts are committed but its record does not say so yet (see QueueJobProcessor.unrecorded). */
+class UnrecordedCompletion extends Error {}
+
 /** One attempt at a job, from its start on this worker to its commit or its failure. */
 interface Attempt {
   job: Job<QueuedJobData>;
@@ -279,6 +282,7 @@ class QueueJobProcessor {
       await progress.stop();
       // The attempt's files go before its failure is recorded: a reader who sees "failed" finds none of them.
       if (!attempt.committed) await this.opts.store.discard(attempt.jobId, attempt.id).catch(() => undefined);
+      if (err instanceof UnrecordedCompletion) throw err;
       return await this.fail(attempt, err, watch.signal);
     } finally {
       void progress.stop();
@@ -373,15 +377,28 @@ class QueueJobProcessor {
       // Another attempt got there first: its artifacts are the job's, recorded once.
       logger.warn(a.log, 'another attempt already committed this job; dropping this one');
       const first = await store.committed(a.jobId);
-      if (first) await records.complete(a.jobId, first.metrics, first.artifacts);
+      if (first) await records.complete(a.jobId, first.metrics, first.artifacts).catch((err: unknown) => this.unrecorded(a, err));
       return { skipped: 'another attempt committed first' };
     }
-    await records.complete(a.jobId, summary, out.artifacts);
+    await records.complete(a.jobId, summary, out.artifacts).catch((err: unknown) => this.unrecorded(a, err));
     await store.discard(a.jobId).catch(() => undefined);
     const seconds = (performance.now() - a.started) / 1000;
     metrics?.jobFinished('completed', seconds);
     logger.info({ ...a.log, seconds }, 'job completed');
     return { artifacts: out.artifacts.length };
+  }
+
+  /**
+   * The job's artifacts are committed (by this attempt or another) but its completion could not be recorded, most
+   * often because Redis went away. It is never recorded as failed: a retry records the completion without running
+   * the job again (admit), and so does the queue's final failure (recordQueueFailure).
+   */
+  private unrecorded(a: Attempt, err: unknown): never {
+    this.opts.logger.warn(
+      { ...a.log, err: String(err) },
+      'job ran to its end and its artifacts are committed, but its completion could not be recorded; a retry records it',
+    );
+    throw new UnrecordedCompletion(`the completion could not be recorded: ${String(err)}`);
   }
 
   /**
@@ -401,7 +418,10 @@ class QueueJobProcessor {
       throw new UnrecoverableError('cancelled');
     }
     const final = d.permanent || a.job.attemptsMade + 1 >= (a.job.opts.attempts ?? 1);
-    await records.fail(a.jobId, { code: d.code, message }, final);
+    await records.fail(a.jobId, { code: d.code, message }, final).catch((e: unknown) => {
+      logger.warn({ ...a.log, code: d.code, final, err: String(e) }, `job failed: ${d.message}; the failure could not be recorded`);
+      throw e;
+    });
     metrics?.jobFinished(final ? 'failed' : 'retried', seconds);
     logger.warn({ ...a.log, code: d.code, final }, `job failed: ${d.message}`);
     if (d.permanent) throw new UnrecoverableError(message);
@@ -412,14 +432,25 @@ class QueueJobProcessor {
 /**
  * Records a failure BullMQ decided on its own, without the processor: a job that stalled more often than allowed is
  * failed by the next worker to take it, before any processor runs. A failure the processor recorded, or one that
- * BullMQ will retry, is left as it is.
+ * BullMQ will retry, is left as it is. A job whose artifacts an attempt committed is recorded as completed instead.
  */
-async function recordQueueFailure(records: WorkerRecords, job: Job<QueuedJobData>, reason: string): Promise<void> {
-  if (job.id === undefined) return;
+async function recordQueueFailure(
+  records: WorkerRecords,
+  store: AttemptStore,
+  job: Job<QueuedJobData>,
+  reason: string,
+): Promise<'completed' | 'failed' | null> {
+  if (job.id === undefined) return null;
   const record = await records.get(job.id);
-  if (!record || TERMINAL_STATUSES.has(record.status)) return;
-  if ((await job.getState()) !== 'failed') return;
+  if (!record || TERMINAL_STATUSES.has(record.status)) return null;
+  if ((await job.getState()) !== 'failed') return null;
+  const prior = await store.committed(job.id);
+  if (prior) {
+    await records.complete(job.id, prior.metrics, prior.artifacts);
+    return 'completed';
+  }
   await records.fail(job.id, { code: /stall/i.test(reason) ? 'stalled' : 'internal', message: reason }, true);
+  return 'failed';
 }
 
 function workerOptions(opts: QueueWorkerOptions): WorkerOptions {
@@ -446,8 +477,12 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   worker.on('error', (err) => logger.warn({ worker: workerId, err: err.message }, 'queue worker error'));
   worker.on('failed', (job, err) => {
     if (!job) return;
-    recordQueueFailure(records, job, err.message).catch((e: unknown) =>
-      logger.warn({ worker: workerId, jobId: job.id, err: e instanceof Error ? e.message : String(e) }, 'could not record a failure decided by the queue'),
+    recordQueueFailure(records, opts.store, job, err.message).then(
+      (recorded) => {
+        if (recorded === 'completed') logger.info({ worker: workerId, jobId: job.id }, 'job completed by an earlier attempt; recorded now');
+      },
+      (e: unknown) =>
+        logger.warn({ worker: workerId, jobId: job.id, err: e instanceof Error ? e.message : String(e) }, 'could not record a failure decided by the queue'),
     );
   });
   const unsubscribe = await records.onCancel((jobId) => processor.cancel(jobId));
