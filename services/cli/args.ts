@@ -35,7 +35,7 @@ talking to a running service (--url or IMMUNIZE_URL, default http://127.0.0.1:80
   immunize watch JOB [--json]
   immunize download JOB [--name ARTIFACT] [--out DIR]
 
-exit codes: 0 immunized, 3 weak or infeasible (artifacts still written), 1 error`;
+exit codes: 0 immunized, 3 weak or infeasible (artifacts still written), 1 error, 141 stdout closed before the end (as by | head)`;
 
 const OPTIONS = {
   benign: { type: 'string' },

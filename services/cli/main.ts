@@ -115,7 +115,15 @@ function runAsProgram(): boolean {
   }
 }
 
+/** As a process killed by SIGPIPE exits in a shell (128 + 13). */
+const EXIT_STDOUT_CLOSED = 141;
+
 if (runAsProgram()) {
+  // A reader that stops early (`| head`) closes stdout: stop there, as command-line tools do, without a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(EXIT_STDOUT_CLOSED);
+  });
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

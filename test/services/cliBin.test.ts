@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -74,5 +75,22 @@ test('through a direct symlink to the bin file, --help runs', async () => {
     assert.match(r.stdout, /^usage:/m);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a reader that stops early (| head) stops the CLI with exit code 141 and no stack trace', async () => {
+  const out = await mkdtemp(join(tmpdir(), 'immunize-pipe-'));
+  try {
+    const child = spawn(process.execPath, [MAIN, 'demo', 'house-price', '--json', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    // Like `head -n 1`: the first line, then the reader goes away.
+    child.stdout.once('data', () => child.stdout.destroy());
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    assert.equal(signal, null);
+    assert.equal(code, 141, stderr);
+    assert.doesNotMatch(stderr, /EPIPE|\n\s+at /, 'no error and no stack trace');
+  } finally {
+    await rm(out, { recursive: true, force: true });
   }
 });
