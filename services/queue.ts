@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { Job, Queue, QueueEvents, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { QueuedJobData } from '../workers/queueWorker.js';
+import type { QueuedJobData } from '../workers/ports.js';
 import type { Logger } from './logger.js';
 import { EntryTemplate, type BullEntry } from './queueEntry.js';
 import { blockingOptions } from './redis.js';

@@ -103,3 +103,11 @@ export class PermanentJobError extends Error {
     this.name = 'PermanentJobError';
   }
 }
+
+/**
+ * What a job carries in the queue: its tenant. The job id is the record id, and the record holds the spec (entries
+ * queued by earlier versions carried a copy of it, which is not read).
+ */
+export interface QueuedJobData {
+  tenant: string;
+}

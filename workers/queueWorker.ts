@@ -23,19 +23,13 @@ import {
   type DatasetResolver,
   type JobProgress,
   type JobRecordView,
+  type QueuedJobData,
   type WorkerLogger,
   type WorkerMetrics,
   type WorkerRecords,
 } from './ports.js';
+import { QueueFailureSweep, recordQueueFailure } from './queueFailures.js';
 import { assertRegistry, isJobName, jobDefinition, parseJobPayload, type JobName } from './registry.js';
-
-/**
- * What a job carries in the queue: its tenant. The job id is the record id, and the record holds the spec (entries
- * queued by earlier versions carried a copy of it, which is not read).
- */
-export interface QueuedJobData {
-  tenant: string;
-}
 
 export interface QueueWorkerOptions {
   queueName: string;
@@ -61,6 +55,8 @@ export interface QueueWorkerOptions {
 export interface QueueWorkerHandle {
   readonly id: string;
   readonly worker: Worker<QueuedJobData>;
+  /** Records the failures the queue decided and the records missed (see queueFailures.ts); returns how many. */
+  sweepQueueFailures(): Promise<number>;
   /** Stops taking jobs, waits for the running ones (force: abandons them to the stalled-job check), frees threads. */
   close(force?: boolean): Promise<void>;
 }
@@ -429,30 +425,6 @@ class QueueJobProcessor {
   }
 }
 
-/**
- * Records a failure BullMQ decided on its own, without the processor: a job that stalled more often than allowed is
- * failed by the next worker to take it, before any processor runs. A failure the processor recorded, or one that
- * BullMQ will retry, is left as it is. A job whose artifacts an attempt committed is recorded as completed instead.
- */
-async function recordQueueFailure(
-  records: WorkerRecords,
-  store: AttemptStore,
-  job: Job<QueuedJobData>,
-  reason: string,
-): Promise<'completed' | 'failed' | null> {
-  if (job.id === undefined) return null;
-  const record = await records.get(job.id);
-  if (!record || TERMINAL_STATUSES.has(record.status)) return null;
-  if ((await job.getState()) !== 'failed') return null;
-  const prior = await store.committed(job.id);
-  if (prior) {
-    await records.complete(job.id, prior.metrics, prior.artifacts);
-    return 'completed';
-  }
-  await records.fail(job.id, { code: /stall/i.test(reason) ? 'stalled' : 'internal', message: reason }, true);
-  return 'failed';
-}
-
 function workerOptions(opts: QueueWorkerOptions): WorkerOptions {
   return {
     connection: opts.connection,
@@ -491,14 +463,18 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   logger.info({ worker: workerId, concurrency: opts.concurrency, queue: opts.queueName }, 'queue worker started');
   // In the background: loading tfjs and onnxruntime to ask them takes a moment, and jobs need not wait for it.
   void logAccelerators(logger);
+  const failures = new QueueFailureSweep(opts);
+  failures.start();
 
   let closing: Promise<void> | null = null;
   return {
     id: workerId,
     worker,
+    sweepQueueFailures: () => failures.sweep(),
     close(force = false) {
       closing ??= (async () => {
         await unsubscribe().catch(() => undefined);
+        await failures.close();
         await worker.close(force);
         await pool.close();
       })();
