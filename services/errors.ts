@@ -73,3 +73,14 @@ export function isRedisUnavailable(err: unknown): boolean {
   const text = `${err.name} ${err.message} ${(err as { code?: string }).code ?? ''}`;
   return REDIS_DOWN.some((re) => re.test(text));
 }
+
+/**
+ * True for a write Redis refused because it reached its maxmemory (under noeviction, the policy the queue needs): the
+ * command's own error, or a transaction discarded because of it.
+ */
+export function isRedisFull(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.message.startsWith('OOM command not allowed')) return true;
+  const previous = (err as { previousErrors?: unknown[] }).previousErrors;
+  return Array.isArray(previous) && previous.some(isRedisFull);
+}

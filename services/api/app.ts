@@ -10,7 +10,7 @@ import { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions, onResponseHookHandler } from 'fastify';
 import type { Principal } from '../auth.js';
 import type { Services } from '../context.js';
-import { errorAnswer, errorBody, isRedisUnavailable } from '../errors.js';
+import { errorAnswer, errorBody, isRedisFull, isRedisUnavailable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { SESSION_COOKIE, SessionStore } from '../sessions.js';
 import { authenticateThen } from './authenticate.js';
@@ -174,6 +174,18 @@ function answerError(svc: Services, err: FastifyError, req: FastifyRequest, repl
   }
   if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError) {
     return reply.code(400).send(errorBody('invalid_json', `the request body is not valid JSON: ${err.message}`));
+  }
+  if (isRedisFull(err)) {
+    req.log.warn({ err: err.message }, 'redis is full');
+    return reply
+      .code(507)
+      .header('retry-after', '60')
+      .send(
+        errorBody(
+          'insufficient_storage',
+          'the job store (Redis) has reached its memory limit (maxmemory), so nothing was kept; try again later, or ask the operator to raise maxmemory or delete finished jobs',
+        ),
+      );
   }
   if (isRedisUnavailable(err) || svc.redis.status !== 'ready') {
     req.log.warn({ err: err.message }, 'redis unavailable');
