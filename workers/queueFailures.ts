@@ -56,7 +56,14 @@ export class QueueFailureSweep {
   private closed = false;
 
   constructor(private readonly opts: QueueFailureSweepOptions) {
-    this.queue = new Queue<QueuedJobData>(opts.queueName, { connection: opts.connection, prefix: opts.prefix });
+    // Nothing is awaited at creation: BullMQ's own readiness wait, when Redis is away and the queue is closed before
+    // it returns, ends in an 'error' event with no listener left (a crash at shutdown).
+    this.queue = new Queue<QueuedJobData>(opts.queueName, {
+      connection: opts.connection,
+      prefix: opts.prefix,
+      skipWaitingForReady: true,
+      skipVersionCheck: true,
+    });
     this.queue.on('error', () => undefined);
   }
 
