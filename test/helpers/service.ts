@@ -6,7 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
 import { encodeNpy } from '../../models/io/npy.js';
 import { createLogger } from '../../services/logger.js';
 import { deleteByPrefix } from '../../services/redis.js';
@@ -72,6 +74,31 @@ export async function testEnv(overrides: Record<string, string> = {}): Promise<T
 
 export function start(role: Role, t: TestEnv): Promise<RunningServer> {
   return startServer(role, t.env, createLogger(t.env.IMMUNIZE_LOG_LEVEL ?? 'silent', false));
+}
+
+export interface LogLine {
+  msg: string;
+  jobId?: string;
+}
+
+/** A worker whose log lines at level info and above are kept, in order, in `logs`: for tests of what it says. */
+export async function startLoggedWorker(t: TestEnv): Promise<{ worker: RunningServer; logs: LogLine[] }> {
+  const logs: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) logs.push(JSON.parse(line) as LogLine);
+      done();
+    },
+  });
+  return { worker: await startServer('worker', t.env, pino({ level: 'info' }, sink)), logs };
+}
+
+/** Uploads a file as Alice through the API; returns the upload's id. */
+export async function uploadAs(api: RunningServer, name: string, bytes: Buffer): Promise<string> {
+  const body = multipart(name, bytes);
+  const r = await api.api!.inject({ method: 'POST', url: '/v1/datasets', headers: { ...ALICE, ...body.headers }, payload: body.payload });
+  if (r.statusCode !== 201) throw new Error(`upload of ${name}: ${r.statusCode} ${r.body}`);
+  return (r.json() as { id: string }).id;
 }
 
 export async function cleanup(t: TestEnv): Promise<void> {

@@ -1,16 +1,31 @@
 /**
- * A job that ran to its end and committed its artifacts, but whose completion could not be written to its record (as
- * when Redis goes away at that moment): it is never recorded as failed and never run again. A retry records the
- * completion from the committed manifest, and so does the queue's final failure when no attempt is left. The fault
- * is injected at the worker's record write.
+ * A job's end that its record write missed, as when Redis goes away at that moment. The faults are injected at the
+ * worker's record writes.
+ *
+ * - A job that ran to its end and committed its artifacts, but whose completion could not be written: it is never
+ *   recorded as failed and never run again. A retry records the completion from the committed manifest, and so does
+ *   the queue's final failure when no attempt is left.
+ * - A failure the queue decided that never reached the record: the record would say "queued" for good. The sweep of
+ *   the queue's failed set records it.
  */
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import { startServer, type RunningServer } from '../../services/server.js';
-import { ALICE, cleanup, eventually, randomNpy, requireRedis, start, multipart, type TestEnv, testEnv } from '../helpers/service.js';
+import type { Records } from '../../services/records.js';
+import type { RunningServer } from '../../services/server.js';
+import {
+  ALICE,
+  cleanup,
+  eventually,
+  randomNpy,
+  requireRedis,
+  start,
+  type TestEnv,
+  testEnv,
+  startLoggedWorker,
+  uploadAs,
+  type LogLine,
+} from '../helpers/service.js';
 
 // Without a Redis this file fails (it never skips).
 await requireRedis();
@@ -19,6 +34,7 @@ interface Doc {
   status: string;
   attempts: number;
   lastError?: unknown;
+  error?: { code: string; message: string };
   artifacts: Array<{ name: string; size: number; sha256: string }>;
 }
 
@@ -26,25 +42,13 @@ let t: TestEnv;
 let api: RunningServer;
 let worker: RunningServer;
 let data: { benign: string; harmful: string };
-const logs: Array<{ msg: string; jobId?: string }> = [];
+let logs: LogLine[];
 
 before(async () => {
   t = await testEnv({ IMMUNIZE_JOB_ATTEMPTS: '2' });
   api = await start('api', t);
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) logs.push(JSON.parse(line) as (typeof logs)[number]);
-      done();
-    },
-  });
-  worker = await startServer('worker', t.env, pino({ level: 'info' }, sink));
-  const upload = async (name: string, bytes: Buffer) => {
-    const body = multipart(name, bytes);
-    const r = await api.api!.inject({ method: 'POST', url: '/v1/datasets', headers: { ...ALICE, ...body.headers }, payload: body.payload });
-    assert.equal(r.statusCode, 201, r.body);
-    return r.json().id as string;
-  };
-  data = { benign: await upload('b.npy', randomNpy(50, 8, 5)), harmful: await upload('h.npy', randomNpy(50, 8, 6)) };
+  ({ worker, logs } = await startLoggedWorker(t));
+  data = { benign: await uploadAs(api, 'b.npy', randomNpy(50, 8, 5)), harmful: await uploadAs(api, 'h.npy', randomNpy(50, 8, 6)) };
 });
 
 const realComplete = () => Object.getPrototypeOf(worker.services.records).complete as RunningServer['services']['records']['complete'];
@@ -77,9 +81,13 @@ async function submit(seed: number): Promise<string> {
   return r.json().id as string;
 }
 
+async function jobDoc(id: string): Promise<Doc> {
+  return (await api.api!.inject({ url: `/v1/jobs/${id}`, headers: ALICE })).json() as Doc;
+}
+
 async function finished(id: string): Promise<Doc> {
   return eventually(`job ${id} to finish`, async () => {
-    const d = (await api.api!.inject({ url: `/v1/jobs/${id}`, headers: ALICE })).json() as Doc;
+    const d = await jobDoc(id);
     return d.status === 'completed' || d.status === 'failed' ? d : undefined;
   });
 }
@@ -122,5 +130,40 @@ describe('a completion that could not be recorded', () => {
     assert.equal(said(id, /^job failed/), 0);
     assert.equal(said(id, /^job completed by an earlier attempt; recorded now$/), 1);
     await assertWholeArtifacts(id, d);
+  });
+});
+
+describe('the sweep of failed jobs', () => {
+  it('records a failure the queue decided while the record could not be written', async () => {
+    const records = worker.services.records;
+    const proto = Object.getPrototypeOf(records) as Records;
+    // No attempt can start and no failure can be written: the queue fails the job (both attempts) on its own.
+    records.startAttempt = () => Promise.reject(new Error('Connection is closed.'));
+    records.fail = () => Promise.reject(new Error('Connection is closed.'));
+    let id: string;
+    try {
+      id = await submit(31);
+      await eventually('the failure the queue decided, not recorded', async () =>
+        logs.some((l) => l.jobId === id && l.msg === 'could not record a failure decided by the queue') ? true : undefined,
+      );
+    } finally {
+      records.startAttempt = proto.startAttempt;
+      records.fail = proto.fail;
+    }
+    assert.equal((await jobDoc(id)).status, 'queued', 'the record still says queued');
+
+    assert.equal(await worker.worker!.sweepQueueFailures(), 1);
+    const d = await jobDoc(id);
+    assert.equal(d.status, 'failed', JSON.stringify(d));
+    assert.equal(d.error?.code, 'internal');
+    assert.match(d.error!.message, /Connection is closed/);
+    assert.equal(await worker.worker!.sweepQueueFailures(), 0, 'a recorded failure is not recorded again');
+  });
+
+  it('leaves completed jobs alone', async () => {
+    const id = await submit(32);
+    assert.equal((await finished(id)).status, 'completed');
+    assert.equal(await worker.worker!.sweepQueueFailures(), 0);
+    assert.equal((await jobDoc(id)).status, 'completed');
   });
 });
