@@ -17,6 +17,7 @@ import { createLogger } from '../services/logger.js';
 import { matrix, soakEnv } from './soakEnv.js';
 import { startServer, type RunningServer } from '../services/server.js';
 import { startPrivateRedis, type PrivateRedis } from './privateRedis.js';
+import { JOB_END_MESSAGES } from '../workers/queueWorker.js';
 
 export type AppendFsync = 'everysec' | 'always';
 
@@ -89,11 +90,7 @@ interface JobDoc {
   artifacts: Array<{ name: string; sha256: string }>;
 }
 
-const RAN_TO_END = new Set([
-  'job completed',
-  'job ran to its end and its artifacts are committed, but its completion could not be recorded; a retry records it',
-  'another attempt already committed this job; dropping this one',
-]);
+const RAN_TO_END = new Set<string>([JOB_END_MESSAGES.completed, JOB_END_MESSAGES.completionUnrecorded, JOB_END_MESSAGES.anotherAttemptCommitted]);
 
 /** What the workers' log lines say about each job. */
 class WorkerLog {

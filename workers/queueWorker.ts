@@ -219,6 +219,14 @@ export class CancelWatch {
   }
 }
 
+/** Log messages of a job's end that tools read back (the Redis-crash soak counts runs by them). */
+export const JOB_END_MESSAGES = {
+  completed: 'job completed',
+  completionUnrecorded: 'job ran to its end and its artifacts are committed, but its completion could not be recorded; a retry records it',
+  anotherAttemptCommitted: 'another attempt already committed this job; dropping this one',
+  recordedLate: 'job completed by an earlier attempt; recorded now',
+} as const;
+
 type Outcome = { artifacts: number } | { skipped: string };
 
 /** A job's artifacts are committed but its record does not say so yet (see QueueJobProcessor.unrecorded). */
@@ -306,7 +314,7 @@ class QueueJobProcessor {
     const prior = await store.committed(jobId);
     if (prior) {
       await records.complete(jobId, prior.metrics, prior.artifacts);
-      logger.info({ jobId, worker: this.workerId }, 'job completed by an earlier attempt; recorded now');
+      logger.info({ jobId, worker: this.workerId }, JOB_END_MESSAGES.recordedLate);
       return { settled: { artifacts: prior.artifacts.length } };
     }
     return { name: job.name, record };
@@ -371,7 +379,7 @@ class QueueJobProcessor {
     a.committed = await store.commit(a.jobId, a.id, { metrics: summary, artifacts: out.artifacts });
     if (!a.committed) {
       // Another attempt got there first: its artifacts are the job's, recorded once.
-      logger.warn(a.log, 'another attempt already committed this job; dropping this one');
+      logger.warn(a.log, JOB_END_MESSAGES.anotherAttemptCommitted);
       const first = await store.committed(a.jobId);
       if (first) await records.complete(a.jobId, first.metrics, first.artifacts).catch((err: unknown) => this.unrecorded(a, err));
       return { skipped: 'another attempt committed first' };
@@ -380,7 +388,7 @@ class QueueJobProcessor {
     await store.discard(a.jobId).catch(() => undefined);
     const seconds = (performance.now() - a.started) / 1000;
     metrics?.jobFinished('completed', seconds);
-    logger.info({ ...a.log, seconds }, 'job completed');
+    logger.info({ ...a.log, seconds }, JOB_END_MESSAGES.completed);
     return { artifacts: out.artifacts.length };
   }
 
@@ -390,10 +398,7 @@ class QueueJobProcessor {
    * the job again (admit), and so does the queue's final failure (recordQueueFailure).
    */
   private unrecorded(a: Attempt, err: unknown): never {
-    this.opts.logger.warn(
-      { ...a.log, err: String(err) },
-      'job ran to its end and its artifacts are committed, but its completion could not be recorded; a retry records it',
-    );
+    this.opts.logger.warn({ ...a.log, err: String(err) }, JOB_END_MESSAGES.completionUnrecorded);
     throw new UnrecordedCompletion(`the completion could not be recorded: ${String(err)}`);
   }
 
@@ -451,7 +456,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     if (!job) return;
     recordQueueFailure(records, opts.store, job, err.message).then(
       (recorded) => {
-        if (recorded === 'completed') logger.info({ worker: workerId, jobId: job.id }, 'job completed by an earlier attempt; recorded now');
+        if (recorded === 'completed') logger.info({ worker: workerId, jobId: job.id }, JOB_END_MESSAGES.recordedLate);
       },
       (e: unknown) =>
         logger.warn({ worker: workerId, jobId: job.id, err: e instanceof Error ? e.message : String(e) }, 'could not record a failure decided by the queue'),
